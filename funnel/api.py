@@ -1,0 +1,255 @@
+"""Library API: ``analyze(sources, ...) -> Analysis`` and the shard functions beneath it.
+
+Data flow (design.md): read + adapt -> normalize (types, UTC, rejects, duplicates) ->
+sessionize -> steps -> per-entity records -> diagnosis -> additive partials -> merge ->
+finalize -> Report. ``shard_partials`` is the unit that runs on any shard of users (locally
+the whole input is one shard; Spark runs it per partition) and its output merges by addition.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from . import __version__
+from .config import Config
+from .core import finalize as fin
+from .core import partials as parts
+from .core import reasons, recommend  # noqa: I001 (diagnosis)
+from .core.normalize import cap_sessions, mark_duplicates, normalize
+from .core.sessionize import sessionize
+from .core.sessions import map_steps, session_records, with_recovery
+from .errors import InputError
+from .io.load import Loaded, load_events, load_sessions
+from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
+from .schema import DEFAULT_SEGMENT_CANDIDATES, ENTITY, REJECT, SESSION, USER
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Usable events of the whole input plus what the input summary needs."""
+
+    events: pl.LazyFrame          # usable canonical events with _entity and _step
+    rejects: pl.DataFrame         # rejected rows (file, row, cause + canonical columns)
+    loaded: Loaded
+    attrs: list[str]              # segment attributes available per entity
+    sessionized: bool
+    sessions_log: str | None
+    rows_read: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What ``analyze`` returns: the report, plus the per-cart table for reminders/exports."""
+
+    report: Report
+    carts: pl.DataFrame           # one row per abandoned cart: ids, exit step, value, reason, evidence
+    rejects: pl.DataFrame         # rows that could not be used: _file, _row, _reject + their values
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+
+def _duration(us: int) -> str:
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / 1e6:g}s"
+
+
+def generated_at() -> str:
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    if sde and sde.strip().isdigit():
+        return datetime.fromtimestamp(int(sde), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
+            progress: Progress | None = None) -> Prepared:
+    say = progress or (lambda _msg: None)
+    say("reading input")
+    loaded = load_events(sources, cfg)
+    lf = normalize(loaded.lf, cfg.timezone)
+    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
+    lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
+    lf = map_steps(lf, cfg)
+    lf = mark_duplicates(lf)
+    lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
+    try:
+        df = lf.collect(engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        files = ", ".join(str(f.path) for f in loaded.files)
+        raise InputError(f"{files}: cannot read the input ({msg})",
+                         "check that every file is complete and in one of the supported formats") from None
+    say(f"read {df.height:,} rows")
+    rejects = df.filter(pl.col(REJECT).is_not_null())
+    usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT)
+    sessionized = bool(usable["_built_session"].any())
+    usable = usable.drop("_built_session")
+    rejects = rejects.drop("_built_session")
+    attrs = [c for c in loaded.extra_columns if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    ev = usable.lazy()
+    sess_name = None
+    if sessions:
+        slf, sattrs = load_sessions(sessions, cfg)
+        clash = [a for a in sattrs if a in usable.columns]
+        ev = ev.drop(clash).join(slf, on=SESSION, how="left")
+        attrs = [a for a in attrs if a not in sattrs] + sattrs
+        sess_name = sessions
+    for s in cfg.segments:
+        if s not in attrs and s not in ev.collect_schema().names():
+            from .errors import ConfigError, suggestion
+
+            raise ConfigError(f"segment column {s!r} not found in the events or sessions log",
+                              suggestion(s, attrs + list(loaded.extra_columns)) or
+                              f"available: {', '.join(attrs) or 'none'}")
+        if s not in attrs:
+            attrs.append(s)
+    return Prepared(ev, rejects, loaded, attrs, sessionized, sess_name, df.height)
+
+
+def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
+    return with_recovery(session_records(ev, cfg, attrs), cfg)
+
+
+def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> parts.Partials:
+    """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell)."""
+    rec = entity_records(ev, cfg, attrs)
+    lazy = reasons.baseline_partials(ev, rec, cfg)
+    return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
+
+
+def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
+                    baseline: parts.Partials) -> pl.DataFrame:
+    """Per-entity records with reason, confidence, evidence and signal flags."""
+    rec = entity_records(ev, cfg, attrs).collect()
+    return reasons.diagnose(ev, rec.lazy(), cfg, baseline).collect()
+
+
+def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: parts.Partials,
+                   diag: pl.DataFrame | None = None) -> parts.Partials:
+    """Pass 2 on a shard: every additive partial of the report."""
+    if diag is None:
+        diag = shard_diagnosis(ev, cfg, attrs, baseline)
+    d = diag.lazy()
+    lazy: dict[str, pl.LazyFrame] = {}
+    lazy.update(parts.funnel_partials(d, cfg, attrs))
+    lazy.update(parts.path_partials(ev, d, cfg))
+    lazy.update(reasons.diagnosis_partials(d, cfg))
+    return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
+
+
+def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[str]) -> Report:
+    funnel = fin.finalize_funnel(p, cfg)
+    counts = fin.abandonment_counts(p, cfg)
+    diag = reasons.finalize_diagnosis(p, cfg)
+    carts, abandoned = counts["carts"], counts["abandoned"]
+    ab = Abandonment(
+        cart_step=cfg.steps[0].name, purchase_step=cfg.steps[-1].name,
+        carts=carts, abandoned=abandoned, rate=fin.ratio(abandoned, carts),
+        ci95=fin.wilson(abandoned, carts), benchmark_rate=fin.BENCHMARK_ABANDONMENT,
+        value_at_stake=counts["value"], recovered=counts["recovered"],
+        recovery_horizon_seconds=cfg.recovery_horizon / 1e6, currency=counts["currency"],
+        by_step=counts["by_step"], reasons=diag.reasons, signals=diag.signals,
+        shipping_bands=diag.shipping_bands, episodes=diag.episodes,
+    )
+    recs = recommend.recommend(p, ab, cfg)
+    settings = Settings(
+        steps=[{"name": s.name, "events": list(s.events)} for s in cfg.steps],
+        window=_duration(cfg.window), order=cfg.order, unit=cfg.level,
+        session_timeout=_duration(cfg.session_timeout), timezone=cfg.timezone,
+        recovery_horizon=_duration(cfg.recovery_horizon), config_source=cfg.source,
+    )
+    return Report(
+        schema_version=SCHEMA_VERSION, tool={"name": "funnel", "version": __version__},
+        generated_at=generated_at(), input=inp, settings=settings, funnel=funnel, abandonment=ab,
+        recommendations=recs, segments=fin.finalize_segments(p, cfg, attrs),
+        paths=fin.finalize_paths(p, cfg), trend=fin.finalize_trend(p, cfg),
+    )
+
+
+def _iso(ts: Any) -> str | None:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
+
+
+def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
+    rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    totals = p["totals"].row(0, named=True)
+    users = prep.events.select(pl.col(USER).n_unique()).collect().item()
+    return InputSummary(
+        files=[str(f.path) for f in prep.loaded.files], format=prep.loaded.format,
+        columns=dict(prep.loaded.columns), rows_read=prep.rows_read, rows_rejected=prep.rejects.height,
+        rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
+        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
+        period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=prep.sessions_log,
+        sessionized=prep.sessionized,
+        capped_sessions=int(prep.rejects.filter(pl.col(REJECT) == "session_cap")
+                            .select(pl.col(ENTITY).n_unique()).item()) if prep.rejects.height else 0,
+    )
+
+
+def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
+    """Rejected rows as written by ``--rejects``: file, row, cause, then the row's values."""
+    from .schema import ROW, SOURCE_FILE, STEP
+
+    keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP)]
+    return rejects.select(pl.col(SOURCE_FILE).alias("file"), pl.col(ROW).alias("row"),
+                          pl.col(REJECT).alias("cause"), *keep).sort("file", "row")
+
+
+def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """The per-cart table (abandoned carts), as written by ``--carts``."""
+    from .core.funnel import LEVEL
+
+    names = list(cfg.step_names)
+    k = len(names)
+    return (
+        diag.filter((pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k) & ~pl.col("_excluded"))
+        .select(
+            pl.col(SESSION).alias("session_id"), pl.col(USER).alias("user_id"),
+            (pl.col(LEVEL) - 1).replace_strict(list(range(k)), names, return_dtype=pl.String).alias("exit_step"),
+            pl.col("exit_ts").alias("exit_time"), "cart_value", "reason",
+            pl.col("confidence").round(3), pl.col("evidence").list.join(";").alias("evidence"),
+            pl.col("recovered"),
+        )
+        .sort("session_id")
+    )
+
+
+def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = None, *,
+            sessions: str | None = None, progress: Progress | None = None, **overrides: Any) -> Analysis:
+    """Analyse event logs and return the report plus the per-cart table.
+
+    ``overrides`` are Config fields (``steps``, ``window`` in µs, ``order``, ...), applied over
+    ``config`` (default: built-in defaults).
+    """
+    cfg = (config or Config()).with_overrides(**overrides)
+    if isinstance(sources, str):
+        sources = [sources]
+    say = progress or (lambda _msg: None)
+    prep = prepare(list(sources), cfg, sessions=sessions, progress=say)
+    if prep.events.select(pl.len()).collect().item() == 0:
+        causes = ", ".join(f"{k} {n}" for k, n in prep.rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
+        raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows "
+                         f"({prep.rows_read} read, all rejected: {causes or 'none'})",
+                         "check the timestamp, event and id columns with 'funnel validate'")
+    say("reconstructing purchase paths")
+    baseline = shard_baseline(prep.events, cfg, prep.attrs)
+    say("diagnosing abandoned carts")
+    diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline)
+    p = shard_partials(prep.events, cfg, prep.attrs, baseline, diag)
+    say("building the report")
+    report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
+    return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
+
+
+__all__ = ["Analysis", "analyze", "build_report", "prepare", "shard_baseline", "shard_diagnosis",
+           "shard_partials"]

@@ -1,0 +1,322 @@
+"""Command line: a thin typer layer. Each command parses options, calls the library, renders,
+and returns an exit code: 0 ok, 1 a --fail-on gate fired, 2 usage/input/config error."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import ConfigError, FunnelError
+
+app = typer.Typer(
+    name="funnel",
+    help="Checkout-funnel diagnostics: where buyers give up, why, and what to fix first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+EventsArg = Annotated[list[str], typer.Argument(
+    help="Event logs: files, folders or globs (CSV/TSV/Parquet/NDJSON, optionally .gz/.zst).",
+    show_default=False)]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="funnel.toml (default: ./funnel.toml or [tool.funnel] in ./pyproject.toml).")]
+ColumnOpt = Annotated[Optional[list[str]], typer.Option(
+    "--column", help="Set a column role: ROLE=COLUMN (e.g. timestamp=event_time). Repeatable.")]
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", help="Input format: auto, events, ga4, segment, snowplow, shopify.")]
+TzOpt = Annotated[Optional[str], typer.Option("--timezone", help="Time zone of naive timestamps (IANA name).")]
+
+
+def _consoles(machine_to_stdout: bool):
+    from rich.console import Console
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    human = Console(stderr=machine_to_stdout, no_color=no_color, highlight=False, soft_wrap=False)
+    err = Console(stderr=True, no_color=no_color, highlight=False)
+    return human, err
+
+
+def _fail(err_console, exc: FunnelError) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _base_config(config: Path | None, columns: list[str] | None, fmt: str | None, tz: str | None):
+    from .config import load_config, validate_timezone
+    from .schema import ROLE_BY_NAME
+
+    cfg = load_config(config)
+    overrides: dict = {}
+    if columns:
+        cols = dict(cfg.columns)
+        for item in columns:
+            role, sep, col = item.partition("=")
+            if not sep or not col:
+                raise ConfigError(f"invalid --column {item!r}", "write ROLE=COLUMN, e.g. --column timestamp=event_time")
+            if role not in ROLE_BY_NAME:
+                from .errors import suggestion
+
+                raise ConfigError(f"unknown column role {role!r} in --column",
+                                  suggestion(role, ROLE_BY_NAME) or f"roles: {', '.join(ROLE_BY_NAME)}")
+            cols[role] = col
+        overrides["columns"] = cols
+    if fmt:
+        overrides["format"] = fmt
+    if tz:
+        overrides["timezone"] = validate_timezone(tz)
+    return cfg.with_overrides(**overrides)
+
+
+class _Progress:
+    """A transient status line on stderr while reading (only on a terminal)."""
+
+    def __init__(self, console) -> None:
+        self.status = None
+        if console.is_terminal:
+            self.status = console.status("starting…")
+
+    def __enter__(self):
+        if self.status:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.status:
+            self.status.__exit__(*exc)
+
+    def __call__(self, msg: str) -> None:
+        if self.status:
+            self.status.update(msg + "…")
+
+
+@app.command()
+def analyze(
+    events: EventsArg,
+    sessions: Annotated[Optional[str], typer.Option("--sessions", help="Sessions log (device, channel, country, …) joined on session id.")] = None,
+    config: ConfigOpt = None,
+    steps: Annotated[Optional[str], typer.Option("--steps", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")] = None,
+    window: Annotated[Optional[str], typer.Option("--window", help="Funnel window: 30m, 24h, 7d (default 24h).")] = None,
+    order: Annotated[Optional[str], typer.Option("--order", help="ordered (default), strict or any.")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Count sessions (default) or users.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Exclusion event: sessions with it between their first and last step are not counted. Repeatable.")] = None,
+    segment: Annotated[Optional[list[str]], typer.Option("--segment", help="Break down by this column (sessions log or events). Repeatable.")] = None,
+    session_timeout: Annotated[Optional[str], typer.Option("--session-timeout", help="Inactivity that starts a new session when the log has no session id (default 30m).")] = None,
+    html: Annotated[Optional[str], typer.Option("--html", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE, or - for stdout.")] = None,
+    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
+    carts: Annotated[Optional[str], typer.Option("--carts", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
+    rejects: Annotated[Optional[str], typer.Option("--rejects", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Any rejected row is an error (exit 2).")] = False,
+    plotlyjs: Annotated[str, typer.Option("--plotlyjs", help="inline (default, works offline) or cdn (small file).")] = "inline",
+    include_ids: Annotated[bool, typer.Option("--include-ids", help="Allow session/user ids in the HTML report.")] = False,
+    columns: ColumnOpt = None,
+    fmt: FormatOpt = None,
+    timezone: TzOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
+) -> None:
+    """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
+    machine_stdout = json_out == "-" or markdown == "-"
+    human, err = _consoles(machine_stdout)
+    try:
+        from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
+
+        cfg = _base_config(config, columns, fmt, timezone)
+        cfg = cfg.with_overrides(
+            steps=parse_steps(steps) if steps else None,
+            window=parse_duration(window, "--window") if window else None,
+            order=validate_choice(order, ORDERS, "--order") if order else None,
+            level=validate_choice(unit, LEVELS, "--unit") if unit else None,
+            exclude=tuple(exclude) if exclude else None,
+            segments=tuple(segment) if segment else None,
+            session_timeout=parse_duration(session_timeout, "--session-timeout") if session_timeout else None,
+            include_ids=include_ids or None,
+        )
+        if plotlyjs not in ("inline", "cdn"):
+            raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
+        from .api import analyze as run
+
+        with _Progress(err) as progress:
+            result = run(events, cfg, sessions=sessions, progress=progress)
+        report = result.report
+        if strict and report.input.rows_rejected:
+            causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)
+            from .errors import InputError
+
+            raise InputError(f"--strict: {report.input.rows_rejected} rows rejected ({causes})",
+                             "fix the input, or run without --strict (write them out with --rejects FILE)")
+        _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
+                       carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
+                       quiet=quiet)
+    except FunnelError as exc:
+        _fail(err, exc)
+    raise typer.Exit(1 if any(g.fired for g in report.gates) else 0)
+
+
+def _period_label(report) -> str:
+    start, end = report.input.period.start, report.input.period.end
+    if not start or not end:
+        return "report"
+    return f"{start[:10]}_{end[:10]}"
+
+
+def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,
+                   include_ids, quiet) -> None:
+    from .io.writers import write_frame, write_text_atomic
+    from .render import render
+
+    written: list[str] = []
+    if json_out:
+        text = render(report, "json", include_ids=include_ids)
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            written.append(str(write_text_atomic(json_out, text)))
+    if markdown:
+        text = render(report, "markdown")
+        if markdown == "-":
+            sys.stdout.write(text)
+        else:
+            written.append(str(write_text_atomic(markdown, text)))
+    if html is None and not json_out and not markdown:
+        html = "reports"
+    if html:
+        target = Path(html)
+        if target.is_dir() or html.endswith(("/", os.sep)) or (html == "reports" and not target.exists()):
+            target = target / f"funnel-{_period_label(report)}.html"
+        text = render(report, "html", plotlyjs=plotlyjs, include_ids=include_ids)
+        written.append(str(write_text_atomic(target, text)))
+    if carts:
+        written.append(str(write_frame(carts, result.carts)))
+    if rejects:
+        written.append(str(write_frame(rejects, result.rejects)))
+    if not quiet:
+        from .render.terminal import print_report
+
+        print_report(report, human)
+    for w in written:
+        human.print(f"wrote {w}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def sample(
+    sessions: Annotated[int, typer.Option("--sessions", min=10, help="Number of sessions to generate.")] = 6000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sample_data"),
+) -> None:
+    """Generate a realistic shop log with planted causes: events.csv, sessions.csv, labels.csv."""
+    human, err = _consoles(False)
+    try:
+        from .io.sample import write_sample
+
+        try:
+            paths = write_sample(out, n_sessions=sessions, seed=seed)
+        except OSError as exc:
+            from .errors import OutputError
+
+            raise OutputError(f"cannot write to {out} ({exc.strerror})", "choose a writable folder with --out") from None
+        for p in paths:
+            human.print(f"wrote {p}", highlight=False)
+    except FunnelError as exc:
+        _fail(err, exc)
+
+
+@app.command()
+def validate(
+    events: EventsArg,
+    config: ConfigOpt = None,
+    columns: ColumnOpt = None,
+    fmt: FormatOpt = None,
+    timezone: TzOpt = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the findings as JSON to FILE or -.")] = None,
+) -> None:
+    """Read the input and report what was detected; exit 2 when it is unusable."""
+    human, err = _consoles(json_out == "-")
+    try:
+        from .validate import describe_input, print_description
+
+        cfg = _base_config(config, columns, fmt, timezone)
+        desc = describe_input(events, cfg)
+        if json_out:
+            import json
+
+            text = json.dumps(desc, indent=2, ensure_ascii=False) + "\n"
+            if json_out == "-":
+                sys.stdout.write(text)
+            else:
+                from .io.writers import write_text_atomic
+
+                write_text_atomic(json_out, text)
+        print_description(desc, human)
+        if desc["usable_rows"] == 0:
+            from .errors import InputError
+
+            raise InputError(f"{', '.join(desc['files'])}: no usable rows", "see the rejected rows above")
+    except FunnelError as exc:
+        _fail(err, exc)
+
+
+@app.command()
+def init(
+    events: Annotated[Optional[list[str]], typer.Argument(help="Optional event logs to detect column roles from.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the config.")] = Path("funnel.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    columns: ColumnOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """Write a commented funnel.toml with the detected column roles and the default funnel."""
+    human, err = _consoles(False)
+    try:
+        from .errors import OutputError
+        from .validate import init_toml
+
+        if out.exists() and not force:
+            raise OutputError(f"{out} already exists", "use --force to overwrite it or --out to pick another name")
+        cfg = _base_config(None, columns, fmt, None)
+        text = init_toml(events or [], cfg)
+        from .io.writers import write_text_atomic
+
+        write_text_atomic(out, text)
+        human.print(f"wrote {out}", highlight=False)
+    except FunnelError as exc:
+        _fail(err, exc)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"funnel {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Checkout-funnel diagnostics: where buyers give up, why, and what to fix first."""
+
+
+def main() -> None:
+    """Console entry point: never a traceback; unexpected errors exit 2 with one line."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("FUNNEL_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {first} — this is a bug in funnel; "
+                         "rerun with FUNNEL_DEBUG=1 for details and report it\n")
+        sys.exit(2)

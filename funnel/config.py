@@ -1,0 +1,269 @@
+"""Configuration: column roles, time zone, steps, window, segments, signal rules, gates.
+
+Sources, lowest to highest precedence: built-in defaults, ``[tool.funnel]`` in a
+``pyproject.toml``, ``funnel.toml`` (or ``--config FILE``), command-line flags. Validated once;
+unknown keys are errors with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, suggestion
+from .schema import ROLE_BY_NAME
+
+_UNITS_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
+             "d": 86_400_000_000, "w": 7 * 86_400_000_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration(text: str, what: str = "duration") -> int:
+    """'30m', '24h', '7d', '90s', '1w' -> integer microseconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"invalid {what} {text!r}",
+                          "use a number with a unit: 90s, 30m, 24h, 7d or 2w")
+    value = float(m.group(1)) * _UNITS_US[m.group(2)]
+    if value <= 0:
+        raise ConfigError(f"invalid {what} {text!r}", "it must be greater than zero")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One funnel step: a name and the event names that satisfy it."""
+
+    name: str
+    events: tuple[str, ...]
+
+
+DEFAULT_STEPS: tuple[Step, ...] = (
+    Step("cart", ("add_to_cart", "Product Added", "product_added_to_cart")),
+    Step("checkout", ("begin_checkout", "Checkout Started", "checkout_started")),
+    Step("shipping", ("add_shipping_info", "Shipping Info Entered",
+                      "checkout_shipping_info_submitted")),
+    Step("payment", ("add_payment_info", "Payment Info Entered", "payment_info_submitted")),
+    Step("purchase", ("purchase", "Order Completed", "checkout_completed")),
+)
+
+ORDERS = ("ordered", "strict", "any")
+LEVELS = ("session", "user")
+
+
+def parse_steps(spec: str) -> tuple[Step, ...]:
+    """``a,b,c`` or ``cart=add_to_cart|Product Added,checkout=begin_checkout``."""
+    steps: list[Step] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if "=" in part:
+            name, _, evs = part.partition("=")
+            events = tuple(e.strip() for e in evs.split("|") if e.strip())
+            name = name.strip()
+        else:
+            events = tuple(e.strip() for e in part.split("|") if e.strip())
+            name = events[0] if events else ""
+        if not name or not events:
+            raise ConfigError(f"invalid step {part!r} in --steps",
+                              "write steps as a,b,c or name=event1|event2")
+        steps.append(Step(name, events))
+    _check_steps(steps, "--steps")
+    return tuple(steps)
+
+
+def _check_steps(steps: list[Step] | tuple[Step, ...], where: str) -> None:
+    if len(steps) < 2:
+        raise ConfigError(f"{where} needs at least two steps", "e.g. add_to_cart,purchase")
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: step names must be unique, got {names}")
+    seen: dict[str, str] = {}
+    for s in steps:
+        for e in s.events:
+            if e in seen:
+                raise ConfigError(f"{where}: event {e!r} is listed in steps {seen[e]!r} and {s.name!r}",
+                                  "each event name may satisfy one step only")
+            seen[e] = s.name
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings for one analysis. Durations are microseconds."""
+
+    columns: dict[str, str] = field(default_factory=dict)   # role -> source column
+    format: str = "auto"
+    timezone: str = "UTC"
+    session_timeout: int = parse_duration("30m")
+    steps: tuple[Step, ...] = DEFAULT_STEPS
+    window: int = parse_duration("24h")
+    order: str = "ordered"
+    level: str = "session"
+    exclude: tuple[str, ...] = ()
+    recovery_horizon: int = parse_duration("7d")
+    segments: tuple[str, ...] = ()
+    min_segment_size: int = 30
+    max_events_per_session: int = 5000
+    signals: dict[str, Any] = field(default_factory=dict)   # validated by funnel.core.signals
+    fail_on: tuple[str, ...] = ()
+    include_ids: bool = False
+    source: str = "defaults"
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.steps)
+
+    def with_overrides(self, **kw: Any) -> Config:
+        """Apply flag values (``None`` means 'not given')."""
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+# --- file loading -----------------------------------------------------------------------
+
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "": ("columns", "time", "funnel", "segments", "signals", "thresholds", "gates", "input",
+         "report"),
+    "time": ("timezone", "session_timeout"),
+    "funnel": ("steps", "window", "order", "level", "exclude", "recovery_horizon"),
+    "segments": ("columns", "min_size"),
+    "gates": ("fail_on",),
+    "input": ("format", "max_events_per_session"),
+    "report": ("include_ids",),
+}
+
+
+def _check_keys(table: dict[str, Any], section: str, src: str) -> None:
+    allowed = _SCHEMA[section]
+    for key in table:
+        if key not in allowed:
+            where = f"[{section}]" if section else "top level"
+            hint = suggestion(key, allowed) or f"allowed keys: {', '.join(allowed)}"
+            raise ConfigError(f"{src}: unknown key {key!r} in {where}", hint)
+
+
+def _expect(value: Any, typ: type | tuple[type, ...], key: str, src: str) -> Any:
+    if not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ConfigError(f"{src}: {key} must be a {names}, got {value!r}")
+    return value
+
+
+def config_from_mapping(data: dict[str, Any], src: str, base: Config | None = None) -> Config:
+    """Validate a parsed TOML mapping and merge it over ``base``."""
+    cfg = base or Config()
+    _check_keys(data, "", src)
+    kw: dict[str, Any] = {"source": src}
+    cols = data.get("columns", {})
+    _expect(cols, dict, "[columns]", src)
+    for role, col in cols.items():
+        if role not in ROLE_BY_NAME:
+            raise ConfigError(f"{src}: unknown column role {role!r} in [columns]",
+                              suggestion(role, ROLE_BY_NAME) or f"roles: {', '.join(ROLE_BY_NAME)}")
+        _expect(col, str, f"columns.{role}", src)
+    if cols:
+        kw["columns"] = {**cfg.columns, **cols}
+    t = data.get("time", {})
+    _check_keys(t, "time", src)
+    if "timezone" in t:
+        kw["timezone"] = validate_timezone(_expect(t["timezone"], str, "time.timezone", src))
+    if "session_timeout" in t:
+        kw["session_timeout"] = parse_duration(t["session_timeout"], "time.session_timeout")
+    f = data.get("funnel", {})
+    _check_keys(f, "funnel", src)
+    if "steps" in f:
+        steps = []
+        for i, s in enumerate(_expect(f["steps"], list, "funnel.steps", src)):
+            _expect(s, dict, f"funnel.steps[{i}]", src)
+            for k in s:
+                if k not in ("name", "events"):
+                    raise ConfigError(f"{src}: unknown key {k!r} in funnel.steps[{i}]",
+                                      suggestion(k, ("name", "events")) or "keys: name, events")
+            name = _expect(s.get("name"), str, f"funnel.steps[{i}].name", src)
+            evs = s.get("events", [name])
+            evs = [evs] if isinstance(evs, str) else _expect(evs, list, f"funnel.steps[{i}].events", src)
+            steps.append(Step(name, tuple(str(e) for e in evs)))
+        _check_steps(steps, f"{src} [funnel].steps")
+        kw["steps"] = tuple(steps)
+    if "window" in f:
+        kw["window"] = parse_duration(f["window"], "funnel.window")
+    if "order" in f:
+        kw["order"] = validate_choice(f["order"], ORDERS, "funnel.order")
+    if "level" in f:
+        kw["level"] = validate_choice(f["level"], LEVELS, "funnel.level")
+    if "exclude" in f:
+        kw["exclude"] = tuple(_expect(f["exclude"], list, "funnel.exclude", src))
+    if "recovery_horizon" in f:
+        kw["recovery_horizon"] = parse_duration(f["recovery_horizon"], "funnel.recovery_horizon")
+    seg = data.get("segments", {})
+    _check_keys(seg, "segments", src)
+    if "columns" in seg:
+        kw["segments"] = tuple(_expect(seg["columns"], list, "segments.columns", src))
+    if "min_size" in seg:
+        kw["min_segment_size"] = int(_expect(seg["min_size"], int, "segments.min_size", src))
+    if "signals" in data or "thresholds" in data:
+        kw["signals"] = {"signals": data.get("signals", {}), "thresholds": data.get("thresholds", {}),
+                         "source": src}
+    g = data.get("gates", {})
+    _check_keys(g, "gates", src)
+    if "fail_on" in g:
+        kw["fail_on"] = tuple(_expect(g["fail_on"], list, "gates.fail_on", src))
+    inp = data.get("input", {})
+    _check_keys(inp, "input", src)
+    if "format" in inp:
+        kw["format"] = str(inp["format"])
+    if "max_events_per_session" in inp:
+        kw["max_events_per_session"] = int(inp["max_events_per_session"])
+    rep = data.get("report", {})
+    _check_keys(rep, "report", src)
+    if "include_ids" in rep:
+        kw["include_ids"] = bool(rep["include_ids"])
+    return replace(cfg, **kw)
+
+
+def load_config(path: str | Path | None = None, search_dir: str | Path = ".") -> Config:
+    """Load ``path``, else ``./funnel.toml``, else ``[tool.funnel]`` in ``./pyproject.toml``."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}", "check the --config path or run 'funnel init'")
+        return config_from_mapping(_read_toml(p), str(p))
+    d = Path(search_dir)
+    if (d / "funnel.toml").is_file():
+        return config_from_mapping(_read_toml(d / "funnel.toml"), str(d / "funnel.toml"))
+    pp = d / "pyproject.toml"
+    if pp.is_file():
+        tool = _read_toml(pp).get("tool", {}).get("funnel")
+        if isinstance(tool, dict):
+            return config_from_mapping(tool, f"{pp} [tool.funnel]")
+    return Config()
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})", "fix the syntax or regenerate with 'funnel init'") from None
+
+
+def validate_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"invalid {what} {value!r}",
+                          suggestion(value, choices) or f"choose one of: {', '.join(choices)}")
+    return value
+
+
+def validate_timezone(tz: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {tz!r}", "use an IANA name such as UTC or Europe/Helsinki") from None
+    return tz
+
+
+def config_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Config))

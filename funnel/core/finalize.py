@@ -1,0 +1,175 @@
+"""Merged partials -> typed result sections (rates, intervals, quantiles, tests).
+
+Runs once on the driver after merging; works on small aggregated frames only.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..config import Config
+from ..model import (AfterExit, Count, ExitStep, FunnelResult, PathVariant, Paths, Rate,
+                     SegmentBreakdown, SegmentGroup, StepResult, TimeDistribution, Transition,
+                     TrendPoint)
+from ..schema import ALL_REASONS
+from .funnel import LEVEL
+from .partials import NONE, OTHER, Partials
+from .stats import BUCKET_UPPER, benjamini_hochberg, histogram_quantile, ratio, two_proportion_test, wilson
+
+BENCHMARK_ABANDONMENT = 0.7019  # Baymard Institute, average of ~49 studies
+
+
+def make_rate(k: int, n: int) -> Rate:
+    return Rate(int(k), int(n), ratio(k, n), wilson(k, n))
+
+
+def level_counts(levels: pl.DataFrame, k: int) -> list[int]:
+    """Entities reaching each step (level >= i+1) from the level histogram."""
+    by = dict(zip(levels[LEVEL].to_list(), levels["n"].to_list(), strict=True)) if levels.height else {}
+    return [int(sum(n for lv, n in by.items() if lv >= i + 1)) for i in range(k)]
+
+
+def _hist(df: pl.DataFrame, **keys: object) -> list[int]:
+    sub = df
+    for key, v in keys.items():
+        sub = sub.filter(pl.col(key) == v)
+    counts = [0] * len(BUCKET_UPPER)
+    for b, n in zip(sub["bucket"].to_list(), sub["n"].to_list(), strict=True):
+        counts[int(b)] += int(n)
+    return counts
+
+
+def finalize_funnel(p: Partials, cfg: Config) -> FunnelResult:
+    k = len(cfg.steps)
+    totals = p["totals"].row(0, named=True)
+    reached = level_counts(p["levels"], k)
+    steps: list[StepResult] = []
+    for i, step in enumerate(cfg.steps):
+        prev = reached[i - 1] if i else None
+        hist = _hist(p["step_time"], step=i) if i else None
+        steps.append(StepResult(
+            name=step.name,
+            events=list(step.events),
+            sessions=reached[i],
+            conversion_from_previous=ratio(reached[i], prev) if i else None,
+            conversion_from_start=ratio(reached[i], reached[0]) if i else (1.0 if reached[0] else None),
+            ci95=wilson(reached[i], prev) if i else None,
+            ci95_from_start=wilson(reached[i], reached[0]) if i else None,
+            dropped=(prev - reached[i]) if i else 0,
+            median_seconds_from_previous=histogram_quantile(hist, 0.5) if hist else None,
+            p90_seconds_from_previous=histogram_quantile(hist, 0.9) if hist else None,
+        ))
+    return FunnelResult(
+        unit=cfg.level, order=cfg.order, window_seconds=cfg.window / 1e6,
+        entities=int(totals["n_entities"] or 0), excluded=int(totals["n_excluded"] or 0),
+        exclude_events=list(cfg.exclude), steps=steps, overall=make_rate(reached[-1], reached[0]),
+    )
+
+
+def abandonment_counts(p: Partials, cfg: Config) -> dict[str, object]:
+    """Carts, abandoned, recovered, value at stake and per-exit-step counts."""
+    k = len(cfg.steps)
+    df = p["abandonment"]
+    carts = int(df["n"].sum()) if df.height else 0
+    lost = df.filter(pl.col(LEVEL) < k)
+    abandoned = int(lost["n"].sum()) if lost.height else 0
+    recovered = int(lost.filter(pl.col("recovered"))["n"].sum()) if lost.height else 0
+    value = round(float(lost.filter(~pl.col("recovered"))["sum_value"].sum() or 0.0), 2) if lost.height else 0.0
+    by_step: list[ExitStep] = []
+    for lv in range(1, k):
+        sub = lost.filter(pl.col(LEVEL) == lv)
+        n = int(sub["n"].sum()) if sub.height else 0
+        reasons = {r: int(sub.filter(pl.col("reason") == r)["n"].sum()) for r in ALL_REASONS}
+        by_step.append(ExitStep(step=cfg.steps[lv - 1].name, abandoned=n, share=ratio(n, abandoned),
+                                value=round(float(sub["sum_value"].sum() or 0.0), 2), reasons=reasons))
+    cur = p.get("currency")
+    currency = None
+    if cur is not None and cur.height:
+        top = cur.filter(pl.col("currency") != NONE).sort(["n", "currency"], descending=[True, False])
+        currency = top["currency"][0] if top.height else None
+    return {"carts": carts, "abandoned": abandoned, "recovered": recovered, "value": value,
+            "by_step": by_step, "currency": currency}
+
+
+def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[SegmentBreakdown]:
+    k = len(cfg.steps)
+    out: list[SegmentBreakdown] = []
+    for a in attrs:
+        df = p.get(f"segment:{a}")
+        if df is None or not df.height:
+            continue
+        sizes = df.group_by("value").agg(pl.col("n").sum()).sort("value")
+        small = sorted(v for v, n in sizes.iter_rows() if n < cfg.min_segment_size)
+        df = df.with_columns(pl.when(pl.col("value").is_in(small)).then(pl.lit(OTHER))
+                             .otherwise(pl.col("value")).alias("value"))
+        values = sorted(set(df["value"].to_list()))
+        stats = {}
+        for v in values:
+            reached = level_counts(df.filter(pl.col("value") == v).group_by(LEVEL).agg(pl.col("n").sum()), k)
+            n_all = int(df.filter(pl.col("value") == v)["n"].sum())
+            stats[v] = (n_all, reached[0], reached[-1])
+        tot_first = sum(s[1] for s in stats.values())
+        tot_buy = sum(s[2] for s in stats.values())
+        pvals = [two_proportion_test(s[2], s[1], tot_buy - s[2], tot_first - s[1]) if v != OTHER else None
+                 for v, s in stats.items()]
+        qvals = benjamini_hochberg(pvals)
+        groups = []
+        for (v, (n_all, first, buy)), pv, qv in zip(stats.items(), pvals, qvals, strict=True):
+            groups.append(SegmentGroup(
+                value=v, sessions=n_all, conversion=make_rate(buy, first),
+                abandonment=make_rate(first - buy, first), p_value=pv, q_value=qv,
+                significant=bool(qv is not None and qv < 0.05),
+            ))
+        out.append(SegmentBreakdown(column=a, groups=groups, other=small, min_size=cfg.min_segment_size))
+    return out
+
+
+def finalize_paths(p: Partials, cfg: Config, top: int = 8) -> Paths:
+    k = len(cfg.steps)
+    tr = p["transitions"].sort(["n", "source", "target"], descending=[True, False, False])
+    transitions = [Transition(s, t, int(n)) for s, t, n in tr.select("source", "target", "n").iter_rows()]
+    var = p["variants"]
+
+    def variants(purchased: bool) -> list[PathVariant]:
+        sub = var.filter(pl.col("purchased") == purchased)
+        total = int(sub["n"].sum()) if sub.height else 0
+        sub = sub.sort(["n", "path"], descending=[True, False]).head(top)
+        return [PathVariant(path.split(" > "), int(n), ratio(int(n), total) or 0.0)
+                for path, n in sub.select("path", "n").iter_rows()]
+
+    after: list[AfterExit] = []
+    ae = p["after_exit"]
+    for i in range(k - 1):
+        sub = ae.filter(pl.col("step") == i)
+
+        def top_of(kind: str) -> list[Count]:
+            s = sub.filter(pl.col("kind") == kind).sort(["n", "value"], descending=[True, False]).head(5)
+            return [Count(v, int(n)) for v, n in s.select("value", "n").iter_rows()]
+
+        n = int(sub.filter(pl.col("kind") == "next_event")["n"].sum()) if sub.height else 0
+        after.append(AfterExit(cfg.steps[i].name, n, top_of("next_event"), top_of("last_event"),
+                               top_of("last_page")))
+    dists: list[TimeDistribution] = []
+    upper = [float(x) for x in BUCKET_UPPER]
+    for i in range(1, k):
+        h = _hist(p["step_time"], step=i)
+        dists.append(TimeDistribution(f"{cfg.steps[i - 1].name} → {cfg.steps[i].name}", "converters",
+                                      sum(h), histogram_quantile(h, 0.5), histogram_quantile(h, 0.9), upper, h))
+        a = _hist(p["abandoner_dwell"], step=i - 1)
+        dists.append(TimeDistribution(f"{cfg.steps[i - 1].name} → {cfg.steps[i].name}", "abandoners",
+                                      sum(a), histogram_quantile(a, 0.5), histogram_quantile(a, 0.9), upper, a))
+    return Paths(transitions, variants(True), variants(False), after, dists)
+
+
+def finalize_trend(p: Partials, cfg: Config) -> list[TrendPoint]:
+    k = len(cfg.steps)
+    df = p["trend"]
+    out = []
+    for week in sorted(set(df["week"].to_list())):
+        sub = df.filter(pl.col("week") == week)
+        reached = level_counts(sub.group_by(LEVEL).agg(pl.col("n").sum()), k)
+        lost = sub.filter((pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k))
+        reasons = {r: int(lost.filter(pl.col("reason") == r)["n"].sum()) for r in ALL_REASONS}
+        out.append(TrendPoint(week, int(sub["n"].sum()), reached,
+                              make_rate(reached[0] - reached[-1], reached[0]), reasons))
+    return out

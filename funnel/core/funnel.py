@@ -1,0 +1,171 @@
+"""Window funnel levels per entity (session or user), as pure polars LazyFrame stages.
+
+Ordered (default) semantics are exactly ClickHouse ``windowFunnel(window, 'strict_increase')``:
+
+* only step events count; they are placed by (timestamp, step index), compared as integer µs;
+* every first-step event starts an attempt anchored at its own time;
+* a step-k event at time t advances an attempt when the *latest* qualifying step-(k-1) event at
+  or before t is strictly earlier than t and ``t - anchor <= window``; it inherits the anchor;
+* the entity's level is the highest step any attempt reached (0 = no first step).
+
+Because a step-k event only depends on qualifying step-(k-1) events, the levels are computed
+one step at a time with a backward as-of join per step: K-1 joins, no loops over rows.
+
+``strict`` order: additionally, the funnel-step event right before a step-k event (in the same
+sorted order) must be the qualifying step-(k-1) event — no other funnel step in between.
+``any`` order: order is ignored; the level is the largest number of distinct steps seen within
+one window (``[t, t + window]``, inclusive).
+
+For ordered/strict funnels the output also carries, for the *best attempt* (highest level,
+earliest anchor on ties), the first time it reached each step: ``_t0 .. _t{K-1}``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..schema import ENTITY, STEP, TS
+
+LEVEL = "_level"
+
+
+def step_time_col(k: int) -> str:
+    return f"_t{k}"
+
+
+def _base(step_events: pl.LazyFrame) -> pl.LazyFrame:
+    """Entity, integer-µs time and step index; exact duplicates removed (they change nothing)."""
+    return (
+        step_events.select(
+            pl.col(ENTITY),
+            pl.col(TS).dt.epoch("us").alias("t"),
+            pl.col(STEP).cast(pl.Int32),
+        )
+        .unique()
+    )
+
+
+def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
+    """All qualifying events as (entity, t, step, anchor)."""
+    level = (
+        ev.filter(pl.col(STEP) == 0)
+        .select(ENTITY, "t", pl.col("t").alias("anchor"))
+    )
+    parts = [level.with_columns(pl.lit(0, pl.Int32).alias(STEP))]
+    for k in range(1, n_steps):
+        cand = ev.filter(pl.col(STEP) == k).select(ENTITY, "t").sort("t")
+        prev = level.select(ENTITY, pl.col("t").alias("pt"), "anchor").sort("pt")
+        level = (
+            cand.join_asof(prev, left_on="t", right_on="pt", by=ENTITY, strategy="backward",
+                           check_sortedness=False)
+            .filter(
+                pl.col("pt").is_not_null()
+                & (pl.col("pt") < pl.col("t"))
+                & ((pl.col("t") - pl.col("anchor")) <= window_us)
+            )
+            .select(ENTITY, "t", "anchor")
+        )
+        parts.append(level.with_columns(pl.lit(k, pl.Int32).alias(STEP)))
+    return pl.concat(parts, how="vertical")
+
+
+def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
+    """Strict order: the previous funnel-step event must be the qualifying step-(k-1) event."""
+    df = ev.sort(ENTITY, "t", STEP).with_columns(
+        (pl.col(STEP) == 0).alias("q"),
+        pl.when(pl.col(STEP) == 0).then(pl.col("t")).alias("anchor"),
+    )
+    for k in range(1, n_steps):
+        prev = lambda c: pl.col(c).shift(1).over(ENTITY)  # noqa: E731
+        ok = (
+            (pl.col(STEP) == k)
+            & (prev(STEP) == k - 1)
+            & prev("q").fill_null(False)
+            & (prev("t") < pl.col("t"))
+            & ((pl.col("t") - prev("anchor")) <= window_us)
+        )
+        df = df.with_columns(
+            pl.when(ok).then(True).otherwise(pl.col("q")).alias("q"),
+            pl.when(ok).then(prev("anchor")).otherwise(pl.col("anchor")).alias("anchor"),
+        )
+    return df.filter("q").select(ENTITY, "t", "anchor", STEP)
+
+
+def _levels_with_times(q: pl.LazyFrame, n_steps: int) -> pl.LazyFrame:
+    best = q.group_by(ENTITY).agg(
+        (pl.col(STEP).max() + 1).alias(LEVEL),
+        pl.col("anchor").filter(pl.col(STEP) == pl.col(STEP).max()).min().alias("_best_anchor"),
+    )
+    times = (
+        q.join(best, on=ENTITY)
+        .filter(pl.col("anchor") == pl.col("_best_anchor"))
+        .group_by(ENTITY)
+        .agg(
+            pl.col("t").filter(pl.col(STEP) == k).min().alias(step_time_col(k))
+            for k in range(n_steps)
+        )
+    )
+    out = best.join(times, on=ENTITY, how="left").drop("_best_anchor")
+    return out.with_columns(
+        pl.from_epoch(pl.col(step_time_col(k)), time_unit="us").dt.replace_time_zone("UTC")
+        for k in range(n_steps)
+    )
+
+
+def _levels_any(ev: pl.LazyFrame, window_us: int, n_steps: int) -> pl.LazyFrame:
+    # For every event as a window start, count distinct steps in [t, t + window].
+    rolled = (
+        ev.sort(ENTITY, "t")
+        .rolling(index_column="t", period=f"{window_us}i", offset="0i", closed="both",
+                 group_by=ENTITY)
+        .agg(pl.col(STEP).n_unique().alias("n"))
+    )
+    lv = rolled.group_by(ENTITY).agg(pl.col("n").max().cast(pl.Int32).alias(LEVEL))
+    firsts = ev.group_by(ENTITY).agg(
+        pl.col("t").filter(pl.col(STEP) == k).min().alias(step_time_col(k)) for k in range(n_steps)
+    )
+    return lv.join(firsts, on=ENTITY, how="left").with_columns(
+        pl.from_epoch(pl.col(step_time_col(k)), time_unit="us").dt.replace_time_zone("UTC")
+        for k in range(n_steps)
+    )
+
+
+def funnel_levels(step_events: pl.LazyFrame, n_steps: int, window_us: int,
+                  order: str = "ordered") -> pl.LazyFrame:
+    """One row per entity that has at least one step event: ``_entity, _level, _t0.._t{K-1}``.
+
+    ``step_events`` needs ``_entity`` (String), ``ts`` (Datetime µs UTC) and ``_step`` (0-based
+    step index). Entities without step events are absent (their level is 0).
+    """
+    ev = _base(step_events)
+    if order == "any":
+        return _levels_any(ev, window_us, n_steps)
+    if order == "strict":
+        q = _qualifying_strict(ev, n_steps, window_us)
+    else:
+        q = _qualifying_ordered(ev, n_steps, window_us)
+    return _levels_with_times(q, n_steps)
+
+
+def apply_exclusions(levels: pl.LazyFrame, exclusion_events: pl.LazyFrame) -> pl.LazyFrame:
+    """Mark entities with an exclusion event between their first and last reached step.
+
+    Adds boolean ``_excluded``; excluded entities are not counted in the funnel (as PostHog
+    and Mixpanel exclusion steps do). ``exclusion_events`` has ``_entity`` and ``ts``.
+    """
+    last = pl.coalesce([pl.col(step_time_col(k)) for k in range(_n_steps(levels) - 1, -1, -1)])
+    spans = levels.select(ENTITY, pl.col(step_time_col(0)).alias("_a"), last.alias("_b"))
+    hits = (
+        exclusion_events.select(ENTITY, TS)
+        .join(spans, on=ENTITY)
+        .filter((pl.col(TS) >= pl.col("_a")) & (pl.col(TS) <= pl.col("_b")))
+        .select(ENTITY)
+        .unique()
+        .with_columns(pl.lit(True).alias("_excluded"))
+    )
+    return levels.join(hits, on=ENTITY, how="left").with_columns(pl.col("_excluded").fill_null(False))
+
+
+def _n_steps(levels: pl.LazyFrame) -> int:
+    names = levels.collect_schema().names()
+    return sum(1 for n in names if n.startswith("_t") and n[2:].isdigit())

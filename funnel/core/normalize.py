@@ -1,0 +1,141 @@
+"""Normalize canonical events: types, UTC timestamps, reject reasons, duplicates, session cap.
+
+Pure LazyFrame -> LazyFrame stages. Nothing is dropped silently: every row that cannot be
+used gets a ``_reject`` cause (see ``REJECT_CAUSES``); callers count them and can write them out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+
+from ..schema import (CART_VALUE, CHECKOUT_STEP, CURRENCY, ERROR, EVENT, LOAD_MS, PAYMENT, REJECT,
+                      ROLES, ROW, SESSION, SHIPPING, SOURCE_FILE, TS, URL, USER)
+
+REJECT_CAUSES: dict[str, str] = {
+    "missing_timestamp": "no timestamp",
+    "bad_timestamp": "timestamp could not be parsed",
+    "timestamp_out_of_range": "timestamp before 1990 or in the future",
+    "missing_event": "no event name",
+    "missing_id": "neither session id nor user id",
+    "bad_value": "cart value, shipping cost or load time negative, absurd or not a number",
+    "duplicate": "exact duplicate of an earlier event",
+    "session_cap": "event beyond the per-session cap (bot-like session)",
+}
+MAX_MONEY = 10_000_000.0
+MAX_LOAD_MS = 600_000.0
+_MIN_TS = datetime(1990, 1, 1, tzinfo=timezone.utc)
+
+_STRING_COLS = (EVENT, SESSION, USER, URL, CURRENCY, PAYMENT, ERROR)
+
+
+def ensure_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Add every canonical column that is missing, null-filled."""
+    have = set(lf.collect_schema().names())
+    missing = [r for r in ROLES if r.column not in have]
+    return lf.with_columns(pl.lit(None).alias(r.column) for r in missing) if missing else lf
+
+
+def _epoch_to_us(x: pl.Expr) -> pl.Expr:
+    """Epoch seconds/ms/µs/ns by magnitude, per value (mixed units welcome)."""
+    a = x.abs()
+    return (
+        pl.when(a < 1e11).then(x * 1e6)
+        .when(a < 1e14).then(x * 1e3)
+        .when(a < 1e17).then(x)
+        .otherwise(x / 1e3)
+    ).round(0).cast(pl.Int64, strict=False)
+
+
+def parse_timestamp(col: pl.Expr, dtype: pl.DataType, tz: str) -> pl.Expr:
+    """Any timestamp representation -> Datetime(µs, UTC); null where unparseable."""
+    if isinstance(dtype, pl.Datetime):
+        c = col.dt.cast_time_unit("us")
+        if dtype.time_zone is None:
+            c = c.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        return c.dt.convert_time_zone("UTC")
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
+    if dtype.is_numeric():
+        return pl.from_epoch(_epoch_to_us(col.cast(pl.Float64)), time_unit="us").dt.replace_time_zone("UTC")
+    s = col.cast(pl.String).str.strip_chars()
+    numeric = s.str.contains(r"^-?\d+(\.\d+)?$")
+    iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
+        .str.replace(r"([+-]\d{2})$", "${1}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
+    with_offset = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us",
+                                      time_zone="UTC")
+    naive = pl.coalesce(
+        iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
+        iso.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
+        iso.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
+    ).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    epoch = pl.from_epoch(_epoch_to_us(s.cast(pl.Float64, strict=False)), time_unit="us") \
+        .dt.replace_time_zone("UTC")
+    return pl.when(numeric).then(epoch).otherwise(pl.coalesce(with_offset, naive))
+
+
+def _clean_string(c: str) -> pl.Expr:
+    s = pl.col(c).cast(pl.String).str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s).alias(c)
+
+
+def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) -> pl.LazyFrame:
+    """Typed canonical events with ``_reject`` (null for usable rows)."""
+    lf = ensure_columns(lf)
+    schema = lf.collect_schema()
+    now = now or datetime.now(timezone.utc)
+    future = now + timedelta(days=1)
+    raw_ts = pl.col(TS)
+    ts = parse_timestamp(raw_ts, schema[TS], tz)
+    money_bad = []
+    casts = []
+    for c in (CART_VALUE, SHIPPING, LOAD_MS):
+        num = pl.col(c).cast(pl.Float64, strict=False) if schema[c] != pl.String else \
+            pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
+        casts.append(num.alias(c))
+        limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
+        given = pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")
+        money_bad.append(given & (num.is_null() | num.is_nan() | (num < 0) | (num > limit)))
+    out = lf.with_columns(
+        ts.alias("_ts_parsed"),
+        *(_clean_string(c) for c in _STRING_COLS),
+        pl.col(CHECKOUT_STEP).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        .cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
+        pl.any_horizontal(money_bad).alias("_bad_value"),
+    )
+    missing_ts = pl.col(TS).is_null() | (pl.col(TS).cast(pl.String).str.strip_chars() == "")
+    reject = (
+        pl.when(missing_ts).then(pl.lit("missing_timestamp"))
+        .when(pl.col("_ts_parsed").is_null()).then(pl.lit("bad_timestamp"))
+        .when((pl.col("_ts_parsed") < _MIN_TS) | (pl.col("_ts_parsed") > future))
+        .then(pl.lit("timestamp_out_of_range"))
+        .when(pl.col(EVENT).is_null()).then(pl.lit("missing_event"))
+        .when(pl.col(SESSION).is_null() & pl.col(USER).is_null()).then(pl.lit("missing_id"))
+        .when(pl.col("_bad_value")).then(pl.lit("bad_value"))
+        .otherwise(None)
+    )
+    return (
+        out.with_columns(reject.alias(REJECT))
+        .with_columns(*casts, pl.col("_ts_parsed").alias(TS))
+        .drop("_ts_parsed", "_bad_value")
+    )
+
+
+def mark_duplicates(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Exact duplicate usable events (all columns but file/row) are rejected as 'duplicate'."""
+    cols = [c for c in lf.collect_schema().names() if c not in (SOURCE_FILE, ROW, REJECT)]
+    first = pl.int_range(pl.len()).over(cols) == 0
+    return lf.with_columns(
+        pl.when(pl.col(REJECT).is_null() & ~first).then(pl.lit("duplicate")).otherwise(pl.col(REJECT))
+        .alias(REJECT)
+    )
+
+
+def cap_sessions(lf: pl.LazyFrame, entity_col: str, cap: int) -> pl.LazyFrame:
+    """Events beyond ``cap`` per session (bot-like) are rejected as 'session_cap'."""
+    rank = pl.col(TS).rank("ordinal").over(entity_col)
+    return lf.with_columns(
+        pl.when(pl.col(REJECT).is_null() & (rank > cap)).then(pl.lit("session_cap"))
+        .otherwise(pl.col(REJECT)).alias(REJECT)
+    )

@@ -1,0 +1,155 @@
+"""Additive partial aggregates over a shard of entities, and their merge.
+
+A shard must hold every event of its users (sessions never span users). Each partial is a
+small DataFrame of key columns plus value columns whose name says how they merge:
+``n_*`` and ``sum_*`` add, ``min_*`` take the minimum, ``max_*`` the maximum. Rates,
+intervals, quantiles and decisions are derived only after merging (funnel.core.finalize).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..config import Config
+from ..schema import CART_VALUE, TS
+from .funnel import LEVEL, step_time_col
+from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
+
+Partials = dict[str, pl.DataFrame]
+OTHER = "(other)"
+EXIT = "(exit)"
+NONE = "(none)"
+
+
+def _value_cols(df: pl.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith(("n_", "sum_", "min_", "max_"))]
+
+
+def merge(parts: list[Partials]) -> Partials:
+    """Merge shard partials: concatenate per name and re-aggregate by key columns."""
+    out: Partials = {}
+    names = sorted({n for p in parts for n in p})
+    for name in names:
+        frames = [p[name] for p in parts if name in p]
+        df = pl.concat(frames, how="vertical_relaxed")
+        vals = _value_cols(df)
+        keys = [c for c in df.columns if c not in vals]
+        aggs = []
+        for v in vals:
+            if v.startswith("min_"):
+                aggs.append(pl.col(v).min())
+            elif v.startswith("max_"):
+                aggs.append(pl.col(v).max())
+            else:
+                aggs.append(pl.col(v).sum())
+        if keys:
+            df = df.group_by(keys).agg(aggs).sort(keys, nulls_last=True)
+        else:
+            df = df.select(aggs)
+        out[name] = df
+    return out
+
+
+def bucket_expr(seconds: pl.Expr) -> pl.Expr:
+    """Index into stats.BUCKET_UPPER for a duration in seconds."""
+    n = len(BUCKET_UPPER) - 1
+    return (
+        (seconds.clip(lower_bound=1e-9).log10() * BUCKETS_PER_DECADE).ceil()
+        .clip(0, n).cast(pl.Int32)
+    )
+
+
+def _seconds(a: str, b: str) -> pl.Expr:
+    return (pl.col(b) - pl.col(a)).dt.total_microseconds() / 1e6
+
+
+def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[str, pl.LazyFrame]:
+    """Partials that need only the per-entity records (with ``reason`` from diagnosis)."""
+    k = len(cfg.steps)
+    inc = rec.filter(~pl.col("_excluded"))
+    out: dict[str, pl.LazyFrame] = {}
+    out["totals"] = rec.select(
+        pl.len().alias("n_entities"),
+        pl.col("_excluded").sum().alias("n_excluded"),
+        pl.col("n_events").sum().alias("n_events"),
+        pl.col("first_ts").min().alias("min_ts"),
+        pl.col("last_ts").max().alias("max_ts"),
+    )
+    out["levels"] = inc.group_by(LEVEL).agg(pl.len().alias("n"))
+    # Time from step k-1 to step k in the best attempt.
+    gaps = [
+        inc.filter(pl.col(LEVEL) > i)
+        .select(pl.lit(i, pl.Int32).alias("step"),
+                bucket_expr(_seconds(step_time_col(i - 1), step_time_col(i))).alias("bucket"))
+        for i in range(1, k)
+    ]
+    out["step_time"] = pl.concat(gaps).group_by("step", "bucket").agg(pl.len().alias("n"))
+    # Dwell at the exit step for abandoners (exit step -> last event of the entity).
+    carts = inc.filter(pl.col(LEVEL) >= 1)
+    aband = carts.filter(pl.col(LEVEL) < k)
+    out["abandoner_dwell"] = (
+        aband.select((pl.col(LEVEL) - 1).alias("step"),
+                     bucket_expr(_seconds("exit_ts", "last_ts")).alias("bucket"))
+        .group_by("step", "bucket").agg(pl.len().alias("n"))
+    )
+    value = pl.col(CART_VALUE).fill_null(0.0)
+    out["abandonment"] = (
+        carts.with_columns(pl.col("reason").fill_null(NONE), pl.col("recovered").fill_null(False))
+        .group_by(LEVEL, "reason", "recovered")
+        .agg(pl.len().alias("n"), value.sum().alias("sum_value"))
+    )
+    out["currency"] = carts.group_by(pl.col("currency").fill_null(NONE)).agg(pl.len().alias("n"))
+    for a in attrs:
+        out[f"segment:{a}"] = (
+            inc.group_by(pl.col(a).cast(pl.String).fill_null(NONE).alias("value"), LEVEL)
+            .agg(pl.len().alias("n"))
+        )
+    week = pl.col("first_ts").dt.strftime("%G-W%V")
+    out["trend"] = (
+        inc.group_by(week.alias("week"), LEVEL, pl.col("reason").fill_null(NONE))
+        .agg(pl.len().alias("n"))
+    )
+    out["after_exit"] = pl.concat([
+        aband.group_by((pl.col(LEVEL) - 1).alias("step"), pl.lit(kind).alias("kind"),
+                       pl.col(col).cast(pl.String).fill_null(EXIT if col == "next_event" else NONE)
+                       .alias("value"))
+        .agg(pl.len().alias("n"))
+        for kind, col in (("next_event", "next_event"), ("last_event", "last_event"),
+                          ("last_page", "last_page"))
+    ])
+    return out
+
+
+def path_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
+    """Transitions between steps (with backtracks and exits) and path variants."""
+    from ..schema import ENTITY, STEP
+
+    names = list(cfg.step_names)
+    k = len(names)
+    st = (
+        ev.filter(pl.col(STEP).is_not_null())
+        .select(ENTITY, TS, STEP)
+        .sort(ENTITY, TS, STEP)
+        .filter(pl.col(STEP) != pl.col(STEP).shift(1).over(ENTITY).fill_null(-1))
+    )
+    name = pl.col(STEP).replace_strict(list(range(k)), names, return_dtype=pl.String)
+    seq = st.with_columns(name.alias("name"),
+                          pl.col(STEP).shift(-1).over(ENTITY).alias("_next"))
+    trans = (
+        seq.with_columns(
+            pl.when(pl.col("_next").is_null())
+            .then(pl.when(pl.col(STEP) == k - 1).then(pl.lit(names[-1])).otherwise(pl.lit(EXIT)))
+            .otherwise(pl.col("_next").replace_strict(list(range(k)), names, return_dtype=pl.String))
+            .alias("target")
+        )
+        .filter(~((pl.col("_next").is_null()) & (pl.col(STEP) == k - 1)))
+        .group_by(pl.col("name").alias("source"), "target")
+        .agg(pl.len().alias("n"))
+    )
+    variants = (
+        seq.group_by(ENTITY).agg(pl.col("name").str.join(" > ").alias("path"))
+        .join(rec.select(ENTITY, (pl.col(LEVEL) >= k).alias("purchased"), "_excluded"), on=ENTITY)
+        .filter(~pl.col("_excluded"))
+        .group_by("path", "purchased").agg(pl.len().alias("n"))
+    )
+    return {"transitions": trans, "variants": variants}

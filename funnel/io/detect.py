@@ -1,0 +1,58 @@
+"""Column-role detection for generic tabular logs (the 'events' format)."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InputError, did_you_mean
+from ..schema import ROLE_BY_NAME, ROLES, ROW, SOURCE_FILE
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
+                 where: str = "input") -> dict[str, str]:
+    """Map role name -> source column. Explicit overrides win; then synonyms in priority order.
+
+    Raises InputError naming the missing role, the columns found and the closest candidates.
+    """
+    overrides = overrides or {}
+    cols = [c for c in columns if c not in (SOURCE_FILE, ROW)]
+    by_norm: dict[str, str] = {}
+    for c in cols:
+        by_norm.setdefault(_norm(c), c)
+    roles: dict[str, str] = {}
+    used: set[str] = set()
+    for role, col in overrides.items():
+        if col not in cols:
+            near = did_you_mean(col, cols)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}?" if near else f"columns found: {', '.join(cols)}"
+            raise InputError(f"{where}: column {col!r} set for role '{role}' does not exist", hint)
+        roles[role] = col
+        used.add(col)
+    for role in ROLES:
+        if role.name in roles:
+            continue
+        for syn in role.synonyms:
+            hit = by_norm.get(_norm(syn))
+            if hit is not None and hit not in used:
+                roles[role.name] = hit
+                used.add(hit)
+                break
+    _require(roles, cols, where)
+    return roles
+
+
+def _require(roles: dict[str, str], cols: list[str], where: str) -> None:
+    shown = ", ".join(cols[:20]) + (" …" if len(cols) > 20 else "")
+    for name in ("timestamp", "event"):
+        if name not in roles:
+            near = [c for c in cols if any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
+            hint = (f"did you mean {' or '.join(repr(n) for n in near[:3])}? " if near else "") + \
+                f"set it with --column {name}=COLUMN or [columns] {name} = \"...\" in funnel.toml"
+            raise InputError(f"{where}: no {name} column found (columns: {shown})", hint)
+    if "session_id" not in roles and "user_id" not in roles:
+        raise InputError(f"{where}: no session id or user id column found (columns: {shown})",
+                         "set one with --column session_id=COLUMN or --column user_id=COLUMN")

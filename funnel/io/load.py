@@ -1,0 +1,110 @@
+"""Read inputs into one canonical-named LazyFrame (not yet typed: see core.normalize).
+
+Format per file: a vendor export (GA4, Segment, Snowplow, Shopify; funnel.io.adapters) or a
+generic event table whose column roles are detected from common names or set in config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..config import Config
+from ..errors import InputError
+from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
+from .detect import detect_roles
+from .sources import SourceFile, file_schema, resolve_paths, scan_file, sniff_format
+
+VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
+INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    lf: pl.LazyFrame
+    files: list[SourceFile]
+    format: str                               # events | ga4 | segment | snowplow | shopify
+    columns: dict[str, str]                   # role -> source column / mapping note
+    extra_columns: list[str] = field(default_factory=list)   # properties kept for segments
+
+
+def _adapters():
+    from . import adapters  # imported lazily: only vendor exports need it
+
+    return adapters
+
+
+def _detect_vendor(schema: pl.Schema, fmt: str) -> str | None:
+    if fmt in VENDOR_FORMATS:
+        return fmt
+    if fmt == "events":
+        return None
+    try:
+        return _adapters().detect_format(schema)
+    except ImportError:
+        return None
+
+
+def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
+    if cfg.format not in INPUT_FORMATS:
+        from ..errors import ConfigError, suggestion
+
+        raise ConfigError(f"unknown input format {cfg.format!r}",
+                          suggestion(cfg.format, INPUT_FORMATS) or f"choose one of: {', '.join(INPUT_FORMATS)}")
+    files = [sniff_format(p) for p in resolve_paths(specs)]
+    frames: list[pl.LazyFrame] = []
+    formats: set[str] = set()
+    columns: dict[str, str] = {}
+    extras: list[str] = []
+    for src in files:
+        schema = file_schema(src)
+        if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE)]) == 0:
+            raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
+        vendor = _detect_vendor(schema, cfg.format)
+        lf = scan_file(src)
+        if vendor:
+            mod = _adapters().ADAPTERS[vendor]
+            lf = mod.adapt(lf)
+            formats.add(vendor)
+            columns.update(mod.MAPPING)
+            extras += [c for c in lf.collect_schema().names()
+                       if c not in CANONICAL_COLUMNS and c not in (ROW, SOURCE_FILE) and c not in extras]
+        else:
+            roles = detect_roles(schema.names(), cfg.columns, where=str(src.path))
+            rename = {src_col: ROLE_BY_NAME[r].column for r, src_col in roles.items()}
+            others = [c for c in schema.names() if c not in rename and c not in (ROW, SOURCE_FILE)]
+            # Unmapped columns keep their name unless it collides with a canonical one.
+            rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
+            lf = lf.rename(rename)
+            formats.add("events")
+            columns.update({r: c for r, c in roles.items() if r not in columns})
+            extras += [rename.get(c, c) for c in others if rename.get(c, c) not in extras]
+        frames.append(lf)
+    lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
+
+
+def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
+    """The optional sessions log: session id + attributes (device, channel, country, ...)."""
+    files = [sniff_format(p) for p in resolve_paths([spec])]
+    frames = []
+    attrs: list[str] = []
+    for src in files:
+        schema = file_schema(src)
+        names = [c for c in schema.names() if c not in (ROW, SOURCE_FILE)]
+        sid = cfg.columns.get("session_id")
+        if sid is None:
+            from .detect import _norm
+
+            sid = next((c for syn in ROLE_BY_NAME["session_id"].synonyms for c in names
+                        if _norm(c) == _norm(syn)), None)
+        if sid is None or sid not in names:
+            raise InputError(f"{src.path}: sessions log has no session id column (columns: {', '.join(names)})",
+                             "name it session_id or set [columns] session_id in funnel.toml")
+        keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
+        attrs += [c for c in keep if c not in attrs]
+        frames.append(scan_file(src).select(pl.col(sid).cast(pl.String).alias(SESSION),
+                                            *(pl.col(c).cast(pl.String) for c in keep)))
+    lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    return lf.unique(SESSION, keep="first"), attrs

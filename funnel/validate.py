@@ -1,0 +1,147 @@
+"""`funnel validate` and `funnel init`: describe what was detected in the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from .config import Config
+from .core.normalize import REJECT_CAUSES
+from .schema import EVENT, REJECT, ROLES, SESSION, TS, USER
+
+
+def describe_input(sources: list[str], cfg: Config) -> dict[str, Any]:
+    """Format, column roles, time range, sessions, users, events per name, rejected rows."""
+    from .api import prepare
+
+    prep = prepare(sources, cfg)
+    ev = prep.events.collect()
+    rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    per_event = ev.group_by(EVENT).agg(pl.len().alias("n")).sort(["n", EVENT], descending=[True, False])
+    step_of = {e: s.name for s in cfg.steps for e in s.events}
+    ts = ev[TS] if ev.height else None
+    return {
+        "files": [str(f.path) for f in prep.loaded.files],
+        "file_formats": {str(f.path): f.format + (f"+{f.compression}" if f.compression else "")
+                         for f in prep.loaded.files},
+        "format": prep.loaded.format,
+        "columns": dict(prep.loaded.columns),
+        "segment_columns": list(prep.attrs),
+        "rows_read": prep.rows_read,
+        "usable_rows": ev.height,
+        "rows_rejected": prep.rejects.height,
+        "rejected": [{"cause": k, "rows": int(n), "meaning": REJECT_CAUSES.get(k, k)} for k, n in rej.iter_rows()],
+        "time_range": {"start": ts.min().strftime("%Y-%m-%dT%H:%M:%SZ") if ev.height else None,
+                       "end": ts.max().strftime("%Y-%m-%dT%H:%M:%SZ") if ev.height else None},
+        "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
+        "sessions_built_from_inactivity": prep.sessionized,
+        "users": int(ev[USER].drop_nulls().n_unique()) if ev.height else 0,
+        "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
+        "funnel_steps_found": {s.name: int(ev.filter(pl.col(EVENT).is_in(list(s.events))).height)
+                               for s in cfg.steps},
+    }
+
+
+def print_description(desc: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"[bold]format[/] {escape(desc['format'])} · {len(desc['files'])} file(s): "
+                  + escape(", ".join(f"{k} ({v})" for k, v in desc["file_formats"].items())), soft_wrap=True)
+    t = Table(title="Column roles", title_justify="left")
+    t.add_column("role")
+    t.add_column("source")
+    for role, col in desc["columns"].items():
+        t.add_row(role, escape(str(col)))
+    console.print(t)
+    tr = desc["time_range"]
+    console.print(f"time range {tr['start']} → {tr['end']} · {desc['sessions']:,} sessions"
+                  f"{' (built from 30-minute inactivity)' if desc['sessions_built_from_inactivity'] else ''}"
+                  f" · {desc['users']:,} users · {desc['usable_rows']:,} of {desc['rows_read']:,} rows usable")
+    e = Table(title="Events", title_justify="left")
+    e.add_column("event")
+    e.add_column("rows", justify="right")
+    e.add_column("funnel step")
+    for row in desc["events"][:30]:
+        e.add_row(escape(str(row["event"])), f"{row['rows']:,}", escape(row["step"] or ""))
+    console.print(e)
+    missing = [s for s, n in desc["funnel_steps_found"].items() if n == 0]
+    if missing:
+        console.print(f"[yellow]warning:[/] no events for funnel steps {', '.join(missing)} — "
+                      "set [funnel] steps in funnel.toml or use --steps")
+    if desc["rejected"]:
+        r = Table(title="Rejected rows", title_justify="left")
+        r.add_column("cause")
+        r.add_column("rows", justify="right")
+        r.add_column("meaning")
+        for row in desc["rejected"]:
+            r.add_row(row["cause"], f"{row['rows']:,}", row["meaning"])
+        console.print(r)
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_toml(sources: list[str], cfg: Config) -> str:
+    """A commented funnel.toml: detected column roles (when inputs are given) and the funnel."""
+    detected: dict[str, str] = {}
+    fmt = "auto"
+    if sources:
+        from .io.load import load_events
+
+        loaded = load_events(sources, cfg)
+        fmt = loaded.format if "+" not in loaded.format else "auto"
+        if loaded.format == "events":
+            detected = dict(loaded.columns)
+    lines = [
+        "# funnel.toml — configuration for `funnel analyze` (see README: Configuration).",
+        "# Unknown keys are errors, so typos are caught.",
+        "",
+        "[input]",
+        f"format = {_q(fmt)}            # auto | events | ga4 | segment | snowplow | shopify",
+        "max_events_per_session = 5000   # events beyond this per session are rejected (bots)",
+        "",
+        "[columns]",
+        "# Which column plays which role. Detected from common names; uncomment to override.",
+    ]
+    for role in ROLES:
+        if role.name in detected:
+            lines.append(f"{role.name} = {_q(detected[role.name])}   # {role.description}")
+        else:
+            lines.append(f"# {role.name} = {_q(role.synonyms[0])}   # {role.description}")
+    lines += [
+        "",
+        "[time]",
+        f"timezone = {_q(cfg.timezone)}          # time zone of timestamps without an offset",
+        'session_timeout = "30m"     # new session after this much inactivity (logs without session id)',
+        "",
+        "[funnel]",
+        '# Ordered steps; each matches any of its event names (GA4, Segment and Shopify defaults).',
+        'window = "24h"              # the whole chain must fit in this window from its first step',
+        'order = "ordered"           # ordered | strict (no other step in between) | any',
+        'level = "session"           # session | user',
+        "exclude = []                # events that disqualify a session between its first and last step",
+        'recovery_horizon = "7d"     # a cart bought later by the same user within this is "recovered"',
+    ]
+    for s in cfg.steps:
+        lines += ["", "[[funnel.steps]]", f"name = {_q(s.name)}",
+                  "events = [" + ", ".join(_q(e) for e in s.events) + "]"]
+    lines += [
+        "",
+        "[segments]",
+        'columns = []                # e.g. ["device", "channel", "country"]',
+        "min_size = 30               # smaller groups are reported together as (other)",
+        "",
+        "[gates]",
+        "fail_on = []                # e.g. [\"abandonment_rate>0.8\"] — exit 1 when a rule fires",
+        "",
+        "# Signal rules per reason extend the built-in catalogue, e.g.:",
+        "# [signals.payment]",
+        '# events = ["payment_failed", "card_declined"]',
+        "# [thresholds]",
+        "# shipping_share = 0.15",
+        "",
+    ]
+    return "\n".join(lines)
