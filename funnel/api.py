@@ -20,7 +20,6 @@ from . import __version__
 from .config import Config
 from .core import finalize as fin
 from .core import partials as parts
-from .core import reasons, recommend  # noqa: I001 (diagnosis)
 from .core.normalize import cap_sessions, mark_duplicates, normalize
 from .core.sessionize import sessionize
 from .core.sessions import map_steps, session_records, with_recovery
@@ -122,6 +121,8 @@ def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFr
 
 def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> parts.Partials:
     """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell)."""
+    from .core import reasons
+
     rec = entity_records(ev, cfg, attrs)
     lazy = reasons.baseline_partials(ev, rec, cfg)
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
@@ -130,6 +131,8 @@ def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> parts.Par
 def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
                     baseline: parts.Partials) -> pl.DataFrame:
     """Per-entity records with reason, confidence, evidence and signal flags."""
+    from .core import reasons
+
     rec = entity_records(ev, cfg, attrs).collect()
     return reasons.diagnose(ev, rec.lazy(), cfg, baseline).collect()
 
@@ -137,6 +140,8 @@ def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
 def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: parts.Partials,
                    diag: pl.DataFrame | None = None) -> parts.Partials:
     """Pass 2 on a shard: every additive partial of the report."""
+    from .core import reasons
+
     if diag is None:
         diag = shard_diagnosis(ev, cfg, attrs, baseline)
     d = diag.lazy()
@@ -148,6 +153,8 @@ def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: pa
 
 
 def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[str]) -> Report:
+    from .core import reasons, recommend
+
     funnel = fin.finalize_funnel(p, cfg)
     counts = fin.abandonment_counts(p, cfg)
     diag = reasons.finalize_diagnosis(p, cfg)

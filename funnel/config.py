@@ -29,7 +29,7 @@ def parse_duration(text: str, what: str = "duration") -> int:
                           "use a number with a unit: 90s, 30m, 24h, 7d or 2w")
     value = float(m.group(1)) * _UNITS_US[m.group(2)]
     if value <= 0:
-        raise ConfigError(f"invalid {what} {text!r}", "it must be greater than zero")
+        raise ConfigError(f"invalid {what} {text!r}", "it must be greater than zero, e.g. 30m, 24h or 7d")
     return int(value)
 
 

@@ -1,0 +1,137 @@
+"""The CLI end to end on real files, as a user runs it (subprocess, real exit codes)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import polars as pl
+
+from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS, run_cli
+
+
+def test_analyze_default_prints_tables_and_writes_html(tmp_path):
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--sessions", str(SAMPLE_SESSIONS), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    out = r.stdout
+    assert "carts" in out and "abandoned" in out and "Funnel" in out and "Why carts were abandoned" in out
+    html = list((tmp_path / "reports").glob("funnel-*.html"))
+    assert len(html) == 1 and f"wrote reports/{html[0].name}" in out
+    assert html[0].read_text().lstrip().lower().startswith("<!doctype html>")
+
+
+def test_json_to_stdout_is_clean_and_follows_contract(tmp_path):
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--json", "-", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert list(doc)[:4] == ["schema_version", "tool", "generated_at", "input"]
+    assert doc["schema_version"] == 1
+    steps = doc["funnel"]["steps"]
+    assert [s["name"] for s in steps] == ["cart", "checkout", "shipping", "payment", "purchase"]
+    for s in steps:
+        assert set(s) >= {"name", "sessions", "conversion_from_previous", "conversion_from_start", "ci95",
+                          "median_seconds_from_previous"}
+    ab = doc["abandonment"]
+    assert ab["carts"] == steps[0]["sessions"]
+    assert ab["abandoned"] == steps[0]["sessions"] - steps[-1]["sessions"]
+    assert abs(ab["rate"] - ab["abandoned"] / ab["carts"]) < 1e-6
+    assert {r["reason"] for r in ab["reasons"]} == {"payment", "shipping", "returns", "ui_friction", "unknown"}
+    assert doc["input"]["rows_read"] == doc["input"]["events"] + doc["input"]["rows_rejected"]
+    assert not list(tmp_path.glob("reports/*")), "no HTML unless asked when a machine format is requested"
+
+
+def test_json_is_deterministic_with_source_date_epoch(tmp_path):
+    a = run_cli("analyze", str(SAMPLE_EVENTS), "--json", str(tmp_path / "a.json"), "-q")
+    b = run_cli("analyze", str(SAMPLE_EVENTS), "--json", str(tmp_path / "b.json"), "-q")
+    assert a.returncode == b.returncode == 0
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_custom_steps_window_and_markdown(tmp_path):
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,begin_checkout,buy=purchase",
+                "--window", "30m", "--markdown", "-", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "| add_to_cart |" in r.stdout and "| buy |" in r.stdout
+    assert "\x1b[" not in r.stdout
+
+
+def test_carts_and_rejects_outputs(tmp_path):
+    bad = tmp_path / "events.csv"
+    text = SAMPLE_EVENTS.read_text().splitlines()
+    bad.write_text("\n".join(text[:2000] + ["garbage,s_x,u_x,add_to_cart,,,,,,,"]) + "\n")
+    r = run_cli("analyze", str(bad), "--json", str(tmp_path / "r.json"), "--carts", str(tmp_path / "carts.csv"),
+                "--rejects", str(tmp_path / "rejects.csv"), "-q")
+    assert r.returncode == 0, r.stderr
+    carts = pl.read_csv(tmp_path / "carts.csv")
+    assert carts.columns[:4] == ["session_id", "user_id", "exit_step", "exit_time"]
+    assert set(carts["reason"].unique()) <= {"payment", "shipping", "returns", "ui_friction", "unknown"}
+    rej = pl.read_csv(tmp_path / "rejects.csv")
+    assert rej["cause"].to_list() == ["bad_timestamp"] and rej["row"].to_list() == [2000]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["abandonment"]["abandoned"] == carts.height
+    strict = run_cli("analyze", str(bad), "--strict", "--json", "-", "-q")
+    assert strict.returncode == 2 and "rows rejected" in strict.stderr
+
+
+def test_validate_reports_detection():
+    r = run_cli("validate", str(SAMPLE_EVENTS))
+    assert r.returncode == 0, r.stderr
+    for word in ("format", "events", "timestamp", "session_id", "add_to_cart", "time range"):
+        assert word in r.stdout
+    j = run_cli("validate", str(SAMPLE_EVENTS), "--json", "-")
+    doc = json.loads(j.stdout)
+    assert doc["columns"]["timestamp"] == "timestamp" and doc["usable_rows"] == doc["rows_read"]
+    assert doc["funnel_steps_found"]["purchase"] > 0
+
+
+def test_validate_unusable_exits_2(tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("timestamp,session_id,event\nnope,s,a\n")
+    r = run_cli("validate", str(p))
+    assert r.returncode == 2 and "no usable rows" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_init_writes_commented_config_that_loads(tmp_path):
+    r = run_cli("init", str(SAMPLE_EVENTS), "--out", str(tmp_path / "funnel.toml"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "funnel.toml").read_text()
+    assert text.count("#") > 10
+    data = tomllib.loads(text)
+    assert data["columns"]["timestamp"] == "timestamp"
+    assert [s["name"] for s in data["funnel"]["steps"]] == ["cart", "checkout", "shipping", "payment", "purchase"]
+    again = run_cli("init", "--out", str(tmp_path / "funnel.toml"))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    from funnel.config import load_config
+
+    assert load_config(tmp_path / "funnel.toml").columns["event"] == "event"
+
+
+def test_sample_command(tmp_path):
+    r = run_cli("sample", "--sessions", "300", "--seed", "3", "--out", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (tmp_path / "s").iterdir()} == {"events.csv", "sessions.csv", "labels.csv"}
+
+
+def test_errors_are_one_line_exit_2(tmp_path):
+    cases = [
+        (["analyze", "missing.csv"], "file not found: missing.csv"),
+        (["analyze", str(SAMPLE_EVENTS), "--window", "banana"], "invalid --window 'banana'"),
+        (["analyze", str(SAMPLE_EVENTS), "--order", "sideways"], "invalid --order"),
+        (["analyze", str(SAMPLE_EVENTS), "--column", "timestmp=x"], "did you mean 'timestamp'"),
+        (["analyze", str(SAMPLE_EVENTS), "--json", "/proc/nope/r.json"], "cannot"),
+        (["analyze", str(SAMPLE_EVENTS), "--config", "nope.toml"], "config file not found"),
+    ]
+    for args, msg in cases:
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert msg in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.startswith("funnel ")
+    h = run_cli("analyze", "--help")
+    for flag in ("--sessions", "--steps", "--window", "--json", "--markdown", "--html", "--config"):
+        assert flag in h.stdout

@@ -1,0 +1,84 @@
+"""Config: durations, steps, funnel.toml validation with did-you-mean."""
+
+import pytest
+
+from funnel.config import DEFAULT_STEPS, Config, load_config, parse_duration, parse_steps
+from funnel.errors import ConfigError
+
+
+@pytest.mark.parametrize("text,us", [("30m", 1_800_000_000), ("24h", 86_400_000_000), ("7d", 604_800_000_000),
+                                     ("90s", 90_000_000), ("1w", 604_800_000_000), ("1.5h", 5_400_000_000)])
+def test_parse_duration(text, us):
+    assert parse_duration(text) == us
+
+
+@pytest.mark.parametrize("bad", ["banana", "10", "-5m", "0s", "5 parsecs"])
+def test_bad_duration_names_the_value(bad):
+    with pytest.raises(ConfigError) as e:
+        parse_duration(bad, "--window")
+    assert "--window" in str(e.value) and "24h" in str(e.value)
+
+
+def test_parse_steps_with_alternatives():
+    steps = parse_steps("cart=add_to_cart|Product Added,begin_checkout,buy=purchase")
+    assert [s.name for s in steps] == ["cart", "begin_checkout", "buy"]
+    assert steps[0].events == ("add_to_cart", "Product Added")
+    assert steps[1].events == ("begin_checkout",)
+
+
+@pytest.mark.parametrize("spec", ["a", "a,a", "a=x,b=x", "=x,b"])
+def test_bad_steps(spec):
+    with pytest.raises(ConfigError):
+        parse_steps(spec)
+
+
+def test_defaults():
+    cfg = Config()
+    assert cfg.step_names == ("cart", "checkout", "shipping", "payment", "purchase")
+    assert "add_to_cart" in DEFAULT_STEPS[0].events and "checkout_completed" in DEFAULT_STEPS[-1].events
+    assert cfg.window == 86_400_000_000 and cfg.session_timeout == 1_800_000_000
+
+
+def test_toml_file(tmp_path):
+    p = tmp_path / "funnel.toml"
+    p.write_text('[columns]\ntimestamp = "when"\n[time]\ntimezone = "Europe/Helsinki"\n'
+                 '[funnel]\nwindow = "2h"\norder = "strict"\n'
+                 '[[funnel.steps]]\nname = "cart"\nevents = ["add"]\n'
+                 '[[funnel.steps]]\nname = "buy"\nevents = ["buy"]\n')
+    cfg = load_config(p)
+    assert cfg.columns == {"timestamp": "when"}
+    assert cfg.timezone == "Europe/Helsinki" and cfg.window == 7_200_000_000 and cfg.order == "strict"
+    assert cfg.step_names == ("cart", "buy")
+
+
+def test_unknown_key_suggests(tmp_path):
+    p = tmp_path / "funnel.toml"
+    p.write_text('[time]\ntimout = "30m"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "timout" in str(e.value) and "session_timeout" in str(e.value)
+
+
+def test_unknown_section_and_role(tmp_path):
+    p = tmp_path / "funnel.toml"
+    p.write_text('[colums]\n')
+    with pytest.raises(ConfigError, match="did you mean 'columns'"):
+        load_config(p)
+    p.write_text('[columns]\ntimestmp = "x"\n')
+    with pytest.raises(ConfigError, match="timestamp"):
+        load_config(p)
+
+
+def test_pyproject_tool_section(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.funnel.funnel]\nwindow = "1h"\n')
+    assert load_config(search_dir=tmp_path).window == 3_600_000_000
+
+
+def test_invalid_toml_and_timezone(tmp_path):
+    p = tmp_path / "funnel.toml"
+    p.write_text("[time\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
+    p.write_text('[time]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match="time zone"):
+        load_config(p)

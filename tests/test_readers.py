@@ -1,0 +1,130 @@
+"""Readers: formats, compression, several files, globs, folders, hive partitions; timestamps."""
+
+import gzip
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from funnel.api import prepare
+from funnel.config import Config
+from funnel.errors import InputError
+
+ROWS = {
+    "timestamp": ["2026-10-01T10:00:00Z", "2026-10-01T10:01:00Z", "2026-10-01T10:02:00Z"],
+    "session_id": ["s1", "s1", "s2"],
+    "user_id": ["u1", "u1", "u2"],
+    "event": ["add_to_cart", "purchase", "add_to_cart"],
+}
+
+
+def _events(paths, **kw):
+    prep = prepare([str(p) for p in paths], Config(**kw))
+    return prep.events.collect().sort("_file", "_row")
+
+
+def test_csv_tsv_ndjson_parquet_gz_zst(tmp_path):
+    df = pl.DataFrame(ROWS)
+    df.write_csv(tmp_path / "a.csv")
+    df.write_csv(tmp_path / "b.tsv", separator="\t")
+    df.write_ndjson(tmp_path / "c.ndjson")
+    df.write_parquet(tmp_path / "d.parquet")
+    (tmp_path / "e.csv.gz").write_bytes(gzip.compress((tmp_path / "a.csv").read_bytes()))
+    import zstandard
+
+    (tmp_path / "f.ndjson.zst").write_bytes(zstandard.ZstdCompressor().compress((tmp_path / "c.ndjson").read_bytes()))
+    for name in ("a.csv", "b.tsv", "c.ndjson", "d.parquet", "e.csv.gz", "f.ndjson.zst"):
+        ev = _events([tmp_path / name])
+        assert ev.height == 3, name
+        assert ev["ts"].to_list()[0] == datetime(2026, 10, 1, 10, tzinfo=timezone.utc), name
+        assert ev["event"].to_list() == ROWS["event"], name
+
+
+def test_folder_glob_and_hive(tmp_path):
+    for day in ("2026-10-01", "2026-10-02"):
+        d = tmp_path / "logs" / f"date={day}"
+        d.mkdir(parents=True)
+        pl.DataFrame(ROWS).with_columns(pl.col("session_id") + day).write_parquet(d / "part-0.parquet")
+    assert _events([tmp_path / "logs"]).height == 6
+    assert _events([str(tmp_path / "logs" / "*" / "*.parquet")]).height == 6
+    assert _events([tmp_path / "logs" / "date=2026-10-01" / "part-0.parquet"]).height == 3
+
+
+def test_timestamp_forms_and_timezone(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("ts,session_id,event\n"
+                 "2026-10-01T12:00:00+02:00,s,a\n"   # offset
+                 "2026-10-01 10:00:00,s,b\n"         # naive -> configured zone
+                 "1759312800,s,c\n"                  # epoch seconds
+                 "1759312800000,s,d\n"               # epoch ms
+                 "1759312800000000,s,e\n"            # epoch us
+                 "2026-10-01T10:00:00.5Z,s,f\n")
+    ev = _events([p], timezone="Europe/Helsinki")
+    ts = dict(zip(ev["event"], ev["ts"], strict=True))
+    assert ts["a"] == datetime(2026, 10, 1, 10, tzinfo=timezone.utc)
+    assert ts["b"] == datetime(2026, 10, 1, 7, tzinfo=timezone.utc)  # Helsinki is UTC+3 in October
+    assert ts["c"] == ts["d"] == ts["e"] == datetime(2025, 10, 1, 10, tzinfo=timezone.utc)
+    assert ts["f"].microsecond == 500_000
+
+
+def test_sessionize_without_session_id(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("time,user,event\n"
+                 "2026-10-01T10:00:00Z,u1,add_to_cart\n"
+                 "2026-10-01T10:29:00Z,u1,begin_checkout\n"
+                 "2026-10-01T11:00:00Z,u1,add_to_cart\n"   # 31 min gap -> new session
+                 "2026-10-01T10:00:00Z,u2,add_to_cart\n")
+    prep = prepare([str(p)], Config())
+    ev = prep.events.collect()
+    assert prep.sessionized
+    assert sorted(ev["session_id"].unique().to_list()) == ["u1#1", "u1#2", "u2#1"]
+    prep = prepare([str(p)], Config(session_timeout=60 * 60 * 1_000_000))
+    assert prep.events.collect()["session_id"].n_unique() == 2
+
+
+def test_rejects_are_counted_never_dropped(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,session_id,event,cart_value\n"
+                 "2026-10-01T10:00:00Z,s1,add_to_cart,10\n"
+                 "not a time,s1,add_to_cart,10\n"
+                 ",s1,add_to_cart,10\n"
+                 "2026-10-01T10:00:00Z,,add_to_cart,10\n"
+                 "2026-10-01T10:00:00Z,s1,,10\n"
+                 "2026-10-01T10:00:01Z,s1,view,-3\n"
+                 "2026-10-01T10:00:00Z,s1,add_to_cart,10\n"
+                 "2999-01-01T00:00:00Z,s1,add_to_cart,10\n")
+    prep = prepare([str(p)], Config())
+    causes = dict(prep.rejects.group_by("_reject").len().iter_rows())
+    assert causes == {"bad_timestamp": 1, "missing_timestamp": 1, "missing_id": 1, "missing_event": 1,
+                      "bad_value": 1, "duplicate": 1, "timestamp_out_of_range": 1}
+    assert prep.rows_read == 8 == prep.events.collect().height + prep.rejects.height
+    assert sorted(prep.rejects["_row"].to_list()) == [2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty"),
+    (b"timestamp,session_id,event\n", "no usable rows"),
+    (b"a,b,c\n1,2,3\n", "no timestamp column"),
+    (b"\x00\x01\x02binary\x00" * 20, "binary"),
+])
+def test_unusable_inputs(tmp_path, content, match):
+    from funnel.api import analyze
+
+    p = tmp_path / "bad.csv"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=match) as e:
+        analyze(str(p))
+    assert str(p) in str(e.value)
+
+
+def test_missing_column_did_you_mean(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,sesion,evnt\n2026-10-01T10:00:00Z,s,a\n")
+    with pytest.raises(InputError) as e:
+        prepare([str(p)], Config())
+    assert "no event column" in str(e.value) and "evnt" in str(e.value)
+
+
+def test_missing_path():
+    with pytest.raises(InputError, match="file not found: nope.csv"):
+        prepare(["nope.csv"], Config())
