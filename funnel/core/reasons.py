@@ -1,0 +1,552 @@
+"""Why carts were abandoned: per-cart attribution from the signal catalogue, and aggregates.
+
+Attribution (``diagnose``), per abandoned cart (reached the cart step, not the purchase step,
+not excluded):
+
+1. Each catalogue signal (funnel.core.signals) is looked for in the cart's own span: from its
+   first cart event (``_t0``) to the end of the session (to the purchase for converters).
+   Policy pages read before the cart, or after the purchase, are not evidence.
+2. A signal seen at or after the exit step was reached (``exit_ts``) counts with its full
+   weight; one the buyer moved past (a later step was reached after it) keeps only
+   ``resolved_factor`` of it: the last thing that went wrong matters most.
+3. A reason's raw score is the sum of its signals' weights. Reasons below ``min_score`` are
+   not eligible: weak inferred evidence alone (merely leaving at the payment step, going back to
+   the cart) leaves the cart ``unknown`` — many abandoners were just browsing.
+4. Among eligible reasons the one whose evidence came last gets ``recency_bonus`` (x(1+b));
+   the highest boosted score wins (ties: payment, shipping, returns, ui_friction).
+5. Confidence = (1 - e^-s1) * s1 / (s1 + s2) with s1 the winner's raw score and s2 the best
+   other; for ``unknown``, 1 - (best raw score / min_score).
+
+Explicit signals weigh 2.0, inferred 0.2-0.8, so one explicit error at the exit outweighs any
+inferred combination. Every signal is also computed for converters (``sig__<id>``), which is
+what the with/without-signal lifts compare.
+
+Global quantities (converters' dwell per step) come only from ``baseline`` partials, so sharded
+runs give identical results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..config import Config
+from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, SignalLift
+from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
+                      SHIPPING, STEP, TS, UNKNOWN, URL, USER)
+from .funnel import LEVEL, step_time_col
+from .partials import NONE, bucket_expr
+from .signals import Catalogue, Signal, catalogue, signal_column
+from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
+                    wilson)
+from .stats import BUCKET_UPPER
+
+MIN_BASELINE = 10          # movers needed at a step before its dwell threshold is trusted
+SIGSTEP = "_sigstep__"     # per signal: funnel step index where it was first seen (or null)
+SHIP_SHARE = "_ship_share"  # first shipping cost shown / cart value (null: never shown)
+BAND_EDGES: tuple[float, ...] = (0.05, 0.10, 0.15, 0.25)
+
+
+def _sigstep_column(signal_id: str) -> str:
+    return f"{SIGSTEP}{signal_id}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    reasons: list[ReasonShare]
+    signals: list[SignalLift]
+    shipping_bands: list[Band]
+    episodes: list[ReasonEpisode]
+
+
+# --- baseline ----------------------------------------------------------------------------
+
+def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
+    """``base:dwell``: histogram (stats.BUCKET_UPPER) of the time movers spent at each step
+    (step i -> step i+1 of the best attempt). Merges by addition."""
+    k = len(cfg.steps)
+    inc = rec.filter(~pl.col("_excluded"))
+    parts = [
+        inc.filter(pl.col(LEVEL) >= i + 2)
+        .select(pl.lit(i, pl.Int32).alias("step"),
+                bucket_expr((pl.col(step_time_col(i + 1)) - pl.col(step_time_col(i)))
+                            .dt.total_microseconds() / 1e6).alias("bucket"))
+        for i in range(k - 1)
+    ]
+    dwell = pl.concat(parts).group_by("step", "bucket").agg(pl.len().cast(pl.Int64).alias("n_movers"))
+    return {"base:dwell": dwell}
+
+
+def dwell_thresholds(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalogue) -> dict[int, float]:
+    """Seconds above which dwell at step i is 'long': dwell_ratio x movers' quantile."""
+    df = baseline.get("base:dwell")
+    out: dict[int, float] = {}
+    if df is None or not df.height:
+        return out
+    th = cat.thresholds
+    for i in range(len(cfg.steps) - 1):
+        sub = df.filter(pl.col("step") == i)
+        counts = [0] * len(BUCKET_UPPER)
+        for b, n in zip(sub["bucket"].to_list(), sub["n_movers"].to_list(), strict=True):
+            counts[int(b)] += int(n)
+        if sum(counts) >= MIN_BASELINE:
+            q = histogram_quantile(counts, th.dwell_quantile)
+            if q is not None:
+                out[i] = q * th.dwell_ratio
+    return out
+
+
+# --- event-level signals -----------------------------------------------------------------
+
+def _lower_in(col: str, values: tuple[str, ...]) -> pl.Expr:
+    return pl.col(col).str.to_lowercase().is_in([v.lower() for v in values])
+
+
+def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]:
+    """signal id -> (row predicate, minimum count) for signals seen on single events."""
+    th = cat.thresholds
+    known = sorted({e.lower() for s in cat.active for e in s.error_types})
+    known_err = pl.col(ERROR).str.to_lowercase().is_in(known).fill_null(False)
+    pay = cat.role_step("payment", cfg)
+    out: dict[str, tuple[pl.Expr, int]] = {}
+    for s in cat.active:
+        if s.events or s.url_patterns or s.error_types:
+            m = pl.lit(False)
+            if s.error_types:
+                m = m | (known_err & _lower_in(ERROR, s.error_types).fill_null(False))
+            if s.events:
+                m = m | (~known_err & _lower_in(EVENT, s.events).fill_null(False))
+            if s.url_regex:
+                m = m | pl.col(URL).str.contains(s.url_regex).fill_null(False)
+            out[s.id] = (m, 1)
+    step = pl.col(STEP)
+    prev_step = step.forward_fill().shift(1).over(ENTITY)
+    prev_max = step.cum_max().forward_fill().shift(1).over(ENTITY)
+    if "ui_friction.backtrack" in out:
+        after_checkout = (pl.col(TS) > pl.col(step_time_col(1))).fill_null(False)
+        m, _ = out["ui_friction.backtrack"]
+        out["ui_friction.backtrack"] = (((m & after_checkout) | (step < prev_max)).fill_null(False), 1)
+    active = {s.id for s in cat.active}
+    if "ui_friction.slow_page" in active:
+        out["ui_friction.slow_page"] = ((pl.col(LOAD_MS) > th.slow_page_ms).fill_null(False), 1)
+    if "payment.retry" in active and pay is not None:
+        out["payment.retry"] = ((step == pay).fill_null(False), th.payment_attempts)
+    if "payment.method_switch" in active:
+        prev_m = pl.col(PAYMENT).forward_fill().shift(1).over(ENTITY)
+        out["payment.method_switch"] = ((pl.col(PAYMENT) != prev_m).fill_null(False), 1)
+    if "ui_friction.repeat_submit" in active:
+        rep = (step == prev_step) & (step > 0)
+        if pay is not None:
+            rep = rep & (step != pay)
+        out["ui_friction.repeat_submit"] = (rep.fill_null(False), max(1, th.repeat_submits - 1))
+    return out
+
+
+def _span_end(k: int) -> pl.Expr:
+    return pl.when(pl.col(LEVEL) >= k).then(pl.col(step_time_col(k - 1))).otherwise(pl.col("last_ts"))
+
+
+def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue
+                      ) -> tuple[pl.LazyFrame, list[str]]:
+    """Per entity: for each row-level signal n/first/last/at-exit, plus the shipping reveal."""
+    k = len(cfg.steps)
+    spans = rec.filter(pl.col(LEVEL) >= 1).select(
+        ENTITY, "exit_ts", _span_end(k).alias("_end"),
+        *(pl.col(step_time_col(i)) for i in range(k)))
+    names = set(ev.collect_schema().names())
+    cols = [c for c in (ENTITY, TS, EVENT, URL, ERROR, LOAD_MS, SHIPPING, PAYMENT, STEP) if c in names]
+    e = (
+        ev.select(cols)
+        .join(spans, on=ENTITY, how="inner")
+        .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
+        .sort(ENTITY, TS, maintain_order=True)
+    )
+    missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
+    if missing:
+        e = e.with_columns(pl.lit(None, pl.String if c in (URL, ERROR, PAYMENT) else pl.Float64).alias(c)
+                           for c in missing)
+    matchers = _row_matchers(cat, cfg)
+    e = e.with_columns(m.alias(f"_m__{sid}") for sid, (m, _) in matchers.items())
+    at_exit = pl.col(TS) >= pl.col("exit_ts")
+    aggs: list[pl.Expr] = []
+    for sid in matchers:
+        m = pl.col(f"_m__{sid}")
+        aggs += [m.sum().cast(pl.Int32).alias(f"_n__{sid}"),
+                 pl.col(TS).filter(m).min().alias(f"_f__{sid}"),
+                 pl.col(TS).filter(m).max().alias(f"_l__{sid}"),
+                 (m & at_exit).any().alias(f"_x__{sid}")]
+    shown = pl.col(SHIPPING).is_not_null()
+    aggs += [pl.col(TS).filter(shown).min().alias("_reveal_ts"),
+             pl.col(SHIPPING).filter(shown).first().alias("_first_ship")]
+    return e.group_by(ENTITY).agg(aggs), list(matchers)
+
+
+# --- diagnosis ---------------------------------------------------------------------------
+
+def _step_of(ts: pl.Expr, k: int) -> pl.Expr:
+    """Funnel step index the entity was at when ``ts`` happened (best attempt)."""
+    reached = pl.sum_horizontal([(pl.col(step_time_col(i)) <= ts).fill_null(False).cast(pl.Int32)
+                                 for i in range(k)])
+    return pl.when(ts.is_not_null()).then((reached - 1).clip(lower_bound=0)).cast(pl.Int32)
+
+
+def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
+             baseline: dict[str, pl.DataFrame]) -> pl.LazyFrame:
+    """``rec`` plus ``reason``, ``confidence``, ``evidence``, ``sig__<id>`` for every catalogue
+    signal (all entities), ``_sigstep__<id>`` (step where first seen) and ``_ship_share``."""
+    cat = catalogue(cfg)
+    th = cat.thresholds
+    k = len(cfg.steps)
+    agg, row_ids = _event_aggregates(ev, rec, cfg, cat)
+    d = rec.join(agg, on=ENTITY, how="left")
+    if "recovered" not in d.collect_schema().names():
+        d = d.with_columns(pl.lit(False).alias("recovered"))
+    level = pl.col(LEVEL)
+    abandoned = (level >= 1) & (level < k) & ~pl.col("_excluded").fill_null(False)
+    t_exit = pl.col("exit_ts")
+    end = _span_end(k)
+    # entity-level signals -> (present, first ts, last ts, at exit)
+    sig: dict[str, tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = {}
+    min_n = {sid: n for sid, (_, n) in _row_matchers(cat, cfg).items()}
+    for sid in row_ids:
+        present = (pl.col(f"_n__{sid}") >= min_n[sid]).fill_null(False)
+        sig[sid] = (present, pl.col(f"_f__{sid}"), pl.col(f"_l__{sid}"),
+                    present & pl.col(f"_x__{sid}").fill_null(False))
+    active = {s.id for s in cat.active}
+    ship_idx = cat.role_step("shipping", cfg)
+    reveal = pl.col("_reveal_ts")
+    if ship_idx is not None:
+        reveal = pl.coalesce(reveal, pl.col(step_time_col(ship_idx)))
+    share = pl.when(pl.col(CART_VALUE) > 0).then(pl.col("_first_ship") / pl.col(CART_VALUE))
+    d = d.with_columns(reveal.alias("_reveal"), share.alias(SHIP_SHARE))
+    reveal, share = pl.col("_reveal"), pl.col(SHIP_SHARE)
+    reveal_at_exit = (reveal >= t_exit).fill_null(False)
+    if "shipping.high_share" in active:
+        p = (share >= th.shipping_share).fill_null(False)
+        sig["shipping.high_share"] = (p, reveal, reveal, p & reveal_at_exit)
+    if "shipping.quick_exit" in active:
+        p = (abandoned & reveal_at_exit & (pl.col("_first_ship") > 0).fill_null(False)
+             & ((end - reveal).dt.total_microseconds() <= th.quick_exit_us).fill_null(False))
+        sig["shipping.quick_exit"] = (p, reveal, reveal, p)
+    pay = cat.role_step("payment", cfg)
+    if "payment.exit_at_step" in active and pay is not None:
+        p = abandoned & (level == pay + 1)
+        sig["payment.exit_at_step"] = (p, t_exit, t_exit, p)
+    if "ui_friction.long_dwell" in active:
+        sig["ui_friction.long_dwell"] = _long_dwell(dwell_thresholds(baseline, cfg, cat), k, abandoned)
+    if "ui_friction.forced_account" in active:
+        acc = cat.role_step("ui_friction", cfg)
+        if acc is not None:   # leaving at a forced account step is the signal itself
+            present, f, l_, x = sig.get("ui_friction.forced_account",
+                                        (pl.lit(False), pl.lit(None), pl.lit(None), pl.lit(False)))
+            at_acc = abandoned & (level == acc + 1)
+            sig["ui_friction.forced_account"] = (present | at_acc, pl.coalesce(f, t_exit),
+                                                 pl.coalesce(l_, t_exit), x | at_acc)
+    order = [s for s in cat.active if s.id in sig]
+    d = d.with_columns(
+        *(sig[s.id][0].fill_null(False).alias(s.column) for s in order),
+        *(pl.when(sig[s.id][0]).then(_step_of(sig[s.id][1], k)).alias(_sigstep_column(s.id))
+          for s in order),
+        *(pl.when(sig[s.id][3]).then(sig[s.id][2]).alias(f"_xl__{s.id}") for s in order),
+        *(sig[s.id][3].fill_null(False).alias(f"_xx__{s.id}") for s in order),
+    )
+    # scores per reason
+    rf = th.resolved_factor
+    raw, last = {}, {}
+    for r in REASONS:
+        mine = [s for s in order if s.reason == r]
+        contrib = [pl.when(pl.col(f"_xx__{s.id}")).then(s.weight)
+                   .when(pl.col(s.column)).then(s.weight * rf).otherwise(0.0) for s in mine]
+        raw[r] = pl.sum_horizontal(contrib) if contrib else pl.lit(0.0)
+        last[r] = pl.max_horizontal([pl.col(f"_xl__{s.id}") for s in mine]) if mine else pl.lit(None)
+    d = d.with_columns(*(raw[r].alias(f"_raw__{r}") for r in REASONS),
+                       *(last[r].alias(f"_last__{r}") for r in REASONS))
+    latest = pl.max_horizontal([pl.col(f"_last__{r}") for r in REASONS])
+    boosted = [
+        pl.when(pl.col(f"_raw__{r}") >= th.min_score)
+        .then(pl.col(f"_raw__{r}") * pl.when(pl.col(f"_last__{r}") == latest)
+              .then(1 + th.recency_bonus).otherwise(1.0))
+        .otherwise(-1.0)
+        for r in REASONS
+    ]
+    best = pl.concat_list(boosted).list.arg_max()
+    top = pl.max_horizontal(boosted)
+    choice = pl.when(top < 0).then(pl.lit(UNKNOWN)).otherwise(
+        best.replace_strict(list(range(len(REASONS))), list(REASONS), return_dtype=pl.String))
+    d = d.with_columns(pl.when(abandoned).then(choice).alias("reason"))
+    raws = [pl.col(f"_raw__{r}") for r in REASONS]
+    s1 = pl.coalesce([pl.when(pl.col("reason") == r).then(pl.col(f"_raw__{r}")) for r in REASONS])
+    s2 = pl.max_horizontal([pl.when(pl.col("reason") != r).then(pl.col(f"_raw__{r}")).otherwise(0.0)
+                            for r in REASONS])
+    conf_known = (1 - (-s1).exp()) * s1 / (s1 + s2)
+    conf_unknown = (1 - pl.max_horizontal(raws) / th.min_score).clip(0.0, 1.0)
+    confidence = (pl.when(pl.col("reason") == UNKNOWN).then(conf_unknown)
+                  .when(pl.col("reason").is_not_null()).then(conf_known))
+    evidence = pl.concat_list([
+        pl.when((pl.col("reason") == s.reason) & pl.col(s.column)).then(pl.lit(s.id)).otherwise(None)
+        for s in order
+    ]).list.drop_nulls() if order else pl.lit([], pl.List(pl.String))
+    d = d.with_columns(confidence.round(4).cast(pl.Float64).alias("confidence"),
+                       evidence.alias("evidence"))
+    # catalogue signals that could not be computed here still get a column (all False)
+    d = d.with_columns(pl.lit(False).alias(s.column) for s in cat.active if s.id not in sig)
+    internal = [c for c in d.collect_schema().names()
+                if c.startswith(("_n__", "_f__", "_l__", "_x__", "_xl__", "_xx__", "_raw__", "_last__"))
+                or c in ("_reveal_ts", "_first_ship", "_reveal")]
+    return d.drop(internal)
+
+
+def _long_dwell(thr: dict[int, float], k: int, abandoned: pl.Expr
+                ) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """Dwell at a step above its threshold: movers (step i -> i+1) and, at the exit step,
+    abandoners (exit -> end of session)."""
+    if not thr:
+        return pl.lit(False), pl.lit(None, pl.Datetime("us", "UTC")), pl.lit(None, pl.Datetime("us", "UTC")), pl.lit(False)
+    secs = lambda a, b: (b - a).dt.total_microseconds() / 1e6  # noqa: E731
+    level = pl.col(LEVEL)
+    moved = [(level >= i + 2) & (secs(pl.col(step_time_col(i)), pl.col(step_time_col(i + 1))) > t)
+             for i, t in sorted(thr.items()) if i + 1 < k]
+    exit_thr = level.replace_strict([i + 1 for i in thr], list(thr.values()), default=None,
+                                    return_dtype=pl.Float64)
+    at_exit = (abandoned & (secs(pl.col("exit_ts"), pl.col("last_ts")) > exit_thr)).fill_null(False)
+    first_moved = pl.coalesce([pl.when(m.fill_null(False)).then(pl.col(step_time_col(i)))
+                               for m, i in zip(moved, sorted(thr), strict=False)]) if moved else pl.lit(None)
+    present = pl.any_horizontal([m.fill_null(False) for m in moved] + [at_exit])
+    first = pl.coalesce(first_moved, pl.when(at_exit).then(pl.col("exit_ts")))
+    last = pl.when(at_exit).then(pl.col("exit_ts")).otherwise(first_moved)
+    return present, first, last, at_exit
+
+
+# --- partials ----------------------------------------------------------------------------
+
+def _segment_attrs(names: list[str], cfg: Config) -> list[str]:
+    from ..schema import DEFAULT_SEGMENT_CANDIDATES
+
+    cands = cfg.segments or DEFAULT_SEGMENT_CANDIDATES
+    return [a for a in cands if a in names]
+
+
+def _band_expr(share: pl.Expr) -> pl.Expr:
+    e = pl.when(share <= 0).then(0)
+    for i, edge in enumerate(BAND_EDGES):
+        e = e.when(share <= edge).then(i + 1)
+    return e.otherwise(len(BAND_EDGES) + 1).cast(pl.Int32)
+
+
+def diagnosis_partials(diag: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
+    """Additive partials of the diagnosis (value columns n_*/sum_*; see core.partials)."""
+    k = len(cfg.steps)
+    cat = catalogue(cfg)
+    names = diag.collect_schema().names()
+    carts = diag.filter((pl.col(LEVEL) >= 1) & ~pl.col("_excluded").fill_null(False))
+    lost = carts.filter(pl.col("reason").is_not_null())
+    value = pl.col(CART_VALUE).fill_null(0.0)
+    out: dict[str, pl.LazyFrame] = {}
+    out["diag:reasons"] = lost.group_by("reason", LEVEL, pl.col("recovered").fill_null(False)).agg(
+        pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value"))
+    out["diag:evidence"] = (
+        lost.select("reason", pl.col("evidence").alias("signal")).explode("signal")
+        .filter(pl.col("signal").is_not_null())
+        .group_by("reason", "signal").agg(pl.len().cast(pl.Int64).alias("n_carts")))
+    lifts = [
+        carts.group_by(pl.lit(s.id).alias("signal"),
+                       pl.col(_sigstep_column(s.id)).fill_null(-1).cast(pl.Int32).alias("sig_step"),
+                       LEVEL)
+        .agg(pl.len().cast(pl.Int64).alias("n_carts"))
+        for s in cat.active if s.lift and _sigstep_column(s.id) in names
+    ]
+    if lifts:
+        out["diag:signals"] = pl.concat(lifts)
+    out["diag:shipping_bands"] = (
+        carts.filter(pl.col(SHIP_SHARE).is_not_null())
+        .group_by(_band_expr(pl.col(SHIP_SHARE)).alias("band"), (pl.col(LEVEL) < k).alias("abandoned"))
+        .agg(pl.len().cast(pl.Int64).alias("n_carts")))
+    out["diag:daily"] = (
+        lost.group_by(pl.col("exit_ts").dt.strftime("%Y-%m-%d").alias("day"), "reason")
+        .agg(pl.len().cast(pl.Int64).alias("n_carts")))
+    segs = [
+        carts.group_by(pl.lit(a).alias("column"), pl.col(a).cast(pl.String).fill_null(NONE).alias("value"),
+                       pl.col("reason").fill_null(NONE))
+        .agg(pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value"))
+        for a in _segment_attrs(names, cfg)
+    ]
+    if segs:
+        out["diag:segments"] = pl.concat(segs)
+    user = pl.col(USER).is_not_null() if USER in names else pl.lit(False)
+    out["diag:totals"] = carts.select(
+        pl.len().cast(pl.Int64).alias("n_carts"),
+        (pl.col(LEVEL) >= k).sum().cast(pl.Int64).alias("n_orders"),
+        value.filter(pl.col(LEVEL) >= k).sum().alias("sum_order_value"),
+        pl.col("reason").is_not_null().sum().cast(pl.Int64).alias("n_abandoned"),
+        (pl.col("reason").is_not_null() & pl.col("recovered").fill_null(False)).sum().cast(pl.Int64)
+        .alias("n_recovered"),
+        (pl.col("reason").is_not_null() & user).sum().cast(pl.Int64).alias("n_known_user"),
+        (pl.col("reason").is_not_null() & user & pl.col("recovered").fill_null(False)).sum()
+        .cast(pl.Int64).alias("n_known_recovered"),
+        (pl.col("reason").is_not_null() & user & ~pl.col("recovered").fill_null(False)).sum()
+        .cast(pl.Int64).alias("n_reachable"),
+        value.filter(pl.col("reason").is_not_null() & user & ~pl.col("recovered").fill_null(False))
+        .sum().alias("sum_reachable_value"),
+    )
+    return out
+
+
+# --- finalize ----------------------------------------------------------------------------
+
+def _rate(k: int, n: int) -> Rate:
+    return Rate(int(k), int(n), ratio(k, n), wilson(k, n))
+
+
+def finalize_reasons(p: dict[str, pl.DataFrame], cfg: Config) -> list[ReasonShare]:
+    cat = catalogue(cfg)
+    df = p.get("diag:reasons")
+    ev = p.get("diag:evidence")
+    total = int(df["n_carts"].sum()) if df is not None and df.height else 0
+    out = []
+    for r in ALL_REASONS:
+        sub = df.filter(pl.col("reason") == r) if df is not None else None
+        n = int(sub["n_carts"].sum()) if sub is not None and sub.height else 0
+        val = float(sub.filter(~pl.col("recovered"))["sum_value"].sum() or 0.0) if n else 0.0
+        items = []
+        if ev is not None and ev.height:
+            e = ev.filter(pl.col("reason") == r).group_by("signal").agg(pl.col("n_carts").sum())
+            for sid, cnt in e.sort(["n_carts", "signal"], descending=[True, False]).iter_rows():
+                try:
+                    desc = cat.get(sid).description
+                except KeyError:
+                    desc = sid
+                items.append(EvidenceItem(sid, desc, int(cnt)))
+        out.append(ReasonShare(r, n, ratio(n, total), wilson(n, total), round(val, 2), items))
+    return out
+
+
+def signal_lift_counts(p: dict[str, pl.DataFrame], cfg: Config) -> list[tuple[Signal, int, int, int, int, int]]:
+    """Per lift-able signal: (signal, step, n_with, lost_with, n_without, lost_without) at the
+    step where most carts first showed it; 'without' = carts that reached that step and never
+    showed the signal."""
+    k = len(cfg.steps)
+    cat = catalogue(cfg)
+    df = p.get("diag:signals")
+    out = []
+    if df is None or not df.height:
+        return out
+    for s in cat.active:
+        if not s.lift:
+            continue
+        sub = df.filter(pl.col("signal") == s.id)
+        held = sub.filter(pl.col("sig_step") >= 0)
+        if not held.height:
+            continue
+        by_step = held.group_by("sig_step").agg(pl.col("n_carts").sum()).sort(
+            ["n_carts", "sig_step"], descending=[True, False])
+        step = int(by_step["sig_step"][0])
+        w = held.filter(pl.col("sig_step") == step)
+        wo = sub.filter((pl.col("sig_step") < 0) & (pl.col(LEVEL) >= step + 1))
+        n1 = int(w["n_carts"].sum())
+        k1 = int(w.filter(pl.col(LEVEL) < k)["n_carts"].sum())
+        n2 = int(wo["n_carts"].sum()) if wo.height else 0
+        k2 = int(wo.filter(pl.col(LEVEL) < k)["n_carts"].sum()) if wo.height else 0
+        out.append((s, step, n1, k1, n2, k2))
+    return out
+
+
+def finalize_signals(p: dict[str, pl.DataFrame], cfg: Config) -> list[SignalLift]:
+    rows = signal_lift_counts(p, cfg)
+    pvals = [two_proportion_test(k1, n1, k2, n2) for _, _, n1, k1, n2, k2 in rows]
+    qvals = benjamini_hochberg(pvals)
+    out = []
+    for (s, step, n1, k1, n2, k2), pv, qv in zip(rows, pvals, qvals, strict=True):
+        rr, ci = risk_ratio(k1, n1, k2, n2)
+        out.append(SignalLift(s.id, s.reason, cfg.steps[step].name, _rate(k1, n1), _rate(k2, n2),
+                              rr, ci, pv, bool(qv is not None and qv < 0.05 and rr is not None and rr > 1)))
+    return out
+
+
+def finalize_bands(p: dict[str, pl.DataFrame]) -> list[Band]:
+    df = p.get("diag:shipping_bands")
+    edges = (0.0, *BAND_EDGES)
+    labels = ["free"] + [f"{round(lo * 100)}–{round(hi * 100)}%" for lo, hi in zip(edges, BAND_EDGES, strict=False)] \
+        + [f">{round(BAND_EDGES[-1] * 100)}%"]
+    lows = [0.0, *edges]
+    highs = [0.0, *BAND_EDGES, None]
+    out = []
+    for i, label in enumerate(labels):
+        sub = df.filter(pl.col("band") == i) if df is not None and df.height else None
+        n = int(sub["n_carts"].sum()) if sub is not None and sub.height else 0
+        kk = int(sub.filter(pl.col("abandoned"))["n_carts"].sum()) if n else 0
+        if n:
+            out.append(Band(label, lows[i], highs[i], _rate(kk, n)))
+    return out
+
+
+def finalize_episodes(p: dict[str, pl.DataFrame], min_carts: int = 10, z_min: float = 4.0,
+                      max_per_reason: int = 2) -> list[ReasonEpisode]:
+    """Contiguous day ranges where a reason's share of abandoned carts is far above its share on
+    the other days: the window with the largest two-proportion z (>= z_min, share >= 1.5x) per
+    reason, then the next one outside it."""
+    from datetime import date, timedelta
+
+    df = p.get("diag:daily")
+    if df is None or not df.height:
+        return []
+    days_s = sorted(set(df["day"].to_list()))
+    d0, d1 = date.fromisoformat(days_s[0]), date.fromisoformat(days_s[-1])
+    days = [d0 + timedelta(days=i) for i in range((d1 - d0).days + 1)]
+    idx = {d.isoformat(): i for i, d in enumerate(days)}
+    tot = [0] * len(days)
+    per: dict[str, list[int]] = {r: [0] * len(days) for r in REASONS}
+    for day, reason, n in df.select("day", "reason", "n_carts").iter_rows():
+        tot[idx[day]] += int(n)
+        if reason in per:
+            per[reason][idx[day]] += int(n)
+    out: list[ReasonEpisode] = []
+    for r in REASONS:
+        used = [False] * len(days)
+        for _ in range(max_per_reason):
+            best = _best_window(per[r], tot, used, min_carts, z_min)
+            if best is None:
+                break
+            a, b, share, base, n = best
+            for i in range(a, b + 1):
+                used[i] = True
+            out.append(ReasonEpisode(r, days[a].isoformat(), days[b].isoformat(), round(share, 4),
+                                     round(base, 4), n))
+    return sorted(out, key=lambda e: (e.start, e.reason))
+
+
+def _best_window(k: list[int], n: list[int], used: list[bool], min_carts: int, z_min: float):
+    m = len(n)
+    K, N = sum(k), sum(n)
+    ck, cn = [0], [0]
+    for a, b in zip(k, n, strict=True):
+        ck.append(ck[-1] + a)
+        cn.append(cn[-1] + b)
+    best = None
+    for a in range(m):
+        if used[a]:
+            continue
+        for b in range(a, m):
+            if used[b]:
+                break
+            kin, nin = ck[b + 1] - ck[a], cn[b + 1] - cn[a]
+            kout, nout = K - kin, N - nin
+            if nin < min_carts or nout < min_carts or kin < 3:
+                continue
+            pin, pout = kin / nin, kout / nout
+            if pin < 1.5 * pout:
+                continue
+            pool = K / N
+            se = math.sqrt(pool * (1 - pool) * (1 / nin + 1 / nout))
+            if se == 0:
+                continue
+            z = (pin - pout) / se
+            if z >= z_min and (best is None or z > best[0]):
+                best = (z, a, b, pin, pout, nin)
+    return None if best is None else best[1:]
+
+
+def finalize_diagnosis(p: dict[str, pl.DataFrame], cfg: Config) -> Diagnosis:
+    return Diagnosis(finalize_reasons(p, cfg), finalize_signals(p, cfg), finalize_bands(p),
+                     finalize_episodes(p))
