@@ -1,33 +1,82 @@
-"""Shared number formatting for every renderer (terminal, Markdown, HTML via Jinja2 filters)."""
+"""Shared number formatting for every renderer (terminal, Markdown, HTML via Jinja2 filters).
+
+Pure functions of plain numbers; every one returns ``"n/a"`` for a missing value (None, NaN,
+infinity) so a report never prints ``nan%``. Rates are fractions (0.7019 -> ``70.2%``).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+NA = "n/a"
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
+
 
 def fmt_int(v: float | int | None) -> str:
-    return "n/a" if v is None else f"{int(round(v)):,}"
+    """Thousands-separated whole number: ``12,345``."""
+    return NA if _missing(v) else f"{int(round(v)):,}"  # type: ignore[arg-type]
 
 
 def fmt_pct(v: float | None, digits: int = 1) -> str:
-    return "n/a" if v is None else f"{v * 100:.{digits}f}%"
+    """A fraction as a percentage: ``0.7019`` -> ``70.2%``."""
+    return NA if _missing(v) else f"{v * 100:.{digits}f}%"  # type: ignore[operator]
 
 
-def fmt_ci(ci: tuple[float, float] | list[float] | None, digits: int = 1) -> str:
-    return "n/a" if not ci else f"{ci[0] * 100:.{digits}f}–{ci[1] * 100:.{digits}f}%"
+def fmt_ci(ci: Sequence[float] | None, digits: int = 1) -> str:
+    """A 95% interval of a fraction: ``(0.68, 0.71)`` -> ``68.0–71.0%``."""
+    if not ci or len(ci) != 2 or _missing(ci[0]) or _missing(ci[1]):
+        return NA
+    return f"{ci[0] * 100:.{digits}f}–{ci[1] * 100:.{digits}f}%"
 
 
 def fmt_money(v: float | None, currency: str | None = "") -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:,.0f} {currency}".strip() if abs(v) >= 100 else f"{v:,.2f} {currency}".strip()
+    """An amount with its currency code after it; cents only below 100: ``168,000 EUR``."""
+    if _missing(v):
+        return NA
+    return f"{v:,.0f} {currency or ''}".strip() if abs(v) >= 100 else f"{v:,.2f} {currency or ''}".strip()  # type: ignore[arg-type]
 
 
 def fmt_seconds(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    if v < 60:
+    """A duration in the largest fitting unit: ``45 s``, ``2.5 min``, ``1.2 h``, ``3.0 d``."""
+    if _missing(v):
+        return NA
+    if v < 60:  # type: ignore[operator]
         return f"{v:.0f} s"
-    if v < 3600:
+    if v < 3600:  # type: ignore[operator]
         return f"{v / 60:.1f} min"
-    if v < 86400:
+    if v < 86400:  # type: ignore[operator]
         return f"{v / 3600:.1f} h"
     return f"{v / 86400:.1f} d"
+
+
+def fmt_points(v: float | None, digits: int = 1) -> str:
+    """A signed change in percentage points (already in points): ``+5.0 pp``."""
+    return NA if _missing(v) else f"{v:+.{digits}f} pp"
+
+
+def fmt_ratio(v: float | None, digits: int = 1) -> str:
+    """A multiplicative lift: ``2.3×``."""
+    return NA if _missing(v) else f"{v:.{digits}f}×"
+
+
+def fmt_p(v: float | None) -> str:
+    """A p- or q-value: ``0.003``, ``< 0.001``."""
+    if _missing(v):
+        return NA
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"  # type: ignore[operator]
+
+
+FILTERS = {
+    "fmt_int": fmt_int,
+    "fmt_pct": fmt_pct,
+    "fmt_ci": fmt_ci,
+    "fmt_money": fmt_money,
+    "fmt_seconds": fmt_seconds,
+    "fmt_points": fmt_points,
+    "fmt_ratio": fmt_ratio,
+    "fmt_p": fmt_p,
+}

@@ -1,0 +1,122 @@
+"""The HTML report in a real browser: headless Debian chromium driven by playwright-python.
+
+Opens the report from a file:// URL (offline, inline plotly.js), checks that there are no
+console errors or CSP violations, that every chart renders an SVG, and that a report full of
+hostile strings injects nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from funnel.render.html import render_html
+
+try:
+    from _report_factory import XSS_IMG, XSS_SCRIPT, make_report
+except ImportError:  # tests/ imported as a package
+    from tests._report_factory import XSS_IMG, XSS_SCRIPT, make_report
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"browser tests need Debian chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright-python")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _open(browser, path: Path, **context):
+    ctx = browser.new_context(**context)
+    page = ctx.new_page()
+    problems: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.add_init_script("""
+        window.__csp = [];
+        document.addEventListener('securitypolicyviolation',
+            e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+    """)
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('div[data-chart]')]"
+        ".every(h => h.querySelector('svg.main-svg') || h.classList.contains('chart-failed'))",
+        timeout=15000)
+    return ctx, page, problems, requests
+
+
+def _rendered(page) -> tuple[int, int]:
+    return page.evaluate("""() => {
+        const holders = [...document.querySelectorAll('div[data-chart]')];
+        const drawn = holders.filter(h => h.classList.contains('js-plotly-plot') && h.querySelector('svg.main-svg'));
+        return [holders.length, drawn.length];
+    }""")
+
+
+@pytest.fixture(scope="module")
+def hostile_page(browser, tmp_path_factory):
+    path = tmp_path_factory.mktemp("html") / "hostile.html"
+    path.write_text(render_html(make_report(hostile=True)), encoding="utf-8")
+    ctx, page, problems, requests = _open(browser, path)
+    yield page, problems, requests
+    ctx.close()
+
+
+def test_every_chart_renders_without_errors(hostile_page):
+    page, problems, _ = hostile_page
+    holders, drawn = _rendered(page)
+    assert holders >= 7
+    assert drawn == holders
+    assert problems == []
+    assert page.evaluate("window.__csp") == []
+
+
+def test_hostile_strings_inject_nothing(hostile_page):
+    page, _, requests = hostile_page
+    page.hover("#chart-funnel .bars path", force=True)  # hover labels render data strings too
+    page.hover("#chart-sankey .sankey-node", force=True)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    # Only our three scripts (plotly.js, boot) + JSON data blocks; nothing injected.
+    kinds = page.evaluate("[...document.scripts].map(s => s.type || 'js')")
+    assert kinds.count("js") == 2
+    assert set(kinds) == {"js", "application/json"}
+    assert page.evaluate("document.querySelectorAll('img, iframe, object, embed').length") == 0
+    # The hostile text is shown literally, in tables and in chart labels.
+    body = page.inner_text("main")
+    assert XSS_SCRIPT in body and XSS_IMG in body
+    labels = page.evaluate("[...document.querySelectorAll('#chart-funnel .ytick text')].map(t => t.textContent)")
+    assert any("<img src=x" in t for t in labels)
+    # Offline: nothing but the file itself was requested.
+    assert all(u.startswith("file://") for u in requests)
+
+
+def test_phone_viewport_and_print(browser, tmp_path):
+    path = tmp_path / "report.html"
+    path.write_text(render_html(make_report()), encoding="utf-8")
+    ctx, page, problems, _ = _open(browser, path, viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        assert problems == []
+        holders, drawn = _rendered(page)
+        assert drawn == holders
+        # No horizontal scrolling of the page itself (wide tables scroll inside their wrapper).
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.emulate_media(media="print")
+        assert page.evaluate("getComputedStyle(document.querySelector('nav.toc')).display") == "none"
+    finally:
+        ctx.close()
