@@ -58,7 +58,7 @@ class Analysis:
 
 def _duration(us: int) -> str:
     for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
-        if us % size == 0:
+        if us % size == 0 and (unit != "d" or us >= 2 * size):
             return f"{us // size}{unit}"
     return f"{us / 1e6:g}s"
 
@@ -119,21 +119,24 @@ def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFr
     return with_recovery(session_records(ev, cfg, attrs), cfg)
 
 
-def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> parts.Partials:
+def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
+                   rec: pl.DataFrame | None = None) -> parts.Partials:
     """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell)."""
     from .core import reasons
 
-    rec = entity_records(ev, cfg, attrs)
-    lazy = reasons.baseline_partials(ev, rec, cfg)
+    if rec is None:
+        rec = entity_records(ev, cfg, attrs).collect()
+    lazy = reasons.baseline_partials(ev, rec.lazy(), cfg)
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
 def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
-                    baseline: parts.Partials) -> pl.DataFrame:
+                    baseline: parts.Partials, rec: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per-entity records with reason, confidence, evidence and signal flags."""
     from .core import reasons
 
-    rec = entity_records(ev, cfg, attrs).collect()
+    if rec is None:
+        rec = entity_records(ev, cfg, attrs).collect()
     return reasons.diagnose(ev, rec.lazy(), cfg, baseline).collect()
 
 
@@ -249,9 +252,10 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
                          f"({prep.rows_read} read, all rejected: {causes or 'none'})",
                          "check the timestamp, event and id columns with 'funnel validate'")
     say("reconstructing purchase paths")
-    baseline = shard_baseline(prep.events, cfg, prep.attrs)
+    rec = entity_records(prep.events, cfg, prep.attrs).collect()
+    baseline = shard_baseline(prep.events, cfg, prep.attrs, rec)
     say("diagnosing abandoned carts")
-    diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline)
+    diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline, rec)
     p = shard_partials(prep.events, cfg, prep.attrs, baseline, diag)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
