@@ -259,8 +259,13 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
         mine = [s for s in order if s.reason == r]
         contrib = [pl.when(pl.col(f"_xx__{s.id}")).then(s.weight)
                    .when(pl.col(s.column)).then(s.weight * rf).otherwise(0.0) for s in mine]
-        raw[r] = pl.sum_horizontal(contrib) if contrib else pl.lit(0.0)
-        last[r] = pl.max_horizontal([pl.col(f"_xl__{s.id}") for s in mine]) if mine else pl.lit(None)
+        if contrib:
+            top = pl.max_horizontal(contrib)
+            raw[r] = top + th.corroboration * (pl.sum_horizontal(contrib) - top)
+        else:
+            raw[r] = pl.lit(0.0)
+        timed = [s for s in mine if s.weight >= th.min_score]   # weak signals do not set timing
+        last[r] = pl.max_horizontal([pl.col(f"_xl__{s.id}") for s in timed]) if timed else pl.lit(None)
     d = d.with_columns(*(raw[r].alias(f"_raw__{r}") for r in REASONS),
                        *(last[r].alias(f"_last__{r}") for r in REASONS))
     latest = pl.max_horizontal([pl.col(f"_last__{r}") for r in REASONS])
@@ -284,10 +289,14 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     conf_unknown = (1 - pl.max_horizontal(raws) / th.min_score).clip(0.0, 1.0)
     confidence = (pl.when(pl.col("reason") == UNKNOWN).then(conf_unknown)
                   .when(pl.col("reason").is_not_null()).then(conf_known))
-    evidence = pl.concat_list([
-        pl.when((pl.col("reason") == s.reason) & pl.col(s.column)).then(pl.lit(s.id)).otherwise(None)
-        for s in order
-    ]).list.drop_nulls() if order else pl.lit([], pl.List(pl.String))
+    # Evidence, strongest first: signals at the exit by weight, then those the buyer moved past.
+    by_weight = sorted(order, key=lambda s: -s.weight)
+    mine = pl.col("reason")
+    evidence = pl.concat_list(
+        [pl.when((mine == s.reason) & pl.col(f"_xx__{s.id}")).then(pl.lit(s.id)) for s in by_weight]
+        + [pl.when((mine == s.reason) & pl.col(s.column) & ~pl.col(f"_xx__{s.id}")).then(pl.lit(s.id))
+           for s in by_weight]
+    ).list.drop_nulls() if order else pl.lit([], pl.List(pl.String))
     d = d.with_columns(confidence.round(4).cast(pl.Float64).alias("confidence"),
                        evidence.alias("evidence"))
     # catalogue signals that could not be computed here still get a column (all False)
@@ -346,6 +355,11 @@ def diagnosis_partials(diag: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFram
     out: dict[str, pl.LazyFrame] = {}
     out["diag:reasons"] = lost.group_by("reason", LEVEL, pl.col("recovered").fill_null(False)).agg(
         pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value"))
+    out["diag:primary"] = (   # the strongest evidence of each attributed cart (no double counting)
+        lost.filter(pl.col("evidence").list.len() > 0)
+        .group_by("reason", pl.col("evidence").list.first().alias("signal"),
+                  pl.col("recovered").fill_null(False))
+        .agg(pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value")))
     out["diag:evidence"] = (
         lost.select("reason", pl.col("evidence").alias("signal")).explode("signal")
         .filter(pl.col("signal").is_not_null())

@@ -30,6 +30,7 @@ Users extend or override it in ``funnel.toml``::
     min_score = 0.5                   # below this a cart's reason is "unknown"
     resolved_factor = 0.2             # weight left to a signal the buyer moved past
     recency_bonus = 0.3               # favour the reason whose evidence came last
+    corroboration = 0.25              # share of further signals' weight added to the strongest
 
 Unknown keys are ``ConfigError`` with a "did you mean".
 """
@@ -94,7 +95,7 @@ _CART_URL = r"(?i)/(?:cart|basket|bag|ostoskori|warenkorb|varukorg|kurv|panier|c
 DEFAULT_SIGNALS: tuple[Signal, ...] = (
     # --- payment ---------------------------------------------------------------------------
     Signal("payment.error", "payment", EXPLICIT, 2.0,
-           "payment failed or card declined",
+           "payment failed or the card was declined",
            events=("payment_failed", "payment_error", "payment_declined", "card_declined",
                    "trns_error", "transaction_error", "transaction_failed", "Payment Failed",
                    "Payment Declined", "checkout_payment_failed", "payment_failure"),
@@ -104,35 +105,35 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
                         "processing_error", "authentication_failed", "3ds_failed",
                         "fraud_suspected")),
     Signal("payment.retry", "payment", INFERRED, 0.5,
-           "submitted the payment step several times"),
+           "the payment step was submitted several times"),
     Signal("payment.method_switch", "payment", INFERRED, 0.6,
-           "switched payment method"),
+           "the buyer switched payment method"),
     Signal("payment.exit_at_step", "payment", INFERRED, 0.2,
-           "left at the payment step (weak on its own: many are just browsing)", lift=False),
+           "the buyer left at the payment step (weak alone: many just browse)", lift=False),
     # --- shipping --------------------------------------------------------------------------
     Signal("shipping.delivery_error", "shipping", EXPLICIT, 2.0,
-           "delivery or shipping error shown",
+           "a delivery or shipping error was shown",
            events=("delivery_error", "shipping_error", "Shipping Error", "address_undeliverable"),
            error_types=("DELIVERY_ERROR", "shipping_error", "delivery_unavailable",
                         "address_undeliverable", "no_shipping_rates")),
     Signal("shipping.info_page", "shipping", INFERRED, 0.6,
-           "viewed shipping or delivery information during checkout",
+           "the buyer viewed shipping or delivery information during checkout",
            events=("view_shipping_info", "shipping_info_viewed", "view_delivery_info",
                    "Shipping Policy Viewed", "shipping_policy_viewed", "delivery_info_viewed"),
            url_patterns=(_SHIPPING_URL,)),
     Signal("shipping.high_share", "shipping", INFERRED, 0.5,
-           "shipping cost a high share of the cart value"),
-    Signal("shipping.quick_exit", "shipping", INFERRED, 0.4,
-           "left soon after a non-zero shipping cost first appeared", lift=False),
+           "shipping cost was a high share of the cart value"),
+    Signal("shipping.quick_exit", "shipping", INFERRED, 0.5,
+           "the buyer left soon after a non-zero shipping cost first appeared", lift=False),
     # --- returns ---------------------------------------------------------------------------
     Signal("returns.policy_view", "returns", INFERRED, 0.8,
-           "viewed the returns or refund policy during checkout",
+           "the buyer viewed the returns or refund policy during checkout",
            events=("view_returns_policy", "view_return_policy", "returns_policy_viewed",
                    "Returns Policy Viewed", "refund_policy_viewed", "view_refund_policy"),
            url_patterns=(_RETURNS_URL,)),
     # --- UI friction -----------------------------------------------------------------------
     Signal("ui_friction.form_error", "ui_friction", EXPLICIT, 2.0,
-           "form, validation, checkout or script error shown",
+           "a form, validation, checkout or script error was shown",
            events=("form_error", "checkout_error", "validation_error", "exception", "js_error",
                    "javascript_error", "network_error", "Checkout Error", "rage_click",
                    "dead_click", "error_displayed"),
@@ -140,19 +141,19 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
                         "js_error", "javascript_error", "network_error", "timeout",
                         "server_error", "form_error", "rage_click", "dead_click")),
     Signal("ui_friction.forced_account", "ui_friction", INFERRED, 0.6,
-           "sent to a login or account-creation page during checkout",
+           "the buyer was sent to a login or account page during checkout",
            events=("login_required", "account_required", "Sign In Required", "sign_up_prompt"),
            url_patterns=(_LOGIN_URL,)),
     Signal("ui_friction.slow_page", "ui_friction", INFERRED, 0.6,
            "a checkout page loaded slowly"),
     Signal("ui_friction.long_dwell", "ui_friction", INFERRED, 0.3,
-           "stayed at a step far longer than buyers who moved on"),
+           "the buyer stayed at a step far longer than buyers who moved on"),
     Signal("ui_friction.backtrack", "ui_friction", INFERRED, 0.3,
-           "went back to an earlier step or the cart",
+           "the buyer went back to an earlier step or the cart",
            events=("view_cart", "Cart Viewed", "cart_viewed"),
            url_patterns=(_CART_URL,)),
     Signal("ui_friction.repeat_submit", "ui_friction", INFERRED, 0.3,
-           "submitted the same step repeatedly"),
+           "the same step was submitted repeatedly"),
 )
 
 # Reason-level keys feed these signals ([signals.<reason>] events / url_patterns / error_types).
@@ -191,13 +192,14 @@ class Thresholds:
     min_score: float = 0.5
     resolved_factor: float = 0.2
     recency_bonus: float = 0.3
+    corroboration: float = 0.25
 
 
 _THRESHOLD_KEYS: dict[str, str] = {   # toml key -> kind
     "shipping_share": "fraction", "quick_exit": "duration", "dwell_ratio": "positive",
     "dwell_quantile": "fraction", "slow_page_ms": "positive", "payment_attempts": "count",
     "repeat_submits": "count", "min_score": "positive", "resolved_factor": "fraction",
-    "recency_bonus": "nonneg",
+    "recency_bonus": "nonneg", "corroboration": "fraction",
 }
 _REASON_KEYS = ("step", "events", "url_patterns", "error_types")
 _SIGNAL_KEYS = ("events", "url_patterns", "error_types", "weight", "enabled", "replace",

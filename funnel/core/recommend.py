@@ -1,0 +1,339 @@
+"""Fixes for the abandonment this data shows: one catalogue keyed by reason, ranked by money.
+
+Each fix addresses catalogue signals (funnel.core.signals). Its estimate is the **excess
+abandonment associated with those signals**: the abandoned carts whose strongest evidence is
+one of the fix's signals, times the share of their abandonment in excess of comparable carts
+without the signal ((rate_with - rate_without) / rate_with, at the step where carts first showed
+it, only when significant after Benjamini-Hochberg), times the average order value. Summed over
+carts this is ``carts_with_signal x (rate_with - rate_without)``, but no cart counts for two
+fixes. Cart reminders use this shop's own recovery rate instead. These are associations, not experiments: the estimate is the ceiling of
+what removing the problem could bring back, and the ``method`` field says so.
+
+Research figures come from docs/domain.md; each names its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..config import Config
+from ..model import Abandonment, Recommendation
+from ..schema import REASONS, UNKNOWN
+from .funnel import LEVEL
+from .partials import NONE
+from .reasons import signal_lift_counts
+from .signals import catalogue
+from .stats import benjamini_hochberg, two_proportion_test
+
+
+@dataclass(frozen=True)
+class Fix:
+    id: str
+    reason: str
+    title: str
+    research: str
+    signals: tuple[str, ...]
+    segment_offer: bool = False    # aimed at the segment where the reason stands out
+
+
+FIXES: tuple[Fix, ...] = (
+    Fix("payment.methods", "payment",
+        "Offer the payment methods your buyers expect, including wallets and mobile payment",
+        "13% of US shoppers abandoned a checkout because there were not enough payment methods; "
+        "21% of sites offer only one (Baymard Institute 2024).",
+        ("payment.method_switch", "payment.retry", "payment.exit_at_step")),
+    Fix("payment.keep_card_data", "payment",
+        "Keep card details after a decline; suggest a retry for soft declines and another method "
+        "for hard ones",
+        "34% of sites clear the card fields after a decline or validation error, directly causing "
+        "abandonment; 9% of shoppers abandoned over a declined card (Baymard Institute).",
+        ("payment.error",)),
+    Fix("shipping.show_early", "shipping",
+        "Show the shipping cost and an estimated delivery date on the product page and in the cart",
+        "64% of users looked for the shipping cost on the product page and 43% of sites don't show "
+        "it; 41% of sites show no delivery date; 21% abandoned because they could not see the "
+        "total cost up front (Baymard Institute).",
+        ("shipping.quick_exit", "shipping.info_page", "shipping.delivery_error")),
+    Fix("shipping.free_threshold", "shipping",
+        "Set a free-shipping threshold just above the average order value",
+        "Extra costs (shipping, tax, fees) are the most common reason given for abandoning a "
+        "checkout: 48% (Baymard Institute 2024); the threshold placement is a practitioner "
+        "heuristic, not a study result.",
+        ("shipping.high_share",)),
+    Fix("shipping.exit_offer", "shipping",
+        "Offer free or discounted delivery just before a cost-sensitive visitor leaves",
+        "The seed guidance: a discount or free fast delivery offered just before the visitor "
+        "would leave saves some carts; extra costs are the top abandonment reason (48%, Baymard "
+        "Institute 2024).",
+        ("shipping.high_share",), segment_offer=True),
+    Fix("returns.clear_policy", "returns",
+        "Make free, easy returns clear: link the returns policy from product pages, footer and "
+        "checkout",
+        "18% of shoppers abandoned over an unsatisfactory returns policy; 43% of sites don't show "
+        "it on product pages (Baymard Institute).",
+        ("returns.policy_view",)),
+    Fix("ui_friction.guest_checkout", "ui_friction",
+        "Make guest checkout the most prominent option; offer an account on the confirmation page",
+        "26% of shoppers abandoned because the site wanted them to create an account (Baymard "
+        "Institute 2024).",
+        ("ui_friction.forced_account",)),
+    Fix("ui_friction.fix_step", "ui_friction",
+        "Fix the errors and slow pages on the step where sessions stall",
+        "17% abandoned because the website had errors or crashed (Baymard Institute 2024); Core "
+        "Web Vitals rate LCP > 4 s as poor and 53% of mobile visits are abandoned when a page "
+        "takes over 3 s (Google).",
+        ("ui_friction.form_error", "ui_friction.slow_page")),
+    Fix("ui_friction.fewer_fields", "ui_friction",
+        "Cut fields and steps: billing = shipping address by default, inline validation",
+        "The average checkout has 11.3 form fields where 8 are achievable, 31% of sites lack "
+        "inline validation, and better checkout design is worth up to ~35% more conversions "
+        "(Baymard Institute).",
+        ("ui_friction.long_dwell", "ui_friction.repeat_submit", "ui_friction.backtrack")),
+)
+
+REMINDER_RESEARCH = ("The seed guidance: abandoned carts can be recovered with an e-mail reminder. "
+                     "docs/domain.md gives no study figure for the uplift, so the estimate uses "
+                     "this shop's own recovery rate.")
+
+
+def _money(x: float, currency: str | None) -> str:
+    return f"{currency + ' ' if currency else ''}{x:,.0f}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.0f}%"
+
+
+def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
+    """(average order value of purchases, average value of abandoned carts)."""
+    t = p.get("diag:totals")
+    r = p.get("diag:reasons")
+    aov = lost = 0.0
+    if t is not None and t.height:
+        n = int(t["n_orders"].sum())
+        aov = float(t["sum_order_value"].sum() or 0.0) / n if n else 0.0
+    if r is not None and r.height:
+        n = int(r["n_carts"].sum())
+        lost = float(r["sum_value"].sum() or 0.0) / n if n else 0.0
+    return aov or lost, lost or aov
+
+
+def _reason_carts(p: dict[str, pl.DataFrame]) -> dict[str, int]:
+    r = p.get("diag:reasons")
+    if r is None or not r.height:
+        return {}
+    g = r.group_by("reason").agg(pl.col("n_carts").sum())
+    return {a: int(b) for a, b in g.iter_rows()}
+
+
+def _reason_step(p: dict[str, pl.DataFrame], reason: str, cfg: Config) -> str | None:
+    r = p.get("diag:reasons")
+    if r is None or not r.height:
+        return None
+    g = (r.filter(pl.col("reason") == reason).group_by(LEVEL).agg(pl.col("n_carts").sum())
+         .sort(["n_carts", LEVEL], descending=[True, False]))
+    return cfg.steps[int(g[LEVEL][0]) - 1].name if g.height else None
+
+
+def standout_segments(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, tuple[str, float, float]]:
+    """reason -> (``column=value``, share of carts lost to the reason in it, elsewhere) for the
+    segment where the reason is most over-represented (significant after BH, ratio >= 1.5)."""
+    seg = p.get("diag:segments")
+    if seg is None or not seg.height:
+        return {}
+    tests = []
+    for col in sorted(set(seg["column"].to_list())):
+        sub = seg.filter(pl.col("column") == col)
+        total = int(sub["n_carts"].sum())
+        sizes = sub.group_by("value").agg(pl.col("n_carts").sum())
+        for value, size in sorted(sizes.iter_rows()):
+            if value == NONE or size < cfg.min_segment_size:
+                continue
+            for r in REASONS:
+                k_all = int(sub.filter(pl.col("reason") == r)["n_carts"].sum())
+                k_in = int(sub.filter((pl.col("reason") == r) & (pl.col("value") == value))["n_carts"].sum())
+                n_in, n_out, k_out = int(size), total - int(size), k_all - k_in
+                if n_out <= 0 or k_in < 5:
+                    continue
+                tests.append((r, f"{col}={value}", k_in, n_in, k_out, n_out))
+    pvals = [two_proportion_test(k1, n1, k2, n2) for _, _, k1, n1, k2, n2 in tests]
+    qvals = benjamini_hochberg(pvals)
+    cands: list[tuple[str, float, str, float, float]] = []
+    for (r, label, k1, n1, k2, n2), q in zip(tests, qvals, strict=True):
+        s_in, s_out = k1 / n1, (k2 / n2 if n2 else 0.0)
+        rr = s_in / s_out if s_out > 0 else float("inf")
+        if q is not None and q < 0.05 and rr >= 1.5:
+            cands.append((r, rr, label, s_in, s_out))
+    best: dict[str, tuple[str, float, float]] = {}
+    for r, _, label, s_in, s_out in sorted(cands, key=lambda c: (c[0], -c[1], c[2])):
+        best.setdefault(r, (label, s_in, s_out))
+    return best
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """What the data says about one signal: comparison at a step and its attributable share."""
+
+    signal: str
+    description: str
+    step: str | None
+    n_with: int
+    rate_with: float | None
+    rate_without: float | None
+    significant: bool
+    comparison: str          # what 'without' means
+
+    @property
+    def attributable(self) -> float:
+        """(rate_with - rate_without) / rate_with when significant, else 0."""
+        if not self.significant or not self.rate_with or self.rate_without is None:
+            return 0.0
+        return max(0.0, (self.rate_with - self.rate_without) / self.rate_with)
+
+
+def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect]:
+    """Per signal: abandonment with vs without it (BH-adjusted), see reasons.signal_lift_counts.
+    ``shipping.quick_exit`` (defined by leaving) is compared as 'a non-zero shipping cost was
+    shown' vs 'free shipping was shown', from the shipping-share bands."""
+    cat = catalogue(cfg)
+    rows = signal_lift_counts(p, cfg)
+    tests = [(s.id, s.description, cfg.steps[step].name, n1, k1, n2, k2, "carts that reached the step without it")
+             for s, step, n1, k1, n2, k2 in rows]
+    bands = p.get("diag:shipping_bands")
+    if bands is not None and bands.height and any(s.id == "shipping.quick_exit" for s in cat.active):
+        free, paid = bands.filter(pl.col("band") == 0), bands.filter(pl.col("band") > 0)
+        n1, n2 = int(paid["n_carts"].sum()), int(free["n_carts"].sum())
+        k1 = int(paid.filter(pl.col("abandoned"))["n_carts"].sum())
+        k2 = int(free.filter(pl.col("abandoned"))["n_carts"].sum())
+        ship = cat.role_step("shipping", cfg)
+        tests.append(("shipping.quick_exit", "a non-zero shipping cost was shown",
+                      cfg.steps[ship].name if ship is not None else None, n1, k1, n2, k2,
+                      "carts shown free shipping"))
+    pvals = [two_proportion_test(k1, n1, k2, n2) for *_, n1, k1, n2, k2, _c in tests]
+    qvals = benjamini_hochberg(pvals)
+    out = {}
+    for (sid, desc, step, n1, k1, n2, k2, comp), q in zip(tests, qvals, strict=True):
+        r1 = k1 / n1 if n1 else None
+        r2 = k2 / n2 if n2 else None
+        sig = bool(q is not None and q < 0.05 and r1 is not None and r2 is not None and r1 > r2)
+        out[sid] = _Effect(sid, desc, step, n1, r1, r2, sig, comp)
+    return out
+
+
+def _primary(p: dict[str, pl.DataFrame]) -> dict[tuple[str, str], int]:
+    df = p.get("diag:primary")
+    if df is None or not df.height:
+        return {}
+    g = df.group_by("reason", "signal").agg(pl.col("n_carts").sum())
+    return {(r, s): int(n) for r, s, n in g.iter_rows()}
+
+
+def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config) -> list[Recommendation]:
+    """Ranked fixes (estimated revenue, then orders, then id: deterministic).
+
+    Estimate per fix: for each signal it addresses, the abandoned carts whose strongest evidence
+    is that signal x the share of their abandonment in excess of comparable carts without it
+    ((rate_with - rate_without) / rate_with, significant differences only), x the average order
+    value. Summed over carts this equals carts_with_signal x (rate_with - rate_without), but
+    each cart counts for one fix only."""
+    cat = catalogue(cfg)
+    cur = abandonment.currency
+    aov, lost_value = _aov(p)
+    carts_by_reason = _reason_carts(p)
+    effects = signal_effects(p, cfg)
+    primary = _primary(p)
+    standout = standout_segments(p, cfg)
+    episodes: dict[str, object] = {}
+    for e in abandonment.episodes:
+        episodes.setdefault(e.reason, e)
+    out: list[Recommendation] = []
+    for fix in FIXES:
+        attributed = carts_by_reason.get(fix.reason, 0)
+        sigs = [s for s in fix.signals if cat.get(s).enabled]
+        carts = {s: primary.get((fix.reason, s), 0) for s in sigs}
+        if not sum(carts.values()):
+            continue
+        orders = sum(carts[s] * effects[s].attributable for s in sigs if s in effects)
+        why = [f"{attributed} abandoned carts were attributed to {fix.reason.replace('_', ' ')}; "
+               f"for {sum(carts.values())} of them the strongest evidence is what this fix addresses."]
+        step, best = None, -1.0
+        for s in sigs:
+            eff = effects.get(s)
+            if eff is None or not eff.n_with:
+                continue
+            gain = carts[s] * eff.attributable
+            if carts[s] and gain > best:
+                best, step = gain, eff.step
+            why.append(f"{eff.n_with} carts where {eff.description} (at {eff.step}): {_pct(eff.rate_with)} "
+                       f"abandoned vs {_pct(eff.rate_without)} of {eff.comparison}"
+                       f"{'' if eff.significant else ' (not significant)'}.")
+        if step is None:
+            step = _reason_step(p, fix.reason, cfg)
+        segment = standout[fix.reason][0] if fix.reason in standout else None
+        method = ("abandoned carts whose strongest evidence is the signal x (rate_with - "
+                  "rate_without) / rate_with, significant differences only (BH q < 0.05), x "
+                  f"average order value ({_money(aov, cur)}); equivalent to carts_with_signal x "
+                  "(rate_with - rate_without) without counting a cart twice")
+        if fix.segment_offer:
+            if segment is None:
+                continue
+            share = _segment_reason_carts(p, fix.reason, segment) / attributed if attributed else 0.0
+            orders *= share
+            method += f"; only the {segment} share ({_pct(share)}) of those carts; an alternative " \
+                      "to the free-shipping threshold, not additive to it"
+        if segment is not None:
+            _, s_in, s_out = standout[fix.reason]
+            why.append(f"It stands out in {segment}: {_pct(s_in)} of carts there were lost to "
+                       f"{fix.reason.replace('_', ' ')} vs {_pct(s_out)} elsewhere.")
+        ep = episodes.get(fix.reason)
+        if ep is not None and fix.id in ("payment.keep_card_data", "ui_friction.fix_step"):
+            why.append(f"{ep.start} to {ep.end}: {_pct(ep.share)} of abandoned carts vs "
+                       f"{_pct(ep.baseline_share)} on other days; check what changed then.")
+        if fix.id == "shipping.free_threshold" and aov:
+            why.append(f"Average order value: {_money(aov, cur)}.")
+        out.append(Recommendation(
+            id=fix.id, reason=fix.reason, step=step, segment=segment, title=fix.title,
+            why=" ".join(why), research=fix.research, estimated_orders=round(orders, 1),
+            estimated_revenue=round(orders * aov, 2), method=method,
+            evidence=[s for s in sigs if carts[s]],
+        ))
+    rem = _reminder(p, cfg, lost_value, cur)
+    if rem is not None:
+        out.append(rem)
+    return sorted(out, key=lambda r: (-r.estimated_revenue, -r.estimated_orders, r.id))
+
+
+def _segment_reason_carts(p: dict[str, pl.DataFrame], reason: str, segment: str) -> int:
+    seg = p.get("diag:segments")
+    col, _, value = segment.partition("=")
+    sub = seg.filter((pl.col("column") == col) & (pl.col("value") == value) & (pl.col("reason") == reason))
+    return int(sub["n_carts"].sum()) if sub.height else 0
+
+
+def _reminder(p: dict[str, pl.DataFrame], cfg: Config, lost_value: float, cur: str | None) -> Recommendation | None:
+    t = p.get("diag:totals")
+    if t is None or not t.height or cfg.level != "session":
+        return None
+    reach = int(t["n_reachable"].sum())
+    known = int(t["n_known_user"].sum())
+    back = int(t["n_known_recovered"].sum())
+    if reach <= 0:
+        return None
+    rate = back / known if known else 0.0
+    value = float(t["sum_reachable_value"].sum() or 0.0)
+    avg = value / reach if reach else lost_value
+    orders = reach * rate
+    why = (f"{reach} abandoned carts belong to known users who did not come back to buy "
+           f"({_money(value, cur)} in carts); {back} of {known} such carts ({_pct(rate)}) were "
+           f"recovered without a reminder within {cfg.recovery_horizon / 86_400_000_000:g} days.")
+    return Recommendation(
+        id="recovery.cart_reminder", reason=UNKNOWN, step=None, segment=None,
+        title="Send abandoned-cart reminders to known users whose carts are recoverable",
+        why=why, research=REMINDER_RESEARCH, estimated_orders=round(orders, 1),
+        estimated_revenue=round(orders * avg, 2),
+        method="reachable carts (known user, not recovered) x the recovery rate already seen, i.e. "
+               "assuming reminders double today's recovery, x their average cart value",
+        evidence=[],
+    )
