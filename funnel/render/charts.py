@@ -111,7 +111,9 @@ def dropoff_chart(by_step: Sequence[ExitStep]) -> Figure:
     x = [label(s.step) for s in by_step]
     data = [
         go.Bar(name=reason_label(r), x=x, y=[s.reasons.get(r, 0) for s in by_step],
-               marker=dict(color=REASON_COLORS[r], pattern=dict(shape=REASON_PATTERNS[r], fgcolor="#ffffff")),
+               marker=dict(color=REASON_COLORS[r], line=dict(color="#ffffff", width=0.5),
+                           pattern=dict(shape=REASON_PATTERNS[r], fillmode="overlay", fgcolor="#ffffff",
+                                        size=8, solidity=0.25)),
                hovertemplate="%{x}<br>" + reason_label(r) + ": %{y:,} carts<extra></extra>")
         for r in REASONS
     ]
@@ -261,16 +263,24 @@ def reason_trend_chart(trend: Sequence[TrendPoint], episodes: Sequence[ReasonEpi
     import plotly.graph_objects as go
 
     weeks = [t.week for t in trend]
+    totals = [sum(t.reasons.values()) for t in trend]
     data = [
-        go.Bar(name=reason_label(r), x=weeks, y=[t.reasons.get(r, 0) for t in trend],
-               marker=dict(color=REASON_COLORS[r], pattern=dict(shape=REASON_PATTERNS[r], fgcolor="#ffffff")),
-               hovertemplate="%{x}<br>" + reason_label(r) + ": %{y:,} carts<extra></extra>")
+        go.Bar(name=reason_label(r), x=weeks,
+               y=[round(100 * t.reasons.get(r, 0) / n, 4) if n else 0 for t, n in zip(trend, totals, strict=True)],
+               customdata=[t.reasons.get(r, 0) for t in trend],
+               marker=dict(color=REASON_COLORS[r], line=dict(color="#ffffff", width=0.5),
+                           pattern=dict(shape=REASON_PATTERNS[r], fillmode="overlay", fgcolor="#ffffff",
+                                        size=8, solidity=0.25)),
+               hovertemplate="%{x}<br>" + reason_label(r) + ": %{y:.1f}% (%{customdata:,} carts)<extra></extra>")
         for r in REASONS
     ]
-    fig = _figure(data, "Reasons over time (share of abandoned carts)", 400, barmode="stack", barnorm="percent",
-                  xaxis=dict(type="category", title=dict(text="ISO week")), yaxis=dict(ticksuffix="%"))
+    shown = list(episodes)
+    fig = _figure(data, "Reasons over time (share of abandoned carts)", 430 + 16 * len(shown), barmode="stack",
+                  margin=dict(l=8, r=16, t=64 + 16 * len(shown), b=8),
+                  xaxis=dict(type="category"), yaxis=dict(ticksuffix="%", range=[0, 100]),
+                  legend=dict(orientation="h", yanchor="top", y=-0.1, xanchor="left", x=0))
     pos = {w: i for i, w in enumerate(weeks)}
-    for ep in episodes:
+    for k, ep in enumerate(shown):
         try:
             a, b = pos.get(_week_of(ep.start)), pos.get(_week_of(ep.end))
         except ValueError:
@@ -278,6 +288,6 @@ def reason_trend_chart(trend: Sequence[TrendPoint], episodes: Sequence[ReasonEpi
         if a is None or b is None:
             continue
         fig.add_vrect(x0=a - 0.5, x1=b + 0.5, fillcolor="#000000", opacity=0.08, line_width=0, layer="below")
-        fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                           text=f"{reason_label(ep.reason)} episode", font=dict(size=11))
+        fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", yshift=2 + 16 * k, showarrow=False,
+                           text=f"{k + 1}: {reason_label(ep.reason)}", font=dict(size=11), bgcolor="#ffffff")
     return fig

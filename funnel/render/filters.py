@@ -70,6 +70,16 @@ def fmt_p(v: float | None) -> str:
     return "< 0.001" if v < 0.001 else f"{v:.3f}"  # type: ignore[operator]
 
 
+def fmt_ts(v: str | None) -> str:
+    """An ISO 8601 UTC time stamp for people: ``2026-09-28T07:05:00Z`` -> ``2026-09-28 07:05 UTC``."""
+    if not v:
+        return NA
+    s = str(v)
+    if len(s) >= 16 and s[10] == "T" and (s.endswith("Z") or s.endswith("+00:00")):
+        return f"{s[:10]} {s[11:16]} UTC"
+    return s
+
+
 FILTERS = {
     "fmt_int": fmt_int,
     "fmt_pct": fmt_pct,
@@ -79,4 +89,5 @@ FILTERS = {
     "fmt_points": fmt_points,
     "fmt_ratio": fmt_ratio,
     "fmt_p": fmt_p,
+    "fmt_ts": fmt_ts,
 }

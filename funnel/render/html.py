@@ -149,10 +149,12 @@ def environment() -> Any:
     return env
 
 
+@functools.cache
 def _static(name: str) -> str:
-    env = environment()
-    source, _, _ = env.loader.get_source(env, name)
-    return source
+    """A packaged asset from ``funnel/render/static`` (the CSS and the boot script)."""
+    from importlib.resources import files
+
+    return files("funnel.render").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def report_context(report: Report, plotlyjs: str, include_ids: bool = False) -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""The HTML report as text: content, escaping, CSP, offline assets, determinism, redaction."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+
+from funnel.render import render
+from funnel.render import filters as F
+from funnel.render.html import escape_json, redact, render_html
+
+try:
+    from _report_factory import XSS_ALL, XSS_IMG, XSS_SCRIPT, make_report
+except ImportError:  # tests/ imported as a package
+    from tests._report_factory import XSS_ALL, XSS_IMG, XSS_SCRIPT, make_report
+
+
+class _Doc(HTMLParser):
+    """Collects scripts (attrs + raw text), elements with src/href, and the CSP meta."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self._in: dict[str, str | None] | None = None
+        self._buf: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "script":
+            self._in, self._buf = a, []
+
+    def handle_data(self, data):
+        if self._in is not None:
+            self._buf.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._in is not None:
+            self.scripts.append((self._in, "".join(self._buf)))
+            self._in = None
+
+    @property
+    def csp(self) -> str:
+        return next(a["content"] for t, a in self.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+
+
+def parse(html: str) -> _Doc:
+    d = _Doc()
+    d.feed(html)
+    return d
+
+
+@pytest.fixture(scope="module")
+def report():
+    return make_report()
+
+
+@pytest.fixture(scope="module")
+def html(report):
+    return render_html(report)
+
+
+@pytest.fixture(scope="module")
+def cdn_html(report):
+    return render_html(report, plotlyjs="cdn")
+
+
+@pytest.fixture(scope="module")
+def hostile_html():
+    return render_html(make_report(hostile=True), plotlyjs="cdn")
+
+
+def _json_blocks(doc: _Doc) -> dict[str, str]:
+    return {a["id"]: text for a, text in doc.scripts if a.get("type") == "application/json"}
+
+
+# --- content -----------------------------------------------------------------------------------
+
+def test_headline_has_carts_rate_benchmark_value_recovered_period_and_top_fixes(report, html):
+    head = html[html.index('id="summary"'):html.index('id="funnel"')]
+    assert "4,000" in head and "70.0%" in head
+    assert "70.19%" in head and "Baymard Institute" in head
+    assert "168,000 EUR" in head
+    assert "Recovered later" in head and ">120<" in head
+    assert "2026-09-28 00:00 UTC" in head and "2026-11-22 23:59 UTC" in head
+    for rec in report.recommendations[:3]:
+        assert rec.title in head
+    assert report.recommendations[3].title not in head
+
+
+def test_every_chart_has_a_holder_a_json_block_and_a_table(html):
+    doc = parse(html)
+    holders = [a["id"] for t, a in doc.tags if t == "div" and "data-chart" in a]
+    assert holders == ["chart-funnel", "chart-dropoff", "chart-sankey", "chart-time", "chart-segment-0",
+                       "chart-segment-1", "chart-trend", "chart-reasons-trend"]
+    blocks = _json_blocks(doc)
+    assert sorted(blocks) == sorted(f"{h}-data" for h in holders)
+    for h in holders:
+        fig = json.loads(blocks[f"{h}-data"])
+        assert fig["data"], h
+        # the figure after the holder has its table equivalent
+        after = html[html.index(f'id="{h}"'):]
+        assert after.index("<details>") < after.index("</figure>")
+        assert "<table>" in after[:after.index("</figure>")]
+
+
+def test_one_template_per_reason_renders_each_card(report, html):
+    for i, rec in enumerate(report.recommendations, start=1):
+        card = html[html.index(f'id="fix-{i}"'):]
+        card = card[:card.index("</article>")]
+        assert f"reason-{rec.reason}" in html[html.rindex("<article", 0, html.index(f'id="fix-{i}"')):][:80]
+        for text in (rec.title, rec.why, rec.research, rec.method):
+            assert text in card
+        assert "orders" in card and "EUR" in card
+    assert "“I don't have my card here”" in html.replace("&#39;", "'")  # payment.html.j2
+    assert "How much is shipping?" in html  # shipping.html.j2
+
+
+def test_methods_section_lists_input_rejects_semantics_definitions_and_version(html):
+    m = html[html.index('id="methods"'):]
+    for text in ("sample_data/events.csv", "120,345", "unparseable_timestamp 300", "ordered", "24h", "30m",
+                 "7d", "Wilson", "conversion from previous", "value at stake", "version: 0.1.0"):
+        assert text in m, text
+
+
+def test_registry_renders_html(report, html):
+    assert render(report, "html") == html
+
+
+def test_sparse_report_renders(report):
+    """No paths, trend, segments, recommendations, comparison; rates missing."""
+    import dataclasses
+
+    ab = dataclasses.replace(report.abandonment, rate=None, ci95=None, carts=0, abandoned=0, by_step=[],
+                             signals=[], shipping_bands=[], episodes=[])
+    sparse = dataclasses.replace(report, paths=None, trend=[], segments=[], recommendations=[], comparison=None,
+                                 gates=[], abandonment=ab)
+    out = render_html(sparse)
+    assert "No recommendation" in out and "n/a" in out
+    assert 'id="chart-funnel"' in out and 'id="chart-sankey"' not in out
+
+
+# --- self-contained, CSP ------------------------------------------------------------------------
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_inline_is_self_contained_with_plotly_once(html):
+    doc = parse(html)
+    code = [(a, t) for a, t in doc.scripts if a.get("type") != "application/json"]
+    assert len(code) == 2 and all("src" not in a for a, _ in code)
+    assert html.count("Plotly=") + html.count("Plotly =") >= 1
+    assert sum("plotly.js v" in t or "* plotly.js" in t for _, t in code) == 1
+    assert not [(t, a) for t, a in doc.tags if t in ("link", "img", "iframe", "object", "embed")]
+    for t, a in doc.tags:
+        for attr in ("src", "href"):
+            v = a.get(attr)
+            assert v is None or v.startswith("#"), (t, a)
+    css = html[html.index("<style>"):html.index("</style>")]
+    assert "url(" not in css and "@import" not in css and "@font-face" not in css
+    assert 3_000_000 < len(html.encode()) < 6_500_000
+
+
+def test_csp_allows_exactly_the_inline_scripts(html):
+    doc = parse(html)
+    csp = doc.csp
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert "'unsafe-inline'" not in directives["script-src"] and "'unsafe-eval'" not in directives["script-src"]
+    assert "connect-src" not in directives and "http" not in csp
+    hashes = sorted(re.findall(r"'sha256-[^']+'", directives["script-src"]))
+    code = [t for a, t in doc.scripts if a.get("type") != "application/json"]
+    assert hashes == sorted(_hash(t) for t in code)
+    assert directives["base-uri"] == "'none'" and directives["form-action"] == "'none'"
+
+
+def test_cdn_option_is_small_and_allows_only_the_cdn(cdn_html):
+    doc = parse(cdn_html)
+    srcs = [a["src"] for a, _ in doc.scripts if a.get("src")]
+    assert len(srcs) == 1 and re.fullmatch(r"https://cdn\.plot\.ly/plotly-[0-9.]+\.min\.js", srcs[0])
+    assert "https://cdn.plot.ly" in doc.csp and len(cdn_html.encode()) < 400_000
+
+
+def test_plotlyjs_option_is_validated(report):
+    with pytest.raises(ValueError, match="inline"):
+        render_html(report, plotlyjs="directory")
+
+
+# --- escaping ------------------------------------------------------------------------------------
+
+def test_hostile_strings_are_escaped_in_html(hostile_html):
+    assert "window.__pwned" in hostile_html  # the text is there ...
+    assert "<script>window.__pwned" not in hostile_html  # ... but never as markup
+    assert "<img" not in hostile_html
+    assert 'onmouseover="window' not in hostile_html
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in hostile_html
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=1&lt;/script&gt;" in hostile_html
+    doc = parse(hostile_html)
+    assert [t for t, _ in doc.tags].count("script") == 2 + len(_json_blocks(doc))
+    for _, a in doc.tags:
+        assert not any(k.startswith("on") for k in a), a
+
+
+def test_hostile_strings_are_escaped_in_embedded_json(hostile_html):
+    doc = parse(hostile_html)
+    blocks = _json_blocks(doc)
+    assert blocks
+    for text in blocks.values():
+        assert not re.search("[<>&\u2028\u2029]", text)
+        json.loads(text)
+    decoded = " ".join(json.dumps(json.loads(t), ensure_ascii=False) for t in blocks.values())
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=1&lt;/script&gt;" in decoded
+    assert "</script>" not in decoded
+    # Labels are HTML-escaped for plotly (which renders a subset of HTML in labels):
+    funnel = json.loads(blocks["chart-funnel-data"])
+    assert any("&lt;img src=x onerror" in y for y in funnel["data"][0]["y"])
+
+
+def test_escape_json_covers_script_breakers():
+    assert escape_json('"</script><!--&\u2028\u2029"') == '"\\u003c/script\\u003e\\u003c!--\\u0026\\u2028\\u2029"'
+
+
+def test_plotly_own_json_escapes_script_end_tags():
+    """Pins the plotly behaviour we would rely on if we used fig.to_html: it escapes '</script>'."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    fig = go.Figure(go.Bar(x=[XSS_SCRIPT, XSS_IMG], y=[1, 2]))
+    inline = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id="x")
+    assert XSS_SCRIPT not in inline and XSS_IMG not in inline
+
+
+def test_css_and_scripts_are_not_html_escaped(html):
+    """Regression: autoescaping the inlined CSS turned quotes into &#34; and broke the font stack."""
+    css = html[html.index("<style>"):html.index("</style>")]
+    assert "&#34;" not in css and "&gt;" not in css and '"Segoe UI"' in css
+
+
+# --- privacy, determinism, lightness ---------------------------------------------------------------
+
+def test_ids_are_masked_unless_include_ids(report, html):
+    assert "jane.doe@example.com" not in html and "abc123" not in html and "u-42" not in html
+    assert "email=[redacted]&amp;sid=[redacted]" in html
+    kept = render_html(report, include_ids=True, plotlyjs="cdn")
+    assert "jane.doe@example.com" in kept and "user_id=u-42" in kept
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/returns?email=a.b@c.de&sid=123", "/returns?email=[redacted]&sid=[redacted]"),
+    ("contact bob@shop.example now", "contact [email] now"),
+    ("/order/123e4567-e89b-12d3-a456-426614174000/pay", "/order/[id]/pay"),
+    ("/help?session_id=s1&page=2&userId=9", "/help?session_id=[redacted]&page=2&userId=[redacted]"),
+    ("/cart?token=xyz#top", "/cart?token=[redacted]#top"),
+    ("checkout", "checkout"),
+    ("/search?q=sid", "/search?q=sid"),
+])
+def test_redact(text, expected):
+    assert redact(text) == expected
+
+
+def test_same_report_gives_byte_identical_html(report, html):
+    assert render_html(copy.deepcopy(report)) == html
+    assert "2026-11-23 08:00 UTC" in html  # generated_at is the only time stamp
+
+
+def test_import_stays_light():
+    code = ("import sys, funnel.render.html, funnel.render.charts, funnel.render.filters; "
+            "print(any(m == 'plotly' or m.startswith('plotly.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_real_sample_report_renders(sample_analysis):
+    out = render_html(sample_analysis.report, plotlyjs="cdn")
+    doc = parse(out)
+    assert len(_json_blocks(doc)) >= 6
+    assert "70.19%" in out
+    assert out == render_html(sample_analysis.report, plotlyjs="cdn")
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+def test_filters():
+    assert F.fmt_int(12345.4) == "12,345" and F.fmt_int(None) == "n/a"
+    assert F.fmt_pct(0.7019, 2) == "70.19%" and F.fmt_pct(float("nan")) == "n/a"
+    assert F.fmt_ci((0.68, 0.714)) == "68.0–71.4%" and F.fmt_ci(None) == "n/a"
+    assert F.fmt_money(168000, "EUR") == "168,000 EUR" and F.fmt_money(12.5, None) == "12.50"
+    assert F.fmt_seconds(45) == "45 s" and F.fmt_seconds(150) == "2.5 min" and F.fmt_seconds(7200) == "2.0 h"
+    assert F.fmt_points(5) == "+5.0 pp" and F.fmt_ratio(2.345) == "2.3×" and F.fmt_p(0.0001) == "< 0.001"
+    assert F.fmt_ts("2026-09-28T07:05:00Z") == "2026-09-28 07:05 UTC" and F.fmt_ts(None) == "n/a"
+
+
+def test_all_hostile_fixture_strings_reach_the_page(hostile_html):
+    """Guard for the hostile fixture itself: each string is present (escaped) somewhere."""
+    from markupsafe import escape
+
+    for s in XSS_ALL:
+        assert str(escape(s)) in hostile_html, s
