@@ -17,7 +17,8 @@ DESCRIPTION = "Shopify Web Pixels customer events, NDJSON"
 MAPPING: dict[str, str] = {
     "ts": "timestamp (ISO 8601)",
     "event": "name (Shopify names kept)",
-    "session_id": "data.checkout.token (checkout events only; null elsewhere)",
+    "session_id": "none: built per clientId with the inactivity timeout (data.checkout.token is kept as checkout_token; "
+                  "only checkout events carry it, so it would split a visit)",
     "user_id": "clientId",
     "url": "context.document.location.href, else context.window.location.href",
     "cart_value": "data.checkout.totalPrice.amount, else data.cartLine.merchandise.price.amount × "
@@ -55,7 +56,7 @@ def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
     columns = {
         "ts": any_ts(get(schema, "timestamp")),
         "event": name,
-        "session_id": s("data.checkout.token"),
+        "session_id": pl.lit(None, pl.String),
         "user_id": s("clientId"),
         "url": url,
         "cart_value": pl.coalesce(f("data.checkout.totalPrice.amount"), line_value,
@@ -70,6 +71,7 @@ def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
         "error_type": pl.when(name == "alert_displayed").then(pl.coalesce(s("data.alert.type"), pl.lit("alert"))),
     }
     extras = {
+        "checkout_token": s("data.checkout.token"),
         "device": ua_device(ua),
         "browser": ua_browser(ua),
         "channel": url.str.extract(r"[?&]utm_medium=([^&#]+)", 1),
