@@ -257,3 +257,34 @@ def test_diagnosis_partials_merge_across_shards_like_one_run():
     assert [r.reason for r in a.reasons] == list(ALL_REASONS)
     assert sum(r.sessions for r in a.reasons) == rec.filter(
         (pl.col("_level") >= 1) & (pl.col("_level") < len(cfg.steps))).height
+
+
+@pytest.mark.parametrize("event, error, reason", [
+    ("alert_displayed", "PAYMENT_ERROR", "payment"),       # Shopify Web Pixels alert
+    ("alert_displayed", "DELIVERY_ERROR", "shipping"),
+    ("alert_displayed", "INPUT_INVALID", "ui_friction"),
+    ("alert_displayed", "CHECKOUT_ERROR", "ui_friction"),
+    ("trns_error", "hard", "payment"),                     # Snowplow ecommerce
+    ("exception", None, "ui_friction"),                    # GA4
+    ("exception", "PAYMENT_ERROR", "payment"),             # generic event: the type decides
+    ("payment_failed", "timeout", "payment"),              # specific event: the name decides
+    ("Payment Failed", None, "payment"),                   # matching ignores case
+    ("alert_displayed", "SOMETHING_ELSE", "unknown"),
+])
+def test_vendor_error_events(event, error, reason):
+    path = PAYMENT + [(6.5, event, {"error_type": error})]
+    assert reason_of({"a": path})[0] == reason
+
+
+@pytest.mark.parametrize("url, signal", [
+    ("/pages/refund-policy", "returns.policy_view"),
+    ("/policies/shipping-policy", "shipping.info_page"),
+    ("/pages/delivery", "shipping.info_page"),
+    ("/customer/account/login?referer=checkout", "ui_friction.forced_account"),
+    ("/checkout/payment/return?status=ok", None),          # a gateway return is not a policy page
+    ("/checkout/shipping", None),                          # the step page is not an info page
+])
+def test_url_patterns(url, signal):
+    d = run({"a": CHECKOUT + [(3, "page_view", {"url": url})]})
+    fired = [s.id for s in DEFAULT_SIGNALS if s.url_patterns and d[s.column][0]]
+    assert fired == ([signal] if signal else [])

@@ -38,7 +38,7 @@ from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PA
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
 from .funnel import LEVEL, step_time_col
 from .partials import NONE, bucket_expr
-from .signals import Catalogue, Signal, catalogue, signal_column
+from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
                     wilson)
 from .stats import BUCKET_UPPER
@@ -108,16 +108,21 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
     """signal id -> (row predicate, minimum count) for signals seen on single events."""
     th = cat.thresholds
     known = sorted({e.lower() for s in cat.active for e in s.error_types})
+    claimed = sorted({e.lower() for s in cat.active for e in s.events})
     known_err = pl.col(ERROR).str.to_lowercase().is_in(known).fill_null(False)
+    ev_l = pl.col(EVENT).str.to_lowercase()
+    generic = ev_l.is_in([g.lower() for g in GENERIC_EVENTS]).fill_null(False)
+    # the error type decides for generic or unlisted events; a listed specific event decides itself
+    by_error = known_err & (generic | ~ev_l.is_in(claimed).fill_null(False))
     pay = cat.role_step("payment", cfg)
     out: dict[str, tuple[pl.Expr, int]] = {}
     for s in cat.active:
         if s.events or s.url_patterns or s.error_types:
             m = pl.lit(False)
             if s.error_types:
-                m = m | (known_err & _lower_in(ERROR, s.error_types).fill_null(False))
+                m = m | (by_error & _lower_in(ERROR, s.error_types).fill_null(False))
             if s.events:
-                m = m | (~known_err & _lower_in(EVENT, s.events).fill_null(False))
+                m = m | (~by_error & _lower_in(EVENT, s.events).fill_null(False))
             if s.url_regex:
                 m = m | pl.col(URL).str.contains(s.url_regex).fill_null(False)
             out[s.id] = (m, 1)
@@ -177,7 +182,9 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
                  pl.col(TS).filter(m).min().alias(f"_f__{sid}"),
                  pl.col(TS).filter(m).max().alias(f"_l__{sid}"),
                  (m & at_exit).any().alias(f"_x__{sid}")]
-    shown = pl.col(SHIPPING).is_not_null()
+    # a shipping cost counts as shown before buying: not the one on the purchase event itself
+    shown = pl.col(SHIPPING).is_not_null() & (
+        pl.col(TS) < pl.col(step_time_col(k - 1))).fill_null(True)
     aggs += [pl.col(TS).filter(shown).min().alias("_reveal_ts"),
              pl.col(SHIPPING).filter(shown).first().alias("_first_ship")]
     return e.group_by(ENTITY).agg(aggs), list(matchers)

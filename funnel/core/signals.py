@@ -82,14 +82,16 @@ def signal_column(signal_id: str) -> str:
     return f"sig__{signal_id}"
 
 
-_RETURNS_URL = (r"(?i)/[^?#]*(?:returns?|refunds?|exchanges?|palautu|palautus|vaihto-ja-palautus"
-                r"|retur|umtausch|r(?:ü|ue)cksend|retour|devoluci|reso)")
+_RETURNS_URL = (r"(?i)/[^?#]*(?:returns|return[-_]?polic|refund|exchanges?(?:[-_/?#.]|$)|palautu"
+                r"|palautus|vaihto-ja-palautus|returer|returnering|returrett|r(?:ü|ue)ckgabe"
+                r"|widerruf|umtausch|r(?:ü|ue)cksend|devoluci)")
 _SHIPPING_URL = (r"(?i)(?:shipping|delivery)[-_]?(?:info|information|policy|policies|times?|costs?"
-                 r"|rates?|faq|options|terms)|/(?:delivery|toimitus\w*|toimitusehdot|frakt\w*"
-                 r"|versand\w*|leverans\w*|levering\w*|envios?)(?:[/?#.]|$)")
+                 r"|rates?|faq|options|terms)|/(?:pages|help|info|faq|policies|support)/(?:shipping"
+                 r"|delivery)|/(?:delivery|toimitus\w*|toimitusehdot|frakt\w*|versand\w*"
+                 r"|leverans\w*|levering\w*|envios?)(?:[/?#.]|$)")
 _LOGIN_URL = (r"(?i)/(?:[^?#]*/)?(?:log-?in|sign-?in|sign_in|sign-?up|register|registration"
-              r"|create-account|account/(?:new|create)|kirjaudu\w*|rekisteroidy|anmelden|logga-in)"
-              r"(?:[/?#.]|$)")
+              r"|create-account|my-account|account/(?:new|create)|kirjaudu\w*|rekisteroidy|anmelden"
+              r"|logga-in)(?:[/?#.]|$)")
 _CART_URL = r"(?i)/(?:cart|basket|bag|ostoskori|warenkorb|varukorg|kurv|panier|carrito)/?(?:[?#]|$)"
 
 DEFAULT_SIGNALS: tuple[Signal, ...] = (
@@ -99,10 +101,11 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
            events=("payment_failed", "payment_error", "payment_declined", "card_declined",
                    "trns_error", "transaction_error", "transaction_failed", "Payment Failed",
                    "Payment Declined", "checkout_payment_failed", "payment_failure"),
-           error_types=("PAYMENT_ERROR", "card_declined", "declined", "payment_failed",
+           error_types=("PAYMENT_ERROR", "card_declined", "card_error", "declined", "payment_failed",
                         "payment_declined", "hard", "soft", "hard_decline", "soft_decline",
                         "insufficient_funds", "do_not_honor", "expired_card", "incorrect_cvc",
-                        "processing_error", "authentication_failed", "3ds_failed",
+                        "processing_error", "authentication_failed", "authorization_failed",
+                        "3ds_failed", "gateway_error",
                         "fraud_suspected")),
     Signal("payment.retry", "payment", INFERRED, 0.5,
            "the payment step was submitted several times"),
@@ -155,6 +158,12 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
     Signal("ui_friction.repeat_submit", "ui_friction", INFERRED, 0.3,
            "the same step was submitted repeatedly"),
 )
+
+# Event names that only say "something went wrong": for these a known error type decides the
+# signal (Shopify alert_displayed type PAYMENT_ERROR, GA4 exception). A specific event name
+# (payment_failed, form_error) decides by itself, whatever its error type says.
+GENERIC_EVENTS: tuple[str, ...] = ("alert_displayed", "exception", "error", "error_displayed",
+                                   "app_error", "alert", "Error Displayed", "checkout_alert")
 
 # Reason-level keys feed these signals ([signals.<reason>] events / url_patterns / error_types).
 PRIMARY: dict[tuple[str, str], str] = {
