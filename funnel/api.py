@@ -8,6 +8,7 @@ the whole input is one shard; Spark runs it per partition) and its output merges
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, normalize
 from .core.sessionize import sessionize
 from .core.sessions import map_steps, session_records, with_recovery
-from .errors import InputError
+from . import gates, periods
+from .core.compare import compare_reports
+from .errors import ConfigError, InputError
+from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
-from .schema import DEFAULT_SEGMENT_CANDIDATES, ENTITY, REJECT, SESSION, USER
+from .schema import DEFAULT_SEGMENT_CANDIDATES, ENTITY, REJECT, SESSION, TS, USER
 
 Progress = Callable[[str], None]
 
@@ -235,13 +239,22 @@ def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
 
 
 def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = None, *,
-            sessions: str | None = None, progress: Progress | None = None, **overrides: Any) -> Analysis:
+            sessions: str | None = None, progress: Progress | None = None,
+            period: tuple[datetime, datetime] | PeriodSpec | None = None,
+            compare: tuple[datetime, datetime] | str | None = None,
+            **overrides: Any) -> Analysis:
     """Analyse event logs and return the report plus the per-cart table.
 
-    ``overrides`` are Config fields (``steps``, ``window`` in µs, ``order``, ...), applied over
-    ``config`` (default: built-in defaults).
+    ``overrides`` are Config fields (``steps``, ``window`` in µs, ``order``, ``fail_on``, ...),
+    applied over ``config`` (default: built-in defaults).
+
+    ``period`` keeps the entities whose first event is in ``[start, end)`` (UTC); a
+    ``PeriodSpec`` (``--period``/``--since``/``--until``/``--as-of``) is resolved against the
+    data. ``compare`` (``"previous"``, ``"START..END"`` or a pair) adds ``report.comparison``;
+    ``cfg.fail_on`` rules are evaluated into ``report.gates``. See ``funnel.periods``/``gates``.
     """
     cfg = (config or Config()).with_overrides(**overrides)
+    rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
     if isinstance(sources, str):
         sources = [sources]
     say = progress or (lambda _msg: None)
@@ -251,6 +264,19 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
         raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows "
                          f"({prep.rows_read} read, all rejected: {causes or 'none'})",
                          "check the timestamp, event and id columns with 'funnel validate'")
+    # --- CI mode: analysed period (entities by first event time) -------------------------
+    span, prev_span = periods.resolve_periods(prep.events, period, compare)
+    if gates.needs_comparison(rules) and prev_span is None:
+        raise ConfigError("the gate conversion_drop needs a comparison period", "add --compare previous")
+    whole = prep
+    if span is not None:
+        prep = dataclasses.replace(prep, events=periods.entities_in(prep.events, span).collect().lazy())
+        if prep.events.select(pl.len()).collect().item() == 0:
+            lo, hi = whole.events.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).collect().row(0)
+            raise InputError(f"no {cfg.level}s start in the period {span.label} "
+                             f"({periods.iso(span.start)} → {periods.iso(span.end)})",
+                             f"the data covers {_iso(lo)} → {_iso(hi)}; choose another period or --as-of")
+    # ---------------------------------------------------------------------------------------
     say("reconstructing purchase paths")
     rec = entity_records(prep.events, cfg, prep.attrs).collect()
     baseline = shard_baseline(prep.events, cfg, prep.attrs, rec)
@@ -259,7 +285,32 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     p = shard_partials(prep.events, cfg, prep.attrs, baseline, diag)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
+    # --- CI mode: period, comparison, gates ------------------------------------------------
+    if span is not None:
+        report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
+    if prev_span is not None:
+        say("analysing the comparison period")
+        before = _period_report(whole, cfg, prev_span)
+        cur_period = report.input.period
+        report = dataclasses.replace(report, comparison=compare_reports(report, before, cur_period,
+                                                                        prev_span.as_period()))
+    if rules:
+        report = dataclasses.replace(report, gates=gates.evaluate(rules, report))
+    # ---------------------------------------------------------------------------------------
     return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
+
+
+def _period_report(prep: Prepared, cfg: Config, span: periods.Span) -> Report | None:
+    """The report of the entities whose first event is in ``span`` (None when there are none):
+    the same passes as ``analyze``, for the comparison period."""
+    ev = periods.entities_in(prep.events, span).collect().lazy()
+    if ev.select(pl.len()).collect().item() == 0:
+        return None
+    rec = entity_records(ev, cfg, prep.attrs).collect()
+    baseline = shard_baseline(ev, cfg, prep.attrs, rec)
+    p = shard_partials(ev, cfg, prep.attrs, baseline, shard_diagnosis(ev, cfg, prep.attrs, baseline, rec))
+    sub = dataclasses.replace(prep, events=ev)
+    return build_report(p, cfg, input_summary(sub, p), prep.attrs)
 
 
 __all__ = ["Analysis", "analyze", "build_report", "prepare", "shard_baseline", "shard_diagnosis",

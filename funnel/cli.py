@@ -122,6 +122,12 @@ def analyze(
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
+    period: Annotated[Optional[str], typer.Option("--period", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="The instant relative periods end at (default: the end of the data).")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
     machine_stdout = json_out == "-" or markdown == "-"
@@ -142,10 +148,15 @@ def analyze(
         )
         if plotlyjs not in ("inline", "cdn"):
             raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
+        from .periods import PeriodSpec
+
+        spec = PeriodSpec(period=period, since=since, until=until, as_of=as_of, compare=compare)
+        if fail_on:
+            cfg = cfg.with_overrides(fail_on=tuple(dict.fromkeys((*cfg.fail_on, *fail_on))))
         from .api import analyze as run
 
         with _Progress(err) as progress:
-            result = run(events, cfg, sessions=sessions, progress=progress)
+            result = run(events, cfg, sessions=sessions, progress=progress, period=spec)
         report = result.report
         if strict and report.input.rows_rejected:
             causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)
@@ -156,16 +167,34 @@ def analyze(
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
                        quiet=quiet)
+        if quiet:  # the terminal tables (which list the gates) were skipped: still say what fired
+            from rich.markup import escape
+
+            for g in report.gates:
+                if g.fired:
+                    human.print(f"gate {escape(g.rule)}: {'n/a' if g.value is None else f'{g.value:.4g}'} "
+                                "[red]FIRED[/]", soft_wrap=True)
     except FunnelError as exc:
         _fail(err, exc)
     raise typer.Exit(1 if any(g.fired for g in report.gates) else 0)
 
 
 def _period_label(report) -> str:
+    """``2026-W47``, ``2026-11`` or ``<start>_<end>`` (dates) for output file names."""
     start, end = report.input.period.start, report.input.period.end
     if not start or not end:
         return "report"
-    return f"{start[:10]}_{end[:10]}"
+    from .periods import label_for, parse_instant
+
+    return label_for(parse_instant(start, "period start"), parse_instant(end, "period end"))
+
+
+def _in_folder(path: str, report, ext: str) -> Path:
+    """``path`` itself, or ``path/funnel-<period>.<ext>`` when it is a folder (or ends with /)."""
+    target = Path(path)
+    if target.is_dir() or path.endswith(("/", os.sep)):
+        return target / f"funnel-{_period_label(report)}.{ext}"
+    return target
 
 
 def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,
@@ -179,13 +208,13 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
         if json_out == "-":
             sys.stdout.write(text)
         else:
-            written.append(str(write_text_atomic(json_out, text)))
+            written.append(str(write_text_atomic(_in_folder(json_out, report, "json"), text)))
     if markdown:
         text = render(report, "markdown")
         if markdown == "-":
             sys.stdout.write(text)
         else:
-            written.append(str(write_text_atomic(markdown, text)))
+            written.append(str(write_text_atomic(_in_folder(markdown, report, "md"), text)))
     if html is None and not json_out and not markdown:
         html = "reports"
     if html:

@@ -142,58 +142,105 @@ class PeriodSpec:
         for text, what in ((self.since, "--since"), (self.until, "--until"), (self.as_of, "--as-of")):
             if text:
                 parse_instant(text, what)
-        if self.compare and self.compare.strip().lower() != "previous":
-            if ".." not in self.compare:
-                from .errors import suggestion
-
-                raise ConfigError(f"invalid --compare {self.compare!r}",
-                                  (suggestion(self.compare, ("previous",)) or "")
-                                  + " use previous or START..END, e.g. 2026-11-09..2026-11-16")
-            _range(self.compare, "--compare")
-        if self.compare and self.compare.strip().lower() == "previous" and not self.has_period:
-            raise ConfigError("--compare previous needs a period to compare",
-                              "add --period last-week (or --since/--until)")
+        if self.since and self.until:
+            make_span(parse_instant(self.since, "--since"), parse_instant(self.until, "--until"), "--since/--until")
+        if self.compare:
+            placeholder = Span(datetime(2000, 1, 3, tzinfo=UTC), datetime(2000, 1, 10, tzinfo=UTC), "")
+            previous_span(self.compare, placeholder if self.has_period else None)
 
     @property
     def has_period(self) -> bool:
         return bool(self.period or self.since or self.until)
 
-    def resolve(self, data_start: datetime, data_end: datetime) -> tuple[Span | None, Span | None]:
-        """(current, previous) spans; ``data_end`` is the data's last event time.
-
-        Without a period the current span is ``None`` (the whole input); the previous one is
-        ``None`` unless ``compare`` is given."""
-        data_end_excl = data_end + timedelta(microseconds=1)
-        as_of = parse_instant(self.as_of, "--as-of") if self.as_of else data_end_excl
-        cur: Span | None = None
+    def current(self, data_start: datetime, data_end: datetime) -> Span | None:
+        """The analysed span (``None`` without a period: the whole input); ``data_end`` is
+        the data's last event time."""
+        as_of = parse_instant(self.as_of, "--as-of") if self.as_of else data_end + timedelta(microseconds=1)
         p = (self.period or "").strip()
         if p.lower() == "last-week":
-            cur = last_week(as_of)
-        elif p.lower() == "last-7d":
-            cur = make_span(as_of - WEEK, as_of, "--period last-7d")
-        elif m := _WEEK_RE.match(p):
-            cur = iso_week(int(m[1]), int(m[2]))
-        elif m := _MONTH_RE.match(p):
-            cur = month(int(m[1]), int(m[2]))
-        elif p:
-            cur = make_span(*_range(p, "--period"), "--period")
-        elif self.since or self.until:
+            return last_week(as_of)
+        if p.lower() == "last-7d":
+            return make_span(as_of - WEEK, as_of, "--period last-7d")
+        if m := _WEEK_RE.match(p):
+            return iso_week(int(m[1]), int(m[2]))
+        if m := _MONTH_RE.match(p):
+            return month(int(m[1]), int(m[2]))
+        if p:
+            return make_span(*_range(p, "--period"), "--period")
+        if self.since or self.until:
             start = parse_instant(self.since, "--since") if self.since else data_start
             end = parse_instant(self.until, "--until") if self.until else as_of
-            cur = make_span(start, end, "--since/--until")
-        prev: Span | None = None
-        c = (self.compare or "").strip()
-        if c.lower() == "previous" and cur is not None:
-            length = cur.end - cur.start
-            if _MONTH_RE.match(cur.label):  # a calendar month: the previous calendar month
-                y, mo = int(cur.label[:4]), int(cur.label[5:7])
-                prev = month(y - (mo == 1), (mo - 2) % 12 + 1)
-            else:
-                prev = make_span(cur.start - length, cur.start, "--compare previous")
-        elif c:
-            prev = make_span(*_range(c, "--compare"), "--compare")
-        return cur, prev
+            return make_span(start, end, "--since/--until")
+        return None
+
+    def resolve(self, data_start: datetime, data_end: datetime) -> tuple[Span | None, Span | None]:
+        """(current, previous) spans."""
+        cur = self.current(data_start, data_end)
+        return cur, previous_span(self.compare, cur)
 
 
-__all__ = ["PeriodSpec", "Span", "iso", "iso_week", "label_for", "last_week", "make_span", "month",
-           "parse_instant"]
+def previous_span(compare: str | None, cur: Span | None) -> Span | None:
+    """The comparison span for ``--compare`` (``previous`` or ``START..END``)."""
+    c = (compare or "").strip()
+    if not c:
+        return None
+    if c.lower() == "previous":
+        if cur is None:
+            raise ConfigError("--compare previous needs a period to compare",
+                              "add --period last-week (or --since/--until)")
+        if _MONTH_RE.match(cur.label):  # a calendar month: the previous calendar month
+            y, mo = int(cur.label[:4]), int(cur.label[5:7])
+            return month(y - (mo == 1), (mo - 2) % 12 + 1)
+        return make_span(cur.start - (cur.end - cur.start), cur.start, "--compare previous")
+    if ".." not in c:
+        from .errors import suggestion
+
+        raise ConfigError(f"invalid --compare {compare!r}",
+                          (suggestion(c, ("previous",)) or "")
+                          + " use previous or START..END, e.g. 2026-11-09..2026-11-16")
+    return make_span(*_range(c, "--compare"), "--compare")
+
+
+def entities_in(events, span: Span):
+    """Events of the entities whose first event is in ``[span.start, span.end)`` (all their
+    events are kept, including those after ``span.end``). ``events``: a LazyFrame with ``ts``
+    and ``_entity``."""
+    import polars as pl
+
+    from .schema import ENTITY, TS
+
+    first = pl.col(TS).min().over(ENTITY)
+    return events.filter((first >= span.start) & (first < span.end))
+
+
+def to_span(value, what: str) -> Span:
+    """A ``(start, end)`` pair of datetimes (naive = UTC) as a ``Span``."""
+    start, end = (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC) for t in value)
+    return make_span(start, end, what)
+
+
+def resolve_periods(events, period, compare) -> tuple[Span | None, Span | None]:
+    """(current, previous) spans for ``analyze``'s ``period`` and ``compare`` arguments.
+
+    ``period``: None, a ``PeriodSpec`` or a ``(start, end)`` pair of datetimes; ``compare``:
+    None (then a ``PeriodSpec``'s own ``compare``), ``"previous"``, ``"START..END"`` or a
+    ``(start, end)`` pair. The data's bounds are read from ``events`` (LazyFrame) only when
+    a relative form needs them."""
+    cur: Span | None = None
+    spec = period if isinstance(period, PeriodSpec) else None
+    if spec is not None and spec.has_period:
+        import polars as pl
+
+        from .schema import TS
+
+        lo, hi = events.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).collect().row(0)
+        cur = spec.current(lo, hi)
+    elif period is not None and spec is None:
+        cur = to_span(period, "period")
+    if compare is not None and not isinstance(compare, str):
+        return cur, to_span(compare, "compare")
+    return cur, previous_span(compare if compare is not None else (spec.compare if spec else None), cur)
+
+
+__all__ = ["PeriodSpec", "Span", "entities_in", "iso", "iso_week", "label_for", "last_week", "make_span", "month",
+           "parse_instant", "previous_span", "resolve_periods", "to_span"]

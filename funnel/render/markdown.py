@@ -32,7 +32,7 @@ def render_markdown(report: Report, **_: Any) -> str:
         out.append("| rule | value | result |\n|---|---:|---|")
         for g in report.gates:
             val = "n/a" if g.value is None else f"{g.value:.4g}"
-            out.append(f"| `{_cell(g.rule)}` | {val} | {'❌ fired' if g.fired else '✅ ok'} |")
+            out.append(f"| {_cell(g.rule)} | {val} | {'❌ fired' if g.fired else '✅ ok'} |")
         out.append("")
     out.append("## Funnel\n")
     out.append(f"| step | {fn.unit}s | from previous | 95% CI | from start | median time from previous |")
