@@ -49,19 +49,20 @@ def reason_label(reason: str) -> str:
     return REASON_LABELS.get(reason, label(reason))
 
 
-def _figure(data: list[Any], title: str, height: int, **layout: Any) -> Figure:
+def _figure(data: list[Any], height: int, **layout: Any) -> Figure:
+    """A figure with the report's look. No title: the page gives each chart an HTML heading
+    and caption (responsive, accessible), so legends can sit on top without overlapping."""
     import plotly.graph_objects as go
 
     base: dict[str, Any] = dict(
         template=go.layout.Template(),
-        title=dict(text=title, x=0, xanchor="left", font=dict(size=16)),
         font=dict(family=FONT, size=13, color="#1a1a1a"),
         colorway=OKABE_ITO,
         paper_bgcolor="#ffffff",
         plot_bgcolor="#ffffff",
         height=height,
-        margin=dict(l=8, r=16, t=56, b=8),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        margin=dict(l=8, r=16, t=16, b=8),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
         hoverlabel=dict(align="left"),
     )
     base.update(layout)
@@ -94,12 +95,12 @@ def funnel_chart(steps: Sequence[StepResult]) -> Figure:
         for s in steps
     ]
     bar = go.Bar(
-        x=x, y=y, orientation="h", marker=dict(color=OKABE_ITO[0]), text=text, textposition="auto",
+        x=x, y=y, orientation="h", marker=dict(color=OKABE_ITO[0]), text=text, textposition="inside", insidetextanchor="start",
         error_x=dict(type="data", symmetric=False, array=[round(v, 4) for v in hi],
                      arrayminus=[round(v, 4) for v in lo], color="#000000", thickness=1.5),
         customdata=hover, hovertemplate="<b>%{y}</b><br>%{customdata}<extra></extra>", name="reached",
     )
-    return _figure([bar], "Funnel: % of first step reaching each step (95% CI)", 80 + 48 * len(steps),
+    return _figure([bar], 60 + 48 * len(steps),
                    showlegend=False, xaxis=dict(title=dict(text="% of first step"), range=[0, 105], ticksuffix="%"),
                    yaxis=dict(autorange="reversed"))
 
@@ -117,7 +118,7 @@ def dropoff_chart(by_step: Sequence[ExitStep]) -> Figure:
                hovertemplate="%{x}<br>" + reason_label(r) + ": %{y:,} carts<extra></extra>")
         for r in REASONS
     ]
-    return _figure(data, "Where carts were abandoned, by reason", 380, barmode="stack",
+    return _figure(data, 400, barmode="stack",
                    yaxis=dict(title=dict(text="abandoned carts")), xaxis=dict(title=dict(text="exit step")))
 
 
@@ -154,8 +155,7 @@ def sankey_chart(transitions: Sequence[Transition], step_names: Sequence[str]) -
                 color=[OKABE_ITO[0] if n in order else ("#D55E00" if n == EXIT_NODE else "#767676")
                        for n in nodes],
                 hovertemplate="%{label}<br>%{value:,}<extra></extra>")
-    return _figure([go.Sankey(node=node, link=link, arrangement="snap")],
-                   "Purchase paths: forward (blue), backtracks (orange), exits (red)", 460)
+    return _figure([go.Sankey(node=node, link=link, arrangement="snap")], 440)
 
 
 def _week_of(day: str) -> str:
@@ -177,9 +177,12 @@ def time_to_next_chart(dists: Sequence[TimeDistribution]) -> Figure:
     nonzero = [i for d in dists for i, c in enumerate(d.bucket_counts) if c]
     first, last = (min(nonzero), max(nonzero)) if nonzero else (0, 0)
     rows = max(1, len(steps))
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.5 / rows),
-                        subplot_titles=[label(s, 80) for s in steps] or [""])
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=min(0.06, 0.5 / rows))
     for r, step in enumerate(steps, start=1):
+        # the panel's name inside its top-left corner (subplot titles would collide with the legend)
+        fig.add_annotation(text=label(step, 80), xref="x domain" if r == 1 else f"x{r} domain", x=0.01,
+                           yref="y domain" if r == 1 else f"y{r} domain", y=0.98, xanchor="left", yanchor="top",
+                           showarrow=False, bgcolor="rgba(255,255,255,0.85)", font=dict(size=12))
         for d in dists:
             if d.step != step:
                 continue
@@ -193,7 +196,7 @@ def time_to_next_chart(dists: Sequence[TimeDistribution]) -> Figure:
                           width=2),
                 hovertemplate="≤ %{x:,.0f} s: %{y:.1f}% of " + label(d.group) + "<extra></extra>",
             ), row=r, col=1)
-    base = _figure([], "Time to next step: converters vs abandoners", 120 + 170 * rows)
+    base = _figure([], 90 + 150 * rows)
     fig.update_layout(base.layout)
     fig.update_xaxes(type="log", automargin=True, gridcolor="#e3e3e3", linecolor="#767676")
     fig.update_xaxes(title=dict(text="seconds (log scale, bucket upper edge)"), row=rows, col=1)
@@ -202,10 +205,9 @@ def time_to_next_chart(dists: Sequence[TimeDistribution]) -> Figure:
 
 
 def segment_chart(breakdown: SegmentBreakdown) -> Figure:
-    """Conversion (first step → purchase) and cart abandonment per segment value, with 95%
-    intervals; values whose conversion differs significantly from the rest (BH q < 0.05) get ★."""
-    from plotly.subplots import make_subplots
-
+    """Conversion (first step → purchase) and cart abandonment per segment value, grouped on
+    one % axis with 95% intervals; values whose conversion differs significantly from the rest
+    (BH q < 0.05) get ★ and an outlined bar."""
     import plotly.graph_objects as go
 
     groups = breakdown.groups
@@ -215,24 +217,20 @@ def segment_chart(breakdown: SegmentBreakdown) -> Figure:
         x = [_pct(r.rate) or 0.0 for r in rates]
         lo = [x[i] - (_pct(r.ci95[0]) or 0) if r.ci95 else 0 for i, r in enumerate(rates)]
         hi = [(_pct(r.ci95[1]) or 0) - x[i] if r.ci95 else 0 for i, r in enumerate(rates)]
-        colors = [("#D55E00" if (mark and g.significant) else color) for g in groups]
         return go.Bar(
-            x=x, y=y, orientation="h", name=name, marker=dict(color=colors),
+            x=x, y=y, orientation="h", name=name,
+            marker=dict(color=color, line=dict(color="#000000", width=[2.5 if (mark and g.significant) else 0
+                                                                       for g in groups])),
             error_x=dict(type="data", symmetric=False, array=[round(v, 4) for v in hi],
                          arrayminus=[round(v, 4) for v in lo], color="#000000", thickness=1.2),
             customdata=[f"{fmt_pct(r.rate)} (95% CI {fmt_ci(r.ci95)}), n = {fmt_int(r.denominator)}" for r in rates],
-            hovertemplate="%{y}<br>" + name + ": %{customdata}<extra></extra>", showlegend=False,
+            hovertemplate="%{y}<br>" + name + ": %{customdata}<extra></extra>",
         )
 
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=["conversion (★ significant)", "cart abandonment"])
-    fig.add_trace(bar([g.conversion for g in groups], OKABE_ITO[0], "conversion", True), row=1, col=1)
-    fig.add_trace(bar([g.abandonment for g in groups], OKABE_ITO[1], "abandonment", False), row=1, col=2)
-    base = _figure([], f"Segments by {label(breakdown.column)}", 110 + 44 * max(1, len(groups)))
-    fig.update_layout(base.layout)
-    fig.update_xaxes(ticksuffix="%", rangemode="tozero", automargin=True, gridcolor="#e3e3e3")
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    return fig
+    data = [bar([g.conversion for g in groups], OKABE_ITO[0], "conversion (★ = significant)", True),
+            bar([g.abandonment for g in groups], OKABE_ITO[1], "cart abandonment", False)]
+    return _figure(data, 90 + 46 * max(1, len(groups)), barmode="group", bargap=0.25,
+                   xaxis=dict(ticksuffix="%", range=[0, 100]), yaxis=dict(autorange="reversed"))
 
 
 def trend_chart(trend: Sequence[TrendPoint], step_names: Sequence[str]) -> Figure:
@@ -252,9 +250,9 @@ def trend_chart(trend: Sequence[TrendPoint], step_names: Sequence[str]) -> Figur
     data.append(go.Scatter(x=weeks, y=[_pct(t.abandonment.rate) for t in trend], mode="lines", name="abandonment",
                            line=dict(color="#000000", dash="dot", width=2),
                            hovertemplate="%{x}: abandonment %{y:.1f}%<extra></extra>"))
-    return _figure(data, "Weekly conversion from previous step", 420,
-                   xaxis=dict(type="category", title=dict(text="ISO week")),
-                   yaxis=dict(ticksuffix="%", range=[0, 105]), legend=dict(orientation="h", y=-0.25, x=0))
+    return _figure(data, 400,
+                   xaxis=dict(type="category"),
+                   yaxis=dict(ticksuffix="%", range=[0, 105]))
 
 
 def reason_trend_chart(trend: Sequence[TrendPoint], episodes: Sequence[ReasonEpisode] = ()) -> Figure:
@@ -275,10 +273,7 @@ def reason_trend_chart(trend: Sequence[TrendPoint], episodes: Sequence[ReasonEpi
         for r in REASONS
     ]
     shown = list(episodes)
-    fig = _figure(data, "Reasons over time (share of abandoned carts)", 430 + 16 * len(shown), barmode="stack",
-                  margin=dict(l=8, r=16, t=64 + 16 * len(shown), b=8),
-                  xaxis=dict(type="category"), yaxis=dict(ticksuffix="%", range=[0, 100]),
-                  legend=dict(orientation="h", yanchor="top", y=-0.1, xanchor="left", x=0))
+    fig = _figure(data, 400, barmode="stack", xaxis=dict(type="category"), yaxis=dict(ticksuffix="%", range=[0, 100]))
     pos = {w: i for i, w in enumerate(weeks)}
     for k, ep in enumerate(shown):
         try:
@@ -288,6 +283,8 @@ def reason_trend_chart(trend: Sequence[TrendPoint], episodes: Sequence[ReasonEpi
         if a is None or b is None:
             continue
         fig.add_vrect(x0=a - 0.5, x1=b + 0.5, fillcolor="#000000", opacity=0.08, line_width=0, layer="below")
-        fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", yshift=2 + 16 * k, showarrow=False,
-                           text=f"{k + 1}: {reason_label(ep.reason)}", font=dict(size=11), bgcolor="#ffffff")
+        # numbered like the list of episodes under the chart; inside the plot, stacked downwards
+        fig.add_annotation(x=a - 0.45, xanchor="left", y=1.0, yref="paper", yanchor="top", yshift=-2 - 20 * k,
+                           showarrow=False, text=f"<b>{k + 1}</b> {reason_label(ep.reason)}", font=dict(size=11),
+                           bgcolor="rgba(255,255,255,0.9)", bordercolor="#000000", borderwidth=1)
     return fig

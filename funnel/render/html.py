@@ -79,7 +79,7 @@ def redact_report(report: Report) -> Report:
 @dataclass(frozen=True)
 class Chart:
     id: str               # DOM id of the chart div; the JSON block is ``<id>-data``
-    title: str
+    title: str            # plain text (autoescaped by the template)
     figure_json: str      # escaped, safe to place inside <script type="application/json">
 
 
@@ -98,19 +98,19 @@ def build_charts(report: Report) -> dict[str, Chart]:
         out[key] = Chart(f"chart-{key}", title, figure_json(fig))
 
     if report.funnel.steps:
-        add("funnel", "Funnel", charts.funnel_chart(report.funnel.steps))
+        add("funnel", "Share of the first step reaching each step (95% CI)", charts.funnel_chart(report.funnel.steps))
     if report.abandonment.by_step:
-        add("dropoff", "Drop-off by step and reason", charts.dropoff_chart(report.abandonment.by_step))
+        add("dropoff", "Where carts were abandoned, by primary reason", charts.dropoff_chart(report.abandonment.by_step))
     if report.paths and report.paths.transitions:
-        add("sankey", "Purchase paths", charts.sankey_chart(report.paths.transitions, steps))
+        add("sankey", "Purchase paths: forward (blue), backtracks (orange), exits (red)", charts.sankey_chart(report.paths.transitions, steps))
     if report.paths and report.paths.time_to_next:
-        add("time", "Time to next step", charts.time_to_next_chart(report.paths.time_to_next))
+        add("time", "Time to the next step: converters vs abandoners", charts.time_to_next_chart(report.paths.time_to_next))
     for i, seg in enumerate(report.segments):
         if seg.groups:
-            add(f"segment-{i}", f"Segments by {seg.column}", charts.segment_chart(seg))
+            add(f"segment-{i}", f"Conversion and cart abandonment by {seg.column}", charts.segment_chart(seg))
     if report.trend:
-        add("trend", "Weekly trend", charts.trend_chart(report.trend, steps))
-        add("reasons-trend", "Reasons over time", charts.reason_trend_chart(report.trend, report.abandonment.episodes))
+        add("trend", "Weekly conversion from the previous step", charts.trend_chart(report.trend, steps))
+        add("reasons-trend", "Reasons over time (share of abandoned carts)", charts.reason_trend_chart(report.trend, report.abandonment.episodes))
     return out
 
 
@@ -160,7 +160,6 @@ def _static(name: str) -> str:
 def report_context(report: Report, plotlyjs: str, include_ids: bool = False) -> dict[str, Any]:
     """Structure for the templates: the Report itself plus charts, derived shares and assets."""
     ab = report.abandonment
-    reason_by_name = {r.reason: r for r in ab.reasons}
     trend_shares = []
     for t in report.trend:
         total = sum(t.reasons.values())
@@ -175,7 +174,6 @@ def report_context(report: Report, plotlyjs: str, include_ids: bool = False) -> 
         cur=ab.currency or "",
         charts=build_charts(report),
         top_fixes=report.recommendations[:3],
-        reason_by_name=reason_by_name,
         trend_shares=trend_shares,
         css=css,
         boot_js=boot,
