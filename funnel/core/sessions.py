@@ -74,6 +74,8 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
     )
     if "_excluded" not in rec.collect_schema().names():
         rec = rec.with_columns(pl.lit(False).alias("_excluded"))
+    else:  # entities without a reached step are absent from ``levels``: never excluded
+        rec = rec.with_columns(pl.col("_excluded").fill_null(False))
     exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
     rec = rec.with_columns(exit_t.alias("exit_ts"))
     # Next event after the exit step (where did they go?).
