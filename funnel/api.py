@@ -30,7 +30,8 @@ from .errors import ConfigError, InputError
 from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
-from .schema import DEFAULT_SEGMENT_CANDIDATES, ENTITY, REJECT, SESSION, TS, USER
+from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, ENTITY, EVENT,
+                     REJECT, SESSION, STEP, TS, USER)
 
 Progress = Callable[[str], None]
 
@@ -74,17 +75,44 @@ def generated_at() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Columns the funnel-only path keeps (plus _-prefixed pipeline columns and configured segments).
+FUNNEL_ONLY_COLUMNS = (TS, EVENT, SESSION, USER, CART_VALUE, CURRENCY)
+
+
+def project_input(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """Keep canonical, pipeline (``_*``) and segment columns; other columns survive only as one
+    64-bit hash (``_dup_key``), so 'exact duplicate' still compares whole input rows."""
+    names = lf.collect_schema().names()
+    keep = [c for c in names if c in CANONICAL_COLUMNS or c.startswith("_")
+            or c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    dropped = [c for c in names if c not in keep]
+    if not dropped:
+        return lf
+    return lf.select(*keep, pl.struct(dropped).hash(0).alias("_dup_key"))
+
+
+def collected_columns(lf: pl.LazyFrame, cfg: Config, funnel_only: bool) -> pl.LazyFrame:
+    """What ``prepare`` materialises: everything the analysis reads, or the funnel's few columns."""
+    names = lf.collect_schema().names()
+    if not funnel_only:
+        return lf.drop("_dup_key", strict=False)
+    keep = [c for c in names if (c in FUNNEL_ONLY_COLUMNS or c in cfg.segments or c.startswith("_"))
+            and c != "_dup_key"]
+    return lf.select(keep)
+
+
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
-            progress: Progress | None = None) -> Prepared:
+            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
     say = progress or (lambda _msg: None)
     say("reading input")
     loaded = load_events(sources, cfg)
-    lf = normalize(loaded.lf, cfg.timezone)
+    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone)
     built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
     lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
     lf = map_steps(lf, cfg)
     lf = mark_duplicates(lf)
     lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
+    lf = collected_columns(lf, cfg, funnel_only)
     try:
         df = lf.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
@@ -134,6 +162,39 @@ def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
+def shard_funnel(ev: pl.LazyFrame, cfg: Config) -> parts.Partials:
+    """Funnel-only pass on a shard: totals, levels, step times and abandonment counts (value,
+    currency, recovery) without diagnosis or paths. Same numbers as the full pass's partials."""
+    from .core.funnel import LEVEL, apply_exclusions, funnel_levels, step_time_col
+
+    k = len(cfg.steps)
+    order = [pl.col(TS), pl.col(STEP).fill_null(-1)]
+
+    def first(c: str) -> pl.Expr:  # first non-null in time order, as session_records does
+        return pl.col(c).sort_by(order, maintain_order=True).drop_nulls().first().alias(c)
+
+    base = ev.group_by(ENTITY).agg(
+        first(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
+        pl.len().cast(pl.Int32).alias("n_events"), pl.col(CART_VALUE).max().alias(CART_VALUE),
+        first(CURRENCY),
+    )
+    levels = funnel_levels(ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP),
+                           k, cfg.window, cfg.order)
+    if cfg.exclude:
+        levels = apply_exclusions(levels, ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS))
+    rec = base.join(levels, on=ENTITY, how="left").with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
+    if "_excluded" in rec.collect_schema().names():
+        rec = rec.with_columns(pl.col("_excluded").fill_null(False))
+    else:
+        rec = rec.with_columns(pl.lit(False).alias("_excluded"))
+    exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
+    rec = with_recovery(rec.with_columns(exit_t.alias("exit_ts")), cfg) \
+        .with_columns(pl.lit(None, pl.String).alias("reason"))
+    lazy = parts.funnel_partials(rec, cfg, [])
+    names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency")
+    return dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
+
+
 def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
                     baseline: parts.Partials, rec: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per-entity records with reason, confidence, evidence and signal flags."""
@@ -159,12 +220,18 @@ def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: pa
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
-def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[str]) -> Report:
+def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[str],
+                 funnel_only: bool = False) -> Report:
+    """``funnel_only``: partials come from ``shard_funnel``; reasons, signals, recommendations,
+    segments, paths and trend are left empty."""
+    from types import SimpleNamespace
+
     from .core import reasons, recommend
 
     funnel = fin.finalize_funnel(p, cfg)
     counts = fin.abandonment_counts(p, cfg)
-    diag = reasons.finalize_diagnosis(p, cfg)
+    diag = SimpleNamespace(reasons=[], signals=[], shipping_bands=[], episodes=[]) if funnel_only \
+        else reasons.finalize_diagnosis(p, cfg)
     carts, abandoned = counts["carts"], counts["abandoned"]
     ab = Abandonment(
         cart_step=cfg.steps[0].name, purchase_step=cfg.steps[-1].name,
@@ -175,7 +242,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
         by_step=counts["by_step"], reasons=diag.reasons, signals=diag.signals,
         shipping_bands=diag.shipping_bands, episodes=diag.episodes,
     )
-    recs = recommend.recommend(p, ab, cfg)
+    recs = [] if funnel_only else recommend.recommend(p, ab, cfg)
     settings = Settings(
         steps=[{"name": s.name, "events": list(s.events)} for s in cfg.steps],
         window=_duration(cfg.window), order=cfg.order, unit=cfg.level,
@@ -185,8 +252,9 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
     return Report(
         schema_version=SCHEMA_VERSION, tool={"name": "funnel", "version": __version__},
         generated_at=generated_at(), input=inp, settings=settings, funnel=funnel, abandonment=ab,
-        recommendations=recs, segments=fin.finalize_segments(p, cfg, attrs),
-        paths=fin.finalize_paths(p, cfg), trend=fin.finalize_trend(p, cfg),
+        recommendations=recs, segments=[] if funnel_only else fin.finalize_segments(p, cfg, attrs),
+        paths=None if funnel_only else fin.finalize_paths(p, cfg),
+        trend=[] if funnel_only else fin.finalize_trend(p, cfg),
     )
 
 
@@ -241,7 +309,7 @@ def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
 def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = None, *,
             sessions: str | None = None, progress: Progress | None = None,
             period: tuple[datetime, datetime] | PeriodSpec | None = None,
-            compare: tuple[datetime, datetime] | str | None = None,
+            compare: tuple[datetime, datetime] | str | None = None, funnel_only: bool = False,
             **overrides: Any) -> Analysis:
     """Analyse event logs and return the report plus the per-cart table.
 
@@ -252,13 +320,17 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     ``PeriodSpec`` (``--period``/``--since``/``--until``/``--as-of``) is resolved against the
     data. ``compare`` (``"previous"``, ``"START..END"`` or a pair) adds ``report.comparison``;
     ``cfg.fail_on`` rules are evaluated into ``report.gates``. See ``funnel.periods``/``gates``.
+
+    ``funnel_only`` reads only the funnel's columns and computes the funnel and abandonment
+    counts (no reasons, paths, segments, cart table); ignored with ``compare`` or gates.
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
+    funnel_only = funnel_only and compare is None and not rules
     if isinstance(sources, str):
         sources = [sources]
     say = progress or (lambda _msg: None)
-    prep = prepare(list(sources), cfg, sessions=sessions, progress=say)
+    prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
     if prep.events.select(pl.len()).collect().item() == 0:
         causes = ", ".join(f"{k} {n}" for k, n in prep.rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
         raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows "
@@ -277,6 +349,13 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
                              f"({periods.iso(span.start)} → {periods.iso(span.end)})",
                              f"the data covers {_iso(lo)} → {_iso(hi)}; choose another period or --as-of")
     # ---------------------------------------------------------------------------------------
+    if funnel_only:
+        say("counting the funnel")
+        p = shard_funnel(prep.events, cfg)
+        report = build_report(p, cfg, input_summary(prep, p), prep.attrs, funnel_only=True)
+        if span is not None:
+            report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
+        return Analysis(report=report, carts=pl.DataFrame(), rejects=reject_table(prep.rejects))
     say("reconstructing purchase paths")
     rec = entity_records(prep.events, cfg, prep.attrs).collect()
     baseline = shard_baseline(prep.events, cfg, prep.attrs, rec)
@@ -314,4 +393,4 @@ def _period_report(prep: Prepared, cfg: Config, span: periods.Span) -> Report | 
 
 
 __all__ = ["Analysis", "analyze", "build_report", "prepare", "shard_baseline", "shard_diagnosis",
-           "shard_partials"]
+           "shard_funnel", "shard_partials"]
