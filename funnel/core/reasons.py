@@ -9,20 +9,28 @@ not excluded):
 2. A signal seen at or after the exit step was reached (``exit_ts``) counts with its full
    weight; one the buyer moved past (a later step was reached after it) keeps only
    ``resolved_factor`` of it: the last thing that went wrong matters most.
-3. A reason's raw score is the sum of its signals' weights. Reasons below ``min_score`` are
-   not eligible: weak inferred evidence alone (merely leaving at the payment step, going back to
-   the cart) leaves the cart ``unknown`` — many abandoners were just browsing.
-4. Among eligible reasons the one whose evidence came last gets ``recency_bonus`` (x(1+b));
-   the highest boosted score wins (ties: payment, shipping, returns, ui_friction).
-5. Confidence = (1 - e^-s1) * s1 / (s1 + s2) with s1 the winner's raw score and s2 the best
+3. Inferred signals are weighed by what the data supports (``evidence_factors``, from the
+   ``base:signals`` baseline over all shards): at the cart's exit step, the share of leaving
+   with the signal that is in excess of carts without it, AF = (p_with - p_without) / p_with;
+   AF >= ``full_weight_af`` keeps the full weight, less scales it down, none removes it. A
+   shipping cost shown to everyone at the cart, or a login page every buyer passes, is then
+   no evidence. Explicit signals (error events) always keep their weight.
+4. A reason's raw score is its strongest signal's weight plus ``corroboration`` x the others'.
+   Reasons below ``min_score`` are not eligible: weak inferred evidence alone (merely leaving
+   at the payment step, going back to the cart, a long dwell) leaves the cart ``unknown`` —
+   many abandoners were just browsing.
+5. Among eligible reasons the one whose last substantive signal came last gets
+   ``recency_bonus`` (x(1+b)); the highest boosted score wins (ties: payment, shipping,
+   returns, ui_friction).
+6. Confidence = (1 - e^-s1) * s1 / (s1 + s2) with s1 the winner's raw score and s2 the best
    other; for ``unknown``, 1 - (best raw score / min_score).
 
 Explicit signals weigh 2.0, inferred 0.2-0.8, so one explicit error at the exit outweighs any
 inferred combination. Every signal is also computed for converters (``sig__<id>``), which is
 what the with/without-signal lifts compare.
 
-Global quantities (converters' dwell per step) come only from ``baseline`` partials, so sharded
-runs give identical results.
+Global quantities (movers' dwell per step, signal support) come only from ``baseline``
+partials, so sharded runs give identical results.
 """
 
 from __future__ import annotations
@@ -64,8 +72,13 @@ class Diagnosis:
 # --- baseline ----------------------------------------------------------------------------
 
 def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
-    """``base:dwell``: histogram (stats.BUCKET_UPPER) of the time movers spent at each step
-    (step i -> step i+1 of the best attempt). Merges by addition."""
+    """What diagnosis needs from all data before judging one cart (merge by addition):
+
+    * ``base:dwell``: histogram (stats.BUCKET_UPPER) of the time movers spent at each step
+      (step i -> step i+1 of the best attempt);
+    * ``base:signals``: per inferred signal, carts by the step where it was first seen and
+      their level — how often carts leave at that step with and without it.
+    """
     k = len(cfg.steps)
     inc = rec.filter(~pl.col("_excluded"))
     parts = [
@@ -76,7 +89,9 @@ def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[
         for i in range(k - 1)
     ]
     dwell = pl.concat(parts).group_by("step", "bucket").agg(pl.len().cast(pl.Int64).alias("n_movers"))
-    return {"base:dwell": dwell}
+    cat = catalogue(cfg)
+    d, order = _signal_table(ev, rec, cfg, cat, {})
+    return {"base:dwell": dwell, "base:signals": _hazard_rows(d, order, k, cat)}
 
 
 def dwell_thresholds(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalogue) -> dict[int, float]:
@@ -155,7 +170,8 @@ def _span_end(k: int) -> pl.Expr:
 
 def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue
                       ) -> tuple[pl.LazyFrame, list[str]]:
-    """Per entity: for each row-level signal n/first/last/at-exit, plus the shipping reveal."""
+    """Per entity: for each row-level signal n/first/last/at-exit, plus the last shipping cost
+    shown before buying and when (the latest display: what the buyer saw before leaving)."""
     k = len(cfg.steps)
     spans = rec.filter(pl.col(LEVEL) >= 1).select(
         ENTITY, "exit_ts", _span_end(k).alias("_end"),
@@ -185,8 +201,10 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     # a shipping cost counts as shown before buying: not the one on the purchase event itself
     shown = pl.col(SHIPPING).is_not_null() & (
         pl.col(TS) < pl.col(step_time_col(k - 1))).fill_null(True)
-    aggs += [pl.col(TS).filter(shown).min().alias("_reveal_ts"),
-             pl.col(SHIPPING).filter(shown).first().alias("_first_ship")]
+    aggs += [pl.col(TS).filter(shown).max().alias("_reveal_ts"),
+             pl.col(SHIPPING).filter(shown).last().alias("_ship"),
+             pl.col(TS).filter(shown).min().alias("_reveal_first"),
+             pl.col(SHIPPING).filter(shown).first().alias("_ship_first")]
     return e.group_by(ENTITY).agg(aggs), list(matchers)
 
 
@@ -199,11 +217,12 @@ def _step_of(ts: pl.Expr, k: int) -> pl.Expr:
     return pl.when(ts.is_not_null()).then((reached - 1).clip(lower_bound=0)).cast(pl.Int32)
 
 
-def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
-             baseline: dict[str, pl.DataFrame]) -> pl.LazyFrame:
-    """``rec`` plus ``reason``, ``confidence``, ``evidence``, ``sig__<id>`` for every catalogue
-    signal (all entities), ``_sigstep__<id>`` (step where first seen) and ``_ship_share``."""
-    cat = catalogue(cfg)
+def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue,
+                  dwell_thr: dict[int, float]) -> tuple[pl.LazyFrame, list[Signal]]:
+    """``rec`` plus, per computable signal: ``sig__<id>`` (seen in the cart's span),
+    ``_sigstep__<id>`` (step where first seen), ``_xx__<id>`` (seen at or after the exit step was reached) and ``_xl__<id>`` (its last time
+    then); plus the shipping columns (``_ship``: last cost shown, ``_reveal``: when;
+    ``_ship_first``, ``_reveal_step``: the first cost shown and the step then)."""
     th = cat.thresholds
     k = len(cfg.steps)
     agg, row_ids = _event_aggregates(ev, rec, cfg, cat)
@@ -211,7 +230,7 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     if "recovered" not in d.collect_schema().names():
         d = d.with_columns(pl.lit(False).alias("recovered"))
     level = pl.col(LEVEL)
-    abandoned = (level >= 1) & (level < k) & ~pl.col("_excluded").fill_null(False)
+    abandoned = _abandoned(k)
     t_exit = pl.col("exit_ts")
     end = _span_end(k)
     # entity-level signals -> (present, first ts, last ts, at exit)
@@ -226,23 +245,24 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     reveal = pl.col("_reveal_ts")
     if ship_idx is not None:
         reveal = pl.coalesce(reveal, pl.col(step_time_col(ship_idx)))
-    share = pl.when(pl.col(CART_VALUE) > 0).then(pl.col("_first_ship") / pl.col(CART_VALUE))
+    share = pl.when(pl.col(CART_VALUE) > 0).then(pl.col("_ship") / pl.col(CART_VALUE))
     d = d.with_columns(reveal.alias("_reveal"), share.alias(SHIP_SHARE))
     reveal, share = pl.col("_reveal"), pl.col(SHIP_SHARE)
+    d = d.with_columns(_step_of(pl.col("_reveal_first"), k).alias("_reveal_step"))  # first shown
     reveal_at_exit = (reveal >= t_exit).fill_null(False)
     if "shipping.high_share" in active:
         p = (share >= th.shipping_share).fill_null(False)
         sig["shipping.high_share"] = (p, reveal, reveal, p & reveal_at_exit)
     if "shipping.quick_exit" in active:
-        p = (abandoned & reveal_at_exit & (pl.col("_first_ship") > 0).fill_null(False)
+        p = (abandoned & reveal_at_exit & (pl.col("_ship") > 0).fill_null(False)
              & ((end - reveal).dt.total_microseconds() <= th.quick_exit_us).fill_null(False))
         sig["shipping.quick_exit"] = (p, reveal, reveal, p)
     pay = cat.role_step("payment", cfg)
     if "payment.exit_at_step" in active and pay is not None:
         p = abandoned & (level == pay + 1)
         sig["payment.exit_at_step"] = (p, t_exit, t_exit, p)
-    if "ui_friction.long_dwell" in active:
-        sig["ui_friction.long_dwell"] = _long_dwell(dwell_thresholds(baseline, cfg, cat), k, abandoned)
+    if "ui_friction.long_dwell" in active and dwell_thr:
+        sig["ui_friction.long_dwell"] = _long_dwell(dwell_thr, k, abandoned)
     if "ui_friction.forced_account" in active:
         acc = cat.role_step("ui_friction", cfg)
         if acc is not None:   # leaving at a forced account step is the signal itself
@@ -259,20 +279,109 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
         *(pl.when(sig[s.id][3]).then(sig[s.id][2]).alias(f"_xl__{s.id}") for s in order),
         *(sig[s.id][3].fill_null(False).alias(f"_xx__{s.id}") for s in order),
     )
+    return d, order
+
+
+def _abandoned(k: int) -> pl.Expr:
+    return (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k) & ~pl.col("_excluded").fill_null(False)
+
+
+# Exposure compared with another group instead of 'never showed it' (signals defined by leaving).
+FREE_SHIPPING = "~shipping.free"
+LOW_SHARE = "~shipping.low_share"
+_COMPARE_WITH = {"shipping.quick_exit": FREE_SHIPPING, "shipping.high_share": LOW_SHARE}
+
+
+def _hazard_rows(d: pl.LazyFrame, order: list[Signal], k: int, cat: Catalogue) -> pl.LazyFrame:
+    """(signal, sig_step, level) -> n_carts for carts: step where a signal was first seen (-1:
+    never) — first, so that the exposure comes before the outcome. Shipping costs are compared
+    when first shown: ``shipping.quick_exit`` as 'a non-zero cost' vs ``~shipping.free``,
+    ``shipping.high_share`` as 'share >= threshold' vs ``~shipping.low_share``."""
+    carts = d.filter((pl.col(LEVEL) >= 1) & ~pl.col("_excluded").fill_null(False))
+    step_i = pl.col("_reveal_step")
+    cols = {s.id: pl.col(_sigstep_column(s.id)) for s in order
+            if s.kind != "explicit" and (s.lift or s.id in _COMPARE_WITH)}
+    if "shipping.quick_exit" in cols:
+        cols["shipping.quick_exit"] = pl.when(pl.col("_ship_first") > 0).then(step_i)
+        cols[FREE_SHIPPING] = pl.when(pl.col("_ship_first") == 0).then(step_i)
+    if "shipping.high_share" in cols:
+        first_share = pl.col("_ship_first") / pl.col(CART_VALUE)
+        high = (pl.col(CART_VALUE) > 0) & (first_share >= cat.thresholds.shipping_share)
+        cols["shipping.high_share"] = pl.when(high).then(step_i)
+        cols[LOW_SHARE] = pl.when((pl.col(CART_VALUE) > 0) & ~high).then(step_i)
+    parts = [carts.group_by(pl.lit(sid).alias("signal"),
+                            c.fill_null(-1).cast(pl.Int32).alias("sig_step"), LEVEL)
+             .agg(pl.len().cast(pl.Int64).alias("n_carts"))
+             for sid, c in cols.items()]
+    empty = pl.LazyFrame(schema={"signal": pl.String, "sig_step": pl.Int32, LEVEL: pl.Int32,
+                                 "n_carts": pl.Int64})
+    return pl.concat(parts) if parts else empty
+
+
+def evidence_factors(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalogue,
+                     min_carts: int = 30) -> dict[str, dict[int, float]]:
+    """Per inferred signal and step, how much of its catalogue weight the data supports: among
+    carts at that step, the attributable share of leaving there with the signal,
+    AF = (p_with - p_without) / p_with, scaled so AF >= ``full_weight_af`` keeps the full
+    weight. Steps without enough data (< ``min_carts`` either side) keep the full weight."""
+    df = baseline.get("base:signals")
+    out: dict[str, dict[int, float]] = {}
+    if df is None or not df.height:
+        return out
+    full = cat.thresholds.full_weight_af
+    for sid in sorted(set(df["signal"].to_list()) - set(_COMPARE_WITH.values())):
+        sub = df.filter(pl.col("signal") == sid)
+        for s in sorted(set(sub.filter(pl.col("sig_step") >= 0)["sig_step"].to_list())):
+            w = sub.filter(pl.col("sig_step") == s)
+            if sid in _COMPARE_WITH:
+                wo = df.filter((pl.col("signal") == _COMPARE_WITH[sid]) & (pl.col("sig_step") == s))
+            else:
+                wo = sub.filter((pl.col("sig_step") < 0) & (pl.col(LEVEL) >= s + 1))
+            n1, n2 = int(w["n_carts"].sum()), int(wo["n_carts"].sum()) if wo.height else 0
+            if n1 < min_carts or n2 < min_carts:
+                continue
+            k1 = int(w.filter(pl.col(LEVEL) == s + 1)["n_carts"].sum())
+            k2 = int(wo.filter(pl.col(LEVEL) == s + 1)["n_carts"].sum())
+            af = max(0.0, (k1 / n1 - k2 / n2) / (k1 / n1)) if k1 else 0.0
+            out.setdefault(sid, {})[int(s)] = round(min(1.0, af / full), 6) if full > 0 else 1.0
+    return out
+
+
+def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
+             baseline: dict[str, pl.DataFrame]) -> pl.LazyFrame:
+    """``rec`` plus ``reason``, ``confidence``, ``evidence``, ``sig__<id>`` for every catalogue
+    signal (all entities), ``_sigstep__<id>`` (step where first seen) and ``_ship_share``."""
+    cat = catalogue(cfg)
+    th = cat.thresholds
+    k = len(cfg.steps)
+    d, order = _signal_table(ev, rec, cfg, cat, dwell_thresholds(baseline, cfg, cat))
+    factors = evidence_factors(baseline, cfg, cat)
+    abandoned = _abandoned(k)
+
+    def weight(s: Signal) -> pl.Expr:
+        """The signal's weight for this cart: scaled by the data's support at the exit step."""
+        f = factors.get(s.id) if s.kind != "explicit" else None
+        if not f:
+            return pl.lit(s.weight)
+        return s.weight * (pl.col(LEVEL) - 1).replace_strict(list(f), list(f.values()), default=1.0,
+                                                             return_dtype=pl.Float64)
+
     # scores per reason
     rf = th.resolved_factor
     raw, last = {}, {}
     for r in REASONS:
         mine = [s for s in order if s.reason == r]
-        contrib = [pl.when(pl.col(f"_xx__{s.id}")).then(s.weight)
-                   .when(pl.col(s.column)).then(s.weight * rf).otherwise(0.0) for s in mine]
+        contrib = [pl.when(pl.col(f"_xx__{s.id}")).then(weight(s))
+                   .when(pl.col(s.column)).then(weight(s) * rf).otherwise(0.0) for s in mine]
         if contrib:
             top = pl.max_horizontal(contrib)
             raw[r] = top + th.corroboration * (pl.sum_horizontal(contrib) - top)
         else:
             raw[r] = pl.lit(0.0)
-        timed = [s for s in mine if s.weight >= th.min_score]   # weak signals do not set timing
-        last[r] = pl.max_horizontal([pl.col(f"_xl__{s.id}") for s in timed]) if timed else pl.lit(None)
+        # the timing of a reason's evidence: its last substantive signal (weak ones do not count)
+        timed = [pl.when(weight(s) >= th.min_score).then(pl.col(f"_xl__{s.id}")) for s in mine]
+        last[r] = pl.max_horizontal(timed) if timed else pl.lit(None)
+    d = d.with_columns(*(weight(s).alias(f"_w__{s.id}") for s in order))
     d = d.with_columns(*(raw[r].alias(f"_raw__{r}") for r in REASONS),
                        *(last[r].alias(f"_last__{r}") for r in REASONS))
     latest = pl.max_horizontal([pl.col(f"_last__{r}") for r in REASONS])
@@ -299,18 +408,22 @@ def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     # Evidence, strongest first: signals at the exit by weight, then those the buyer moved past.
     by_weight = sorted(order, key=lambda s: -s.weight)
     mine = pl.col("reason")
+    w = {s.id: pl.col(f"_w__{s.id}") > 0 for s in order}    # signals the data does not support: out
     evidence = pl.concat_list(
-        [pl.when((mine == s.reason) & pl.col(f"_xx__{s.id}")).then(pl.lit(s.id)) for s in by_weight]
-        + [pl.when((mine == s.reason) & pl.col(s.column) & ~pl.col(f"_xx__{s.id}")).then(pl.lit(s.id))
-           for s in by_weight]
+        [pl.when((mine == s.reason) & pl.col(f"_xx__{s.id}") & w[s.id]).then(pl.lit(s.id))
+         for s in by_weight]
+        + [pl.when((mine == s.reason) & pl.col(s.column) & ~pl.col(f"_xx__{s.id}") & w[s.id])
+           .then(pl.lit(s.id)) for s in by_weight]
     ).list.drop_nulls() if order else pl.lit([], pl.List(pl.String))
     d = d.with_columns(confidence.round(4).cast(pl.Float64).alias("confidence"),
                        evidence.alias("evidence"))
     # catalogue signals that could not be computed here still get a column (all False)
-    d = d.with_columns(pl.lit(False).alias(s.column) for s in cat.active if s.id not in sig)
+    done = {s.id for s in order}
+    d = d.with_columns(pl.lit(False).alias(s.column) for s in cat.active if s.id not in done)
     internal = [c for c in d.collect_schema().names()
-                if c.startswith(("_n__", "_f__", "_l__", "_x__", "_xl__", "_xx__", "_raw__", "_last__"))
-                or c in ("_reveal_ts", "_first_ship", "_reveal")]
+                if c.startswith(("_n__", "_f__", "_l__", "_x__", "_xl__", "_xx__", "_w__",
+                                 "_raw__", "_last__"))
+                or c in ("_reveal_ts", "_ship", "_reveal", "_reveal_step", "_reveal_first", "_ship_first")]
     return d.drop(internal)
 
 

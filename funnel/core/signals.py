@@ -31,6 +31,9 @@ Users extend or override it in ``funnel.toml``::
     resolved_factor = 0.2             # weight left to a signal the buyer moved past
     recency_bonus = 0.3               # favour the reason whose evidence came last
     corroboration = 0.25              # share of further signals' weight added to the strongest
+    full_weight_af = 0.25             # an inferred signal keeps its full weight only where at
+                                      # least this share of leaving with it is in excess of
+                                      # carts without it (less: proportionally less weight)
 
 Unknown keys are ``ConfigError`` with a "did you mean".
 """
@@ -202,13 +205,14 @@ class Thresholds:
     resolved_factor: float = 0.2
     recency_bonus: float = 0.3
     corroboration: float = 0.25
+    full_weight_af: float = 0.25
 
 
 _THRESHOLD_KEYS: dict[str, str] = {   # toml key -> kind
     "shipping_share": "fraction", "quick_exit": "duration", "dwell_ratio": "positive",
     "dwell_quantile": "fraction", "slow_page_ms": "positive", "payment_attempts": "count",
     "repeat_submits": "count", "min_score": "positive", "resolved_factor": "fraction",
-    "recency_bonus": "nonneg", "corroboration": "fraction",
+    "recency_bonus": "nonneg", "corroboration": "fraction", "full_weight_af": "fraction",
 }
 _REASON_KEYS = ("step", "events", "url_patterns", "error_types")
 _SIGNAL_KEYS = ("events", "url_patterns", "error_types", "weight", "enabled", "replace",
