@@ -326,7 +326,7 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
-    funnel_only = funnel_only and compare is None and not rules
+    funnel_only = funnel_only and compare is None and not getattr(period, "compare", None) and not rules
     if isinstance(sources, str):
         sources = [sources]
     say = progress or (lambda _msg: None)

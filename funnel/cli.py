@@ -122,6 +122,8 @@ def analyze(
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (default: polars, one machine) or spark (PySpark; local mode or the cluster your Spark configuration points at).")] = "local",
+    funnel_only: Annotated[bool, typer.Option("--funnel-only", help="Only the funnel and abandonment counts (fast; no reasons, paths or HTML). Implied by --steps with only --json.")] = False,
     since: Annotated[Optional[str], typer.Option("--since", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
     period: Annotated[Optional[str], typer.Option("--period", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
@@ -155,8 +157,22 @@ def analyze(
             cfg = cfg.with_overrides(fail_on=tuple(dict.fromkeys((*cfg.fail_on, *fail_on))))
         from .api import analyze as run
 
+        if engine not in ("local", "spark"):
+            raise ConfigError(f"invalid --engine {engine!r}", "choose local or spark")
+        if funnel_only and (html or markdown or carts):
+            raise ConfigError("--funnel-only computes the funnel and abandonment counts only",
+                              "drop --html/--markdown/--carts, or run without --funnel-only")
+        only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
         with _Progress(err) as progress:
-            result = run(events, cfg, sessions=sessions, progress=progress, period=spec)
+            if engine == "spark":
+                if period or since or until or compare or cfg.fail_on:
+                    raise ConfigError("--engine spark does not support periods, --compare or gates yet",
+                                      "run them with --engine local")
+                from .spark import analyze_spark
+
+                result = analyze_spark(events, cfg, sessions=sessions, progress=progress)
+            else:
+                result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only)
         report = result.report
         if strict and report.input.rows_rejected:
             causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)
