@@ -89,8 +89,13 @@ def test_every_chart_renders_without_errors(hostile_page):
 
 def test_hostile_strings_inject_nothing(hostile_page):
     page, _, requests = hostile_page
-    page.hover("#chart-funnel .bars path", force=True)  # hover labels render data strings too
+    # Hover labels render data strings too: they must show the text, not interpret it.
+    page.hover("#chart-funnel .bars path", force=True)
+    page.wait_for_selector("#chart-funnel .hoverlayer .hovertext", timeout=3000)
+    hover = page.text_content("#chart-funnel .hoverlayer") or ""
+    assert "<img src=x onerror=window.__pwned=1>" in hover or "</script><script>" in hover
     page.hover("#chart-sankey .sankey-node", force=True)
+    page.hover("#chart-segment-0 .bars path", force=True)
     assert page.evaluate("typeof window.__pwned") == "undefined"
     # Only our three scripts (plotly.js, boot) + JSON data blocks; nothing injected.
     kinds = page.evaluate("[...document.scripts].map(s => s.type || 'js')")
@@ -106,17 +111,52 @@ def test_hostile_strings_inject_nothing(hostile_page):
     assert all(u.startswith("file://") for u in requests)
 
 
-def test_phone_viewport_and_print(browser, tmp_path):
-    path = tmp_path / "report.html"
-    path.write_text(render_html(make_report()), encoding="utf-8")
-    ctx, page, problems, _ = _open(browser, path, viewport={"width": 375, "height": 740}, is_mobile=True)
+@pytest.fixture(scope="module")
+def sample_page(browser, tmp_path_factory, sample_analysis):
+    path = tmp_path_factory.mktemp("html") / "sample.html"
+    path.write_text(render_html(sample_analysis.report), encoding="utf-8")
+    ctx, page, problems, requests = _open(browser, path)
+    yield page, problems, requests
+    ctx.close()
+
+
+def test_real_sample_report_in_browser(sample_page):
+    page, problems, requests = sample_page
+    holders, drawn = _rendered(page)
+    assert holders >= 7 and drawn == holders
+    assert problems == [] and page.evaluate("window.__csp") == []
+    assert all(u.startswith("file://") for u in requests)
+
+
+def test_phone_viewport_and_print(sample_page):
+    page, problems, _ = sample_page
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.wait_for_timeout(300)  # plotly's responsive resize
+    # No horizontal scrolling of the page itself (wide tables scroll inside their wrapper).
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert page.evaluate("[...document.querySelectorAll('.js-plotly-plot')]"
+                         ".every(p => p.getBoundingClientRect().width <= 375)")
+    # Printing: navigation hidden, every table equivalent opened.
+    page.emulate_media(media="print")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    assert page.evaluate("getComputedStyle(document.querySelector('nav.toc')).display") == "none"
+    assert page.evaluate("[...document.querySelectorAll('details')].every(d => d.open)")
+    assert problems == []
+
+
+def test_cdn_option_offline_falls_back_to_tables(browser, tmp_path):
+    path = tmp_path / "cdn.html"
+    path.write_text(render_html(make_report(), plotlyjs="cdn"), encoding="utf-8")
+    ctx = browser.new_context()
+    ctx.route("https://cdn.plot.ly/**", lambda route: route.abort())
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        assert problems == []
-        holders, drawn = _rendered(page)
-        assert drawn == holders
-        # No horizontal scrolling of the page itself (wide tables scroll inside their wrapper).
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-        page.emulate_media(media="print")
-        assert page.evaluate("getComputedStyle(document.querySelector('nav.toc')).display") == "none"
+        page.goto(path.as_uri(), wait_until="load")
+        assert errors == []
+        assert "no-plotly" in page.evaluate("document.documentElement.className")
+        assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == 0
+        assert page.evaluate("document.querySelectorAll('figure.chart details table').length") >= 7
     finally:
         ctx.close()
