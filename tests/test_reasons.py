@@ -288,3 +288,20 @@ def test_url_patterns(url, signal):
     d = run({"a": CHECKOUT + [(3, "page_view", {"url": url})]})
     fired = [s.id for s in DEFAULT_SIGNALS if s.url_patterns and d[s.column][0]]
     assert fired == ([signal] if signal else [])
+
+
+def test_inferred_signal_without_support_in_the_data_is_no_evidence():
+    """A shipping cost shown to everyone in the cart: those who pay for shipping leave the cart
+    no more often than those with free shipping, so leaving soon after it is not evidence."""
+    def shop(cost: float, buys: bool) -> list[tuple]:
+        cart = CART + [(1.5, "view_cart", {"cart_value": 80.0, "shipping_cost": cost})]
+        return cart + PURCHASE[2:] if buys else cart
+    sessions = {f"{tag}{i:02d}": shop(cost, i % 2 == 0)
+                for tag, cost in (("p", 9.9), ("f", 0.0)) for i in range(80)}
+    d = run(sessions)
+    paid_leaver = d.filter(pl.col("_entity") == "p01").row(0, named=True)
+    assert paid_leaver["sig__shipping.quick_exit"] is True          # seen ...
+    assert paid_leaver["reason"] == "unknown"                       # ... but not evidence here
+    # the same cart judged without that baseline: the catalogue weight alone says shipping
+    alone = run({"p01": shop(9.9, False)})
+    assert alone["reason"].to_list() == ["shipping"]
