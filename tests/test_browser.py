@@ -160,3 +160,41 @@ def test_cdn_option_offline_falls_back_to_tables(browser, tmp_path):
         assert page.evaluate("document.querySelectorAll('figure.chart details table').length") >= 7
     finally:
         ctx.close()
+
+
+CONTRAST_JS = """() => {
+  const lum = c => {
+    const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const bg = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      const m = c.match(/[\\d.]+/g);
+      if (m && (m.length < 4 || Number(m[3]) > 0.5)) return c;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  const bad = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || !el || el.closest('svg, script, style, .js-plotly-plot')) continue;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height) continue;
+    const st = getComputedStyle(el);
+    const [a, b] = [lum(st.color), lum(bg(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) bad.push(`${n.textContent.trim().slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+def test_text_contrast_meets_wcag_aa(sample_page):
+    page, _, _ = sample_page
+    page.emulate_media(media="screen")
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    assert page.evaluate(CONTRAST_JS) == []

@@ -306,3 +306,10 @@ def test_all_hostile_fixture_strings_reach_the_page(hostile_html):
 
     for s in XSS_ALL:
         assert str(escape(s)) in hostile_html, s
+
+
+def test_headings_form_an_outline(html):
+    levels = [int(m) for m in re.findall(r"<h([1-6])[ >]", html)]
+    assert levels[0] == 1 and levels.count(1) == 1
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False))
+    assert '<html lang="en">' in html and 'name="viewport"' in html
