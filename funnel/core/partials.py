@@ -2,7 +2,7 @@
 
 A shard must hold every event of its users (sessions never span users). Each partial is a
 small DataFrame of key columns plus value columns whose name says how they merge:
-``n_*`` and ``sum_*`` add, ``min_*`` take the minimum, ``max_*`` the maximum. Rates,
+``n``, ``n_*`` and ``sum_*`` add, ``min_*`` take the minimum, ``max_*`` the maximum. Rates,
 intervals, quantiles and decisions are derived only after merging (funnel.core.finalize).
 """
 
@@ -22,7 +22,8 @@ NONE = "(none)"
 
 
 def _value_cols(df: pl.DataFrame) -> list[str]:
-    return [c for c in df.columns if c.startswith(("n_", "sum_", "min_", "max_"))]
+    # A bare ``n`` (the count most partials carry) adds like ``n_*``.
+    return [c for c in df.columns if c == "n" or c.startswith(("n_", "sum_", "min_", "max_"))]
 
 
 def merge(parts: list[Partials]) -> Partials:
