@@ -1,0 +1,47 @@
+"""Docs stay true: the CLI reference is current, every command is documented, the README's two
+set-up commands are the ones CI runs, and `import funnel` stays light."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_cli_reference_is_current():
+    gen = _gen()
+    assert (ROOT / "docs" / "cli.md").read_text() == gen.render(), "run: python docs/gen_cli.py"
+
+
+def test_every_command_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for name in _gen().commands():
+        assert f"`funnel {name}" in readme, f"README does not document `funnel {name}`"
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 2, blocks
+    install_run, install_test = (b.strip() for b in blocks)
+    assert "funnel analyze sample_data/events.csv --sessions sample_data/sessions.csv" in install_run
+    assert "pytest" in install_test
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert install_test in ci, ".ci/run must run the README's test command verbatim"
+
+
+def test_import_funnel_is_light():
+    code = ("import sys, funnel; heavy = [m for m in ('polars', 'plotly', 'rich', 'typer', 'jinja2') "
+            "if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == ""
