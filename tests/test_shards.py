@@ -89,3 +89,29 @@ def test_merge_adds_counts_of_every_partial():
     b = {"levels": pl.DataFrame({"_level": [1], "n": [5]}, schema={"_level": pl.Int32, "n": pl.UInt32})}
     out = parts.merge([a, b])["levels"]
     assert out.to_dicts() == [{"_level": 0, "n": 3}, {"_level": 1, "n": 7}]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"order": "strict", "level": "user", "exclude": ("view_cart",)}])
+def test_funnel_only_shards_equal_the_whole_and_the_full_pass(overrides):
+    """``shard_funnel`` (the fast funnel-only pass) merges like the full pass and gives the same
+    funnel and abandonment counts."""
+    from funnel.api import shard_funnel
+
+    cfg = Config().with_overrides(**overrides)
+    prep = prepare([str(SAMPLE_EVENTS)], cfg, funnel_only=True)
+    ev = prep.events.collect()
+
+    def fast(shards):
+        p = parts.merge([shard_funnel(s, cfg) for s in shards])
+        return build_report(p, cfg, input_summary(prep, p), [], funnel_only=True).to_dict()
+
+    whole = fast([ev.lazy()])
+    assert {k: fast(split_by_user(ev, 4, 5))[k] for k in ("funnel", "abandonment")} == \
+        {k: whole[k] for k in ("funnel", "abandonment")}
+    full_prep = prepare([str(SAMPLE_EVENTS)], cfg)
+    full = report_of([full_prep.events], full_prep, cfg)
+    assert whole["funnel"] == full["funnel"]
+    counts = ("carts", "abandoned", "rate", "value_at_stake", "recovered", "currency")
+    assert {k: whole["abandonment"][k] for k in counts} == {k: full["abandonment"][k] for k in counts}
+    assert [(s["step"], s["abandoned"], s["value"]) for s in whole["abandonment"]["by_step"]] == \
+        [(s["step"], s["abandoned"], s["value"]) for s in full["abandonment"]["by_step"]]
