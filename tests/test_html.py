@@ -50,7 +50,8 @@ class _Doc(HTMLParser):
 
     @property
     def csp(self) -> str:
-        return next(a["content"] for t, a in self.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+        return next(a["content"] for t, a in self.tags
+                    if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
 
 
 def parse(html: str) -> _Doc:

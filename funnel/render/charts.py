@@ -95,7 +95,8 @@ def funnel_chart(steps: Sequence[StepResult]) -> Figure:
         for s in steps
     ]
     bar = go.Bar(
-        x=x, y=y, orientation="h", marker=dict(color=OKABE_ITO[0]), text=text, textposition="inside", insidetextanchor="start",
+        x=x, y=y, orientation="h", marker=dict(color=OKABE_ITO[0]), text=text,
+        textposition="inside", insidetextanchor="start",
         error_x=dict(type="data", symmetric=False, array=[round(v, 4) for v in hi],
                      arrayminus=[round(v, 4) for v in lo], color="#000000", thickness=1.5),
         customdata=hover, hovertemplate="<b>%{y}</b><br>%{customdata}<extra></extra>", name="reached",

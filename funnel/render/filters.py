@@ -37,7 +37,8 @@ def fmt_money(v: float | None, currency: str | None = "") -> str:
     """An amount with its currency code after it; cents only below 100: ``168,000 EUR``."""
     if _missing(v):
         return NA
-    return f"{v:,.0f} {currency or ''}".strip() if abs(v) >= 100 else f"{v:,.2f} {currency or ''}".strip()  # type: ignore[arg-type]
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"  # type: ignore[arg-type]
+    return f"{text} {currency}" if currency else text
 
 
 def fmt_seconds(v: float | None) -> str:

@@ -97,20 +97,23 @@ def build_charts(report: Report) -> dict[str, Chart]:
     def add(key: str, title: str, fig: Any) -> None:
         out[key] = Chart(f"chart-{key}", title, figure_json(fig))
 
+    ab, paths = report.abandonment, report.paths
     if report.funnel.steps:
         add("funnel", "Share of the first step reaching each step (95% CI)", charts.funnel_chart(report.funnel.steps))
-    if report.abandonment.by_step:
-        add("dropoff", "Where carts were abandoned, by primary reason", charts.dropoff_chart(report.abandonment.by_step))
-    if report.paths and report.paths.transitions:
-        add("sankey", "Purchase paths: forward (blue), backtracks (orange), exits (red)", charts.sankey_chart(report.paths.transitions, steps))
-    if report.paths and report.paths.time_to_next:
-        add("time", "Time to the next step: converters vs abandoners", charts.time_to_next_chart(report.paths.time_to_next))
+    if ab.by_step:
+        add("dropoff", "Where carts were abandoned, by primary reason", charts.dropoff_chart(ab.by_step))
+    if paths and paths.transitions:
+        add("sankey", "Purchase paths: forward (blue), backtracks (orange), exits (red)",
+            charts.sankey_chart(paths.transitions, steps))
+    if paths and paths.time_to_next:
+        add("time", "Time to the next step: converters vs abandoners", charts.time_to_next_chart(paths.time_to_next))
     for i, seg in enumerate(report.segments):
         if seg.groups:
             add(f"segment-{i}", f"Conversion and cart abandonment by {seg.column}", charts.segment_chart(seg))
     if report.trend:
         add("trend", "Weekly conversion from the previous step", charts.trend_chart(report.trend, steps))
-        add("reasons-trend", "Reasons over time (share of abandoned carts)", charts.reason_trend_chart(report.trend, report.abandonment.episodes))
+        add("reasons-trend", "Reasons over time (share of abandoned carts)",
+            charts.reason_trend_chart(report.trend, ab.episodes))
     return out
 
 
