@@ -1,0 +1,271 @@
+"""``--engine spark``: the same shard functions, run inside Spark (design.md, Scale).
+
+Spark reads the inputs (Parquet, CSV/TSV, NDJSON; any path or object store the Spark
+configuration can reach), repartitions by user (session id when there is no user), and runs
+per partition, with ``mapInArrow``:
+
+1. pass 1: normalize + sessionize + steps on the shard, then ``shard_baseline``; the driver
+   collects the partials and merges them (``partials.merge``);
+2. pass 2: the merged baseline travels with the task closure; each shard runs
+   ``shard_diagnosis`` + ``shard_partials`` and returns every additive partial as Arrow rows
+   (``name``, ``blob`` = the partial as Arrow IPC);
+3. the driver merges them and calls ``build_report``.
+
+The session is ``SparkSession.builder.getOrCreate()``, so ``spark-submit``, ``SPARK_REMOTE``
+(Spark Connect) and ``spark-defaults.conf`` decide where it runs; without any, PySpark runs
+locally. Executors need ``funnel`` importable (``pip install funnel`` on the nodes or
+``--py-files``). Not yet supported with this engine: vendor export formats, ``--sessions``,
+periods, comparisons and gates.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from .config import Config
+from .core import partials as parts
+from .errors import ConfigError, FunnelError
+
+SHUFFLE_PARTITIONS_LOCAL = 4
+PARTIAL_SCHEMA = "name string, blob binary"
+
+
+class EngineError(FunnelError):
+    """The Spark engine is not available (exit 2)."""
+
+
+def _require_spark():
+    try:
+        import pandas  # noqa: F401  (PySpark's mapInArrow imports it)
+        import pyarrow  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise EngineError("--engine spark needs PySpark, PyArrow and pandas",
+                          "install them with: pip install 'funnel[spark]'") from None
+    if not os.environ.get("SPARK_REMOTE") and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise EngineError("--engine spark needs Java 17+ (none found on PATH or in JAVA_HOME)",
+                          "install a JDK (e.g. apt-get install openjdk-17-jre-headless) or set SPARK_REMOTE "
+                          "to a Spark Connect server")
+
+
+def spark_session():
+    """The configured Spark session (spark-submit / SPARK_REMOTE / defaults), else local mode."""
+    _require_spark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Local mode: python workers must import this package and use this interpreter.
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("funnel")
+    if not os.environ.get("SPARK_REMOTE") and "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_LOCAL)) \
+            .config("spark.ui.enabled", "false")
+    return builder.getOrCreate()
+
+
+# --- on the driver: reading ---------------------------------------------------------------
+
+def _reader(spark, path: str):
+    low = path.lower().rstrip("/")
+    for comp in (".gz", ".zst", ".bz2"):
+        low = low.removesuffix(comp)
+    if low.endswith(".parquet") or low.endswith(".pq"):
+        return spark.read.parquet(path)
+    if low.endswith((".json", ".ndjson", ".jsonl")):
+        return spark.read.json(path)
+    if low.endswith((".csv", ".tsv", ".txt")):
+        return spark.read.option("header", True).option("sep", "\t" if low.endswith(".tsv") else ",") \
+            .option("inferSchema", False).csv(path)
+    p = Path(path)
+    if p.is_dir():
+        kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
+        if kinds <= {".parquet"} and kinds:
+            return spark.read.parquet(path)
+    raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
+                      "name the files by format, or use --engine local")
+
+
+def _read(spark, sources: list[str]):
+    from functools import reduce
+
+    frames = [_reader(spark, s) for s in sources]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+# --- on the executors: one shard ----------------------------------------------------------
+
+def _prepare_shard(batches, rename: dict[str, str], cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does."""
+    from .api import collected_columns, project_input
+    from .core.normalize import cap_sessions, mark_duplicates, normalize
+    from .core.sessionize import sessionize
+    from .core.sessions import map_steps
+    from .schema import ENTITY, REJECT, ROW, SESSION, USER
+
+    import pyarrow as pa
+
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return pl.DataFrame(), pl.DataFrame()
+    df = pl.from_arrow(pa.Table.from_batches(batches))
+    lf = df.lazy().rename(rename).with_columns(pl.lit(None, pl.Int64).alias(ROW))
+    lf = normalize(project_input(lf, cfg), cfg.timezone)
+    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
+    lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
+    lf = cap_sessions(mark_duplicates(map_steps(lf, cfg)), ENTITY, cfg.max_events_per_session)
+    out = collected_columns(lf, cfg, False).collect()
+    return out.filter(pl.col(REJECT).is_null()).drop(REJECT), out.filter(pl.col(REJECT).is_not_null())
+
+
+def _blobs(p: parts.Partials):
+    import pyarrow as pa
+
+    names, blobs = [], []
+    for name, df in p.items():
+        buf = io.BytesIO()
+        df.write_ipc(buf)
+        names.append(name)
+        blobs.append(buf.getvalue())
+    yield pa.RecordBatch.from_pydict({"name": names, "blob": blobs},
+                                     schema=pa.schema([("name", pa.string()), ("blob", pa.binary())]))
+
+
+def _pass1(rename, cfg, attrs):
+    def run(batches):
+        from .api import entity_records, shard_baseline
+
+        usable, _ = _prepare_shard(batches, rename, cfg)
+        if usable.height == 0:
+            return
+        ev = usable.drop("_built_session").lazy()
+        rec = entity_records(ev, cfg, attrs).collect()
+        yield from _blobs(shard_baseline(ev, cfg, attrs, rec))
+    return run
+
+
+def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes]):
+    def run(batches):
+        from .api import entity_records, shard_diagnosis, shard_partials
+        from .schema import ENTITY, REJECT, USER
+
+        usable, rejects = _prepare_shard(batches, rename, cfg)
+        if usable.height == 0 and rejects.height == 0:
+            return
+        baseline = {k: pl.read_ipc(io.BytesIO(v)) for k, v in baseline_ipc.items()}
+        meta = {
+            "_input": pl.DataFrame({
+                "n_rows": [usable.height + rejects.height],
+                "n_users": [usable[USER].n_unique() if usable.height else 0],  # shards hold disjoint users
+                "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
+                "n_capped": [rejects.filter(pl.col(REJECT) == "session_cap")[ENTITY].n_unique()
+                             if rejects.height else 0],
+            }),
+            "_rejects": (rejects.group_by(pl.col(REJECT).alias("cause")).agg(pl.len().alias("n"))
+                         if rejects.height else pl.DataFrame(schema={"cause": pl.String, "n": pl.UInt32})),
+        }
+        p: parts.Partials = dict(meta)
+        if usable.height:
+            ev = usable.drop("_built_session").lazy()
+            rec = entity_records(ev, cfg, attrs).collect()
+            diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
+            p.update(shard_partials(ev, cfg, attrs, baseline, diag))
+        yield from _blobs(p)
+    return run
+
+
+def _collect_partials(df) -> parts.Partials:
+    """Driver side: Arrow rows of (name, blob) from every shard -> merged partials."""
+    table = df.toArrow() if hasattr(df, "toArrow") else None
+    rows = table.to_pylist() if table is not None else [r.asDict() for r in df.collect()]
+    shards: list[parts.Partials] = [{r["name"]: pl.read_ipc(io.BytesIO(r["blob"]))} for r in rows]
+    return parts.merge(shards) if shards else {}
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
+                  progress=None, spark=None):
+    """``api.analyze`` on Spark: same report sections; ``carts``/``rejects`` tables stay empty."""
+    from pyspark.sql import functions as F  # noqa: N812  (after _require_spark via spark_session)
+
+    from .api import Analysis, build_report
+    from .io.detect import detect_roles
+    from .model import Count, InputSummary, Period
+    from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, ROLE_BY_NAME, SOURCE_FILE
+
+    say = progress or (lambda _msg: None)
+    if sessions:
+        raise ConfigError("--engine spark does not join a sessions log yet",
+                          "join it into the events first, or use --engine local")
+    if cfg.format not in ("auto", "events"):
+        raise ConfigError(f"--engine spark reads generic event tables, not {cfg.format!r} exports",
+                          "use --engine local for vendor exports")
+    if isinstance(sources, str):
+        sources = [sources]
+    spark = spark or spark_session()
+    from pyspark.sql import functions as F  # noqa: N812,F811
+
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    say("reading input with Spark")
+    raw = _read(spark, list(sources))
+    names = [c for c in raw.columns]
+    roles = detect_roles(names, cfg.columns, where=", ".join(sources))
+    rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
+    others = [c for c in names if c not in rename]
+    rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
+    extras = [rename.get(c, c) for c in others]
+    attrs = [c for c in extras if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    for s in cfg.segments:
+        if s not in attrs:
+            raise ConfigError(f"segment column {s!r} not found in the events",
+                              f"available: {', '.join(extras) or 'none'}")
+    user_src = roles.get("user_id")
+    sess_src = roles.get("session_id")
+    key = F.coalesce(*(F.col(c).cast("string") for c in (user_src, sess_src) if c)) \
+        if (user_src or sess_src) else F.lit(0)
+    # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
+    shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).repartition(key)
+    say("pass 1: baselines per shard")
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs), PARTIAL_SCHEMA))
+    ipc = {}
+    for k, v in baseline.items():
+        buf = io.BytesIO()
+        v.write_ipc(buf)
+        ipc[k] = buf.getvalue()
+    say("pass 2: diagnosis and partials per shard")
+    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, ipc), PARTIAL_SCHEMA))
+    if not p or "totals" not in p:
+        from .errors import InputError
+
+        raise InputError(f"{', '.join(sources)}: no usable rows", "check the input with 'funnel validate'")
+    meta = p.pop("_input").row(0, named=True)
+    rej = p.pop("_rejects").sort("cause")
+    totals = p["totals"].row(0, named=True)
+    from .api import _iso
+
+    inp = InputSummary(
+        files=list(sources), format="events", columns=dict(roles), rows_read=int(meta["n_rows"]),
+        rows_rejected=int(rej["n"].sum()) if rej.height else 0,
+        rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
+        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
+        users=int(meta["n_users"]), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
+        sessionized=bool(meta["n_sessionized"]), capped_sessions=int(meta["n_capped"]),
+    )
+    say("building the report")
+    report = build_report(p, cfg, inp, attrs)
+    return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
+
+
+__all__ = ["EngineError", "analyze_spark", "spark_session"]

@@ -1,0 +1,67 @@
+"""``--engine spark`` (PySpark local mode) gives the same funnel and abandonment as the local
+engine. Skipped when PySpark or Java is missing: ``pip install 'funnel[spark]'`` + a JDK 17."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+if importlib.util.find_spec("pyspark") is None:
+    pytest.skip("pyspark is not installed (pip install 'funnel[spark]')", allow_module_level=True)
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("no Java found (PySpark needs a JDK 17+ on PATH or JAVA_HOME)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    from funnel.io.sample import generate_sample
+
+    path = tmp_path_factory.mktemp("spark") / "events.parquet"
+    generate_sample(n_sessions=1500, seed=3).events.write_parquet(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from funnel.spark import spark_session
+
+    s = spark_session()
+    yield s
+    s.stop()
+
+
+def test_spark_engine_matches_local(log, spark):
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    local = analyze(log).report.to_dict()
+    remote = analyze_spark(log, Config(), spark=spark).report.to_dict()
+    assert remote["funnel"] == local["funnel"]
+    assert remote["abandonment"] == local["abandonment"]
+    for key in ("rows_read", "rows_rejected", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+
+
+def test_missing_pyspark_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from funnel.errors import FunnelError
+    from funnel.spark import _require_spark
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "pyspark":
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(FunnelError, match="PySpark") as e:
+        _require_spark()
+    assert "pip install" in e.value.hint and e.value.exit_code == 2
