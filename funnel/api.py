@@ -115,14 +115,19 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     lf = collected_columns(lf, cfg, funnel_only)
     try:
         df = lf.collect(engine="streaming")
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:  # OSError: e.g. a gzip truncated mid-file
+        from .io.sources import explain_read_error
+
+        named = explain_read_error(loaded.files, exc)
+        if named is not None:
+            raise named from None
         msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         files = ", ".join(str(f.path) for f in loaded.files)
         raise InputError(f"{files}: cannot read the input ({msg})",
                          "check that every file is complete and in one of the supported formats") from None
     say(f"read {df.height:,} rows")
     rejects = df.filter(pl.col(REJECT).is_not_null())
-    usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT)
+    usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT, "_extra", "_detail", strict=False)
     sessionized = bool(usable["_built_session"].any())
     usable = usable.drop("_built_session")
     rejects = rejects.drop("_built_session")
@@ -331,6 +336,9 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
         sources = [sources]
     say = progress or (lambda _msg: None)
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
+    if prep.rows_read == 0:
+        raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows (no data rows, only a header)",
+                         "export the log again; the file holds column names but no events")
     if prep.events.select(pl.len()).collect().item() == 0:
         causes = ", ".join(f"{k} {n}" for k, n in prep.rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
         raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows "

@@ -2,6 +2,13 @@
 
 Pure LazyFrame -> LazyFrame stages. Nothing is dropped silently: every row that cannot be
 used gets a ``_reject`` cause (see ``REJECT_CAUSES``); callers count them and can write them out.
+A rejected row also gets ``_detail``, the offending raw value (e.g. ``ts: yesterday``), because
+the typed column can only hold null for it.
+
+Text from the log is made harmless once, here: control characters (terminal escapes, bells,
+NULs) and bidirectional overrides in string columns become U+FFFD, and line breaks/tabs inside a
+value become one space, so no renderer can be tricked by a value. Markup escaping is the
+renderers' job (the text ``<script>`` is kept as text).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from ..schema import (CART_VALUE, CHECKOUT_STEP, CURRENCY, ERROR, EVENT, LOAD_MS
                       ROLES, ROW, SESSION, SHIPPING, SOURCE_FILE, TS, URL, USER)
 
 REJECT_CAUSES: dict[str, str] = {
+    "empty_row": "blank line or every field empty",
+    "extra_fields": "more fields than the header (a misaligned row, e.g. an unquoted comma)",
     "missing_timestamp": "no timestamp",
     "bad_timestamp": "timestamp could not be parsed",
     "timestamp_out_of_range": "timestamp before 1990 or in the future",
@@ -28,6 +37,13 @@ MAX_LOAD_MS = 600_000.0
 _MIN_TS = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 _STRING_COLS = (EVENT, SESSION, USER, URL, CURRENCY, PAYMENT, ERROR)
+EXTRA = "_extra"      # surplus CSV fields (funnel.io.sources); null when the row fits its header
+DETAIL = "_detail"    # the raw value that got a row rejected (null for usable rows)
+BLANK = "_blank"      # true when every field of the source row was empty (funnel.io.sources)
+_BOOKKEEPING = (SOURCE_FILE, ROW, REJECT, EXTRA, DETAIL, BLANK)
+_NUMERIC = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_BREAKS = r"[\t\n\r\v\f]+"
+_UNSAFE = r"[\p{Cc}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}]"
 
 
 def ensure_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -60,7 +76,7 @@ def parse_timestamp(col: pl.Expr, dtype: pl.DataType, tz: str) -> pl.Expr:
     if dtype.is_numeric():
         return pl.from_epoch(_epoch_to_us(col.cast(pl.Float64)), time_unit="us").dt.replace_time_zone("UTC")
     s = col.cast(pl.String).str.strip_chars()
-    numeric = s.str.contains(r"^-?\d+(\.\d+)?$")
+    numeric = s.str.contains(_NUMERIC)
     iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
         .str.replace(r"([+-]\d{2})$", "${1}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
     with_offset = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us",
@@ -80,10 +96,30 @@ def _clean_string(c: str) -> pl.Expr:
     return pl.when(s == "").then(None).otherwise(s).alias(c)
 
 
+def harmless(x: pl.Expr) -> pl.Expr:
+    """Line breaks/tabs -> one space; other control and bidi-override characters -> U+FFFD."""
+    return x.str.replace_all(_BREAKS, " ").str.replace_all(_UNSAFE, "\uFFFD")
+
+
+def _is_blank(c: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+    return pl.col(c).is_null()
+
+
 def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) -> pl.LazyFrame:
     """Typed canonical events with ``_reject`` (null for usable rows)."""
     lf = ensure_columns(lf)
     schema = lf.collect_schema()
+    text_cols = [c for c, t in schema.items() if t == pl.String and c not in (SOURCE_FILE, ROW, REJECT)]
+    if text_cols:
+        lf = lf.with_columns(harmless(pl.col(c)) for c in text_cols)
+    if BLANK in schema:
+        empty_row = pl.col(BLANK).fill_null(False)
+    else:   # adapted vendor rows: every (visible) column empty
+        data_cols = [c for c in schema.names() if not c.startswith("_")]
+        empty_row = pl.all_horizontal([_is_blank(c, schema[c]) for c in data_cols]) if data_cols else pl.lit(False)
+    extra = pl.col(EXTRA).is_not_null() if EXTRA in schema else pl.lit(False)
     now = now or datetime.now(timezone.utc)
     future = now + timedelta(days=1)
     raw_ts = pl.col(TS)
@@ -106,7 +142,9 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     )
     missing_ts = pl.col(TS).is_null() | (pl.col(TS).cast(pl.String).str.strip_chars() == "")
     reject = (
-        pl.when(missing_ts).then(pl.lit("missing_timestamp"))
+        pl.when(empty_row).then(pl.lit("empty_row"))
+        .when(extra).then(pl.lit("extra_fields"))
+        .when(missing_ts).then(pl.lit("missing_timestamp"))
         .when(pl.col("_ts_parsed").is_null()).then(pl.lit("bad_timestamp"))
         .when((pl.col("_ts_parsed") < _MIN_TS) | (pl.col("_ts_parsed") > future))
         .then(pl.lit("timestamp_out_of_range"))
@@ -115,16 +153,27 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
         .when(pl.col("_bad_value")).then(pl.lit("bad_value"))
         .otherwise(None)
     )
+    raw_ts = pl.lit("ts: ") + pl.col(TS).cast(pl.String)
+    raw_values = pl.concat_str(
+        [pl.when(bad).then(pl.lit(f"{c}: ") + pl.col(c).cast(pl.String)) for c, bad in
+         zip((CART_VALUE, SHIPPING, LOAD_MS), money_bad, strict=True)],
+        separator="; ", ignore_nulls=True)
+    detail = (
+        pl.when(pl.col(REJECT).is_in(["bad_timestamp", "timestamp_out_of_range"])).then(raw_ts)
+        .when(pl.col(REJECT) == "bad_value").then(raw_values)
+        .otherwise(None)
+    )
     return (
         out.with_columns(reject.alias(REJECT))
+        .with_columns(detail.str.slice(0, 300).alias(DETAIL))
         .with_columns(*casts, pl.col("_ts_parsed").alias(TS))
-        .drop("_ts_parsed", "_bad_value")
+        .drop("_ts_parsed", "_bad_value", BLANK, strict=False)
     )
 
 
 def mark_duplicates(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Exact duplicate usable events (all columns but file/row) are rejected as 'duplicate'."""
-    cols = [c for c in lf.collect_schema().names() if c not in (SOURCE_FILE, ROW, REJECT)]
+    cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     first = pl.int_range(pl.len()).over(cols) == 0
     return lf.with_columns(
         pl.when(pl.col(REJECT).is_null() & ~first).then(pl.lit("duplicate")).otherwise(pl.col(REJECT))
@@ -134,7 +183,8 @@ def mark_duplicates(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def cap_sessions(lf: pl.LazyFrame, entity_col: str, cap: int) -> pl.LazyFrame:
     """Events beyond ``cap`` per session (bot-like) are rejected as 'session_cap'."""
-    rank = pl.col(TS).rank("ordinal").over(entity_col)
+    usable_ts = pl.when(pl.col(REJECT).is_null()).then(pl.col(TS))
+    rank = usable_ts.rank("ordinal").over(entity_col)   # rejected rows do not use up the cap
     return lf.with_columns(
         pl.when(pl.col(REJECT).is_null() & (rank > cap)).then(pl.lit("session_cap"))
         .otherwise(pl.col(REJECT)).alias(REJECT)

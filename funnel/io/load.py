@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import SourceFile, file_schema, resolve_paths, scan_file, sniff_format
+from .sources import BLANK, EXTRA, SourceFile, file_schema, resolve_paths, scan_file, sniff_format
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
 INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
@@ -59,10 +59,11 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     extras: list[str] = []
     for src in files:
         schema = file_schema(src)
-        if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE)]) == 0:
+        if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
             raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
         vendor = _detect_vendor(schema, cfg.format)
-        lf = scan_file(src)
+        # Generic event tables are read as text (types are parsed per row by the normalizer).
+        lf = scan_file(src, text=not vendor)
         if vendor:
             mod = _adapters().ADAPTERS[vendor]
             lf = mod.adapt(lf)
@@ -71,9 +72,10 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
             extras += [c for c in lf.collect_schema().names()
                        if c not in CANONICAL_COLUMNS and c not in (ROW, SOURCE_FILE) and c not in extras]
         else:
-            roles = detect_roles(schema.names(), cfg.columns, where=str(src.path))
+            names = [c for c in schema.names() if c not in (EXTRA, BLANK)]
+            roles = detect_roles(names, cfg.columns, where=str(src.path))
             rename = {src_col: ROLE_BY_NAME[r].column for r, src_col in roles.items()}
-            others = [c for c in schema.names() if c not in rename and c not in (ROW, SOURCE_FILE)]
+            others = [c for c in names if c not in rename and c not in (ROW, SOURCE_FILE)]
             # Unmapped columns keep their name unless it collides with a canonical one.
             rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
             lf = lf.rename(rename)
@@ -92,7 +94,7 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
     attrs: list[str] = []
     for src in files:
         schema = file_schema(src)
-        names = [c for c in schema.names() if c not in (ROW, SOURCE_FILE)]
+        names = [c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]
         sid = cfg.columns.get("session_id")
         if sid is None:
             from .detect import _norm
@@ -104,7 +106,7 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
                              "name it session_id or set [columns] session_id in funnel.toml")
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
-        frames.append(scan_file(src).select(pl.col(sid).cast(pl.String).alias(SESSION),
+        frames.append(scan_file(src, text=True).select(pl.col(sid).cast(pl.String).alias(SESSION),
                                             *(pl.col(c).cast(pl.String) for c in keep)))
     lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return lf.unique(SESSION, keep="first"), attrs

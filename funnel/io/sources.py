@@ -4,13 +4,27 @@ Each file becomes a LazyFrame with two bookkeeping columns: ``_file`` (the path 
 and ``_row`` (1-based data row within the file), so every rejected row can be named.
 Tabular text is read as strings (types are parsed later, row by row, so one bad value
 rejects one row instead of failing the whole file).
+
+Dirty text is handled here, before polars sees it: UTF-16 and legacy 8-bit files (latin-1 /
+Windows-1252, told apart from UTF-8 by their first 64 KB) are transcoded to a private UTF-8 temp
+copy (the input itself is never touched); a UTF-8 byte-order mark is accepted; CSV rows longer
+than the header keep their surplus fields in ``_extra`` (so the normalizer can reject them
+instead of silently cutting them off); NDJSON keys and types are inferred from the whole file,
+so a key or a type change first seen after line 1000 is not lost.
 """
 
 from __future__ import annotations
 
+import atexit
+import codecs
 import glob as globmod
+import json
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import polars as pl
 
@@ -21,6 +35,10 @@ COMPRESSIONS = (".gz", ".zst", ".zstd")
 FORMATS = ("csv", "tsv", "parquet", "ndjson")
 _EXT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".parquet": "parquet",
         ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
+EXTRA = "_extra"            # surplus fields of a CSV row longer than its header (else null)
+BLANK = "_blank"            # true for a blank line / a row whose every field is empty (text formats)
+_N_EXTRA = 8                # surplus fields kept for the rejects file (more are still detected)
+_SNIFF = 65536
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,7 @@ class SourceFile:
     format: str          # csv | tsv | parquet | ndjson
     compression: str     # "" | gz | zst
     size: int
+    encoding: str = "utf-8"   # utf-8 | utf-8-sig | utf-16 | utf-16-le | utf-16-be | cp1252 | latin-1
 
 
 def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
@@ -60,6 +79,9 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
         if key not in seen:
             seen.add(key)
             uniq.append(f)
+    from .writers import protect
+
+    protect(uniq)   # no output of this process may replace an input
     return uniq
 
 
@@ -76,86 +98,325 @@ def _known(f: Path) -> bool:
 
 
 def sniff_format(path: Path) -> SourceFile:
-    """Format from the extension, confirmed or found by the first bytes."""
+    """Format, compression and text encoding from the extension and the first bytes."""
     name = path.name.lower()
     compression = ""
     for c in COMPRESSIONS:
         if name.endswith(c):
             compression = "zst" if c.startswith(".zst") else "gz"
             name = name[: -len(c)]
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})", "check that the file is readable") from None
     if size == 0:
         raise InputError(f"{path}: the file is empty", "export the log again or remove the file from the input")
-    head = path.open("rb").read(4096)
     if head[:2] == b"\x1f\x8b":
         compression = "gz"
     elif head[:4] == b"\x28\xb5\x2f\xfd":
         compression = "zst"
+    elif compression and head[:4] != b"PAR1":
+        compression = ""    # named .gz/.zst but stored plain: read it as it is
     if head[:4] == b"PAR1":
         return SourceFile(path, "parquet", "", size)
     fmt = _EXT.get(Path(name).suffix)
+    what = (fmt or "csv").upper()
     if fmt == "parquet":
         raise InputError(f"{path}: not a Parquet file (no PAR1 header)", "check the file or its extension")
-    if compression:
-        text = _decompressed_head(path, compression)
-    else:
-        text = head
+    text = _decompressed_head(path, compression) if compression else head
+    if text[:4] == b"PK\x03\x04":
+        raise InputError(f"{path}: a ZIP archive (or an Excel .xlsx workbook), not {what}",
+                         "unzip it, or export the sheet as CSV")
+    encoding = _sniff_encoding(text)
+    if encoding is None:
+        raise InputError(f"{path}: looks like a binary file, not {what}",
+                         "pass CSV, TSV, Parquet or NDJSON (optionally .gz/.zst)")
+    if encoding != "utf-8":
+        text = text.decode(encoding, errors="replace").encode("utf-8")
+    stripped = text.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not stripped:
+        raise InputError(f"{path}: no header row (the file holds only blank lines)",
+                         "export the log again with its header row")
+    if re.match(rb"(?i)<(!doctype|html|\?xml|head|body|!--)", stripped):
+        raise InputError(f"{path}: looks like an HTML or XML page, not {what}",
+                         "the download or export probably failed; fetch the log again")
+    if re.match(rb"\[\s*[\[\]{]", stripped) or (fmt == "ndjson" and stripped[:1] == b"["):
+        raise InputError(f"{path}: a JSON array, not NDJSON (one JSON object per line)",
+                         f"convert it, e.g. jq -c '.[]' {path.name} > events.ndjson")
     if fmt is None or fmt == "csv":
-        stripped = text.lstrip()
         if stripped[:1] in (b"{",):
             fmt = "ndjson"
         elif fmt is None:
-            first = text.split(b"\n", 1)[0]
+            first = stripped.split(b"\n", 1)[0]
             fmt = "tsv" if first.count(b"\t") > first.count(b",") else "csv"
     if fmt == "csv":
-        first = text.split(b"\n", 1)[0]
+        first = stripped.split(b"\n", 1)[0]
         if first.count(b"\t") > first.count(b","):
             fmt = "tsv"
-    if b"\x00" in text[:1024] and fmt != "parquet":
-        raise InputError(f"{path}: looks like a binary file, not {fmt.upper()}",
-                         "pass CSV, TSV, Parquet or NDJSON (optionally .gz/.zst)")
-    return SourceFile(path, fmt, compression, size)
+    return SourceFile(path, fmt, compression, size, encoding)
+
+
+def _sniff_encoding(head: bytes) -> str | None:
+    """The text encoding of a file from its first bytes; None when it looks binary."""
+    if head[:3] == codecs.BOM_UTF8:
+        return "utf-8-sig"
+    if head[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        return "utf-32"
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    sample = head[:1024]
+    if b"\x00" in sample:
+        # UTF-16 without a byte-order mark: ASCII text has every other byte zero.
+        even, odd = sample[0::2], sample[1::2]
+        if len(sample) >= 8 and odd.count(0) == len(odd) and even.count(0) == 0:
+            return "utf-16-le"
+        if len(sample) >= 8 and even.count(0) == len(even) and odd.count(0) == 0:
+            return "utf-16-be"
+        return None
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
+            return "utf-8"          # a multi-byte character cut by the sniff window
+    # Some valid multi-byte UTF-8 means a UTF-8 file with a few bad bytes (read lossily);
+    # none means a legacy 8-bit file.
+    if any(ord(ch) > 127 and ch != "\ufffd" for ch in head.decode("utf-8", errors="replace")):
+        return "utf-8"
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def _decompressed_head(path: Path, compression: str) -> bytes:
     try:
-        if compression == "gz":
-            import gzip
-
-            with gzip.open(path, "rb") as fh:
-                return fh.read(4096)
-        import zstandard  # optional: polars reads .zst itself; this is only for sniffing
-
-        with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as fh:
-            return fh.read(4096)
+        with _open_decompressed(path, compression) as fh:
+            return fh.read(_SNIFF)
     except ImportError:
         return b""
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot decompress ({exc})", "the file may be truncated; export it again") from None
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: cannot decompress ({_short(exc)})",
+                         "the file may be truncated; export it again") from None
 
 
-def scan_file(src: SourceFile) -> pl.LazyFrame:
-    """Lazy scan of one file with ``_file`` and ``_row`` added."""
+def _open_decompressed(path: Path, compression: str) -> IO[bytes]:
+    if compression == "gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "zst":
+        import zstandard  # optional: polars reads .zst itself; needed only to sniff/transcode
+
+        return zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
+    return path.open("rb")
+
+
+# --- transcoding to a private UTF-8 copy ----------------------------------------------------
+
+_TMP: dict[str, str] = {}
+_TRANSCODED: dict[tuple[str, int, int], Path] = {}
+
+
+def _tmpdir() -> Path:
+    if "dir" not in _TMP:
+        d = tempfile.mkdtemp(prefix="funnel-utf8-")
+        _TMP["dir"] = d
+        atexit.register(shutil.rmtree, d, True)
+    return Path(_TMP["dir"])
+
+
+def _text_path(src: SourceFile) -> Path:
+    """The path polars should read: the file itself, or its UTF-8 copy when it is not UTF-8."""
+    if src.encoding == "utf-8" or src.format == "parquet" or (src.encoding == "utf-8-sig" and src.format != "ndjson"):
+        return src.path
+    st = src.path.stat()
+    key = (str(src.path.resolve()), st.st_size, st.st_mtime_ns)
+    hit = _TRANSCODED.get(key)
+    if hit is not None and hit.exists():
+        return hit
+    out = _tmpdir() / f"{len(_TRANSCODED)}-{src.path.name.split('.')[0]}.{src.format}"
+    errors = "replace" if src.encoding == "cp1252" else "strict"
+    decoder = codecs.getincrementaldecoder(src.encoding)(errors=errors)
+    try:
+        with _open_decompressed(src.path, src.compression) as raw, out.open("w", encoding="utf-8", newline="") as dst:
+            while chunk := raw.read(1 << 20):
+                dst.write(decoder.decode(chunk))
+            dst.write(decoder.decode(b"", final=True))
+    except (OSError, EOFError, ValueError) as exc:
+        out.unlink(missing_ok=True)
+        raise InputError(f"{src.path}: cannot read as {src.encoding} text ({_short(exc)})",
+                         "the file may be truncated or not text; export it again as UTF-8") from None
+    _TRANSCODED[key] = out
+    return out
+
+
+# --- scanning ---------------------------------------------------------------------------------
+
+_HEADERS: dict[tuple[str, int, int], list[str]] = {}
+_NDJSON: dict[tuple[str, int, int], pl.Schema] = {}
+
+
+def _key(src: SourceFile) -> tuple[str, int, int]:
+    st = src.path.stat()
+    return (str(src.path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _csv_header(src: SourceFile, path: Path, sep: str) -> list[str]:
+    key = _key(src)
+    if key not in _HEADERS:
+        names = pl.scan_csv(path, separator=sep, infer_schema=False, encoding="utf8-lossy",
+                            truncate_ragged_lines=True).collect_schema().names()
+        if not any(n.strip() for n in names):
+            raise InputError(f"{src.path}: no header row (the first line is blank)",
+                             "export the log again with its header row")
+        _HEADERS[key] = names
+    return _HEADERS[key]
+
+
+def _ndjson_schema(src: SourceFile, path: Path) -> pl.Schema:
+    """Keys and types from every line (a key first seen on line 5,000 still counts)."""
+    key = _key(src)
+    if key not in _NDJSON:
+        try:
+            _NDJSON[key] = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+        except Exception as exc:  # noqa: BLE001 - polars raises many types for bad JSON
+            raise read_error(src, exc) from None
+    return _NDJSON[key]
+
+
+def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
+    """Lazy scan of one file with ``_file`` and ``_row`` added (CSV/TSV: and ``_extra``).
+
+    ``text=True`` reads NDJSON values as strings, like CSV (nested values as JSON text): what the
+    generic events format wants, so a type change inside a column rejects rows, not the file.
+    """
     p = str(src.path)
+    path = _text_path(src)
     if src.format == "parquet":
-        lf = pl.scan_parquet(p)
+        lf = pl.scan_parquet(p).with_row_index(ROW, offset=1)
     elif src.format == "ndjson":
-        lf = pl.scan_ndjson(p, infer_schema_length=1000)
+        schema = _ndjson_schema(src, path)
+        if text:
+            schema = pl.Schema({k: pl.String for k in schema.names()})
+        lf = pl.scan_ndjson(path, schema=schema).with_row_index(ROW, offset=1)
     else:
-        lf = pl.scan_csv(
-            p, separator="\t" if src.format == "tsv" else ",", infer_schema=False,
-            encoding="utf8-lossy", truncate_ragged_lines=True, missing_columns="insert",
+        sep = "\t" if src.format == "tsv" else ","
+        names = _csv_header(src, path, sep)
+        extras = [f"_extra_field_{i}" for i in range(_N_EXTRA)]
+        schema = {**{n: pl.String for n in names}, **{x: pl.String for x in extras}}
+        # No header mode with surplus columns: row 0 is the header, long rows fill the extras.
+        lf = (
+            pl.scan_csv(path, separator=sep, has_header=False, schema=schema, encoding="utf8-lossy",
+                        truncate_ragged_lines=True, missing_columns="insert")
+            .with_row_index(ROW)
+            .filter(pl.col(ROW) > 0)
         )
-    return lf.with_row_index(ROW, offset=1).with_columns(pl.lit(p).alias(SOURCE_FILE))
+        surplus = pl.any_horizontal([pl.col(x).is_not_null() for x in extras])
+        lf = lf.with_columns(
+            pl.when(surplus).then(pl.concat_str(extras, separator=sep, ignore_nulls=True))
+            .otherwise(None).alias(EXTRA),
+            _blank(names, extras),
+        ).drop(extras)
+    if src.format == "ndjson" and text:
+        lf = lf.with_columns(_blank(list(schema.names()), []))
+    return lf.with_columns(pl.lit(p).alias(SOURCE_FILE))
+
+
+def _blank(names: list[str], extras: list[str]) -> pl.Expr:
+    """All fields (text) null or whitespace: a blank line, ',,,' or '{}'."""
+    cols = [*names, *extras]
+    if not cols:
+        return pl.lit(True).alias(BLANK)
+    return pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cols]).alias(BLANK)
 
 
 def file_schema(src: SourceFile) -> pl.Schema:
-    """Column names and types, reading only what the format needs."""
+    """Column names and types, reading only what the format needs (NDJSON: every line)."""
     try:
         return scan_file(src).collect_schema()
+    except InputError:
+        raise
     except Exception as exc:  # polars raises many types for unreadable files
-        raise InputError(f"{src.path}: cannot read as {src.format.upper()} ({_short(exc)})",
-                         "check that the file is complete and in the format its name says") from None
+        raise read_error(src, exc) from None
+
+
+# --- naming what is wrong -----------------------------------------------------------------------
+
+def read_error(src: SourceFile, exc: BaseException) -> InputError:
+    """The clearest InputError for a file polars could not read: the bad line when there is one."""
+    if src.compression:
+        try:
+            with _open_decompressed(src.path, src.compression) as fh:
+                while fh.read(1 << 20):
+                    pass
+        except ImportError:
+            pass
+        except (OSError, EOFError, ValueError) as dexc:
+            return InputError(f"{src.path}: cannot decompress ({_short(dexc)})",
+                              "the file is probably truncated; export or download it again")
+    if src.format == "ndjson":
+        bad = _bad_json_line(src)
+        if bad is not None:
+            line, why = bad
+            return InputError(f"{src.path}: line {line} is not a JSON object ({why})",
+                              "fix or remove that line (NDJSON needs one JSON object per line)")
+    return InputError(f"{src.path}: cannot read as {src.format.upper()} ({_short(exc)})",
+                      "check that the file is complete and in the format its name says")
+
+
+def explain_read_error(files: list[SourceFile], exc: BaseException) -> InputError | None:
+    """Which of ``files`` is unreadable, and why (for errors raised only when data is read)."""
+    for src in files:
+        try:
+            scan_file(src, text=src.format != "parquet").select(pl.len()).collect(engine="streaming")
+        except InputError as err:
+            return err
+        except Exception as err:  # noqa: BLE001
+            return read_error(src, err)
+    return None
+
+
+def _finite(s: str) -> float:
+    v = float(s)
+    if v in (float("inf"), float("-inf")):
+        raise ValueError(f"number {s} out of range")
+    return v
+
+
+def _no_constant(s: str) -> None:
+    raise ValueError(f"{s} is not valid JSON")
+
+
+def _bad_json_line(src: SourceFile) -> tuple[int, str] | None:
+    path = _text_path(src)
+    opener = (lambda: path.open("rb")) if path != src.path else (lambda: _open_decompressed(src.path, src.compression))
+    try:
+        with opener() as fh:
+            for n, raw in enumerate(fh, 1):
+                line = raw.strip()
+                if n == 1:
+                    line = line.removeprefix(codecs.BOM_UTF8)
+                if not line:
+                    continue
+                try:
+                    obj = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+                except (ValueError, RecursionError) as exc:
+                    return n, getattr(exc, "msg", None) or _short(exc)
+                if not isinstance(obj, dict):
+                    return n, f"found {_json_kind(obj)}"
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def _json_kind(obj: object) -> str:
+    if obj is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(obj), "a number")
 
 
 def _short(exc: BaseException) -> str:

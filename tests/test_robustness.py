@@ -1,0 +1,620 @@
+"""Bad, dirty, huge and hostile input: clear errors, nothing lost, nothing harmful.
+
+Unusable input raises ``InputError`` (exit 2 in the CLI) naming the file and what to do; partly
+bad input is analysed on its good rows and every other row is accounted for per cause; dirty
+but valid input is handled on purpose. Most tests use the in-process API; the CLI tests at the
+end run the real ``python -m funnel`` (conftest.run_cli). Regression tests are named after the
+bug they pin (``test_bug_...``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import io
+import json
+import os
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import run_cli
+from funnel.api import prepare, reject_table
+from funnel.config import Config
+from funnel.errors import InputError, OutputError
+
+DIRTY = Path(__file__).parent / "fixtures" / "dirty"
+UTC = timezone.utc
+HEADER = "timestamp,session_id,user_id,event\n"
+
+
+def _prep(path, **cfg):
+    prep = prepare([str(path)], Config(**cfg))
+    ev = prep.events.collect().sort("_file", "_row")
+    causes = dict(prep.rejects.group_by("_reject").len().iter_rows())
+    assert prep.rows_read == ev.height + prep.rejects.height, "every row read is used or rejected"
+    return prep, ev, causes
+
+
+def _error(path, **cfg) -> str:
+    with pytest.raises(InputError) as e:
+        prepare([str(path)], Config(**cfg))
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def _analysis_available() -> bool:
+    try:
+        import funnel.core.reasons  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_analysis = pytest.mark.skipif(not _analysis_available(), reason="funnel.core.reasons not there yet")
+
+
+# --- unusable input: one message naming the file and what to do -------------------------------
+
+def test_missing_path_names_it(tmp_path):
+    msg = _error(tmp_path / "nope.csv")
+    assert "file not found" in msg and "nope.csv" in msg
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_bytes(b"")
+    assert "empty" in _error(p) and str(p) in _error(p)
+
+
+@pytest.mark.parametrize("content", [b"   \n\n", b"\r\n\r\n", b"\n"])
+def test_bug_blank_file_said_no_timestamp_column_found_columns_empty(tmp_path, content):
+    p = tmp_path / "blank.csv"
+    p.write_bytes(content)
+    msg = _error(p)
+    assert str(p) in msg and "no header" in msg, msg
+
+
+def test_missing_roles_list_columns_and_candidates(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("tstamp,sesion_id,evnt_name\n2026-10-01T10:00:00Z,s,a\n")
+    msg = _error(p)
+    assert str(p) in msg and "columns: tstamp, sesion_id, evnt_name" in msg
+    assert "did you mean 'tstamp'" in msg or "did you mean 'evnt_name'" in msg
+
+
+def test_no_id_column(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,event\n2026-10-01T10:00:00Z,a\n")
+    assert "no session id or user id column" in _error(p)
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("img.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), ["binary"]),
+    ("page.csv", b"<!DOCTYPE html>\n<html><body>502 Bad Gateway</body></html>\n", ["HTML"]),
+    ("list.json", b'[{"timestamp": "2026-10-01T10:00:00Z", "session_id": "s", "event": "a"}]\n',
+     ["JSON array", "jq"]),
+    ("numbers.ndjson", b"1\n2\n", ["line 1", "object"]),
+])
+def test_wrong_format_is_named(tmp_path, name, content, words):
+    p = tmp_path / name
+    p.write_bytes(content)
+    msg = _error(p)
+    assert str(p) in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_bug_zip_or_xlsx_was_called_binary_without_a_hint(tmp_path):
+    p = tmp_path / "export.csv"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("events.csv", HEADER + "2026-10-01T10:00:00Z,s,u,a\n")
+    p.write_bytes(buf.getvalue())
+    msg = _error(p)
+    assert "ZIP" in msg and "unzip" in msg
+
+
+def test_truncated_gzip_and_parquet(tmp_path):
+    csv = (HEADER + "2026-10-01T10:00:00Z,s,u,add_to_cart\n" * 200).encode()
+    gz = gzip.compress(csv)
+    (tmp_path / "t.csv.gz").write_bytes(gz[: len(gz) // 2])
+    msg = _error(tmp_path / "t.csv.gz")
+    assert "t.csv.gz" in msg and "truncated" in msg
+    pl.read_csv(io.BytesIO(csv)).write_parquet(tmp_path / "full.parquet")
+    data = (tmp_path / "full.parquet").read_bytes()
+    (tmp_path / "t.parquet").write_bytes(data[: len(data) - 20])
+    msg = _error(tmp_path / "t.parquet")
+    assert "t.parquet" in msg and "complete" in msg
+
+
+def test_bug_truncated_gzip_past_the_sniffed_head_did_not_name_the_file(tmp_path):
+    rows = "".join(f"2026-10-01T10:00:{i % 60:02d}Z,s{i},u{i},add_to_cart\n" for i in range(20000))
+    gz = gzip.compress((HEADER + rows).encode())
+    p = tmp_path / "long.csv.gz"
+    p.write_bytes(gz[: int(len(gz) * 0.8)])
+    msg = _error(p)
+    assert str(p) in msg and "truncated" in msg, msg
+
+
+def test_bug_invalid_json_line_was_not_named(tmp_path):
+    msg = _error(DIRTY / "bad_line.ndjson")
+    assert "bad_line.ndjson" in msg and "line 3" in msg, msg
+
+
+def test_bug_invalid_json_line_after_the_inference_window_was_not_named(tmp_path):
+    lines = [json.dumps({"timestamp": "2026-10-01T10:00:00Z", "session_id": f"s{i}", "event": "view"})
+             for i in range(3000)]
+    lines[2500] = lines[2500][:-5]
+    p = tmp_path / "late.ndjson"
+    p.write_text("\n".join(lines) + "\n")
+    msg = _error(p)
+    assert "line 2501" in msg, msg
+
+
+# --- partly bad input: the good rows are used, the others counted per cause -------------------
+
+def test_every_reject_cause_is_counted_with_its_row():
+    prep, ev, causes = _prep(DIRTY / "partly_bad.csv")
+    assert causes == {"bad_timestamp": 1, "missing_timestamp": 1, "missing_id": 1, "missing_event": 1,
+                      "bad_value": 2, "timestamp_out_of_range": 2, "duplicate": 1}
+    assert ev["event"].to_list() == ["add_to_cart", "purchase"]
+    by_row = dict(zip(prep.rejects["_row"], prep.rejects["_reject"], strict=True))
+    assert by_row[2] == "bad_timestamp" and by_row[6] == "bad_value" and by_row[10] == "duplicate"
+
+
+def test_bug_rejects_lost_the_offending_raw_value():
+    prep, _, _ = _prep(DIRTY / "partly_bad.csv")
+    table = reject_table(prep.rejects)
+    row = table.filter(pl.col("row") == 2).row(0, named=True)
+    assert row["cause"] == "bad_timestamp"
+    assert "yesterday-ish" in json.dumps(row, default=str), row
+
+
+def test_future_and_ancient_dates_are_rejected_not_used(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text(HEADER + "2026-10-01T10:00:00Z,s,u,a\n2999-01-01T00:00:00Z,s,u,b\n0,s,u,c\n-5,s,u,d\n")
+    _, ev, causes = _prep(p, )
+    assert ev["event"].to_list() == ["a"] and causes == {"timestamp_out_of_range": 3}
+
+
+def test_absurd_values_are_rejected(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,session_id,event,cart_value,shipping_cost,load_ms\n"
+                 "2026-10-01T10:00:00Z,s,a,12.5,4,300\n"
+                 "2026-10-01T10:00:01Z,s,b,nan,,\n"
+                 "2026-10-01T10:00:02Z,s,c,inf,,\n"
+                 "2026-10-01T10:00:03Z,s,d,,-1,\n"
+                 "2026-10-01T10:00:04Z,s,e,,,99999999\n"
+                 "2026-10-01T10:00:05Z,s,f,twelve,,\n")
+    _, ev, causes = _prep(p)
+    assert ev["event"].to_list() == ["a"] and causes == {"bad_value": 5}
+
+
+def test_bug_bot_cap_counted_rejected_rows_against_the_session(tmp_path):
+    p = tmp_path / "t.csv"
+    rows = [f"2026-10-01T10:00:{i:02d}Z,bot,view,-1\n" for i in range(30)]          # all bad_value
+    rows += [f"2026-10-01T11:00:{i:02d}Z,bot,view,\n" for i in range(5)]             # 5 usable
+    p.write_text("timestamp,session_id,event,cart_value\n" + "".join(rows))
+    _, ev, causes = _prep(p, max_events_per_session=10)
+    assert ev.height == 5 and causes == {"bad_value": 30}
+
+
+def test_bot_sessions_are_capped_and_counted(tmp_path):
+    p = tmp_path / "t.csv"
+    bot = [f"{1790848800 + i},bot,b,view\n" for i in range(3000)]
+    p.write_text(HEADER + "".join(bot) + "2026-10-01T10:00:00Z,s1,u1,add_to_cart\n")
+    prep, ev, causes = _prep(p, max_events_per_session=100)
+    assert causes == {"session_cap": 2900}
+    assert ev.filter(pl.col("session_id") == "bot").height == 100
+    assert ev.filter(pl.col("session_id") == "bot")["ts"].max() == datetime(2026, 10, 1, 10, 1, 39, tzinfo=UTC)
+    assert prep.rejects.filter(pl.col("_reject") == "session_cap")["_entity"].n_unique() == 1
+
+
+# --- dirty but valid input, handled on purpose -------------------------------------------------
+
+def test_bom_crlf_and_quoted_fields_with_commas_quotes_and_newlines():
+    _, ev, causes = _prep(DIRTY / "bom_crlf_quoted.csv")
+    assert causes == {}
+    assert ev["event"].to_list() == ["add_to_cart", "begin_checkout", "purchase"]
+    assert ev["url"].to_list() == ["/p?a=1,b=2", "/checkout line two", '/thanks "quoted"']
+    assert ev["_row"].to_list() == [1, 2, 3]
+
+
+def test_bug_latin1_bytes_became_replacement_characters():
+    _, ev, causes = _prep(DIRTY / "latin1.csv")
+    assert causes == {}
+    assert ev["session_id"].to_list() == ["s-é", "s-é"]
+    assert ev["url"].to_list() == ["/café", "/grüße"]
+
+
+def test_bug_latin1_ndjson_was_unreadable(tmp_path):
+    p = tmp_path / "l.ndjson"
+    p.write_bytes('{"timestamp":"2026-10-01T10:00:00Z","session_id":"s","event":"café"}\n'.encode("latin-1"))
+    _, ev, _ = _prep(p)
+    assert ev["event"].to_list() == ["café"]
+
+
+def test_bug_latin1_gzip_csv(tmp_path):
+    p = tmp_path / "l.csv.gz"
+    p.write_bytes(gzip.compress((DIRTY / "latin1.csv").read_bytes()))
+    _, ev, _ = _prep(p)
+    assert ev["url"].to_list() == ["/café", "/grüße"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_bug_utf16_csv_was_called_binary(tmp_path, codec):
+    text = HEADER + "2026-10-01T10:00:00Z,s,u,café\n"
+    data = text.encode(codec)
+    if codec == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    p = tmp_path / "w.csv"
+    p.write_bytes(data)
+    _, ev, _ = _prep(p)
+    assert ev["event"].to_list() == ["café"]
+
+
+def test_utf8_with_a_stray_bad_byte_keeps_the_row(tmp_path):
+    p = tmp_path / "t.csv"
+    good = "".join(f"2026-10-01T10:00:00Z,s{i},u,ok\n" for i in range(200)).encode()
+    p.write_bytes(HEADER.encode() + "2026-10-01T10:00:00Z,s,u,naïve\n".encode() + good + b"2026-10-01T10:00:00Z,s,u,x\xff\n")
+    _, ev, causes = _prep(p)
+    assert ev.height == 202 and causes == {}
+    assert ev["event"][0] == "naïve"
+
+
+def test_bug_ragged_rows_lost_their_extra_fields_silently():
+    prep, ev, causes = _prep(DIRTY / "ragged.csv")
+    assert causes == {"missing_event": 1, "extra_fields": 1}
+    assert ev["event"].to_list() == ["add_to_cart", "purchase"]   # the trailing empty field is fine
+    table = reject_table(prep.rejects)
+    extra = table.filter(pl.col("cause") == "extra_fields").row(0, named=True)
+    assert extra["row"] == 3 and "XL" in json.dumps(extra, default=str)
+
+
+def test_bug_blank_lines_were_rejected_as_missing_timestamp(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,session_id,user_id,event,note\n"
+                 "\n2026-10-01T10:00:00Z,s,u,a,\n\n,,, ,\n,,,,kept\n2026-10-01T10:00:01Z,s,u,b,x\n")
+    prep, ev, causes = _prep(p)
+    assert ev["event"].to_list() == ["a", "b"]
+    assert causes == {"empty_row": 3, "missing_timestamp": 1}
+    assert prep.rejects.filter(pl.col("_reject") == "missing_timestamp")["_row"].to_list() == [5]
+
+
+def test_mixed_zones_naive_and_epoch_units_out_of_order_and_midnight():
+    prep, ev, causes = _prep(DIRTY / "mixed_time.csv", timezone="UTC")
+    assert causes == {"duplicate": 1}
+    ts = {(s, e): t for s, e, t in ev.select("session_id", "event", "ts").iter_rows()}
+    assert ts["s2", "purchase"] == datetime(2026, 10, 1, 22, 10, tzinfo=UTC)
+    assert ts["s2", "add_to_cart"] == datetime(2026, 10, 1, 21, 50, tzinfo=UTC)
+    assert ts["s2", "begin_checkout"] == datetime(2026, 10, 1, 22, 0, tzinfo=UTC)
+    assert ts["s3", "begin_checkout"] == datetime(2026, 10, 2, 0, 30, tzinfo=UTC)
+    assert ts["s3", "purchase"] == datetime(2026, 10, 2, 1, 30, tzinfo=UTC)
+    # the duplicate rejected is the later copy
+    assert prep.rejects["_row"].to_list() == [7]
+
+
+def test_naive_timestamps_use_the_configured_zone():
+    _, ev, _ = _prep(DIRTY / "mixed_time.csv", timezone="America/New_York")
+    t = ev.filter(pl.col("event") == "add_to_cart", pl.col("session_id") == "s2")["ts"].item()
+    assert t == datetime(2026, 10, 2, 1, 50, tzinfo=UTC)
+
+
+def test_bug_epoch_in_exponent_notation_was_a_bad_timestamp(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text(HEADER + "1.7908488e9,s,u,a\n1.7908488E+12,s,u,b\n")
+    _, ev, causes = _prep(p)
+    assert causes == {} and ev["ts"].to_list() == [datetime(2026, 10, 1, 10, 0, tzinfo=UTC)] * 2
+
+
+def test_sessions_built_across_midnight_and_days(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,user_id,event\n"
+                 "2026-10-01T23:50:00Z,u,add_to_cart\n"
+                 "2026-10-02T00:10:00Z,u,begin_checkout\n"     # 20 min: same session across midnight
+                 "2026-10-04T09:00:00Z,u,add_to_cart\n")       # days later: new session
+    _, ev, _ = _prep(p)
+    assert ev.sort("ts")["session_id"].to_list() == ["u#1", "u#1", "u#2"]
+    q = tmp_path / "q.csv"
+    q.write_text(HEADER + "2026-10-01T23:00:00Z,s,u,add_to_cart\n2026-10-03T01:00:00Z,s,u,purchase\n")
+    _, ev, _ = _prep(q)
+    assert ev["session_id"].to_list() == ["s", "s"]       # a given session id is kept as is
+
+
+def test_out_of_order_rows_give_the_same_events(tmp_path):
+    rows = [f"2026-10-01T10:{i:02d}:00Z,s{i % 3},u{i % 3},{'add_to_cart' if i % 2 else 'view'}\n"
+            for i in range(40)]
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(HEADER + "".join(rows))
+    b.write_text(HEADER + "".join(reversed(rows)))
+    cols = ["ts", "session_id", "user_id", "event"]
+    ea = _prep(a)[1].select(cols).sort(cols)
+    eb = _prep(b)[1].select(cols).sort(cols)
+    assert ea.equals(eb)
+
+
+def test_very_long_strings(tmp_path):
+    big = "x" * 100_000
+    p = tmp_path / "t.csv"
+    p.write_text(HEADER + f"2026-10-01T10:00:00Z,s,u,{big}\n2026-10-01T10:00:01Z,s,u,add_to_cart\n"
+                 f'2026-10-01T10:00:02Z,s,u,"{big},{big}"\n')
+    _, ev, causes = _prep(p)
+    assert causes == {} and [len(e) for e in ev["event"]] == [100_000, 11, 200_001]
+
+
+def test_bug_ndjson_type_drift_after_the_inference_window_failed_the_whole_file(tmp_path):
+    lines = [json.dumps({"timestamp": 1790848800 + i, "session_id": i, "event": "view", "cart_value": i})
+             for i in range(1500)]
+    lines.append(json.dumps({"timestamp": "2026-10-01T12:00:00Z", "session_id": "abc", "event": "purchase",
+                             "cart_value": "12.5"}))
+    p = tmp_path / "d.ndjson"
+    p.write_text("\n".join(lines) + "\n")
+    _, ev, causes = _prep(p)
+    assert ev.height == 1501 and causes == {}
+    assert ev.row(-1, named=True)["cart_value"] == 12.5 and ev.row(-1, named=True)["session_id"] == "abc"
+
+
+def test_bug_ndjson_keys_first_seen_after_line_1000_were_dropped(tmp_path):
+    lines = [json.dumps({"timestamp": "2026-10-01T10:00:00Z", "session_id": f"s{i}", "event": "view"})
+             for i in range(1200)]
+    lines.append(json.dumps({"timestamp": "2026-10-01T10:00:00Z", "session_id": "x", "event": "add_to_cart",
+                             "cart_value": 99.5, "device": "mobile"}))
+    p = tmp_path / "k.ndjson"
+    p.write_text("\n".join(lines) + "\n")
+    prep, ev, _ = _prep(p)
+    assert ev["cart_value"].drop_nulls().to_list() == [99.5]
+    assert "device" in ev.columns
+
+
+def test_ndjson_nested_values_and_nulls(tmp_path):
+    p = tmp_path / "n.ndjson"
+    p.write_text('{"timestamp":"2026-10-01T10:00:00Z","session_id":{"a":1},"event":"add_to_cart","props":{"k":[1]}}\n'
+                 '{"timestamp":null,"session_id":"s","event":"x"}\n'
+                 '\n'
+                 '{"timestamp":"2026-10-01T10:00:01Z","session_id":"s","event":true}\n')
+    _, ev, causes = _prep(p)
+    assert causes == {"missing_timestamp": 1} and ev.height == 2
+
+
+def test_parquet_with_typed_columns(tmp_path):
+    df = pl.DataFrame({"ts": [datetime(2026, 10, 1, 10), None], "session_id": [1, 2], "event": ["a", None],
+                       "cart_value": [1.5, -2.0]})
+    df.write_parquet(tmp_path / "p.parquet")
+    _, ev, causes = _prep(tmp_path / "p.parquet")
+    assert ev["session_id"].to_list() == ["1"] and causes == {"missing_timestamp": 1}
+
+
+def test_several_files_one_bad_names_the_bad_one(tmp_path):
+    (tmp_path / "a.csv").write_text(HEADER + "2026-10-01T10:00:00Z,s,u,a\n")
+    (tmp_path / "b.ndjson").write_text('{"timestamp": "2026-10-01T10:00:00Z", "session_id": "s", "event": "b"}\n{oops\n')
+    with pytest.raises(InputError) as e:
+        prepare([str(tmp_path / "a.csv"), str(tmp_path / "b.ndjson")], Config())
+    assert "b.ndjson" in str(e.value) and "a.csv" not in str(e.value) and "line 2" in str(e.value)
+
+
+# --- hostile content ----------------------------------------------------------------------------
+
+def test_bug_terminal_control_characters_reached_the_events():
+    _, ev, _ = _prep(DIRTY / "hostile.csv")
+    for col in ("event", "url", "device"):
+        for v in ev[col].drop_nulls():
+            assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or 0x202A <= ord(ch) <= 0x202E for ch in v), (col, v)
+    assert "<script>alert(1)</script>" in ev["url"].to_list()    # text is kept; renderers escape it
+
+
+def test_bug_rejects_csv_allowed_spreadsheet_formula_injection(tmp_path):
+    prep, _, _ = _prep(DIRTY / "hostile.csv")
+    from funnel.io.writers import write_frame
+
+    out = tmp_path / "rejects.csv"
+    write_frame(out, reject_table(prep.rejects))
+    text = out.read_text()
+    assert "'=1+1" in text and "\n=" not in text and ",=" not in text
+    back = pl.read_csv(out)
+    assert back["event"].to_list() == ["'=1+1"]
+
+
+def test_numbers_are_not_mangled_by_the_formula_guard(tmp_path):
+    from funnel.io.writers import write_frame
+
+    out = tmp_path / "o.csv"
+    write_frame(out, pl.DataFrame({"a": ["-3", "+4.5", "-x", "@me"], "b": [-1.0, 2.0, 3.0, 4.0]}))
+    assert pl.read_csv(out, infer_schema=False).to_dict(as_series=False) == {
+        "a": ["-3", "+4.5", "'-x", "'@me"], "b": ["-1.0", "2.0", "3.0", "4.0"]}
+
+
+# --- outputs are atomic; the input is never modified --------------------------------------------
+
+def test_bug_unwritable_output_was_an_unexpected_error(tmp_path):
+    from funnel.io.writers import write_frame, write_text_atomic
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(OutputError, match="cannot write"):
+            write_frame(ro / "x.csv", pl.DataFrame({"a": [1]}))
+        with pytest.raises(OutputError, match="cannot write"):
+            write_text_atomic(ro / "x.json", "{}")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_unwritable_output_as_root_too(tmp_path):
+    from funnel.io.writers import write_frame, write_text_atomic
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError):
+        write_frame(tmp_path / "file" / "x.csv", pl.DataFrame({"a": [1]}))
+    with pytest.raises(OutputError):
+        write_text_atomic(tmp_path / "file" / "x.json", "{}")
+    with pytest.raises(OutputError, match="folder"):
+        write_text_atomic(tmp_path, "{}")
+
+
+def test_bug_failed_frame_write_left_a_temp_file_and_raised_raw(tmp_path, monkeypatch):
+    from funnel.io import writers
+
+    target = tmp_path / "carts.csv"
+    target.write_text("old complete file\n")
+
+    def boom(self, *a, **k):
+        Path(a[0]).write_text("half")
+        raise pl.exceptions.ComputeError("disk hiccup")
+
+    monkeypatch.setattr(pl.DataFrame, "write_csv", boom)
+    with pytest.raises(OutputError, match="carts.csv"):
+        writers.write_frame(target, pl.DataFrame({"a": [1]}))
+    assert target.read_text() == "old complete file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["carts.csv"]
+
+
+def test_failed_text_write_keeps_the_old_report(tmp_path, monkeypatch):
+    from funnel.io import writers
+
+    target = tmp_path / "r.html"
+    target.write_text("old report")
+
+    def boom(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers.os, "fsync", boom)
+    with pytest.raises(OutputError, match="No space left"):
+        writers.write_text_atomic(target, "new report")
+    assert target.read_text() == "old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_bug_an_output_could_overwrite_the_input(tmp_path):
+    from funnel.io.writers import write_frame, write_text_atomic
+
+    p = tmp_path / "events.csv"
+    p.write_text(HEADER + "2026-10-01T10:00:00Z,s,u,a\n")
+    before = p.read_bytes()
+    prep = prepare([str(p)], Config())
+    with pytest.raises(OutputError, match="input"):
+        write_frame(p, reject_table(prep.rejects))
+    with pytest.raises(OutputError, match="input"):
+        write_text_atomic(str(tmp_path / "." / "events.csv"), "{}")
+    assert p.read_bytes() == before
+
+
+def test_reading_never_modifies_the_input(tmp_path):
+    files = sorted(DIRTY.iterdir())
+    before = {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    stat = {f: f.stat().st_mtime_ns for f in files}
+    for f in files:
+        try:
+            prepare([str(f)], Config())
+        except InputError:
+            pass
+    assert {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files} == before
+    assert {f: f.stat().st_mtime_ns for f in files} == stat
+    assert sorted(DIRTY.iterdir()) == files, "no stray files next to the input"
+
+
+# --- the real CLI -------------------------------------------------------------------------------
+
+def _one_line_error(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "unexpected" not in lines[0], r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_cli_unusable_inputs_exit_2_with_one_line(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "header.csv").write_text(HEADER)
+    (tmp_path / "bin.parquet").write_bytes(b"\x00" * 100)
+    cases = [
+        (["analyze", str(tmp_path / "missing.csv")], ["missing.csv", "not found"]),
+        (["analyze", str(tmp_path / "empty.csv")], ["empty.csv", "empty"]),
+        (["analyze", str(tmp_path / "header.csv")], ["header.csv", "no data rows"]),
+        (["analyze", str(tmp_path / "bin.parquet")], ["bin.parquet", "Parquet"]),
+        (["analyze", str(DIRTY / "bad_line.ndjson")], ["bad_line.ndjson", "line 3"]),
+        (["validate", str(DIRTY / "bad_line.ndjson")], ["bad_line.ndjson", "line 3"]),
+    ]
+    for args, words in cases:
+        _one_line_error(run_cli(*args, "-q", cwd=tmp_path) if args[0] == "analyze" else run_cli(*args, cwd=tmp_path),
+                        *words)
+
+
+def test_cli_bad_flag_and_config(tmp_path):
+    ev = tmp_path / "e.csv"
+    ev.write_text(HEADER + "2026-10-01T10:00:00Z,s,u,add_to_cart\n")
+    _one_line_error(run_cli("analyze", str(ev), "--window", "banana", cwd=tmp_path), "--window", "banana")
+    (tmp_path / "funnel.toml").write_text("[funnel]\nwindwo = '1h'\n")
+    _one_line_error(run_cli("analyze", str(ev), cwd=tmp_path), "windwo", "window")
+
+
+@needs_analysis
+def test_cli_partly_bad_input_reports_and_writes_rejects(tmp_path):
+    src = DIRTY / "partly_bad.csv"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    r = run_cli("analyze", str(src), "--json", str(tmp_path / "r.json"), "--rejects", str(tmp_path / "rej.csv"),
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "rejected" in r.stdout
+    doc = json.loads((tmp_path / "r.json").read_text())
+    inp = doc["input"]
+    assert inp["rows_read"] == 11 and inp["rows_rejected"] == 9
+    assert inp["events"] + inp["rows_rejected"] == inp["rows_read"]
+    assert {c["key"] if "key" in c else c["cause"]: c["count"] if "count" in c else c["rows"]
+            for c in inp["rejected"]}["bad_value"] == 2
+    rej = pl.read_csv(tmp_path / "rej.csv", infer_schema=False)
+    assert rej.height == 9 and rej["row"].to_list() == ["2", "3", "4", "5", "6", "7", "8", "9", "10"]
+    strict = run_cli("analyze", str(src), "--strict", "-q", "--json", "-", cwd=tmp_path)
+    _one_line_error(strict, "--strict", "9 rows rejected")
+    assert strict.stdout == ""
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
+
+
+@needs_analysis
+def test_cli_unwritable_output_and_old_report_kept(tmp_path):
+    ev = DIRTY / "mixed_time.csv"
+    (tmp_path / "f").write_text("not a folder")
+    _one_line_error(run_cli("analyze", str(ev), "--json", str(tmp_path / "f" / "r.json"), "-q", cwd=tmp_path),
+                    "cannot", "r.json")
+    _one_line_error(run_cli("analyze", str(ev), "--rejects", str(ev), "-q", "--json", str(tmp_path / "x.json"),
+                            cwd=tmp_path), "input")
+
+
+@needs_analysis
+def test_failing_render_leaves_the_old_report_intact(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import funnel.render as render_mod
+    from funnel.cli import app
+
+    old = tmp_path / "report.html"
+    old.write_text("<html>old complete report</html>")
+
+    def broken(report, fmt, **kw):
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(render_mod, "render", broken)
+    res = CliRunner().invoke(app, ["analyze", str(DIRTY / "mixed_time.csv"), "--html", str(old), "-q"])
+    assert res.exit_code != 0
+    assert old.read_text() == "<html>old complete report</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+@needs_analysis
+def test_hostile_strings_do_not_reach_terminal_or_html_raw(tmp_path):
+    r = run_cli("analyze", str(DIRTY / "hostile.csv"), "--html", str(tmp_path / "r.html"),
+                "--steps", "add_to_cart,purchase", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert "<script>alert(1)</script>" not in html
