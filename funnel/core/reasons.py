@@ -545,8 +545,18 @@ def finalize_reasons(p: dict[str, pl.DataFrame], cfg: Config) -> list[ReasonShar
         val = float(sub.filter(~pl.col("recovered"))["sum_value"].sum() or 0.0) if n else 0.0
         items = []
         if ev is not None and ev.height:
+            # strongest evidence first: carts where it was the main signal, then all carts
             e = ev.filter(pl.col("reason") == r).group_by("signal").agg(pl.col("n_carts").sum())
-            for sid, cnt in e.sort(["n_carts", "signal"], descending=[True, False]).iter_rows():
+            prim = p.get("diag:primary")
+            if prim is not None and prim.height:
+                pc = (prim.filter(pl.col("reason") == r).group_by("signal")
+                      .agg(pl.col("n_carts").sum().alias("n_primary")))
+                e = e.join(pc, on="signal", how="left")
+            else:
+                e = e.with_columns(pl.lit(0).alias("n_primary"))
+            e = e.with_columns(pl.col("n_primary").fill_null(0)).sort(
+                ["n_primary", "n_carts", "signal"], descending=[True, True, False])
+            for sid, cnt in e.select("signal", "n_carts").iter_rows():
                 try:
                     desc = cat.get(sid).description
                 except KeyError:

@@ -115,7 +115,7 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
     Signal("payment.method_switch", "payment", INFERRED, 0.6,
            "the buyer switched payment method"),
     Signal("payment.exit_at_step", "payment", INFERRED, 0.2,
-           "the buyer left at the payment step (weak alone: many just browse)", lift=False),
+           "the buyer left at the payment step", lift=False),
     # --- shipping --------------------------------------------------------------------------
     Signal("shipping.delivery_error", "shipping", EXPLICIT, 2.0,
            "a delivery or shipping error was shown",
