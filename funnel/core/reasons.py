@@ -323,7 +323,9 @@ def evidence_factors(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalo
     """Per inferred signal and step, how much of its catalogue weight the data supports: among
     carts at that step, the attributable share of leaving there with the signal,
     AF = (p_with - p_without) / p_with, scaled so AF >= ``full_weight_af`` keeps the full
-    weight. Steps without enough data (< ``min_carts`` either side) keep the full weight."""
+    weight. Steps with fewer than ``min_carts`` carts showing it keep the full weight (too
+    little data to judge); a signal nearly every cart at the step shows (fewer than
+    ``min_carts`` without it) gets none: it cannot tell leavers from buyers there."""
     df = baseline.get("base:signals")
     out: dict[str, dict[int, float]] = {}
     if df is None or not df.height:
@@ -338,7 +340,10 @@ def evidence_factors(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalo
             else:
                 wo = sub.filter((pl.col("sig_step") < 0) & (pl.col(LEVEL) >= s + 1))
             n1, n2 = int(w["n_carts"].sum()), int(wo["n_carts"].sum()) if wo.height else 0
-            if n1 < min_carts or n2 < min_carts:
+            if n1 < min_carts:
+                continue
+            if n2 < min_carts:   # nearly every cart there shows it: it tells carts apart no more
+                out.setdefault(sid, {})[int(s)] = 0.0
                 continue
             k1 = int(w.filter(pl.col(LEVEL) == s + 1)["n_carts"].sum())
             k2 = int(wo.filter(pl.col(LEVEL) == s + 1)["n_carts"].sum())
