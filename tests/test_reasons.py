@@ -305,3 +305,14 @@ def test_inferred_signal_without_support_in_the_data_is_no_evidence():
     # the same cart judged without that baseline: the catalogue weight alone says shipping
     alone = run({"p01": shop(9.9, False)})
     assert alone["reason"].to_list() == ["shipping"]
+
+
+@pytest.mark.parametrize("url, signal", [
+    ("https://exchange-shop.example/cart/", "ui_friction.backtrack"),   # host words are ignored
+    ("https://shop.example/pages/returns?x=1", "returns.policy_view"),
+    ("https://shop.example/delivery", "shipping.info_page"),
+    ("/checkout/delivery", None),                                      # a checkout step page
+    ("/checkout/shipping-options", None),
+])
+def test_url_patterns_match_the_path(url, signal):
+    test_url_patterns(url, signal)

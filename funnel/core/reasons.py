@@ -129,6 +129,7 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
     generic = ev_l.is_in([g.lower() for g in GENERIC_EVENTS]).fill_null(False)
     # the error type decides for generic or unlisted events; a listed specific event decides itself
     by_error = known_err & (generic | ~ev_l.is_in(claimed).fill_null(False))
+    path = pl.col(URL).str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")   # URL path only
     pay = cat.role_step("payment", cfg)
     out: dict[str, tuple[pl.Expr, int]] = {}
     for s in cat.active:
@@ -139,7 +140,7 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
             if s.events:
                 m = m | (~by_error & _lower_in(EVENT, s.events).fill_null(False))
             if s.url_regex:
-                m = m | pl.col(URL).str.contains(s.url_regex).fill_null(False)
+                m = m | path.str.contains(s.url_regex).fill_null(False)
             out[s.id] = (m, 1)
     step = pl.col(STEP)
     prev_step = step.forward_fill().shift(1).over(ENTITY)

@@ -4,7 +4,9 @@ Every signal has an id ``<reason>.<name>``, the reason it supports, its kind (``
 log says so — an error event or alert; ``inferred``: behaviour that suggests it), a weight
 (explicit signals weigh several times more than inferred ones) and the event names, URL
 regexes and error types that match it by default (docs/domain.md, "Observable signals").
-Matching of event names and error types is case-insensitive.
+Matching of event names and error types is case-insensitive; URL patterns are regular
+expressions matched against the URL path (scheme and host removed, so ``^/returns`` works for
+full URLs too).
 
 Users extend or override it in ``funnel.toml``::
 
@@ -88,10 +90,11 @@ def signal_column(signal_id: str) -> str:
 _RETURNS_URL = (r"(?i)/[^?#]*(?:returns|return[-_]?polic|refund|exchanges?(?:[-_/?#.]|$)|palautu"
                 r"|palautus|vaihto-ja-palautus|returer|returnering|returrett|r(?:ü|ue)ckgabe"
                 r"|widerruf|umtausch|r(?:ü|ue)cksend|devoluci)")
+_INFO_WORDS = r"shipping|delivery|toimitus\w*|frakt\w*|versand\w*|leverans\w*|levering\w*|envios?"
 _SHIPPING_URL = (r"(?i)(?:shipping|delivery)[-_]?(?:info|information|policy|policies|times?|costs?"
-                 r"|rates?|faq|options|terms)|/(?:pages|help|info|faq|policies|support)/(?:shipping"
-                 r"|delivery)|/(?:delivery|toimitus\w*|toimitusehdot|frakt\w*|versand\w*"
-                 r"|leverans\w*|levering\w*|envios?)(?:[/?#.]|$)")
+                 r"|rates?|faq|terms)"
+                 r"|/(?:pages|help|info|faq|policies|support|customer-service|asiakaspalvelu)/(?:"
+                 + _INFO_WORDS + r")|^/(?:" + _INFO_WORDS + r")(?:[/?#.]|$)")
 _LOGIN_URL = (r"(?i)/(?:[^?#]*/)?(?:log-?in|sign-?in|sign_in|sign-?up|register|registration"
               r"|create-account|my-account|account/(?:new|create)|kirjaudu\w*|rekisteroidy|anmelden"
               r"|logga-in)(?:[/?#.]|$)")
