@@ -148,7 +148,8 @@ def test_the_weekly_job_on_the_sample_passes_and_writes_everything(steps, tmp_pa
 
 def test_the_job_goes_red_in_the_payment_outage_week_and_still_reports(steps, tmp_path):
     # re-run as of the Tuesday after the planted payment outage: last week = 2026-W44
-    results = run_job(steps, tmp_path, lambda s: s.replace("--period last-week", "--period last-week --as-of 2026-11-03"))
+    as_of = "--period last-week --as-of 2026-11-03"
+    results = run_job(steps, tmp_path, lambda s: s.replace("--period last-week", as_of))
     assert [(n, rc) for n, rc, _ in results] == [("Weekly report and gates", 1), ("Job summary", 0)], results
     assert "gate step:purchase:conversion < 0.7: 0.6346 FIRED" in results[0][2]
     summary = (tmp_path / "summary.md").read_text()
