@@ -335,6 +335,79 @@ def init(
         _fail(err, exc)
 
 
+@app.command()
+def explain(
+    session_id: Annotated[str, typer.Argument(help="The session to explain (a user id with --unit user).", show_default=False)],
+    events: EventsArg,
+    sessions: Annotated[Optional[str], typer.Option("--sessions", help="Sessions log (device, channel, country, …) joined on session id.")] = None,
+    config: ConfigOpt = None,
+    steps: Annotated[Optional[str], typer.Option("--steps", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")] = None,
+    window: Annotated[Optional[str], typer.Option("--window", help="Funnel window: 30m, 24h, 7d (default 24h).")] = None,
+    order: Annotated[Optional[str], typer.Option("--order", help="ordered (default), strict or any.")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Explain a session (default) or a user.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Exclusion event, as in analyze. Repeatable.")] = None,
+    session_timeout: Annotated[Optional[str], typer.Option("--session-timeout", help="Inactivity that starts a new session when the log has no session id (default 30m).")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the explanation as JSON to FILE, or - for stdout.")] = None,
+    columns: ColumnOpt = None,
+    fmt: FormatOpt = None,
+    timezone: TzOpt = None,
+) -> None:
+    """Why is this visitor counted as dropped? Its events in order, which one satisfied each step,
+    why later ones did not (tie, window, order), its exit step and the diagnosed reason."""
+    human, err = _consoles(json_out == "-")
+    try:
+        from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
+        from .core.explain import explain as run
+
+        cfg = _base_config(config, columns, fmt, timezone).with_overrides(
+            steps=parse_steps(steps) if steps else None,
+            window=parse_duration(window, "--window") if window else None,
+            order=validate_choice(order, ORDERS, "--order") if order else None,
+            level=validate_choice(unit, LEVELS, "--unit") if unit else None,
+            exclude=tuple(exclude) if exclude else None,
+            session_timeout=parse_duration(session_timeout, "--session-timeout") if session_timeout else None,
+        )
+        ex = run(events, session_id, cfg, sessions=sessions)
+        if json_out:
+            import json
+
+            text = json.dumps(ex.to_dict(), indent=2, ensure_ascii=False) + "\n"
+            if json_out == "-":
+                sys.stdout.write(text)
+            else:
+                from .io.writers import write_text_atomic
+
+                write_text_atomic(json_out, text)
+        from rich.markup import escape
+        from rich.table import Table
+
+        colour = {"reached": "green", "tie": "red", "window": "red", "order": "red", "interrupted": "red",
+                  "ignored": "dim", "duplicate": "dim"}
+        table = Table(title=f"{ex.unit} {escape(ex.entity)} · {ex.order} funnel, window {ex.window}",
+                      title_justify="left")
+        for col in ("time", "event", "step", "status", "why"):
+            table.add_column(col)
+        for e in ex.events:
+            c = colour.get(e.status, "")
+            table.add_row(e.time, escape(e.event), escape(e.step or ""), f"[{c}]{e.status}[/]" if c else e.status,
+                          escape(e.detail))
+        human.print(table)
+        human.print(f"[bold]{escape(ex.verdict)}[/]", soft_wrap=True)
+        human.print(f"exit step: {escape(ex.exit_step or 'none')}", highlight=False)
+        if ex.reason is not None:
+            conf = "" if ex.confidence is None else f" (confidence {ex.confidence:.0%})"
+            human.print(f"reason: {escape(ex.reason)}{conf}" + (" · recovered later" if ex.recovered else ""),
+                        highlight=False)
+            for ev in ex.evidence or []:
+                human.print(f"  evidence: {escape(ev.signal)} — {escape(ev.description)}", highlight=False, soft_wrap=True)
+        if ex.diagnosis_note:
+            human.print(escape(ex.diagnosis_note), highlight=False, soft_wrap=True)
+        if json_out and json_out != "-":
+            human.print(f"wrote {json_out}", highlight=False, soft_wrap=True)
+    except FunnelError as exc:
+        _fail(err, exc)
+
+
 def version_callback(value: bool) -> None:
     if value:
         print(f"funnel {__version__}")

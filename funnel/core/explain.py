@@ -1,0 +1,356 @@
+"""Why is this visitor counted as dropped? One entity's events, classified as the engine sees them.
+
+Every event of the entity gets a ``status`` (see ``STATUSES``), computed with the engine's own
+qualifying events (funnel.core.funnel) and one backward as-of join from each step event to the
+qualifying previous-step events — the same rule the engine applies:
+
+* ``reached``: the event that satisfied its step in the counted (best) attempt;
+* ``start`` / ``advanced``: it started or advanced another attempt, not the counted one;
+* ``repeat``: its step again within the counted attempt (it becomes the latest such event);
+* ``tie``: the latest qualifying previous-step event has the same timestamp (never advances);
+* ``window``: it is more than the window after its attempt's first step (the anchor);
+* ``order``: no qualifying previous-step event at or before it;
+* ``interrupted`` (strict order): another funnel step came right before it;
+* ``duplicate``: same step at the same microsecond as an earlier row (changes nothing);
+* ``ignored``: not a funnel step;
+* ``any`` order: ``reached`` (first of its step inside the best window), ``repeat`` (again
+  inside it) or ``outside`` (outside the best window).
+
+Everything here is pure polars; ``explain`` is the library entry that reads the input
+(via ``funnel.api``) and adds the diagnosis of the entity (reason, confidence, evidence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..config import Config
+from ..model import Record
+from ..schema import ENTITY, EVENT, SESSION, STEP, TS, USER
+from .funnel import _base, _qualifying_ordered, _qualifying_strict
+
+STATUSES: dict[str, str] = {
+    "reached": "satisfied its step in the counted attempt",
+    "start": "started another attempt (not the counted one)",
+    "advanced": "advanced another attempt (not the counted one)",
+    "tie": "the previous step's latest event has the same timestamp: a tie never advances",
+    "window": "beyond the window from its attempt's first step",
+    "order": "no earlier event of the previous step",
+    "interrupted": "another funnel step came in between (strict order)",
+    "duplicate": "same step at the same time as an earlier row",
+    "ignored": "not a funnel step",
+    "repeat": "its step again, in the counted attempt (ordered/strict: now the latest one the next "
+              "step is compared with) or inside the best window (any order)",
+    "outside": "outside the best window (any order)",
+}
+FAILED = ("tie", "window", "order", "interrupted")
+
+_US = "_t"
+
+
+# --- records ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExplainedEvent(Record):
+    time: str                       # ISO 8601 UTC
+    event: str
+    step: str | None                # funnel step it maps to
+    status: str                     # see STATUSES
+    detail: str                     # the status in words, with the times involved
+    attempt_start: str | None       # anchor of the attempt it was matched against
+    previous_step_time: str | None  # the previous-step event it was compared with
+
+
+@dataclass(frozen=True)
+class StepOutcome(Record):
+    step: str
+    reached: bool
+    time: str | None                # when the counted attempt reached it
+    events: int                     # events of this step in the entity
+    failed: dict[str, int]          # why events of this step did not count: status -> n
+
+
+@dataclass(frozen=True)
+class EvidenceNote(Record):
+    signal: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Explanation(Record):
+    entity: str
+    unit: str                       # session or user
+    session_id: str | None
+    user_id: str | None
+    order: str
+    window: str                     # e.g. 1d, 30m
+    window_seconds: float
+    level: int                      # steps reached (0 = no first step)
+    exit_step: str | None           # the furthest step reached
+    converted: bool
+    excluded: bool
+    verdict: str                    # one sentence: why counted as dropped (or not)
+    steps: list[StepOutcome]
+    events: list[ExplainedEvent]
+    reason: str | None = None       # diagnosis, when the entity is an abandoned cart
+    confidence: float | None = None
+    evidence: list[EvidenceNote] | None = None
+    recovered: bool | None = None
+    diagnosis_note: str | None = None
+
+
+# --- classification (pure polars) ---------------------------------------------------------
+
+def _iso(col: str) -> pl.Expr:
+    return pl.from_epoch(pl.col(col), time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+
+
+def classify(ev: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """One row per event of ``ev`` (any number of entities), in time order: ``_entity, ts,
+    event, _step, status, anchor, prev_t`` (µs) and ``_level`` (the entity's level)."""
+    k, window = len(cfg.steps), cfg.window
+    rows = (
+        ev.select(ENTITY, TS, EVENT, STEP)
+        .with_columns(pl.col(TS).dt.epoch("us").alias(_US))
+        .sort(ENTITY, _US, pl.col(STEP).fill_null(-1), maintain_order=True)
+        .with_row_index("_i")
+    )
+    first = pl.struct(ENTITY, _US, STEP).is_first_distinct()
+    rows = rows.with_columns(
+        pl.when(pl.col(STEP).is_null()).then(pl.lit("ignored"))
+        .when(~first).then(pl.lit("duplicate")).alias("_pre"))
+    base = _base(ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)).rename({"t": _US})
+    if cfg.order == "any":
+        uniq = _classify_any(base, window)
+    else:
+        uniq = _classify_ordered(base, k, window, cfg.order)
+    level = uniq.group_by(ENTITY).agg(pl.col("_lv").max().alias("_level"))
+    return (
+        rows.join(uniq.drop("_lv"), on=[ENTITY, _US, STEP], how="left", nulls_equal=False)
+        .join(level, on=ENTITY, how="left")
+        .with_columns(pl.coalesce("_pre", "status").alias("status"),
+                      pl.col("_level").fill_null(0).cast(pl.Int32))
+        .with_columns(pl.when(pl.col("_pre").is_null()).then(pl.col("anchor")).alias("anchor"),
+                      pl.when(pl.col("_pre").is_null()).then(pl.col("prev_t")).alias("prev_t"))
+        .sort("_i")
+        .drop("_pre", "_i")
+    )
+
+
+def _classify_ordered(base: pl.LazyFrame, k: int, window: int, order: str) -> pl.LazyFrame:
+    """Unique step events with status, anchor, prev_t and ``_lv`` (level reached by it)."""
+    eng = base.rename({_US: "t"})
+    q = (_qualifying_strict if order == "strict" else _qualifying_ordered)(eng, k, window)
+    q = q.rename({"t": _US}).with_columns(pl.lit(True).alias("_q"))
+    # The latest qualifying previous-step event at or before each event (one as-of join).
+    prev = q.select(ENTITY, (pl.col(STEP) + 1).alias(STEP), pl.col(_US).alias("prev_t"),
+                    pl.col("anchor").alias("_pa")).sort("prev_t")
+    ev = (
+        base.sort(_US)
+        .join_asof(prev, left_on=_US, right_on="prev_t", by=[ENTITY, STEP], strategy="backward",
+                   check_sortedness=False)
+        .join(q.select(ENTITY, _US, STEP, "anchor", "_q"), on=[ENTITY, _US, STEP], how="left")
+        .with_columns(pl.col("_q").fill_null(False))
+        .sort(ENTITY, _US, STEP)
+    )
+    # Strict order: the funnel-step event right before must be the qualifying previous step.
+    before = lambda c: pl.col(c).shift(1).over(ENTITY)  # noqa: E731
+    right_before = (before(STEP) == pl.col(STEP) - 1) & before("_q").fill_null(False)
+    # Best attempt: highest step reached, earliest anchor; its first event at each step.
+    ev = ev.with_columns(right_before.alias("_rb"), pl.col(STEP).filter("_q").max().over(ENTITY).alias("_top"))
+    ev = ev.with_columns(pl.col("anchor").filter(pl.col("_q") & (pl.col(STEP) == pl.col("_top")))
+                         .min().over(ENTITY).alias("_best"))
+    ev = ev.with_columns((pl.col("_q") & (pl.col("anchor") == pl.col("_best"))).alias("_in"))
+    ev = ev.with_columns(pl.col(_US).filter("_in").min().over(ENTITY, STEP).alias("_first"))
+    first_in_best = pl.col("_in") & (pl.col(_US) == pl.col("_first"))
+    anchor = pl.coalesce("anchor", "_pa")
+    status = (
+        pl.when(first_in_best).then(pl.lit("reached"))
+        .when(pl.col("_in")).then(pl.lit("repeat"))
+        .when(pl.col("_q") & (pl.col(STEP) == 0)).then(pl.lit("start"))
+        .when(pl.col("_q")).then(pl.lit("advanced"))
+        .when(pl.col("prev_t").is_null()).then(pl.lit("order"))
+        .when(pl.lit(order == "strict") & ~pl.col("_rb")).then(pl.lit("interrupted"))
+        .when(pl.col("prev_t") >= pl.col(_US)).then(pl.lit("tie"))
+        .when(pl.col(_US) - anchor > window).then(pl.lit("window"))
+        .otherwise(pl.lit("order"))
+    )
+    return ev.select(
+        ENTITY, _US, STEP, status.alias("status"),
+        pl.when(pl.col(STEP) > 0).then(anchor).otherwise(pl.col(_US)).alias("anchor"),
+        "prev_t",
+        pl.when("_q").then(pl.col(STEP) + 1).otherwise(0).alias("_lv"),
+    )
+
+
+def _classify_any(base: pl.LazyFrame, window: int) -> pl.LazyFrame:
+    """Any order: the best window [s, s + window] (most distinct steps, earliest start)."""
+    starts = (
+        base.sort(ENTITY, _US)
+        .rolling(index_column=_US, period=f"{window}i", offset="0i", closed="both", group_by=ENTITY)
+        .agg(pl.col(STEP).n_unique().alias("_n"))
+        .group_by(ENTITY)
+        .agg(pl.col("_n").max().alias("_lv"),
+             pl.col(_US).filter(pl.col("_n") == pl.col("_n").max()).min().alias("_s"))
+    )
+    inside = (pl.col(_US) >= pl.col("_s")) & (pl.col(_US) <= pl.col("_s") + window)
+    ev = base.join(starts, on=ENTITY).sort(ENTITY, _US, STEP).with_columns(inside.alias("_in"))
+    ev = ev.with_columns(pl.col(_US).filter("_in").min().over(ENTITY, STEP).alias("_first"))
+    inside = pl.col("_in")
+    first = inside & (pl.col(_US) == pl.col("_first"))
+    status = pl.when(first).then(pl.lit("reached")).when(inside).then(pl.lit("repeat")) \
+        .otherwise(pl.lit("outside"))
+    return ev.select(ENTITY, _US, STEP, status.alias("status"), pl.col("_s").alias("anchor"),
+                     pl.lit(None, pl.Int64).alias("prev_t"), pl.col("_lv").cast(pl.Int32))
+
+
+# --- the explanation -------------------------------------------------------------------------
+
+def _detail(status: str, step: str | None, prev_step: str | None, t: int, anchor: int | None,
+            prev_t: int | None, window: int, iso) -> str:
+    if status == "tie":
+        return f"tie: the latest '{prev_step}' event is at the same time ({iso(prev_t)})"
+    if status == "window":
+        return (f"window: {_span(t - anchor)} after the attempt started at {iso(anchor)} "
+                f"(window {_span(window)})")
+    if status == "order":
+        return f"order: no earlier '{prev_step}' event that counted"
+    if status == "interrupted":
+        return f"order: another funnel step came between it and '{prev_step}' (strict)"
+    if status == "repeat" and prev_t is not None:
+        return f"'{step}' again in the counted attempt: now the latest '{step}' event"
+    if status == "reached":
+        return f"reached '{step}'" + (f" ({_span(t - anchor)} after the attempt started)"
+                                      if anchor is not None and t != anchor else "")
+    return STATUSES[status]
+
+
+def _span(us: int) -> str:
+    s = us / 1e6
+    if s < 1:
+        return f"{us} µs" if us < 1000 else f"{us / 1000:g} ms"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            parts.append(f"{int(s // size)}{unit}")
+            s -= (s // size) * size
+    if s or not parts:
+        parts.append(f"{s:g}s")
+    return " ".join(parts)
+
+
+def build_explanation(entity: str, classified: pl.DataFrame, record: dict, cfg: Config) -> Explanation:
+    """``classified``: ``classify`` on the entity's events (collected); ``record``: its row of
+    ``session_records`` (session/user ids, level, ``_excluded``)."""
+    names = list(cfg.step_names)
+    k = len(names)
+    iso = lambda us: None if us is None else pl.Series([us]).cast(pl.Datetime("us")).dt.strftime(  # noqa: E731
+        "%Y-%m-%dT%H:%M:%S%.fZ").item()
+    level = int(record.get("_level") or 0)
+    events = []
+    for r in classified.iter_rows(named=True):
+        st = r[STEP]
+        step = names[st] if st is not None else None
+        prev_step = names[st - 1] if st is not None and st > 0 else None
+        events.append(ExplainedEvent(
+            time=iso(r[_US]), event=r[EVENT], step=step, status=r["status"],
+            detail=_detail(r["status"], step, prev_step, r[_US], r["anchor"], r["prev_t"], cfg.window, iso),
+            attempt_start=iso(r["anchor"]), previous_step_time=iso(r["prev_t"]),
+        ))
+    outcomes = []
+    for i, name in enumerate(names):
+        mine = classified.filter(pl.col(STEP) == i)
+        reached = mine.filter(pl.col("status") == "reached")
+        failed = mine.filter(pl.col("status").is_in(FAILED)).group_by("status").len().sort("status")
+        outcomes.append(StepOutcome(
+            step=name, reached=i < level, time=iso(reached[_US].min()) if reached.height and i < level else None,
+            events=mine.height, failed={s: int(n) for s, n in failed.iter_rows()}))
+    excluded = bool(record.get("_excluded"))
+    exit_step = names[level - 1] if level else None
+    return Explanation(
+        entity=entity, unit=cfg.level, session_id=record.get(SESSION), user_id=record.get(USER),
+        order=cfg.order, window=_span(cfg.window).replace(" ", ""), window_seconds=cfg.window / 1e6, level=level, exit_step=exit_step,
+        converted=level >= k, excluded=excluded,
+        verdict=_verdict(level, names, excluded, outcomes, cfg), steps=outcomes, events=events,
+    )
+
+
+def _verdict(level: int, names: list[str], excluded: bool, outcomes: list[StepOutcome], cfg: Config) -> str:
+    k = len(names)
+    unit = cfg.level
+    if excluded:
+        return (f"not counted: an exclusion event ({', '.join(cfg.exclude)}) falls between its first "
+                f"and last reached step")
+    if level == 0:
+        return f"not in the funnel: no '{names[0]}' event that starts an attempt"
+    if level >= k:
+        return f"converted: reached all {k} steps within the window"
+    nxt = outcomes[level]
+    head = f"dropped after '{names[level - 1]}' (step {level} of {k})"
+    if cfg.order == "any":
+        return f"{head}: no window of {_span(cfg.window)} holds more than {level} distinct steps"
+    if not nxt.events:
+        return f"{head}: this {unit} has no '{nxt.step}' event"
+    words = {"tie": "at the same timestamp as the previous step", "window": "beyond the window",
+             "order": "with no earlier previous step", "interrupted": "after another funnel step (strict)"}
+    why = ", ".join(f"{n} {words[s]}" for s, n in nxt.failed.items())
+    return f"{head}: '{nxt.step}' events did not count ({why})" if why else f"{head}"
+
+
+# --- library entry ------------------------------------------------------------------------
+
+def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
+            sessions: str | None = None, diagnose: bool = True) -> Explanation:
+    """Read the input, find ``entity`` (a session id, or a user id with ``level='user'``) and
+    explain its funnel level; add the diagnosis (reason, evidence) when the module exists.
+
+    Raises ``InputError`` with a did-you-mean when the id is unknown."""
+    from .. import api
+    from ..errors import InputError, did_you_mean
+    from .sessions import session_records
+
+    prep = api.prepare(list(sources), cfg, sessions=sessions)
+    ev = prep.events
+    mine = ev.filter(pl.col(ENTITY) == entity).collect()
+    if mine.height == 0:
+        ids = ev.select(pl.col(ENTITY).unique().sort()).collect().to_series()
+        near = did_you_mean(entity, ids.to_list(), n=3)
+        if not near and ids.len():
+            i = int(ids.search_sorted(entity))
+            near = ids.slice(max(0, i - 1), 2).to_list()
+        what = "session" if cfg.level == "session" else "user"
+        raise InputError(f"no {what} {entity!r} in the input ({ids.len():,} {what}s)",
+                         ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?") if near
+                         else f"list the {what} ids with 'funnel analyze --carts FILE'")
+    classified = classify(mine.lazy(), cfg).collect()
+    rec = session_records(mine.lazy(), cfg, prep.attrs).collect().row(0, named=True)
+    out = build_explanation(entity, classified, rec, cfg)
+    if not diagnose:
+        return out
+    try:
+        from . import reasons  # noqa: F401  (written alongside; may be missing)
+    except ImportError:
+        return _replace(out, diagnosis_note="diagnosis unavailable (funnel.core.reasons is missing)")
+    # The diagnosis sees every event of the entity's user (recovery looks at later sessions) and
+    # the input-wide baseline (e.g. converters' dwell), as in a full analysis.
+    user = rec.get(USER)
+    scope = ev.filter((pl.col(USER) == user) if user is not None else (pl.col(ENTITY) == entity))
+    baseline = api.shard_baseline(ev, cfg, prep.attrs)
+    diag = api.shard_diagnosis(scope, cfg, prep.attrs, baseline).filter(pl.col(ENTITY) == entity)
+    if not diag.height or diag["reason"][0] is None:
+        return _replace(out, diagnosis_note="no diagnosis: only abandoned carts get a reason")
+    row = diag.row(0, named=True)
+    from .signals import catalogue, describe
+
+    cat = catalogue(cfg)
+    return _replace(out, reason=row["reason"], confidence=row.get("confidence"),
+                    evidence=[EvidenceNote(s, describe(s, cat)) for s in row.get("evidence") or []],
+                    recovered=bool(row.get("recovered")))
+
+
+def _replace(e: Explanation, **kw) -> Explanation:
+    from dataclasses import replace
+
+    return replace(e, **kw)
