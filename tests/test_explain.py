@@ -1,0 +1,198 @@
+"""``funnel explain``: why one visitor is counted as dropped, event by event.
+
+The fixture (tests/fixtures/explain/events.csv) holds one session per story: a tie, the
+ship@20 / ship@50 + pay@50 case, a step beyond the window, a step before its previous step, a
+restart whose second attempt counts, a purchase, a strict-order interruption and a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from typer.testing import CliRunner
+
+import reference_funnel as ref
+from funnel.cli import app
+from funnel.config import Config
+from funnel.core.explain import STATUSES, classify
+from funnel.core.funnel import LEVEL, funnel_levels
+from funnel.schema import ENTITY, STEP
+from test_engine_properties import logs, step_frame
+
+FIXTURE = Path(__file__).parent / "fixtures" / "explain" / "events.csv"
+runner = CliRunner()
+
+
+def explain_json(*args: str) -> dict:
+    r = runner.invoke(app, ["explain", *args, str(FIXTURE), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def statuses(doc: dict) -> list[tuple[str, str]]:
+    return [(e["event"], e["status"]) for e in doc["events"] if e["status"] != "ignored"]
+
+
+@pytest.mark.parametrize(("sid", "expected", "level", "verdict"), [
+    ("s_tie", [("add_to_cart", "reached"), ("begin_checkout", "tie")], 1, "at the same timestamp"),
+    ("s_ship", [("add_to_cart", "reached"), ("begin_checkout", "reached"), ("add_shipping_info", "reached"),
+                ("add_shipping_info", "repeat"), ("add_payment_info", "tie")], 3, "at the same timestamp"),
+    ("s_window", [("add_to_cart", "reached"), ("begin_checkout", "window")], 1, "beyond the window"),
+    ("s_order", [("begin_checkout", "order"), ("add_to_cart", "reached")], 1, "no earlier previous step"),
+    ("s_restart", [("add_to_cart", "start"), ("begin_checkout", "advanced"), ("add_to_cart", "reached"),
+                   ("begin_checkout", "reached"), ("add_shipping_info", "reached")], 3, "no 'payment' event"),
+    ("s_buy", [(e, "reached") for e in ("add_to_cart", "begin_checkout", "add_shipping_info",
+                                        "add_payment_info", "purchase")], 5, "converted"),
+    ("s_strict", [("add_to_cart", "reached"), ("begin_checkout", "reached"), ("add_to_cart", "start"),
+                  ("add_shipping_info", "reached")], 3, "no 'payment' event"),
+    ("s_dup", [("add_to_cart", "reached"), ("begin_checkout", "reached"), ("begin_checkout", "duplicate")],
+     2, "no 'shipping' event"),
+])
+def test_each_story_is_explained(sid, expected, level, verdict):
+    doc = explain_json(sid)
+    assert statuses(doc) == expected
+    assert doc["level"] == level
+    assert doc["exit_step"] == ["cart", "checkout", "shipping", "payment", "purchase"][level - 1]
+    assert verdict in doc["verdict"]
+    assert [e["time"] for e in doc["events"]] == sorted(e["time"] for e in doc["events"])
+
+
+def test_details_name_the_times_involved():
+    doc = explain_json("s_window")
+    assert doc["events"][1]["detail"] == \
+        "window: 1d 1h after the attempt started at 2026-10-01T09:00:00Z (window 1d)"
+    assert doc["steps"][1] == {"step": "checkout", "reached": False, "time": None, "events": 1,
+                               "failed": {"window": 1}}
+    tie = explain_json("s_ship")["events"][4]
+    assert tie["previous_step_time"] == tie["time"] == "2026-10-01T11:00:50Z"
+
+
+def test_strict_order_reports_the_interruption():
+    doc = explain_json("s_strict", "--order", "strict")
+    assert statuses(doc)[-1] == ("add_shipping_info", "interrupted")
+    assert doc["level"] == 2 and doc["exit_step"] == "checkout"
+    assert "another funnel step" in doc["verdict"]
+
+
+def test_window_option_changes_the_verdict():
+    assert explain_json("s_window", "--window", "2d")["level"] == 2
+    assert explain_json("s_ship", "--window", "15s")["level"] == 2
+
+
+def test_any_order_uses_the_best_window():
+    doc = explain_json("s_order", "--order", "any")
+    assert doc["level"] == 2 and all(s == "reached" for _, s in statuses(doc))
+
+
+def test_user_level():
+    doc = explain_json("u_5", "--unit", "user")
+    assert doc["unit"] == "user" and doc["user_id"] == "u_5" and doc["level"] == 3
+
+
+def test_diagnosis_is_attached_to_abandoned_carts_only():
+    dropped = explain_json("s_tie")
+    assert dropped["reason"] in ("payment", "shipping", "returns", "ui_friction", "unknown")
+    assert dropped["diagnosis_note"] is None
+    bought = explain_json("s_buy")
+    assert bought["reason"] is None and "only abandoned carts" in bought["diagnosis_note"]
+
+
+def test_terminal_output_and_json_file(tmp_path):
+    out = tmp_path / "x.json"
+    r = runner.invoke(app, ["explain", "s_ship", str(FIXTURE), "--json", str(out)], env={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "dropped after 'shipping' (step 3 of 5)" in r.stdout
+    assert "tie: the latest 'shipping' event is at the same time" in r.stdout
+    assert "exit step: shipping" in r.stdout and f"wrote {out}" in r.stdout
+    assert json.loads(out.read_text())["entity"] == "s_ship"
+
+
+def test_json_to_stdout_keeps_stdout_parseable():
+    r = runner.invoke(app, ["explain", "s_tie", str(FIXTURE), "--json", "-"])
+    assert r.exit_code == 0
+    json.loads(r.stdout)                       # the table went to stderr
+    assert "dropped after" in r.stderr
+
+
+def test_unknown_session_is_an_input_error_with_did_you_mean():
+    r = runner.invoke(app, ["explain", "s_tei", str(FIXTURE)])
+    assert r.exit_code == 2
+    assert "no session 's_tei' in the input (8 sessions)" in r.stderr
+    assert "did you mean 's_tie'" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_unknown_id_far_from_all_gets_neighbours():
+    r = runner.invoke(app, ["explain", "zzz", str(FIXTURE)])
+    assert r.exit_code == 2 and "did you mean 's_window'" in r.stderr
+
+
+def test_bad_option_is_a_config_error():
+    r = runner.invoke(app, ["explain", "s_tie", str(FIXTURE), "--order", "sorted"])
+    assert r.exit_code == 2 and "invalid --order 'sorted'" in r.stderr
+
+
+# --- the classification agrees with the engine and the reference ---------------------------
+
+def _classify(rows, n_steps: int, window: int, order: str) -> pl.DataFrame:
+    from funnel.config import Step
+    from funnel.schema import EVENT
+
+    cfg = Config(steps=tuple(Step(f"step{k}", (f"s{k}",)) for k in range(n_steps)), window=window, order=order)
+    ev = step_frame(rows).with_columns(pl.format("s{}", STEP).alias(EVENT))
+    return classify(ev, cfg).collect()
+
+
+@pytest.mark.parametrize("order", ("ordered", "strict", "any"))
+@settings(max_examples=120, deadline=None)
+@given(log=logs())
+def test_classification_agrees_with_reference(order, log):
+    n_steps, window, rows = log
+    steps_only = [r for r in rows if r[2] is not None]
+    if not steps_only:
+        return
+    got = _classify(steps_only, n_steps, window, order)
+    assert set(got["status"].unique()) <= set(STATUSES)
+    base = 1_790_000_000_000_000
+    for ent in {r[0] for r in steps_only}:
+        mine = got.filter(pl.col(ENTITY) == ent)
+        evs = [(t, s) for e, t, s in steps_only if e == ent]
+        want = ref.funnel_result(evs, n_steps, window, order)
+        assert mine["_level"][0] == want.level
+        reached = {(t - base, s) for t, s in mine.filter(pl.col("status") == "reached").select("_t", STEP).iter_rows()}
+        if order != "any":
+            assert reached == {(t, k) for k, t in enumerate(want.times) if t is not None}
+            q = (ref.qualifying_strict if order == "strict" else ref.qualifying_ordered)(evs, n_steps, window)
+            for t, s, status in mine.select("_t", STEP, "status").iter_rows():
+                t -= base
+                prev = [x for x in q if x.step == s - 1 and x.t <= t]
+                latest = max(prev, key=lambda x: x.t) if prev else None
+                if status == "tie":
+                    assert latest is not None and latest.t == t
+                elif status == "window":
+                    assert latest is not None and latest.t < t and t - latest.anchor > window
+                elif status == "order":
+                    assert latest is None
+                elif status == "interrupted":
+                    assert order == "strict" and latest is not None
+        else:
+            assert len({s for _, s in reached}) == len(reached) == want.level
+
+
+def test_classification_level_equals_engine_on_the_sample():
+    from conftest import SAMPLE_EVENTS
+    from funnel.api import prepare
+
+    cfg = Config()
+    ev = prepare([str(SAMPLE_EVENTS)], cfg).events
+    for order in ("ordered", "strict", "any"):
+        c = Config(order=order)
+        got = classify(ev, c).group_by(ENTITY).agg(pl.col("_level").first()).collect()
+        eng = funnel_levels(ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, "ts", STEP), 5, c.window,
+                            order).collect()
+        joined = got.join(eng, on=ENTITY, how="left").with_columns(pl.col(LEVEL).fill_null(0))
+        assert (joined["_level"] == joined[LEVEL]).all(), order
