@@ -631,11 +631,12 @@ def finalize_bands(p: dict[str, pl.DataFrame]) -> list[Band]:
     return out
 
 
-def finalize_episodes(p: dict[str, pl.DataFrame], min_carts: int = 10, z_min: float = 4.0,
+def finalize_episodes(p: dict[str, pl.DataFrame], min_carts: int = 20, z_min: float = 4.5,
                       max_per_reason: int = 2) -> list[ReasonEpisode]:
-    """Contiguous day ranges where a reason's share of abandoned carts is far above its share on
-    the other days: the window with the largest two-proportion z (>= z_min, share >= 1.5x) per
-    reason, then the next one outside it."""
+    """Contiguous day ranges (``start``..``end`` inclusive, UTC days of the exit) where a
+    reason's share of abandoned carts is far above its share on the other days: per reason the
+    window with the largest two-proportion z (>= ``z_min``, a strict bar because every window
+    is tried; share >= 1.25x and >= 5 points above the rest), then the next one outside it."""
     from datetime import date, timedelta
 
     df = p.get("diag:daily")
@@ -685,7 +686,7 @@ def _best_window(k: list[int], n: list[int], used: list[bool], min_carts: int, z
             if nin < min_carts or nout < min_carts or kin < 3:
                 continue
             pin, pout = kin / nin, kout / nout
-            if pin < 1.5 * pout:
+            if pin < 1.25 * pout or pin - pout < 0.05:   # a jump worth reporting
                 continue
             pool = K / N
             se = math.sqrt(pool * (1 - pool) * (1 / nin + 1 / nout))
