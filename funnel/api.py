@@ -108,7 +108,10 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     loaded = load_events(sources, cfg)
     lf = normalize(project_input(loaded.lf, cfg), cfg.timezone)
     built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
-    lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
+    if lf.select(built.any()).collect(engine="streaming").item():  # cheap scan of 3 columns
+        lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
+    else:  # every row has a session id: skip the full sort + windows (no row order is relied on)
+        lf = lf.with_columns(pl.lit(False).alias("_built_session"))
     lf = map_steps(lf, cfg)
     lf = mark_duplicates(lf)
     lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
