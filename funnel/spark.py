@@ -198,8 +198,6 @@ def _collect_partials(df) -> parts.Partials:
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
                   progress=None, spark=None):
     """``api.analyze`` on Spark: same report sections; ``carts``/``rejects`` tables stay empty."""
-    from pyspark.sql import functions as F  # noqa: N812  (after _require_spark via spark_session)
-
     from .api import Analysis, build_report
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
@@ -215,12 +213,12 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     if isinstance(sources, str):
         sources = [sources]
     spark = spark or spark_session()
-    from pyspark.sql import functions as F  # noqa: N812,F811
+    from pyspark.sql import functions as F  # noqa: N812  (imported after the availability check)
 
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
     raw = _read(spark, list(sources))
-    names = [c for c in raw.columns]
+    names = list(raw.columns)
     roles = detect_roles(names, cfg.columns, where=", ".join(sources))
     rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
     others = [c for c in names if c not in rename]
