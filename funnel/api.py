@@ -101,23 +101,10 @@ def collected_columns(lf: pl.LazyFrame, cfg: Config, funnel_only: bool) -> pl.La
     return lf.select(keep)
 
 
-def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
-            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
-    say = progress or (lambda _msg: None)
-    say("reading input")
-    loaded = load_events(sources, cfg)
-    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone)
-    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
-    if lf.select(built.any()).collect(engine="streaming").item():  # cheap scan of 3 columns
-        lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
-    else:  # every row has a session id: skip the full sort + windows (no row order is relied on)
-        lf = lf.with_columns(pl.lit(False).alias("_built_session"))
-    lf = map_steps(lf, cfg)
-    lf = mark_duplicates(lf)
-    lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
-    lf = collected_columns(lf, cfg, funnel_only)
+def _collect_input(lf: pl.LazyFrame, loaded: Loaded) -> pl.DataFrame:
+    """Collect a query that reads the input; a read failure names the file (and line)."""
     try:
-        df = lf.collect(engine="streaming")
+        return lf.collect(engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as exc:  # OSError: e.g. a gzip truncated mid-file
         from .io.sources import explain_read_error
 
@@ -128,6 +115,24 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
         files = ", ".join(str(f.path) for f in loaded.files)
         raise InputError(f"{files}: cannot read the input ({msg})",
                          "check that every file is complete and in one of the supported formats") from None
+
+
+def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
+            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
+    say = progress or (lambda _msg: None)
+    say("reading input")
+    loaded = load_events(sources, cfg)
+    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone)
+    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
+    if _collect_input(lf.select(built.any()), loaded).item():  # cheap scan of 3 columns
+        lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
+    else:  # every row has a session id: skip the full sort + windows (no row order is relied on)
+        lf = lf.with_columns(pl.lit(False).alias("_built_session"))
+    lf = map_steps(lf, cfg)
+    lf = mark_duplicates(lf)
+    lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
+    lf = collected_columns(lf, cfg, funnel_only)
+    df = _collect_input(lf, loaded)
     say(f"read {df.height:,} rows")
     rejects = df.filter(pl.col(REJECT).is_not_null())
     usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT, "_extra", "_detail", strict=False)
@@ -334,6 +339,9 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
+    from .core.signals import catalogue
+
+    catalogue(cfg)  # signal rules from funnel.toml are validated before any data is read
     funnel_only = funnel_only and compare is None and not getattr(period, "compare", None) and not rules
     if isinstance(sources, str):
         sources = [sources]

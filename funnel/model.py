@@ -95,7 +95,7 @@ class FunnelResult(Record):
 
 @dataclass(frozen=True)
 class EvidenceItem(Record):
-    signal: str                        # catalogue id, e.g. payment.error_event
+    signal: str                        # catalogue id, e.g. payment.error
     description: str
     sessions: int
 

@@ -137,11 +137,32 @@ def init_toml(sources: list[str], cfg: Config) -> str:
         "[gates]",
         "fail_on = []                # e.g. [\"abandonment_rate>0.8\"] — exit 1 when a rule fires",
         "",
-        "# Signal rules per reason extend the built-in catalogue, e.g.:",
+        "# Signal rules per reason extend the built-in catalogue (see README: Diagnosis), e.g.:",
         "# [signals.payment]",
         '# events = ["payment_failed", "card_declined"]',
+        "# [signals.returns.policy_view]",
+        '# url_patterns = ["/palautukset"]',
+        "",
+        "# Thresholds of the inferred signals (defaults shown):",
         "# [thresholds]",
-        "# shipping_share = 0.15",
+        *_threshold_lines(),
         "",
     ]
     return "\n".join(lines)
+
+
+def _threshold_lines() -> list[str]:
+    """Every [thresholds] key with its default, from the signal catalogue itself."""
+    from dataclasses import fields
+
+    from .core.signals import _THRESHOLD_KEYS, Thresholds
+
+    defaults = {f.name: f.default for f in fields(Thresholds)}
+    out = []
+    for key, kind in _THRESHOLD_KEYS.items():
+        if kind == "duration":
+            value = f'"{int(defaults[key + "_us"]) // 60_000_000}m"'
+        else:
+            value = repr(defaults[key])
+        out.append(f"# {key} = {value}")
+    return out

@@ -135,3 +135,28 @@ def test_version_and_help():
     h = run_cli("analyze", "--help")
     for flag in ("--sessions", "--steps", "--window", "--json", "--markdown", "--html", "--config"):
         assert flag in h.stdout
+
+
+def test_init_threshold_defaults_are_valid_config(tmp_path):
+    """Uncommenting the [thresholds] block that `funnel init` writes gives a valid config."""
+    import re
+
+    from funnel.config import load_config
+    from funnel.core.signals import catalogue
+
+    r = run_cli("init", "--out", str(tmp_path / "funnel.toml"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "funnel.toml").read_text()
+    block = text[text.index("# [thresholds]"):]
+    uncommented = re.sub(r"(?m)^# ", "", block)
+    p = tmp_path / "t.toml"
+    p.write_text(uncommented)
+    cat = catalogue(load_config(p))
+    assert cat.thresholds.shipping_share == 0.15 and cat.thresholds.quick_exit_us == 600_000_000
+
+
+def test_bad_signal_config_fails_before_reading(tmp_path):
+    p = tmp_path / "funnel.toml"
+    p.write_text("[thresholds]\nshiping_share = 0.2\n")
+    r = run_cli("analyze", "does-not-exist.csv", "--config", str(p))
+    assert r.returncode == 2 and "shipping_share" in r.stderr and "Traceback" not in r.stderr
