@@ -23,15 +23,30 @@ app = typer.Typer(
 )
 
 EventsArg = Annotated[list[str], typer.Argument(
+    metavar="EVENTS",
     help="Event logs: files, folders or globs (CSV/TSV/Parquet/NDJSON, optionally .gz/.zst).",
     show_default=False)]
 ConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--config", "-c", help="funnel.toml (default: ./funnel.toml or [tool.funnel] in ./pyproject.toml).")]
+    "--config", "-c", metavar="FILE", help="funnel.toml (default: ./funnel.toml or [tool.funnel] in ./pyproject.toml).")]
 ColumnOpt = Annotated[Optional[list[str]], typer.Option(
-    "--column", help="Set a column role: ROLE=COLUMN (e.g. timestamp=event_time). Repeatable.")]
+    "--column", metavar="ROLE=COLUMN", help="Set a column role: ROLE=COLUMN (e.g. timestamp=event_time). Repeatable.")]
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", help="Input format: auto, events, ga4, segment, snowplow, shopify.")]
-TzOpt = Annotated[Optional[str], typer.Option("--timezone", help="Time zone of naive timestamps (IANA name).")]
+    "--format", metavar="FORMAT", help="Input format: auto, events, ga4, segment, snowplow, shopify.")]
+TzOpt = Annotated[Optional[str], typer.Option("--timezone", metavar="ZONE", help="Time zone of naive timestamps (IANA name).")]
+SessionsOpt = Annotated[Optional[str], typer.Option(
+    "--sessions", metavar="FILE", help="Sessions log (device, channel, country, …) joined on session id.")]
+StepsOpt = Annotated[Optional[str], typer.Option(
+    "--steps", metavar="A,B,C", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")]
+WindowOpt = Annotated[Optional[str], typer.Option(
+    "--window", metavar="DURATION", help="Funnel window: 30m, 24h, 7d (default 24h).")]
+OrderOpt = Annotated[Optional[str], typer.Option(
+    "--order", metavar="ORDER", help="ordered (default), strict or any.")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--exclude", metavar="EVENT",
+    help="Exclusion event: sessions with it between their first and last step are not counted. Repeatable.")]
+TimeoutOpt = Annotated[Optional[str], typer.Option(
+    "--session-timeout", metavar="DURATION",
+    help="Inactivity that starts a new session when the log has no session id (default 30m).")]
 
 
 def _consoles(machine_to_stdout: bool):
@@ -76,6 +91,30 @@ def _base_config(config: Path | None, columns: list[str] | None, fmt: str | None
     return cfg.with_overrides(**overrides)
 
 
+def _engine_overrides(cfg, *, steps, window, order, unit, exclude, session_timeout):
+    """Funnel-engine flags shared by analyze and explain, validated and applied over ``cfg``."""
+    from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
+
+    return cfg.with_overrides(
+        steps=parse_steps(steps) if steps else None,
+        window=parse_duration(window, "--window") if window else None,
+        order=validate_choice(order, ORDERS, "--order") if order else None,
+        level=validate_choice(unit, LEVELS, "--unit") if unit else None,
+        exclude=tuple(exclude) if exclude else None,
+        session_timeout=parse_duration(session_timeout, "--session-timeout") if session_timeout else None,
+    )
+
+
+def _write_machine(target: str, text: str) -> str | None:
+    """Write a machine format to stdout (``-``) or atomically to a file; returns the file written."""
+    if target == "-":
+        sys.stdout.write(text)
+        return None
+    from .io.writers import write_text_atomic
+
+    return str(write_text_atomic(target, text))
+
+
 class _Progress:
     """A transient status line on stderr while reading (only on a terminal)."""
 
@@ -101,53 +140,43 @@ class _Progress:
 @app.command()
 def analyze(
     events: EventsArg,
-    sessions: Annotated[Optional[str], typer.Option("--sessions", help="Sessions log (device, channel, country, …) joined on session id.")] = None,
+    sessions: SessionsOpt = None,
     config: ConfigOpt = None,
-    steps: Annotated[Optional[str], typer.Option("--steps", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")] = None,
-    window: Annotated[Optional[str], typer.Option("--window", help="Funnel window: 30m, 24h, 7d (default 24h).")] = None,
-    order: Annotated[Optional[str], typer.Option("--order", help="ordered (default), strict or any.")] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Count sessions (default) or users.")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Exclusion event: sessions with it between their first and last step are not counted. Repeatable.")] = None,
-    segment: Annotated[Optional[list[str]], typer.Option("--segment", help="Break down by this column (sessions log or events). Repeatable.")] = None,
-    session_timeout: Annotated[Optional[str], typer.Option("--session-timeout", help="Inactivity that starts a new session when the log has no session id (default 30m).")] = None,
-    html: Annotated[Optional[str], typer.Option("--html", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE, or - for stdout.")] = None,
-    markdown: Annotated[Optional[str], typer.Option("--markdown", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
-    carts: Annotated[Optional[str], typer.Option("--carts", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
-    rejects: Annotated[Optional[str], typer.Option("--rejects", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
+    steps: StepsOpt = None,
+    window: WindowOpt = None,
+    order: OrderOpt = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", metavar="UNIT", help="Count sessions (default) or users.")] = None,
+    exclude: ExcludeOpt = None,
+    segment: Annotated[Optional[list[str]], typer.Option("--segment", metavar="COLUMN", help="Break down by this column (sessions log or events). Repeatable.")] = None,
+    session_timeout: TimeoutOpt = None,
+    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE|DIR", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or - for stdout.")] = None,
+    markdown: Annotated[Optional[str], typer.Option("--markdown", metavar="FILE|-", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
+    carts: Annotated[Optional[str], typer.Option("--carts", metavar="FILE", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
+    rejects: Annotated[Optional[str], typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Any rejected row is an error (exit 2).")] = False,
-    plotlyjs: Annotated[str, typer.Option("--plotlyjs", help="inline (default, works offline) or cdn (small file).")] = "inline",
+    plotlyjs: Annotated[str, typer.Option("--plotlyjs", metavar="MODE", help="inline (default, works offline) or cdn (small file).")] = "inline",
     include_ids: Annotated[bool, typer.Option("--include-ids", help="Allow session/user ids in the HTML report.")] = False,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local (default: polars, one machine) or spark (PySpark; local mode or the cluster your Spark configuration points at).")] = "local",
+    engine: Annotated[str, typer.Option("--engine", metavar="ENGINE", help="local (default: polars, one machine) or spark (PySpark; local mode or the cluster your Spark configuration points at).")] = "local",
     funnel_only: Annotated[bool, typer.Option("--funnel-only", help="Only the funnel and abandonment counts (fast; no reasons, paths or HTML). Implied by --steps with only --json.")] = False,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
-    period: Annotated[Optional[str], typer.Option("--period", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="The instant relative periods end at (default: the end of the data).")] = None,
-    compare: Annotated[Optional[str], typer.Option("--compare", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
-    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="TIME", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
+    period: Annotated[Optional[str], typer.Option("--period", metavar="PERIOD", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="The instant relative periods end at (default: the end of the data).")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", metavar="PERIOD", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
     machine_stdout = json_out == "-" or markdown == "-"
     human, err = _consoles(machine_stdout)
     try:
-        from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
-
-        cfg = _base_config(config, columns, fmt, timezone)
-        cfg = cfg.with_overrides(
-            steps=parse_steps(steps) if steps else None,
-            window=parse_duration(window, "--window") if window else None,
-            order=validate_choice(order, ORDERS, "--order") if order else None,
-            level=validate_choice(unit, LEVELS, "--unit") if unit else None,
-            exclude=tuple(exclude) if exclude else None,
-            segments=tuple(segment) if segment else None,
-            session_timeout=parse_duration(session_timeout, "--session-timeout") if session_timeout else None,
-            include_ids=include_ids or None,
-        )
+        cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
+                                order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
+        cfg = cfg.with_overrides(segments=tuple(segment) if segment else None, include_ids=include_ids or None)
         if plotlyjs not in ("inline", "cdn"):
             raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
         from .periods import PeriodSpec
@@ -219,26 +248,18 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
     from .render import render
 
     written: list[str] = []
-    if json_out:
-        text = render(report, "json", include_ids=include_ids)
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            written.append(str(write_text_atomic(_in_folder(json_out, report, "json"), text)))
-    if markdown:
-        text = render(report, "markdown")
-        if markdown == "-":
-            sys.stdout.write(text)
-        else:
-            written.append(str(write_text_atomic(_in_folder(markdown, report, "md"), text)))
+    for target, fmt, ext, kw in ((json_out, "json", "json", {"include_ids": include_ids}),
+                                 (markdown, "markdown", "md", {})):
+        if target:
+            path = _write_machine(target if target == "-" else str(_in_folder(target, report, ext)),
+                                  render(report, fmt, **kw))
+            if path:
+                written.append(path)
     if html is None and not json_out and not markdown:
-        html = "reports"
+        html = "reports/"  # the default: a file named after the period in ./reports
     if html:
-        target = Path(html)
-        if target.is_dir() or html.endswith(("/", os.sep)) or (html == "reports" and not target.exists()):
-            target = target / f"funnel-{_period_label(report)}.html"
         text = render(report, "html", plotlyjs=plotlyjs, include_ids=include_ids)
-        written.append(str(write_text_atomic(target, text)))
+        written.append(str(write_text_atomic(_in_folder(html, report, "html"), text)))
     if carts:
         written.append(str(write_frame(carts, result.carts)))
     if rejects:
@@ -253,9 +274,9 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
 
 @app.command()
 def sample(
-    sessions: Annotated[int, typer.Option("--sessions", min=10, help="Number of sessions to generate.")] = 6000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sample_data"),
+    sessions: Annotated[int, typer.Option("--sessions", min=10, metavar="N", help="Number of sessions to generate.")] = 6000,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Random seed (same seed, same files).")] = 7,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")] = Path("sample_data"),
 ) -> None:
     """Generate a realistic shop log with planted causes: events.csv, sessions.csv, labels.csv."""
     human, err = _consoles(False)
@@ -281,7 +302,7 @@ def validate(
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the findings as JSON to FILE or -.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the findings as JSON to FILE or -.")] = None,
 ) -> None:
     """Read the input and report what was detected; exit 2 when it is unusable."""
     human, err = _consoles(json_out == "-")
@@ -293,13 +314,7 @@ def validate(
         if json_out:
             import json
 
-            text = json.dumps(desc, indent=2, ensure_ascii=False) + "\n"
-            if json_out == "-":
-                sys.stdout.write(text)
-            else:
-                from .io.writers import write_text_atomic
-
-                write_text_atomic(json_out, text)
+            _write_machine(json_out, json.dumps(desc, indent=2, ensure_ascii=False) + "\n")
         print_description(desc, human)
         if desc["usable_rows"] == 0:
             from .errors import InputError
@@ -311,8 +326,8 @@ def validate(
 
 @app.command()
 def init(
-    events: Annotated[Optional[list[str]], typer.Argument(help="Optional event logs to detect column roles from.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the config.")] = Path("funnel.toml"),
+    events: Annotated[Optional[list[str]], typer.Argument(metavar="[EVENTS]...", help="Optional event logs to detect column roles from.")] = None,
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the config.")] = Path("funnel.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
@@ -337,17 +352,17 @@ def init(
 
 @app.command()
 def explain(
-    session_id: Annotated[str, typer.Argument(help="The session to explain (a user id with --unit user).", show_default=False)],
+    session_id: Annotated[str, typer.Argument(metavar="SESSION_ID", help="The session to explain (a user id with --unit user).", show_default=False)],
     events: EventsArg,
-    sessions: Annotated[Optional[str], typer.Option("--sessions", help="Sessions log (device, channel, country, …) joined on session id.")] = None,
+    sessions: SessionsOpt = None,
     config: ConfigOpt = None,
-    steps: Annotated[Optional[str], typer.Option("--steps", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")] = None,
-    window: Annotated[Optional[str], typer.Option("--window", help="Funnel window: 30m, 24h, 7d (default 24h).")] = None,
-    order: Annotated[Optional[str], typer.Option("--order", help="ordered (default), strict or any.")] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Explain a session (default) or a user.")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Exclusion event, as in analyze. Repeatable.")] = None,
-    session_timeout: Annotated[Optional[str], typer.Option("--session-timeout", help="Inactivity that starts a new session when the log has no session id (default 30m).")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the explanation as JSON to FILE, or - for stdout.")] = None,
+    steps: StepsOpt = None,
+    window: WindowOpt = None,
+    order: OrderOpt = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", metavar="UNIT", help="Explain a session (default) or a user.")] = None,
+    exclude: ExcludeOpt = None,
+    session_timeout: TimeoutOpt = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the explanation as JSON to FILE, or - for stdout.")] = None,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
@@ -356,28 +371,15 @@ def explain(
     why later ones did not (tie, window, order), its exit step and the diagnosed reason."""
     human, err = _consoles(json_out == "-")
     try:
-        from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
         from .core.explain import explain as run
 
-        cfg = _base_config(config, columns, fmt, timezone).with_overrides(
-            steps=parse_steps(steps) if steps else None,
-            window=parse_duration(window, "--window") if window else None,
-            order=validate_choice(order, ORDERS, "--order") if order else None,
-            level=validate_choice(unit, LEVELS, "--unit") if unit else None,
-            exclude=tuple(exclude) if exclude else None,
-            session_timeout=parse_duration(session_timeout, "--session-timeout") if session_timeout else None,
-        )
+        cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
+                                order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         ex = run(events, session_id, cfg, sessions=sessions)
         if json_out:
             import json
 
-            text = json.dumps(ex.to_dict(), indent=2, ensure_ascii=False) + "\n"
-            if json_out == "-":
-                sys.stdout.write(text)
-            else:
-                from .io.writers import write_text_atomic
-
-                write_text_atomic(json_out, text)
+            _write_machine(json_out, json.dumps(ex.to_dict(), indent=2, ensure_ascii=False) + "\n")
         from rich.markup import escape
         from rich.table import Table
 

@@ -14,7 +14,9 @@ from .schema import EVENT, REJECT, ROLES, SESSION, TS, USER
 def describe_input(sources: list[str], cfg: Config) -> dict[str, Any]:
     """Format, column roles, time range, sessions, users, events per name, rejected rows."""
     from .api import prepare
+    from .core.signals import catalogue
 
+    catalogue(cfg)  # report config mistakes here too, not only in analyze
     prep = prepare(sources, cfg)
     ev = prep.events.collect()
     rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
