@@ -45,3 +45,18 @@ def test_import_funnel_is_light():
             "if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_readme_config_example_is_valid():
+    """The funnel.toml shown in the README loads without errors (unknown keys would fail)."""
+    import tomllib
+
+    from funnel.config import config_from_mapping
+    from funnel.core.signals import catalogue
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)[0]
+    block = block.replace("# ... one table per step\n", '[[funnel.steps]]\nname = "buy"\nevents = ["purchase"]\n')
+    cfg = config_from_mapping(tomllib.loads(block), "README.md")
+    assert cfg.columns["timestamp"] == "event_time" and cfg.step_names == ("cart", "buy")
+    assert catalogue(cfg).thresholds.shipping_share == 0.15
