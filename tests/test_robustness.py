@@ -618,3 +618,69 @@ def test_hostile_strings_do_not_reach_terminal_or_html_raw(tmp_path):
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     html = (tmp_path / "r.html").read_text()
     assert "<script>alert(1)</script>" not in html
+
+
+# --- CSV quoting and line ends ------------------------------------------------------------------
+
+@pytest.mark.parametrize("row,line,why", [
+    ('2026-10-01T10:00:00Z,s1,27" screen\n', 3, "inside a field"),
+    ('2026-10-01T10:00:00Z,s1,"ev"x\n', 3, "after the closing quote"),
+    ('2026-10-01T10:00:00Z,s1,"never closed\n', 3, "never closed"),
+])
+def test_bug_malformed_csv_quoting_did_not_name_the_line(tmp_path, row, line, why):
+    p = tmp_path / "q.csv"
+    p.write_text("timestamp,session_id,event\n2026-10-01T10:00:00Z,s1,\"a, quoted\"\n" + row
+                 + "2026-10-01T10:00:01Z,s1,ok\n")
+    msg = _error(p)
+    assert f"line {line}" in msg and why in msg and str(p) in msg, msg
+
+
+def test_bug_old_mac_cr_line_ends_read_zero_rows(tmp_path):
+    p = tmp_path / "cr.csv"
+    p.write_bytes(b'timestamp,session_id,"event"\r2026-10-01T10:00:00Z,s1,add_to_cart\r2026-10-01T10:01:00Z,s1,purchase\r')
+    _, ev, causes = _prep(p)
+    assert causes == {} and ev["event"].to_list() == ["add_to_cart", "purchase"]
+
+
+def test_bug_semicolon_csv_from_excel_had_no_timestamp_column(tmp_path):
+    p = tmp_path / "excel.csv"
+    p.write_bytes(codecs.BOM_UTF8 + 'timestamp;session_id;event;cart_value\r\n'
+                  '2026-10-01T10:00:00Z;s1;add_to_cart;"12,50"\r\n'
+                  '2026-10-01T10:01:00Z;s1;"a;b";\r\n'.encode())
+    _, ev, causes = _prep(p)
+    assert causes == {}
+    assert ev["event"].to_list() == ["add_to_cart", "a;b"] and ev["cart_value"].to_list() == [12.5, None]
+
+
+def test_bug_decimal_comma_and_thousands_separators_were_bad_values(tmp_path):
+    p = tmp_path / "m.csv"
+    values = ["12,50", "1,234.50", "1.234,50", "€ 9.99", "9.99 EUR", "$1,500", "0,5", "12.5", "1e3", "12,5,0"]
+    p.write_text("timestamp,session_id,event,cart_value\n" + "".join(
+        f'2026-10-01T10:00:{i:02d}Z,s1,e{i},"{v}"\n' for i, v in enumerate(values)))
+    prep, ev, causes = _prep(p)
+    assert ev["cart_value"].to_list() == [12.5, 1234.5, 1234.5, 9.99, 9.99, 1500.0, 0.5, 12.5, 1000.0]
+    assert causes == {"bad_value": 1}
+    assert prep.rejects["_detail"].to_list() == ["cart_value: 12,5,0"]
+
+
+def test_pipe_separated_and_cr_only_with_a_quoted_line_feed(tmp_path):
+    p = tmp_path / "pipe.txt"
+    p.write_bytes(b'timestamp|session_id|event|url\r2026-10-01T10:00:00Z|s1|add_to_cart|"/a\nb"\r'
+                  b'2026-10-01T10:01:00Z|s1|purchase|/c\r')
+    _, ev, causes = _prep(p)
+    assert causes == {} and ev["event"].to_list() == ["add_to_cart", "purchase"]
+    assert ev["url"].to_list() == ["/a b", "/c"]
+
+
+def test_bug_hostile_or_huge_column_names_went_raw_into_the_error(tmp_path):
+    p = tmp_path / "h.csv"
+    p.write_bytes(b"\x1b[31mred\x1b[0m," + b"n" * 100_000 + b",event\n1,2,3\n")
+    msg = _error(p)
+    assert "\x1b" not in msg and len(msg) < 1000 and "no timestamp column" in msg
+
+
+def test_did_you_mean_skips_columns_already_used_for_another_role(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("event,session_id,evnt_time\nadd_to_cart,s,2026-10-01T10:00:00Z\n")
+    msg = _error(p)
+    assert "did you mean 'evnt_time'" in msg and "'event'" not in msg.split("did you mean")[1], msg

@@ -91,6 +91,25 @@ def parse_timestamp(col: pl.Expr, dtype: pl.DataType, tz: str) -> pl.Expr:
     return pl.when(numeric).then(epoch).otherwise(pl.coalesce(with_offset, naive))
 
 
+def parse_number(s: pl.Expr) -> pl.Expr:
+    """Text -> Float64 (null when not a number). Accepts the spellings exports really use:
+    ``12.50``, ``12,50`` (decimal comma), ``1,234.50`` and ``1.234,50`` (thousands separators),
+    a currency symbol or code around the number (``€12.50``, ``12.50 EUR``). ``1,500`` reads as
+    one thousand five hundred (a comma followed by exactly three digits is a thousands separator).
+    """
+    t = s.str.strip_chars().str.replace(r"^(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$", "")
+    en = t.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+    de = t.str.contains(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
+    dec_comma = t.str.contains(r"^[+-]?\d+,\d{1,2}$")
+    fixed = (
+        pl.when(en).then(t.str.replace_all(",", "", literal=True))
+        .when(de).then(t.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True))
+        .when(dec_comma).then(t.str.replace(",", ".", literal=True))
+        .otherwise(t)
+    )
+    return fixed.cast(pl.Float64, strict=False)
+
+
 def _clean_string(c: str) -> pl.Expr:
     s = pl.col(c).cast(pl.String).str.strip_chars()
     return pl.when(s == "").then(None).otherwise(s).alias(c)
@@ -127,8 +146,7 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     money_bad = []
     casts = []
     for c in (CART_VALUE, SHIPPING, LOAD_MS):
-        num = pl.col(c).cast(pl.Float64, strict=False) if schema[c] != pl.String else \
-            pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
+        num = pl.col(c).cast(pl.Float64, strict=False) if schema[c] != pl.String else parse_number(pl.col(c))
         casts.append(num.alias(c))
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")

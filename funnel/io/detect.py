@@ -8,6 +8,12 @@ from ..errors import InputError, did_you_mean
 from ..schema import ROLE_BY_NAME, ROLES, ROW, SOURCE_FILE
 
 
+def _show(name: str, width: int = 40) -> str:
+    """A column name as it may appear in a message: no control characters, at most ``width``."""
+    clean = re.sub(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]", "\ufffd", name)
+    return clean if len(clean) <= width else clean[: width - 1] + "…"
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
 
@@ -28,8 +34,9 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
     for role, col in overrides.items():
         if col not in cols:
             near = did_you_mean(col, cols)
-            hint = f"did you mean {' or '.join(repr(n) for n in near)}?" if near else f"columns found: {', '.join(cols)}"
-            raise InputError(f"{where}: column {col!r} set for role '{role}' does not exist", hint)
+            hint = (f"did you mean {' or '.join(repr(_show(n)) for n in near)}?" if near
+                    else f"columns found: {', '.join(_show(c) for c in cols[:20])}")
+            raise InputError(f"{where}: column {_show(col)!r} set for role '{role}' does not exist", hint)
         roles[role] = col
         used.add(col)
     for role in ROLES:
@@ -46,11 +53,12 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
 
 
 def _require(roles: dict[str, str], cols: list[str], where: str) -> None:
-    shown = ", ".join(cols[:20]) + (" …" if len(cols) > 20 else "")
+    shown = ", ".join(_show(c) for c in cols[:20]) + (" …" if len(cols) > 20 else "")
+    taken = set(roles.values())
     for name in ("timestamp", "event"):
         if name not in roles:
-            near = [c for c in cols if any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
-            hint = (f"did you mean {' or '.join(repr(n) for n in near[:3])}? " if near else "") + \
+            near = [c for c in cols if c not in taken and any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
+            hint = (f"did you mean {' or '.join(repr(_show(n)) for n in near[:3])}? " if near else "") + \
                 f"set it with --column {name}=COLUMN or [columns] {name} = \"...\" in funnel.toml"
             raise InputError(f"{where}: no {name} column found (columns: {shown})", hint)
     if "session_id" not in roles and "user_id" not in roles:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import functools
 import glob as globmod
 import json
 import re
@@ -41,6 +42,22 @@ _N_EXTRA = 8                # surplus fields kept for the rejects file (more are
 _SNIFF = 65536
 
 
+@functools.cache
+def _decompress_errors() -> tuple[type[BaseException], ...]:
+    """What a truncated or corrupt .gz/.zst raises while being read."""
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, zlib.error)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:
+        pass
+    return errors
+
+
+
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
@@ -48,6 +65,12 @@ class SourceFile:
     compression: str     # "" | gz | zst
     size: int
     encoding: str = "utf-8"   # utf-8 | utf-8-sig | utf-16 | utf-16-le | utf-16-be | cp1252 | latin-1
+    newline: str = "\n"       # "\r": old Mac line ends, turned into "\n" in the UTF-8 copy
+    separator: str = ""       # CSV/TSV field separator ("" = the format's own: , or tab)
+
+    @property
+    def sep(self) -> str:
+        return self.separator or ("\t" if self.format == "tsv" else ",")
 
 
 def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
@@ -145,17 +168,25 @@ def sniff_format(path: Path) -> SourceFile:
     if re.match(rb"\[\s*[\[\]{]", stripped) or (fmt == "ndjson" and stripped[:1] == b"["):
         raise InputError(f"{path}: a JSON array, not NDJSON (one JSON object per line)",
                          f"convert it, e.g. jq -c '.[]' {path.name} > events.ndjson")
+    lone_cr = len(re.findall(rb"\r(?!\n)", stripped))
+    newline = "\r" if lone_cr > stripped.count(b"\n") else "\n"
     if fmt is None or fmt == "csv":
         if stripped[:1] in (b"{",):
             fmt = "ndjson"
-        elif fmt is None:
-            first = stripped.split(b"\n", 1)[0]
-            fmt = "tsv" if first.count(b"\t") > first.count(b",") else "csv"
-    if fmt == "csv":
-        first = stripped.split(b"\n", 1)[0]
-        if first.count(b"\t") > first.count(b","):
-            fmt = "tsv"
-    return SourceFile(path, fmt, compression, size, encoding)
+    separator = ""
+    if fmt in (None, "csv", "tsv"):
+        first = re.split(rb"\r\n|\n|\r", stripped, maxsplit=1)[0]
+        separator = _sniff_separator(first, "\t" if fmt == "tsv" else ",")
+        fmt = "tsv" if separator == "\t" else "csv"
+    return SourceFile(path, fmt, compression, size, encoding, newline, separator)
+
+
+def _sniff_separator(header: bytes, default: str) -> str:
+    """The field separator of a header line: the most frequent of , tab ; | outside quotes."""
+    bare = re.sub(rb'"[^"]*"', b"", header)
+    counts = {sep: bare.count(sep.encode()) for sep in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda k: (counts[k], k == default))
+    return best if counts[best] > counts[default] else default
 
 
 def _sniff_encoding(head: bytes) -> str | None:
@@ -198,7 +229,7 @@ def _decompressed_head(path: Path, compression: str) -> bytes:
             return fh.read(_SNIFF)
     except ImportError:
         return b""
-    except (OSError, EOFError, ValueError) as exc:
+    except _decompress_errors() as exc:
         raise InputError(f"{path}: cannot decompress ({_short(exc)})",
                          "the file may be truncated; export it again") from None
 
@@ -231,7 +262,8 @@ def _tmpdir() -> Path:
 
 def _text_path(src: SourceFile) -> Path:
     """The path polars should read: the file itself, or its UTF-8 copy when it is not UTF-8."""
-    if src.encoding == "utf-8" or src.format == "parquet" or (src.encoding == "utf-8-sig" and src.format != "ndjson"):
+    plain = src.encoding == "utf-8" or (src.encoding == "utf-8-sig" and src.format != "ndjson")
+    if src.format == "parquet" or (plain and src.newline == "\n"):
         return src.path
     st = src.path.stat()
     key = (str(src.path.resolve()), st.st_size, st.st_mtime_ns)
@@ -239,14 +271,23 @@ def _text_path(src: SourceFile) -> Path:
     if hit is not None and hit.exists():
         return hit
     out = _tmpdir() / f"{len(_TRANSCODED)}-{src.path.name.split('.')[0]}.{src.format}"
-    errors = "replace" if src.encoding == "cp1252" else "strict"
+    errors = "strict" if src.encoding.startswith(("utf-16", "utf-32", "latin")) else "replace"
     decoder = codecs.getincrementaldecoder(src.encoding)(errors=errors)
     try:
         with _open_decompressed(src.path, src.compression) as raw, out.open("w", encoding="utf-8", newline="") as dst:
-            while chunk := raw.read(1 << 20):
-                dst.write(decoder.decode(chunk))
-            dst.write(decoder.decode(b"", final=True))
-    except (OSError, EOFError, ValueError) as exc:
+            carry = ""
+            while True:
+                chunk = raw.read(1 << 20)
+                text = carry + decoder.decode(chunk, final=not chunk)
+                carry = ""
+                if src.newline == "\r":
+                    if chunk and text.endswith("\r"):
+                        text, carry = text[:-1], "\r"
+                    text = re.sub(r"\r(?!\n)", "\n", text)
+                dst.write(text)
+                if not chunk:
+                    break
+    except _decompress_errors() as exc:
         out.unlink(missing_ok=True)
         raise InputError(f"{src.path}: cannot read as {src.encoding} text ({_short(exc)})",
                          "the file may be truncated or not text; export it again as UTF-8") from None
@@ -304,7 +345,7 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
             schema = pl.Schema({k: pl.String for k in schema.names()})
         lf = pl.scan_ndjson(path, schema=schema).with_row_index(ROW, offset=1)
     else:
-        sep = "\t" if src.format == "tsv" else ","
+        sep = src.sep
         names = _csv_header(src, path, sep)
         extras = [f"_extra_field_{i}" for i in range(_N_EXTRA)]
         schema = {**{n: pl.String for n in names}, **{x: pl.String for x in extras}}
@@ -355,7 +396,7 @@ def read_error(src: SourceFile, exc: BaseException) -> InputError:
                     pass
         except ImportError:
             pass
-        except (OSError, EOFError, ValueError) as dexc:
+        except _decompress_errors() as dexc:
             return InputError(f"{src.path}: cannot decompress ({_short(dexc)})",
                               "the file is probably truncated; export or download it again")
     if src.format == "ndjson":
@@ -364,6 +405,13 @@ def read_error(src: SourceFile, exc: BaseException) -> InputError:
             line, why = bad
             return InputError(f"{src.path}: line {line} is not a JSON object ({why})",
                               "fix or remove that line (NDJSON needs one JSON object per line)")
+    if src.format in ("csv", "tsv"):
+        bad = _bad_csv_line(src)
+        if bad is not None:
+            line, why = bad
+            return InputError(f"{src.path}: line {line} has malformed quoting ({why})",
+                              'quote the whole field and double the quotes inside it ("27"" screen"), '
+                              "or remove that line")
     return InputError(f"{src.path}: cannot read as {src.format.upper()} ({_short(exc)})",
                       "check that the file is complete and in the format its name says")
 
@@ -372,7 +420,7 @@ def explain_read_error(files: list[SourceFile], exc: BaseException) -> InputErro
     """Which of ``files`` is unreadable, and why (for errors raised only when data is read)."""
     for src in files:
         try:
-            scan_file(src, text=src.format != "parquet").select(pl.len()).collect(engine="streaming")
+            scan_file(src, text=src.format != "parquet").select(pl.all().null_count()).collect(engine="streaming")
         except InputError as err:
             return err
         except Exception as err:  # noqa: BLE001
@@ -392,10 +440,8 @@ def _no_constant(s: str) -> None:
 
 
 def _bad_json_line(src: SourceFile) -> tuple[int, str] | None:
-    path = _text_path(src)
-    opener = (lambda: path.open("rb")) if path != src.path else (lambda: _open_decompressed(src.path, src.compression))
     try:
-        with opener() as fh:
+        with _lines(src) as fh:
             for n, raw in enumerate(fh, 1):
                 line = raw.strip()
                 if n == 1:
@@ -408,8 +454,59 @@ def _bad_json_line(src: SourceFile) -> tuple[int, str] | None:
                     return n, getattr(exc, "msg", None) or _short(exc)
                 if not isinstance(obj, dict):
                     return n, f"found {_json_kind(obj)}"
-    except (OSError, EOFError):
+    except _decompress_errors():
         return None
+    return None
+
+
+def _lines(src: SourceFile):
+    """Context manager over the file's text lines as bytes (decompressed / transcoded)."""
+    path = _text_path(src)
+    if path != src.path:
+        return path.open("rb")
+    return _open_decompressed(src.path, src.compression)
+
+
+def _bad_csv_line(src: SourceFile) -> tuple[int, str] | None:
+    """First line breaking RFC 4180 quoting, the way polars refuses it (None when all is fine)."""
+    sep = ord(src.sep)
+    quote = 34
+    state, opened = 0, 0          # 0 field start, 1 unquoted, 2 in quotes, 3 quote inside quotes
+    try:
+        with _lines(src) as fh:
+            for n, raw in enumerate(fh, 1):
+                if state != 2 and quote not in raw:
+                    state = 0
+                    continue
+                line = raw.rstrip(b"\r\n")
+                if state != 2:
+                    state = 0
+                for ch in line:
+                    if state == 0:
+                        if ch == quote:
+                            state, opened = 2, n
+                        elif ch != sep:
+                            state = 1
+                    elif state == 1:
+                        if ch == sep:
+                            state = 0
+                        elif ch == quote:
+                            return n, 'a " inside a field that does not start with one'
+                    elif state == 2:
+                        if ch == quote:
+                            state = 3
+                    elif ch == quote:
+                        state = 2
+                    elif ch == sep:
+                        state = 0
+                    else:
+                        return n, "text after the closing quote of a field"
+                if state == 3:
+                    state = 0
+    except _decompress_errors():
+        return None
+    if state == 2:
+        return opened, "a quote opened here is never closed"
     return None
 
 
