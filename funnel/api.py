@@ -278,7 +278,7 @@ def _iso(ts: Any) -> str | None:
 def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
     rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
     totals = p["totals"].row(0, named=True)
-    users = prep.events.select(pl.col(USER).n_unique()).collect().item()
+    users = prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
     return InputSummary(
         files=[str(f.path) for f in prep.loaded.files], format=prep.loaded.format,
         columns=dict(prep.loaded.columns), rows_read=prep.rows_read, rows_rejected=prep.rejects.height,
@@ -292,12 +292,17 @@ def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
 
 
 def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
-    """Rejected rows as written by ``--rejects``: file, row, cause, then the row's values."""
+    """Rejected rows as written by ``--rejects``: file, row, cause, the offending raw value
+    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any)."""
     from .schema import ROW, SOURCE_FILE, STEP
 
-    keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP)]
+    special = ("_detail", "_extra")
+    keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP, *special)]
+    detail = pl.col("_detail") if "_detail" in rejects.columns else pl.lit(None, pl.String)
+    extra = [pl.col("_extra").alias("extra_fields")] if "_extra" in rejects.columns else []
     return rejects.select(pl.col(SOURCE_FILE).alias("file"), pl.col(ROW).alias("row"),
-                          pl.col(REJECT).alias("cause"), *keep).sort("file", "row")
+                          pl.col(REJECT).alias("cause"), detail.alias("detail"), *keep,
+                          *extra).sort("file", "row")
 
 
 def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
