@@ -707,3 +707,35 @@ def test_bug_users_counted_a_missing_user_id_as_one_user(tmp_path):
 
     inp = analyze(str(DIRTY / "partly_bad.csv")).report.to_dict()["input"]
     assert inp["users"] == 0 and inp["sessions"] == 1
+
+
+# --- the sessions log goes through the same reader ----------------------------------------------
+
+def _events_file(tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_text(HEADER + "".join(f"2026-10-01T10:00:{i:02d}Z,s{i},u{i},add_to_cart\n" for i in range(5)))
+    return p
+
+
+@pytest.mark.parametrize("name,data,words", [
+    ("s.csv.gz", gzip.compress(("session_id,device\n" + "".join(f"s{i},mobile\n" for i in range(20000))).encode())[:3000],
+     ["s.csv.gz", "truncated"]),
+    ("s.csv", b'session_id,device\ns1,27" phone\n', ["s.csv", "line 2", "quoting"]),
+    ("s.ndjson", b'{"session_id": "s1", "device": "x"}\n{oops\n', ["s.ndjson", "line 2"]),
+    ("s.csv", b"sess,device\ns1,x\n", ["s.csv", "no session id column"]),
+])
+def test_bug_damaged_sessions_log_was_an_unexpected_error(tmp_path, name, data, words):
+    s = tmp_path / name
+    s.write_bytes(data)
+    with pytest.raises(InputError) as e:
+        prepare([str(_events_file(tmp_path))], Config(), sessions=str(s))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_latin1_sessions_log(tmp_path):
+    s = tmp_path / "s.csv"
+    s.write_bytes("session_id,device\ns1,téléphone\n".encode("latin-1"))
+    prep = prepare([str(_events_file(tmp_path))], Config(), sessions=str(s))
+    ev = prep.events.collect()
+    assert ev.filter(pl.col("session_id") == "s1")["device"].to_list() == ["téléphone"]

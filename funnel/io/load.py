@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import BLANK, EXTRA, SourceFile, file_schema, resolve_paths, scan_file, sniff_format
+from .sources import BLANK, EXTRA, SourceFile, file_schema, read_error, resolve_paths, scan_file, sniff_format
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
 INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
@@ -106,7 +106,13 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
                              "name it session_id or set [columns] session_id in funnel.toml")
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
-        frames.append(scan_file(src, text=True).select(pl.col(sid).cast(pl.String).alias(SESSION),
-                                            *(pl.col(c).cast(pl.String) for c in keep)))
+        q = scan_file(src, text=True).select(pl.col(sid).cast(pl.String).alias(SESSION),
+                                             *(pl.col(c).cast(pl.String) for c in keep))
+        # Read now (one row per session, small next to the events): a damaged sessions log is
+        # reported here, naming the file and line, not later from inside the analysis.
+        try:
+            frames.append(q.collect(engine="streaming").lazy())
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise read_error(src, exc) from None
     lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return lf.unique(SESSION, keep="first"), attrs
