@@ -282,11 +282,11 @@ def test_bug_ragged_rows_lost_their_extra_fields_silently():
 def test_bug_blank_lines_were_rejected_as_missing_timestamp(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("timestamp,session_id,user_id,event,note\n"
-                 "\n2026-10-01T10:00:00Z,s,u,a,\n\n,,, ,\n,,,,kept\n2026-10-01T10:00:01Z,s,u,b,x\n")
+                 "\n2026-10-01T10:00:00Z,s,u,a,\n\n,,,,\n,,,,kept\n,, ,,\n2026-10-01T10:00:01Z,s,u,b,x\n")
     prep, ev, causes = _prep(p)
     assert ev["event"].to_list() == ["a", "b"]
-    assert causes == {"empty_row": 3, "missing_timestamp": 1}
-    assert prep.rejects.filter(pl.col("_reject") == "missing_timestamp")["_row"].to_list() == [5]
+    assert causes == {"empty_row": 3, "missing_timestamp": 2}    # a lone space is not 'empty'
+    assert prep.rejects.filter(pl.col("_reject") == "missing_timestamp")["_row"].to_list() == [5, 6]
 
 
 def test_mixed_zones_naive_and_epoch_units_out_of_order_and_midnight():

@@ -117,7 +117,8 @@ def _clean_string(c: str) -> pl.Expr:
 
 def harmless(x: pl.Expr) -> pl.Expr:
     """Line breaks/tabs -> one space; other control and bidi-override characters -> U+FFFD."""
-    return x.str.replace_all(_BREAKS, " ").str.replace_all(_UNSAFE, "\uFFFD")
+    fixed = x.str.replace_all(_BREAKS, " ").str.replace_all(_UNSAFE, "\uFFFD")
+    return pl.when(x.str.contains(_UNSAFE)).then(fixed).otherwise(x)   # the test is cheaper than the fix
 
 
 def _is_blank(c: str, dtype: pl.DataType) -> pl.Expr:
