@@ -739,3 +739,22 @@ def test_latin1_sessions_log(tmp_path):
     prep = prepare([str(_events_file(tmp_path))], Config(), sessions=str(s))
     ev = prep.events.collect()
     assert ev.filter(pl.col("session_id") == "s1")["device"].to_list() == ["téléphone"]
+
+
+def test_unreadable_input_file(tmp_path):
+    p = tmp_path / "locked.csv"
+    p.write_text(HEADER)
+    p.chmod(0)
+    try:
+        if os.access(p, os.R_OK):
+            pytest.skip("running as a user who can read anything")
+        msg = _error(p)
+        assert "locked.csv" in msg and "cannot open" in msg
+    finally:
+        p.chmod(0o600)
+
+
+def test_library_error_text_quoting_the_file_is_made_safe():
+    from funnel.io.sources import _short
+
+    assert _short(ValueError("could not parse `\x1b[2J\x07x` as str\nmore")) == "could not parse `\ufffd[2J\ufffdx` as str"

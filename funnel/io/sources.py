@@ -517,5 +517,7 @@ def _json_kind(obj: object) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    """First line of a library error, safe to print (it may quote bytes of the file)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    first = text[0][:200] if text else type(exc).__name__
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]", "\ufffd", first)
