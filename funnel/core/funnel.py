@@ -92,6 +92,7 @@ def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.Laz
 
 
 def _levels_with_times(q: pl.LazyFrame, n_steps: int) -> pl.LazyFrame:
+    q = q.cache()  # used twice below; without it polars plans the per-step joins again
     best = q.group_by(ENTITY).agg(
         (pl.col(STEP).max() + 1).alias(LEVEL),
         pl.col("anchor").filter(pl.col(STEP) == pl.col(STEP).max()).min().alias("_best_anchor"),
