@@ -167,7 +167,7 @@ def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes]):
         meta = {
             "_input": pl.DataFrame({
                 "n_rows": [usable.height + rejects.height],
-                "n_users": [usable[USER].n_unique() if usable.height else 0],  # shards hold disjoint users
+                "n_users": [usable[USER].drop_nulls().n_unique() if usable.height else 0],  # shards hold disjoint users
                 "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
                 "n_capped": [rejects.filter(pl.col(REJECT) == "session_cap")[ENTITY].n_unique()
                              if rejects.height else 0],
