@@ -265,7 +265,8 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
     return Report(
         schema_version=SCHEMA_VERSION, tool={"name": "funnel", "version": __version__},
         generated_at=generated_at(), input=inp, settings=settings, funnel=funnel, abandonment=ab,
-        recommendations=recs, segments=[] if funnel_only else fin.finalize_segments(p, cfg, attrs),
+        recommendations=recs,
+        segments=[] if funnel_only else fin.finalize_segments(p, cfg, parts.segment_columns(attrs, cfg)),
         paths=None if funnel_only else fin.finalize_paths(p, cfg),
         trend=[] if funnel_only else fin.finalize_trend(p, cfg),
     )

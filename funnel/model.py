@@ -198,6 +198,8 @@ class SegmentGroup(Record):
     p_value: float | None              # two-proportion test vs the rest (conversion)
     q_value: float | None              # Benjamini-Hochberg adjusted
     significant: bool
+    reasons: dict[str, int] = field(default_factory=dict)   # abandoned carts per primary reason
+    value_at_stake: float = 0.0        # cart value of this group's abandoned, not recovered carts
 
 
 @dataclass(frozen=True)

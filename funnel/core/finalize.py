@@ -113,14 +113,39 @@ def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[Segmen
         pvals = [two_proportion_test(s[2], s[1], tot_buy - s[2], tot_first - s[1]) if v != OTHER else None
                  for v, s in stats.items()]
         qvals = benjamini_hochberg(pvals)
+        lost = _segment_reasons(p, a, small)
         groups = []
         for (v, (n_all, first, buy)), pv, qv in zip(stats.items(), pvals, qvals, strict=True):
+            counts, value = lost.get(v, ({}, 0.0))
             groups.append(SegmentGroup(
                 value=v, sessions=n_all, conversion=make_rate(buy, first),
                 abandonment=make_rate(first - buy, first), p_value=pv, q_value=qv,
                 significant=bool(qv is not None and qv < 0.05),
+                reasons={r: int(counts.get(r, 0)) for r in ALL_REASONS}, value_at_stake=round(value, 2),
             ))
         out.append(SegmentBreakdown(column=a, groups=groups, other=small, min_size=cfg.min_segment_size))
+    return out
+
+
+def _segment_reasons(p: Partials, column: str, small: list[str]) -> dict[str, tuple[dict[str, int], float]]:
+    """Abandoned carts per reason and their value, per segment value (small ones as (other))."""
+    df = p.get("diag:segments")
+    if df is None or not df.height:
+        return {}
+    sub = (
+        df.filter((pl.col("column") == column) & (pl.col("reason") != NONE))
+        .with_columns(pl.when(pl.col("value").is_in(small)).then(pl.lit(OTHER)).otherwise(pl.col("value"))
+                      .alias("value"))
+        .group_by("value", "reason").agg(
+            pl.col("n_carts").sum(),
+            pl.col("sum_value").filter(~pl.col("recovered")).sum(),  # as value_at_stake: lost, not recovered
+        )
+    )
+    out: dict[str, tuple[dict[str, int], float]] = {}
+    for v in sorted(set(sub["value"].to_list())):
+        rows = sub.filter(pl.col("value") == v)
+        out[v] = (dict(zip(rows["reason"].to_list(), rows["n_carts"].to_list(), strict=True)),
+                  float(rows["sum_value"].sum() or 0.0))
     return out
 
 

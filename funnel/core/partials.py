@@ -21,6 +21,15 @@ EXIT = "(exit)"
 NONE = "(none)"
 
 
+def segment_columns(available: list[str], cfg: Config) -> list[str]:
+    """The columns broken down as segments: ``--segment``/[segments] columns when given, else
+    the usual low-cardinality attributes (device, channel, country, ...) that are present."""
+    from ..schema import DEFAULT_SEGMENT_CANDIDATES
+
+    cands = cfg.segments or DEFAULT_SEGMENT_CANDIDATES
+    return [a for a in cands if a in available]
+
+
 def _value_cols(df: pl.DataFrame) -> list[str]:
     # A bare ``n`` (the count most partials carry) adds like ``n_*``.
     return [c for c in df.columns if c == "n" or c.startswith(("n_", "sum_", "min_", "max_"))]
@@ -100,7 +109,7 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
         .agg(pl.len().alias("n"), value.sum().alias("sum_value"))
     )
     out["currency"] = carts.group_by(pl.col("currency").fill_null(NONE)).agg(pl.len().alias("n"))
-    for a in attrs:
+    for a in segment_columns(attrs, cfg):
         out[f"segment:{a}"] = (
             inc.group_by(pl.col(a).cast(pl.String).fill_null(NONE).alias("value"), LEVEL)
             .agg(pl.len().alias("n"))

@@ -45,7 +45,7 @@ from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, Signal
 from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
 from .funnel import LEVEL, step_time_col
-from .partials import NONE, bucket_expr
+from .partials import NONE, bucket_expr, segment_columns
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
                     wilson)
@@ -456,13 +456,6 @@ def _long_dwell(thr: dict[int, float], k: int, abandoned: pl.Expr
 
 # --- partials ----------------------------------------------------------------------------
 
-def _segment_attrs(names: list[str], cfg: Config) -> list[str]:
-    from ..schema import DEFAULT_SEGMENT_CANDIDATES
-
-    cands = cfg.segments or DEFAULT_SEGMENT_CANDIDATES
-    return [a for a in cands if a in names]
-
-
 def _band_expr(share: pl.Expr) -> pl.Expr:
     e = pl.when(share <= 0).then(0)
     for i, edge in enumerate(BAND_EDGES):
@@ -508,9 +501,9 @@ def diagnosis_partials(diag: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFram
         .agg(pl.len().cast(pl.Int64).alias("n_carts")))
     segs = [
         carts.group_by(pl.lit(a).alias("column"), pl.col(a).cast(pl.String).fill_null(NONE).alias("value"),
-                       pl.col("reason").fill_null(NONE))
+                       pl.col("reason").fill_null(NONE), pl.col("recovered").fill_null(False))
         .agg(pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value"))
-        for a in _segment_attrs(names, cfg)
+        for a in segment_columns(names, cfg)
     ]
     if segs:
         out["diag:segments"] = pl.concat(segs)
