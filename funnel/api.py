@@ -105,7 +105,8 @@ def _collect_input(lf: pl.LazyFrame, loaded: Loaded) -> pl.DataFrame:
     """Collect a query that reads the input; a read failure names the file (and line)."""
     try:
         return lf.collect(engine="streaming")
-    except (pl.exceptions.PolarsError, OSError) as exc:  # OSError: e.g. a gzip truncated mid-file
+    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
+        # OSError: e.g. a gzip truncated mid-file; PanicException: e.g. a corrupt Parquet page
         from .io.sources import explain_read_error
 
         named = explain_read_error(loaded.files, exc)

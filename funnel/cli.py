@@ -433,7 +433,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except BaseException as exc:  # noqa: BLE001 - last line of defence (BaseException: polars panics)
         if os.environ.get("FUNNEL_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

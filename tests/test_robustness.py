@@ -264,7 +264,8 @@ def test_bug_utf16_csv_was_called_binary(tmp_path, codec):
 def test_utf8_with_a_stray_bad_byte_keeps_the_row(tmp_path):
     p = tmp_path / "t.csv"
     good = "".join(f"2026-10-01T10:00:00Z,s{i},u,ok\n" for i in range(200)).encode()
-    p.write_bytes(HEADER.encode() + "2026-10-01T10:00:00Z,s,u,naïve\n".encode() + good + b"2026-10-01T10:00:00Z,s,u,x\xff\n")
+    p.write_bytes(HEADER.encode() + "2026-10-01T10:00:00Z,s,u,naïve\n".encode() + good
+                  + b"2026-10-01T10:00:00Z,s,u,x\xff\n")
     _, ev, causes = _prep(p)
     assert ev.height == 202 and causes == {}
     assert ev["event"][0] == "naïve"
@@ -394,7 +395,8 @@ def test_parquet_with_typed_columns(tmp_path):
 
 def test_several_files_one_bad_names_the_bad_one(tmp_path):
     (tmp_path / "a.csv").write_text(HEADER + "2026-10-01T10:00:00Z,s,u,a\n")
-    (tmp_path / "b.ndjson").write_text('{"timestamp": "2026-10-01T10:00:00Z", "session_id": "s", "event": "b"}\n{oops\n')
+    (tmp_path / "b.ndjson").write_text('{"timestamp": "2026-10-01T10:00:00Z", "session_id": "s", "event": "b"}\n'
+                                       '{oops\n')
     with pytest.raises(InputError) as e:
         prepare([str(tmp_path / "a.csv"), str(tmp_path / "b.ndjson")], Config())
     assert "b.ndjson" in str(e.value) and "a.csv" not in str(e.value) and "line 2" in str(e.value)
@@ -642,7 +644,8 @@ def test_bug_malformed_csv_quoting_did_not_name_the_line(tmp_path, row, line, wh
 
 def test_bug_old_mac_cr_line_ends_read_zero_rows(tmp_path):
     p = tmp_path / "cr.csv"
-    p.write_bytes(b'timestamp,session_id,"event"\r2026-10-01T10:00:00Z,s1,add_to_cart\r2026-10-01T10:01:00Z,s1,purchase\r')
+    p.write_bytes(b'timestamp,session_id,"event"\r2026-10-01T10:00:00Z,s1,add_to_cart\r'
+                  b'2026-10-01T10:01:00Z,s1,purchase\r')
     _, ev, causes = _prep(p)
     assert causes == {} and ev["event"].to_list() == ["add_to_cart", "purchase"]
 
@@ -718,7 +721,8 @@ def _events_file(tmp_path):
 
 
 @pytest.mark.parametrize("name,data,words", [
-    ("s.csv.gz", gzip.compress(("session_id,device\n" + "".join(f"s{i},mobile\n" for i in range(20000))).encode())[:3000],
+    ("s.csv.gz", gzip.compress(("session_id,device\n" + "".join(f"s{i},mobile\n" for i in range(20000)))
+                               .encode())[:3000],
      ["s.csv.gz", "truncated"]),
     ("s.csv", b'session_id,device\ns1,27" phone\n', ["s.csv", "line 2", "quoting"]),
     ("s.ndjson", b'{"session_id": "s1", "device": "x"}\n{oops\n', ["s.ndjson", "line 2"]),
@@ -757,4 +761,35 @@ def test_unreadable_input_file(tmp_path):
 def test_library_error_text_quoting_the_file_is_made_safe():
     from funnel.io.sources import _short
 
-    assert _short(ValueError("could not parse `\x1b[2J\x07x` as str\nmore")) == "could not parse `\ufffd[2J\ufffdx` as str"
+    text = _short(ValueError("could not parse `\x1b[2J\x07x` as str\nmore"))
+    assert text == "could not parse `\ufffd[2J\ufffdx` as str"
+
+
+# --- corrupt Parquet: polars may panic (a BaseException) -------------------------------------------
+
+def _without_rust_panic_lines(stderr: str) -> list[str]:
+    """stderr minus what the Rust runtime itself prints when polars panics (it cannot be silenced
+    from Python; with RUST_BACKTRACE=1 it includes a stack backtrace)."""
+    out, in_panic = [], False
+    for ln in stderr.splitlines():
+        if ln.startswith("thread '") and "panicked at" in ln:
+            in_panic = True
+            continue
+        if in_panic and not ln.startswith("error:"):
+            continue
+        in_panic = False
+        if ln.strip():
+            out.append(ln)
+    return out
+
+
+def test_bug_corrupt_parquet_page_panicked_with_a_traceback(tmp_path):
+    p = DIRTY / "corrupt_page.parquet"
+    with pytest.raises(InputError) as e:
+        prepare([str(p)], Config())
+    assert "corrupt_page.parquet" in str(e.value)
+    r = run_cli("analyze", str(p), "--json", "-", "-q", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
+    lines = _without_rust_panic_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:") and "corrupt_page.parquet" in lines[0], r.stderr
+    assert "unexpected" not in lines[0]

@@ -57,7 +57,8 @@ def _require(roles: dict[str, str], cols: list[str], where: str) -> None:
     taken = set(roles.values())
     for name in ("timestamp", "event"):
         if name not in roles:
-            near = [c for c in cols if c not in taken and any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
+            near = [c for c in cols
+                    if c not in taken and any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
             hint = (f"did you mean {' or '.join(repr(_show(n)) for n in near[:3])}? " if near else "") + \
                 f"set it with --column {name}=COLUMN or [columns] {name} = \"...\" in funnel.toml"
             raise InputError(f"{where}: no {name} column found (columns: {shown})", hint)

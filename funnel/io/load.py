@@ -14,7 +14,8 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import BLANK, EXTRA, SourceFile, file_schema, read_error, resolve_paths, scan_file, sniff_format
+from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, file_schema, read_error, resolve_paths, scan_file,
+                      sniff_format)
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
 INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
@@ -112,7 +113,7 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
         # reported here, naming the file and line, not later from inside the analysis.
         try:
             frames.append(q.collect(engine="streaming").lazy())
-        except (pl.exceptions.PolarsError, OSError) as exc:
+        except READ_ERRORS as exc:
             raise read_error(src, exc) from None
     lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return lf.unique(SESSION, keep="first"), attrs

@@ -7,10 +7,13 @@ rejects one row instead of failing the whole file).
 
 Dirty text is handled here, before polars sees it: UTF-16 and legacy 8-bit files (latin-1 /
 Windows-1252, told apart from UTF-8 by their first 64 KB) are transcoded to a private UTF-8 temp
-copy (the input itself is never touched); a UTF-8 byte-order mark is accepted; CSV rows longer
+copy (the input itself is never touched), and so are old-Mac CR line ends; a UTF-8 byte-order
+mark is accepted; the CSV separator (, tab ; |) is taken from the header line. CSV rows longer
 than the header keep their surplus fields in ``_extra`` (so the normalizer can reject them
-instead of silently cutting them off); NDJSON keys and types are inferred from the whole file,
-so a key or a type change first seen after line 1000 is not lost.
+instead of silently cutting them off) and blank rows are flagged in ``_blank``; NDJSON keys and
+types are inferred from the whole file, so a key or a type change first seen after line 1000 is
+not lost. When polars cannot read a file, ``read_error`` names the file and, for NDJSON and CSV
+quoting, the line.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ EXTRA = "_extra"            # surplus fields of a CSV row longer than its header
 BLANK = "_blank"            # true for a blank line / a row whose every field is empty (text formats)
 _N_EXTRA = 8                # surplus fields kept for the rejects file (more are still detected)
 _SNIFF = 65536
+# What reading a damaged file can raise. A corrupt Parquet page can make polars panic
+# (PanicException derives from BaseException, so ``except Exception`` misses it).
+READ_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
 
 
 @functools.cache
@@ -55,7 +61,6 @@ def _decompress_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return errors
-
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
         if any(ch in spec for ch in "*?["):
             hits = sorted(Path(h) for h in globmod.glob(spec, recursive=True) if Path(h).is_file())
             if not hits:
-                raise InputError(f"no files match {spec!r}", "check the pattern (quote it so the shell does not expand it)")
+                raise InputError(f"no files match {spec!r}",
+                                 "check the pattern (quote it so the shell does not expand it)")
             out.extend(hits)
         elif p.is_dir():
             hits = sorted(f for f in p.rglob("*") if f.is_file() and not _hidden(f, p) and _known(f))
@@ -324,7 +330,7 @@ def _ndjson_schema(src: SourceFile, path: Path) -> pl.Schema:
     if key not in _NDJSON:
         try:
             _NDJSON[key] = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
-        except Exception as exc:  # noqa: BLE001 - polars raises many types for bad JSON
+        except READ_ERRORS as exc:  # polars raises many types for bad JSON
             raise read_error(src, exc) from None
     return _NDJSON[key]
 
@@ -381,7 +387,7 @@ def file_schema(src: SourceFile) -> pl.Schema:
         return scan_file(src).collect_schema()
     except InputError:
         raise
-    except Exception as exc:  # polars raises many types for unreadable files
+    except READ_ERRORS as exc:  # polars raises many types for unreadable files
         raise read_error(src, exc) from None
 
 
@@ -412,6 +418,9 @@ def read_error(src: SourceFile, exc: BaseException) -> InputError:
             return InputError(f"{src.path}: line {line} has malformed quoting ({why})",
                               'quote the whole field and double the quotes inside it ("27"" screen"), '
                               "or remove that line")
+    if isinstance(exc, pl.exceptions.PanicException):
+        return InputError(f"{src.path}: the {src.format.upper()} data is corrupt (the reader failed inside the file)",
+                          "export or copy the file again: its content is damaged")
     return InputError(f"{src.path}: cannot read as {src.format.upper()} ({_short(exc)})",
                       "check that the file is complete and in the format its name says")
 
@@ -423,7 +432,7 @@ def explain_read_error(files: list[SourceFile], exc: BaseException) -> InputErro
             scan_file(src, text=src.format != "parquet").select(pl.all().null_count()).collect(engine="streaming")
         except InputError as err:
             return err
-        except Exception as err:  # noqa: BLE001
+        except READ_ERRORS as err:
             return read_error(src, err)
     return None
 
