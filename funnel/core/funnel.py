@@ -9,7 +9,8 @@ Ordered (default) semantics are exactly ClickHouse ``windowFunnel(window, 'stric
 * the entity's level is the highest step any attempt reached (0 = no first step).
 
 Because a step-k event only depends on qualifying step-(k-1) events, the levels are computed
-one step at a time with a backward as-of join per step: K-1 joins, no loops over rows.
+one step at a time over the step events sorted once: per step a linear forward fill finds the
+latest qualifying previous-step event (K-1 passes, no joins, no loops over rows).
 
 ``strict`` order: additionally, the funnel-step event right before a step-k event (in the same
 sorted order) must be the qualifying step-(k-1) event — no other funnel step in between.
@@ -45,28 +46,31 @@ def _base(step_events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
-    """All qualifying events as (entity, t, step, anchor)."""
-    level = (
-        ev.filter(pl.col(STEP) == 0)
-        .select(ENTITY, "t", pl.col("t").alias("anchor"))
+def _sorted(ev: pl.LazyFrame) -> pl.LazyFrame:
+    """Step events sorted by (entity, t, step) with an integer entity code ``_e`` (one sort)."""
+    return ev.sort(ENTITY, "t", STEP).with_columns(
+        (pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e")
     )
-    parts = [level.with_columns(pl.lit(0, pl.Int32).alias(STEP))]
+
+
+def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
+    """All qualifying events as (entity, t, anchor, step).
+
+    One sort by (entity, t, step); then, per step k, one linear forward fill carries the latest
+    qualifying step-(k-1) event (time and anchor) down the sorted rows. Rows of the same
+    timestamp are ordered by step index, so a step-(k-1) event at t is "at or before" a step-k
+    event at t — and then fails the strict ``<`` check, as in ClickHouse. A filled value from
+    another entity is recognised by its entity code and ignored.
+    """
+    df = _sorted(ev).with_columns(pl.when(pl.col(STEP) == 0).then(pl.col("t")).alias("anchor"))
     for k in range(1, n_steps):
-        cand = ev.filter(pl.col(STEP) == k).select(ENTITY, "t").sort("t")
-        prev = level.select(ENTITY, pl.col("t").alias("pt"), "anchor").sort("pt")
-        level = (
-            cand.join_asof(prev, left_on="t", right_on="pt", by=ENTITY, strategy="backward",
-                           check_sortedness=False)
-            .filter(
-                pl.col("pt").is_not_null()
-                & (pl.col("pt") < pl.col("t"))
-                & ((pl.col("t") - pl.col("anchor")) <= window_us)
-            )
-            .select(ENTITY, "t", "anchor")
-        )
-        parts.append(level.with_columns(pl.lit(k, pl.Int32).alias(STEP)))
-    return pl.concat(parts, how="vertical")
+        src = (pl.col(STEP) == k - 1) & pl.col("anchor").is_not_null()
+        pt = pl.when(src).then(pl.col("t")).forward_fill()
+        pe = pl.when(src).then(pl.col("_e")).forward_fill()
+        pa = pl.when(src).then(pl.col("anchor")).forward_fill()
+        ok = (pl.col(STEP) == k) & (pe == pl.col("_e")) & (pt < pl.col("t")) & ((pl.col("t") - pa) <= window_us)
+        df = df.with_columns(pl.when(ok).then(pa).otherwise(pl.col("anchor")).alias("anchor"))
+    return df.filter(pl.col("anchor").is_not_null()).select(ENTITY, "t", "anchor", STEP)
 
 
 def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
