@@ -793,3 +793,14 @@ def test_bug_corrupt_parquet_page_panicked_with_a_traceback(tmp_path):
     lines = _without_rust_panic_lines(r.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and "corrupt_page.parquet" in lines[0], r.stderr
     assert "unexpected" not in lines[0]
+
+
+def test_a_bad_line_deep_in_a_big_file_is_named(tmp_path):
+    rows = [f"2026-10-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z,s{i % 997},add_to_cart\n" for i in range(60_000)]
+    rows[58_999] = '2026-10-01T10:00:00Z,s1,27" screen\n'
+    p = tmp_path / "big.csv"
+    p.write_text("timestamp,session_id,event\n" + "".join(rows))
+    msg = _error(p)
+    assert "line 59001" in msg, msg
+    (tmp_path / "big.csv.gz").write_bytes(gzip.compress(p.read_bytes()))
+    assert "line 59001" in _error(tmp_path / "big.csv.gz")
