@@ -101,21 +101,29 @@ def collected_columns(lf: pl.LazyFrame, cfg: Config, funnel_only: bool) -> pl.La
     return lf.select(keep)
 
 
+READ_ERRORS = (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException)
+# OSError: e.g. a gzip truncated mid-file; PanicException: e.g. a corrupt Parquet page
+
+
+def read_error(loaded: Loaded, exc: BaseException) -> InputError:
+    """The one-line error for a failure while reading ``loaded``'s files (names file and line)."""
+    from .io.sources import explain_read_error
+
+    named = explain_read_error(loaded.files, exc)
+    if named is not None:
+        return named
+    msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    files = ", ".join(str(f.path) for f in loaded.files)
+    return InputError(f"{files}: cannot read the input ({msg})",
+                      "check that every file is complete and in one of the supported formats")
+
+
 def _collect_input(lf: pl.LazyFrame, loaded: Loaded) -> pl.DataFrame:
     """Collect a query that reads the input; a read failure names the file (and line)."""
     try:
         return lf.collect(engine="streaming")
-    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
-        # OSError: e.g. a gzip truncated mid-file; PanicException: e.g. a corrupt Parquet page
-        from .io.sources import explain_read_error
-
-        named = explain_read_error(loaded.files, exc)
-        if named is not None:
-            raise named from None
-        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        files = ", ".join(str(f.path) for f in loaded.files)
-        raise InputError(f"{files}: cannot read the input ({msg})",
-                         "check that every file is complete and in one of the supported formats") from None
+    except READ_ERRORS as exc:
+        raise read_error(loaded, exc) from None
 
 
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
@@ -176,24 +184,34 @@ def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
-def shard_funnel(ev: pl.LazyFrame, cfg: Config) -> parts.Partials:
+def first_in_time(c: str) -> pl.Expr:
+    """The first non-null value of ``c`` in time order, inside a group_by."""
+    return pl.col(c).drop_nulls().get(pl.col(TS).filter(pl.col(c).is_not_null()).arg_min()).alias(c)
+
+
+def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
+    """Per entity: user, first/last event time, events, cart value and currency."""
+    return ev.group_by(ENTITY).agg(
+        first_in_time(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
+        pl.len().cast(pl.Int32).alias("n_events"), pl.col(CART_VALUE).max().alias(CART_VALUE),
+        first_in_time(CURRENCY),
+    )
+
+
+def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None,
+                 steps: pl.LazyFrame | None = None) -> parts.Partials:
     """Funnel-only pass on a shard: totals, levels, step times and abandonment counts (value,
-    currency, recovery) without diagnosis or paths. Same numbers as the full pass's partials."""
+    currency, recovery) without diagnosis or paths. Same numbers as the full pass's partials.
+
+    ``base`` (funnel_base) and ``steps`` (entity, ts, step of the step events) may be given
+    precomputed, as the streaming funnel-only path does."""
     from .core.funnel import LEVEL, apply_exclusions, funnel_levels, step_time_col
 
     k = len(cfg.steps)
-    order = [pl.col(TS), pl.col(STEP).fill_null(-1)]
-
-    def first(c: str) -> pl.Expr:  # first non-null in time order, as session_records does
-        return pl.col(c).sort_by(order, maintain_order=True).drop_nulls().first().alias(c)
-
-    base = ev.group_by(ENTITY).agg(
-        first(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
-        pl.len().cast(pl.Int32).alias("n_events"), pl.col(CART_VALUE).max().alias(CART_VALUE),
-        first(CURRENCY),
-    )
-    levels = funnel_levels(ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP),
-                           k, cfg.window, cfg.order)
+    base = funnel_base(ev) if base is None else base
+    if steps is None:
+        steps = ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
+    levels = funnel_levels(steps, k, cfg.window, cfg.order)
     if cfg.exclude:
         levels = apply_exclusions(levels, ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS))
     rec = base.join(levels, on=ENTITY, how="left").with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
@@ -353,6 +371,13 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     if isinstance(sources, str):
         sources = [sources]
     say = progress or (lambda _msg: None)
+    no_period = period is None or (isinstance(period, PeriodSpec) and not any(dataclasses.astuple(period)))
+    if funnel_only and no_period and sessions is None:
+        from .streaming import analyze_funnel_only
+
+        fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
+        if fast is not None:
+            return fast
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
     if prep.rows_read == 0:
         raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows (no data rows, only a header)",

@@ -48,3 +48,48 @@ def test_unused_columns_do_not_change_duplicates(tmp_path):
     pl.DataFrame({**rows, "note": ["a", "a", "c"]}).write_csv(p)
     rep = analyze(str(p), steps=parse_steps("add_to_cart,purchase"), funnel_only=True).report
     assert rep.input.rows_rejected == 1
+
+
+DIRTY = (
+    "timestamp,session_id,user_id,event,cart_value,url\n"
+    "2026-10-01T10:00:00Z,s1,u1,add_to_cart,50,/p\n"
+    "2026-10-01T10:00:00Z,s1,u1,add_to_cart,50,/p\n"          # exact duplicate
+    "2026-10-01T10:01:00Z,s1,u1,begin_checkout,50,/c\n"
+    "nonsense,s1,u1,add_shipping_info,50,/c\n"                 # bad timestamp
+    "2026-10-01T10:02:00Z,,,add_shipping_info,50,/c\n"         # missing id
+    "2026-10-01T10:03:00Z,s2,u2,add_to_cart,-4,/p\n"           # bad value
+    "1759312800,s3,u2,add_to_cart,20,/p\n"                     # epoch seconds
+    "1759312900000,s3,u2,purchase,20,/done\n"                  # epoch ms
+    "2026-10-01T10:05:00Z,s4,,add_to_cart,10,/p\n"
+    "2026-10-01T10:05:00Z,s4,,add_to_cart,10,/p2\n"            # same analysed values, other url
+)
+
+
+def test_streaming_path_matches_full_on_dirty_input(tmp_path):
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "dirty.csv"
+    p.write_text(DIRTY)
+    fast = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None)
+    assert fast is not None, "this input needs no row-level fallback"
+    full = analyze(str(p))
+    f, g = fast.report.to_dict(), full.report.to_dict()
+    assert f["input"] == g["input"]
+    assert f["input"]["rows_read"] == 10 and f["input"]["rows_rejected"] == 4
+    assert {c["key"]: c["count"] for c in f["input"]["rejected"]} == {
+        "bad_timestamp": 1, "bad_value": 1, "duplicate": 1, "missing_id": 1}
+    assert f["funnel"] == g["funnel"]
+    assert _abandonment_counts(f["abandonment"]) == _abandonment_counts(g["abandonment"])
+    assert sorted(fast.rejects["row"].to_list()) == sorted(full.rejects["row"].to_list()) == [2, 4, 5, 6]
+
+
+def test_streaming_path_falls_back_when_rows_need_sessions(tmp_path):
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "nosession.csv"
+    p.write_text("timestamp,user_id,event\n2026-10-01T10:00:00Z,u1,add_to_cart\n2026-10-01T10:01:00Z,u1,purchase\n")
+    assert streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None) is None
+    rep = analyze(str(p), funnel_only=True).report       # the row-level path answers instead
+    assert [s.sessions for s in rep.funnel.steps][:1] == [1] and rep.input.sessionized

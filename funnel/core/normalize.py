@@ -150,16 +150,16 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
         num = pl.col(c).cast(pl.Float64, strict=False) if schema[c] != pl.String else parse_number(pl.col(c))
         casts.append(num.alias(c))
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
-        given = pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")
+        given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
         money_bad.append(given & (num.is_null() | num.is_nan() | (num < 0) | (num > limit)))
     out = lf.with_columns(
         ts.alias("_ts_parsed"),
         *(_clean_string(c) for c in _STRING_COLS),
-        pl.col(CHECKOUT_STEP).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-        .cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
+        (pl.col(CHECKOUT_STEP).str.strip_chars() if schema[CHECKOUT_STEP] == pl.String else pl.col(CHECKOUT_STEP))
+        .cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
         pl.any_horizontal(money_bad).alias("_bad_value"),
     )
-    missing_ts = pl.col(TS).is_null() | (pl.col(TS).cast(pl.String).str.strip_chars() == "")
+    missing_ts = _is_blank(TS, schema[TS])
     reject = (
         pl.when(empty_row).then(pl.lit("empty_row"))
         .when(extra).then(pl.lit("extra_fields"))
