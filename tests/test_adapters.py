@@ -468,6 +468,16 @@ def test_snowplow_sdk_ndjson_and_enriched_tsv_agree(snowplow_raw, snowplow_out, 
     got = snowplow.adapt(lf).collect().select(cols)
     assert got.equals(want)
 
+    # The reader recognises the header-less enriched TSV by itself (no options needed).
+    from funnel.config import Config
+    from funnel.io.load import load_events
+
+    loaded = load_events([str(tsv)], Config())
+    assert loaded.format == "snowplow"
+    read = loaded.lf.collect()
+    assert read["_row"].to_list() == list(range(1, len(lines) + 1))
+    assert read.select(cols).equals(want)
+
 
 def test_snowplow_trns_error_performance_and_upper_case():
     err = json.dumps([{"error_code": "E522", "error_shortcode": "card_declined", "error_type": "soft",

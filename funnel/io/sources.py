@@ -303,6 +303,7 @@ def _text_path(src: SourceFile) -> Path:
 
 # --- scanning ---------------------------------------------------------------------------------
 
+_HEADERLESS: set = set()
 _HEADERS: dict[tuple[str, int, int], list[str]] = {}
 _NDJSON: dict[tuple[str, int, int], pl.Schema] = {}
 
@@ -312,8 +313,23 @@ def _key(src: SourceFile) -> tuple[str, int, int]:
     return (str(src.path.resolve()), st.st_size, st.st_mtime_ns)
 
 
+def _enriched_tsv(path: Path, sep: str) -> bool:
+    """A Snowplow enriched-event TSV: no header row, 131 fields, its own column order."""
+    if sep != "\t":
+        return False
+    from .adapters.snowplow import is_enriched_tsv_line
+
+    with path.open("rb") as fh:
+        return is_enriched_tsv_line(fh.readline(1 << 20))
+
+
 def _csv_header(src: SourceFile, path: Path, sep: str) -> list[str]:
     key = _key(src)
+    if key not in _HEADERS and _enriched_tsv(path, sep):
+        from .adapters.snowplow import ENRICHED_TSV_COLUMNS
+
+        _HEADERS[key] = list(ENRICHED_TSV_COLUMNS)
+        _HEADERLESS.add(key)
     if key not in _HEADERS:
         names = pl.scan_csv(path, separator=sep, infer_schema=False, encoding="utf8-lossy",
                             truncate_ragged_lines=True).collect_schema().names()
@@ -356,10 +372,12 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
         extras = [f"_extra_field_{i}" for i in range(_N_EXTRA)]
         schema = {**{n: pl.String for n in names}, **{x: pl.String for x in extras}}
         # No header mode with surplus columns: row 0 is the header, long rows fill the extras.
+        headerless = _key(src) in _HEADERLESS   # Snowplow enriched TSV: data from line 1
         lf = (
             pl.scan_csv(path, separator=sep, has_header=False, schema=schema, encoding="utf8-lossy",
-                        truncate_ragged_lines=True, missing_columns="insert")
-            .with_row_index(ROW)
+                        truncate_ragged_lines=True, missing_columns="insert",
+                        quote_char=None if headerless else '"')
+            .with_row_index(ROW, offset=1 if headerless else 0)
             .filter(pl.col(ROW) > 0)
         )
         surplus = pl.any_horizontal([pl.col(x).is_not_null() for x in extras])
