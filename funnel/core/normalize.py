@@ -97,7 +97,10 @@ def parse_number(s: pl.Expr) -> pl.Expr:
     a currency symbol or code around the number (``€12.50``, ``12.50 EUR``). ``1,500`` reads as
     one thousand five hundred (a comma followed by exactly three digits is a thousands separator).
     """
-    t = s.str.strip_chars().str.replace(r"^(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$", "")
+    plain = s.str.strip_chars()
+    direct = plain.cast(pl.Float64, strict=False)
+    # Only the values a plain cast could not read go through the regexes (nulls are cheap).
+    t = pl.when(direct.is_null()).then(plain).str.replace(r"^(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$", "")
     en = t.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
     de = t.str.contains(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
     dec_comma = t.str.contains(r"^[+-]?\d+,\d{1,2}$")
@@ -107,7 +110,7 @@ def parse_number(s: pl.Expr) -> pl.Expr:
         .when(dec_comma).then(t.str.replace(",", ".", literal=True))
         .otherwise(t)
     )
-    return fixed.cast(pl.Float64, strict=False)
+    return pl.coalesce(direct, fixed.cast(pl.Float64, strict=False))
 
 
 def _clean_string(c: str) -> pl.Expr:
@@ -144,20 +147,23 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     future = now + timedelta(days=1)
     raw_ts = pl.col(TS)
     ts = parse_timestamp(raw_ts, schema[TS], tz)
+    money = (CART_VALUE, SHIPPING, LOAD_MS)
+    parsed = []      # each number is parsed once, into a temporary column (_num_<col>)
     money_bad = []
-    casts = []
-    for c in (CART_VALUE, SHIPPING, LOAD_MS):
+    for c in money:
         num = pl.col(c).cast(pl.Float64, strict=False) if schema[c] != pl.String else parse_number(pl.col(c))
-        casts.append(num.alias(c))
+        parsed.append(num.alias(f"_num_{c}"))
+        n = pl.col(f"_num_{c}")
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
-        money_bad.append(given & (num.is_null() | num.is_nan() | (num < 0) | (num > limit)))
+        money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
+    lf = lf.with_columns(parsed).with_columns(money_bad)
     out = lf.with_columns(
         ts.alias("_ts_parsed"),
         *(_clean_string(c) for c in _STRING_COLS),
         (pl.col(CHECKOUT_STEP).str.strip_chars() if schema[CHECKOUT_STEP] == pl.String else pl.col(CHECKOUT_STEP))
         .cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
-        pl.any_horizontal(money_bad).alias("_bad_value"),
+        pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
     )
     missing_ts = _is_blank(TS, schema[TS])
     reject = (
@@ -174,8 +180,7 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     )
     raw_ts = pl.lit("ts: ") + pl.col(TS).cast(pl.String)
     raw_values = pl.concat_str(
-        [pl.when(bad).then(pl.lit(f"{c}: ") + pl.col(c).cast(pl.String)) for c, bad in
-         zip((CART_VALUE, SHIPPING, LOAD_MS), money_bad, strict=True)],
+        [pl.when(pl.col(f"_bad_{c}")).then(pl.lit(f"{c}: ") + pl.col(c).cast(pl.String)) for c in money],
         separator="; ", ignore_nulls=True)
     detail = (
         pl.when(pl.col(REJECT).is_in(["bad_timestamp", "timestamp_out_of_range"])).then(raw_ts)
@@ -185,8 +190,9 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     return (
         out.with_columns(reject.alias(REJECT))
         .with_columns(detail.str.slice(0, 300).alias(DETAIL))
-        .with_columns(*casts, pl.col("_ts_parsed").alias(TS))
-        .drop("_ts_parsed", "_bad_value", BLANK, strict=False)
+        .with_columns(*(pl.col(f"_num_{c}").alias(c) for c in money), pl.col("_ts_parsed").alias(TS))
+        .drop("_ts_parsed", "_bad_value", BLANK, *(f"_num_{c}" for c in money), *(f"_bad_{c}" for c in money),
+              strict=False)
     )
 
 
