@@ -244,12 +244,13 @@ def test_dirty_ndjson_accounts_for_every_row(tmp_path, case):
     _check_prepared(_write(tmp_path, *case))
 
 
-@budget(25)
-@given(case=st.one_of(csv_files(), ndjson_files(), mutated_files()))
-def test_analyze_never_crashes_and_rows_add_up(tmp_path, case):
+@budget(30)
+@given(case=st.one_of(csv_files(), ndjson_files(), mutated_files()), funnel_only=st.booleans())
+def test_analyze_never_crashes_and_rows_add_up(tmp_path, case, funnel_only):
+    """The full analysis, and the funnel-only streaming passes (funnel.streaming)."""
     path = _write(tmp_path, *case)
     try:
-        result = analyze(str(path))
+        result = analyze(str(path), funnel_only=funnel_only)
     except FunnelError as exc:
         _check_error(exc, path)
         return
