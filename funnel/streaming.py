@@ -1,9 +1,10 @@
-"""Funnel-only analysis in a few streaming passes, without materialising every row.
+"""Funnel-only analysis on a narrow projection of the input.
 
-The full analysis collects the usable events once (diagnosis and paths need them). Counting
-the funnel does not: one streaming aggregate per entity (which also counts rejected rows per
-cause and exact duplicates), the step events alone (a small share of a log), and the rejected
-rows. The numbers are those of ``api.shard_funnel`` on the materialised events
+The full analysis collects every column of the usable events (diagnosis and paths need them).
+Counting the funnel does not: the input is read and normalised once into a narrow frame
+(entity, time, step, user, cart value, currency and a row hash for exact duplicates), the
+rejected rows are kept aside, and the per-entity aggregate, the totals and the step events are
+computed from that. The numbers are those of ``api.shard_funnel`` on the materialised events
 (tests/test_funnel_only.py); inputs that need the full row-level treatment — sessions to build
 from inactivity, bot-like sessions over the cap, exclusion events — return None and the caller
 takes the materialising path.
@@ -18,7 +19,9 @@ import polars as pl
 from .config import Config
 from .core.normalize import _BOOKKEEPING, normalize
 from .core.sessions import map_steps
-from .schema import CART_VALUE, CURRENCY, ENTITY, LOAD_MS, REJECT, SESSION, SHIPPING, STEP, TS, USER
+from .schema import (CART_VALUE, CURRENCY, ENTITY, LOAD_MS, REJECT, ROW, SESSION, SHIPPING, SOURCE_FILE,
+                     STEP, TS, USER)
+from .core.normalize import DETAIL
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Analysis, Progress
@@ -42,44 +45,54 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress) -> Analy
     lf = map_steps(normalize(lf, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     usable = pl.col(REJECT).is_null()
-    say("counting the funnel")
-    per_entity = (
-        lf.with_columns(pl.struct(row_cols).hash(0).alias("_h"))
-        .group_by(ENTITY)
-        .agg(
-            pl.len().alias("rows"),
-            pl.col(REJECT).drop_nulls().value_counts().alias("causes"),
-            pl.col("_h").filter(usable).n_unique().alias("distinct"),
-            (pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & usable).sum().alias("unsessioned"),
-            first_usable(USER), pl.col(TS).filter(usable).min().alias("first_ts"),
-            pl.col(TS).filter(usable).max().alias("last_ts"), pl.col(CART_VALUE).filter(usable).max(),
-            first_usable(CURRENCY), pl.col(USER).filter(usable).drop_nulls().unique().alias("_users"),
-        )
-    )
-    steps = lf.filter(usable & pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
-    rejected = lf.filter(pl.col(REJECT).is_not_null())
+    # Normalising is the costly part: do it once, keep only what the counts need (narrow),
+    # and run every aggregate on that.
+    have = lf.collect_schema().names()
+    kept = [c for c in (SOURCE_FILE, ROW, DETAIL, "event") if c in have]
+    narrow = lf.select(ENTITY, TS, STEP, USER, SESSION, CART_VALUE, CURRENCY, REJECT, *kept,
+                       pl.struct(row_cols).hash(0).alias("_h"))
     try:
-        ent, st, rej = pl.collect_all([per_entity, steps, rejected], engine="streaming")
+        whole = narrow.collect(engine="streaming")
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
-    if ent.height == 0 or int(ent["unsessioned"].sum()) or int(ent["distinct"].max() or 0) > cfg.max_events_per_session:
+    df = whole.filter(usable).drop(REJECT)
+    rej = whole.filter(pl.col(REJECT).is_not_null()).drop("_h")   # --rejects: the funnel's columns
+    del whole
+    lf_all = lf
+    lf = df.lazy().with_columns(pl.lit(None, pl.String).alias(REJECT))
+    say("counting the funnel")
+    per_entity = lf.filter(usable).group_by(ENTITY).agg(
+        first_usable(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
+        pl.len().alias("rows"), pl.col(CART_VALUE).max(), first_usable(CURRENCY),
+    )
+    overall = lf.select(
+        (pl.len() + rej.height).alias("rows"),
+        usable.sum().alias("usable"),
+        pl.col("_h").filter(usable).n_unique().alias("distinct"),
+        pl.col(USER).filter(usable).drop_nulls().n_unique().alias("users"),
+        (pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & usable).sum().alias("unsessioned"),
+    )
+    steps = lf.filter(usable & pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
+    ent, tot, st = pl.collect_all([per_entity, overall, steps])
+    tot = tot.row(0, named=True)
+    if not tot["usable"] or tot["unsessioned"] or int(ent["rows"].max() or 0) > cfg.max_events_per_session:
         return None
-    dups = int(ent.filter(pl.col(ENTITY).is_not_null()).select(
-        (pl.col("rows") - pl.col("causes").list.eval(pl.element().struct.field("count")).list.sum().fill_null(0)
-         - pl.col("distinct")).sum()).item() or 0)
+    dups = int(tot["usable"] - tot["distinct"])
     if dups:  # name the duplicate rows too (rare): one more pass over the usable rows
-        dup_rows = lf.filter(usable).filter(~pl.struct(row_cols).hash(0).is_first_distinct()) \
+        dup_rows = lf_all.filter(usable).filter(~pl.struct(row_cols).hash(0).is_first_distinct()) \
             .with_columns(pl.lit("duplicate").alias(REJECT)).collect()
         rej = pl.concat([rej, dup_rows], how="diagonal_relaxed")
-    base = ent.filter(pl.col(ENTITY).is_not_null() & pl.col("first_ts").is_not_null()).select(
-        ENTITY, USER, "first_ts", "last_ts", pl.col("distinct").cast(pl.Int32).alias("n_events"), CART_VALUE, CURRENCY)
+    base = ent.select(ENTITY, USER, "first_ts", "last_ts", pl.col("rows").cast(pl.Int32).alias("n_events"),
+                      CART_VALUE, CURRENCY)
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
+    # Events per entity above count duplicates; the total must not (as in the row-level path).
+    p["totals"] = p["totals"].with_columns(pl.lit(tot["distinct"]).cast(p["totals"]["n_events"].dtype).alias("n_events"))
     counts = rej.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
     totals = p["totals"].row(0, named=True)
-    users = ent.select(pl.col("_users").explode().drop_nulls().n_unique()).item()
+    users = tot["users"]
     inp = InputSummary(
         files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),
-        rows_read=int(ent["rows"].sum()), rows_rejected=rej.height,
+        rows_read=int(tot["rows"]), rows_rejected=rej.height,
         rejected=[Count(k, int(n)) for k, n in counts.iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
         period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
