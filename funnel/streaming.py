@@ -30,18 +30,74 @@ if TYPE_CHECKING:  # pragma: no cover
 _COLUMNS = (TS, "event", SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
 
 
-def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress) -> Analysis | None:
+SHARD_ROWS = 10_000_000   # rows per shard: bounds the narrow frame held in memory at once (~2 GB)
+
+
+def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
+    """How many user shards to read the input in (1 for ordinary logs)."""
+    total = 0
+    for f in loaded.files:
+        if f.format == "parquet":   # exact and cheap: the row count is in the file's metadata
+            total += pl.scan_parquet(str(f.path)).select(pl.len()).collect().item()
+        else:                        # text: ~100 bytes per event is typical of analytics exports
+            total += f.size // 100 * (5 if f.compression else 1)
+    return max(1, -(-total // rows_per_shard))
+
+
+def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
+                        shards: int | None = None) -> Analysis | None:
+    """The funnel-only analysis, or None when the input needs the row-level path.
+
+    Large inputs are read in ``shards`` passes, each keeping the users (or, without a user
+    id, the sessions) whose id hashes to that shard: a user's events are never split, so the
+    shards' partials merge by addition to the one-pass result (tests/test_funnel_only.py).
+    """
     from . import api
+    from .core import partials as parts
     from .io.load import load_events
     from .model import Count, InputSummary, Period
 
     if cfg.exclude:
         return None
     loaded = load_events(sources, cfg)
+    k = shards or shard_count(loaded)
+    results = []
+    for i in range(k):
+        say(f"counting the funnel{f' (shard {i + 1} of {k})' if k > 1 else ''}")
+        got = _shard(loaded, cfg, i, k)
+        if got is None:
+            return None
+        results.append(got)
+    if not sum(r[1]["usable"] for r in results):
+        return None   # the row-level path says why nothing is usable
+    p = parts.merge([r[0] for r in results])
+    rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
+    rej = pl.concat([r[2] for r in results], how="diagonal_relaxed")
+    counts = rej.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    totals = p["totals"].row(0, named=True)
+    inp = InputSummary(
+        files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),
+        rows_read=int(rows), rows_rejected=rej.height,
+        rejected=[Count(k_, int(n)) for k_, n in counts.iter_rows()],
+        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
+        period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
+        sessionized=False, capped_sessions=0,
+    )
+    report = api.build_report(p, cfg, inp, [], funnel_only=True)
+    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
+
+
+def _shard(loaded, cfg: Config, i: int, k: int):
+    """(partials, totals, rejected rows) of shard ``i`` of ``k``; None: needs the row-level path."""
+    from . import api
+
     names = loaded.lf.collect_schema().names()
     keep = [c for c in names if c in _COLUMNS or c.startswith("_")]
     dropped = [c for c in names if c not in keep]
     lf = loaded.lf.select(*keep, *([pl.struct(dropped).hash(0).alias("_dup_key")] if dropped else []))
+    if k > 1:   # the shard key is read before normalising, so only this shard is normalised
+        key = pl.coalesce(*(pl.col(c).cast(pl.String).str.strip_chars() for c in (USER, SESSION) if c in names))
+        lf = lf.filter(key.hash(7) % k == i)
     lf = map_steps(normalize(lf, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     usable = pl.col(REJECT).is_null()
@@ -60,7 +116,6 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress) -> Analy
     del whole
     lf_all = lf
     lf = df.lazy().with_columns(pl.lit(None, pl.String).alias(REJECT))
-    say("counting the funnel")
     per_entity = lf.filter(usable).group_by(ENTITY).agg(
         first_usable(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
         pl.len().alias("rows"), pl.col(CART_VALUE).max(), first_usable(CURRENCY),
@@ -75,7 +130,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress) -> Analy
     steps = lf.filter(usable & pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
     ent, tot, st = pl.collect_all([per_entity, overall, steps])
     tot = tot.row(0, named=True)
-    if not tot["usable"] or tot["unsessioned"] or int(ent["rows"].max() or 0) > cfg.max_events_per_session:
+    if tot["unsessioned"] or int(ent["rows"].max() or 0) > cfg.max_events_per_session:
         return None
     dups = int(tot["usable"] - tot["distinct"])
     if dups:  # name the duplicate rows too (rare): one more pass over the usable rows
@@ -87,19 +142,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress) -> Analy
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
     # Events per entity above count duplicates; the total must not (as in the row-level path).
     p["totals"] = p["totals"].with_columns(pl.lit(tot["distinct"]).cast(p["totals"]["n_events"].dtype).alias("n_events"))
-    counts = rej.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
-    totals = p["totals"].row(0, named=True)
-    users = tot["users"]
-    inp = InputSummary(
-        files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),
-        rows_read=int(tot["rows"]), rows_rejected=rej.height,
-        rejected=[Count(k, int(n)) for k, n in counts.iter_rows()],
-        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
-        period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
-        sessionized=False, capped_sessions=0,
-    )
-    report = api.build_report(p, cfg, inp, [], funnel_only=True)
-    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
+    return p, tot, rej
 
 
 def first_usable(c: str) -> pl.Expr:

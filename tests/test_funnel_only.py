@@ -93,3 +93,32 @@ def test_streaming_path_falls_back_when_rows_need_sessions(tmp_path):
     assert streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None) is None
     rep = analyze(str(p), funnel_only=True).report       # the row-level path answers instead
     assert [s.sessions for s in rep.funnel.steps][:1] == [1] and rep.input.sessionized
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_sharded_reading_equals_one_pass(log, tmp_path, shards, monkeypatch):
+    """Reading the input in user shards (large logs) gives exactly the one-pass result."""
+    from funnel import streaming
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    from funnel.config import Config
+
+    one = streaming.analyze_funnel_only([log], Config(), lambda _m: None, shards=1)
+    many = streaming.analyze_funnel_only([log], Config(), lambda _m: None, shards=shards)
+    assert many.report.to_dict() == one.report.to_dict()
+    p = tmp_path / "dirty.csv"
+    p.write_text(DIRTY)
+    one = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=1)
+    many = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=shards)
+    assert many.report.to_dict() == one.report.to_dict()
+    assert sorted(many.rejects["row"].to_list()) == sorted(one.rejects["row"].to_list())
+
+
+def test_shard_count_from_size(log):
+    from funnel import streaming
+    from funnel.config import Config
+    from funnel.io.load import load_events
+
+    loaded = load_events([log], Config())
+    assert streaming.shard_count(loaded) == 1
+    assert streaming.shard_count(loaded, rows_per_shard=1000) > 1
