@@ -78,7 +78,14 @@ def funnel_counts(report_json: str) -> str:
     return ",".join(str(s["sessions"]) for s in rep["funnel"]["steps"])
 
 
-def bench_size(n: int, data_dir: Path, repeat: int) -> tuple[int, list[tuple[str, float, float]]]:
+KEYS = {"funnel-only": "funnel analyze --steps --json (funnel only)",
+        "full": "funnel analyze (full analysis + HTML report)",
+        "polars": "polars scan + group_by(session).len()",
+        "duckdb": "DuckDB SQL funnel (ASOF join per step)"}
+
+
+def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = None
+               ) -> tuple[int, list[tuple[str, float, float]]]:
     import polars as pl
 
     path = cached(n, data_dir)
@@ -94,6 +101,8 @@ def bench_size(n: int, data_dir: Path, repeat: int) -> tuple[int, list[tuple[str
         "polars scan + group_by(session).len()": [PY, "-c", POLARS_COUNT, str(path)],
         "DuckDB SQL funnel (ASOF join per step)": [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US)],
     }
+    if only:
+        contenders = {name: cmd for name, cmd in contenders.items() if name in {KEYS[k] for k in only}}
     results = []
     answers = {}
     for name, cmd in contenders.items():
@@ -103,9 +112,9 @@ def bench_size(n: int, data_dir: Path, repeat: int) -> tuple[int, list[tuple[str
             best = (secs, mb, out) if best is None or secs < best[0] else best
         results.append((name, best[0], best[1]))
         answers[name] = best[2].strip()
-    mine = funnel_counts(str(tmp / "f.json"))
-    full = funnel_counts(str(tmp / "full.json"))
-    duck = answers["DuckDB SQL funnel (ASOF join per step)"]
+    mine = funnel_counts(str(tmp / "f.json")) if (tmp / "f.json").exists() else None
+    full = funnel_counts(str(tmp / "full.json")) if (tmp / "full.json").exists() else mine
+    duck = answers.get(KEYS["duckdb"], mine)
     agree = "yes" if mine == duck == full else f"NO (funnel {mine} / full {full} / duckdb {duck})"
     print(f"  step counts agree with DuckDB: {agree}  [{mine}]", file=sys.stderr)
     return rows, results
@@ -116,7 +125,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="1M,20M", help="comma-separated event counts, e.g. 1M,20M,100M")
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender (best time kept)")
     ap.add_argument("--data", type=Path, default=HERE / "data")
+    ap.add_argument("--contenders", default=",".join(KEYS),
+                    help=f"comma-separated subset of {', '.join(KEYS)} (the first two need funnel-only for ratios)")
     args = ap.parse_args()
+    only = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = [c for c in only if c not in KEYS]
+    if unknown or "funnel-only" not in only:
+        ap.error(f"--contenders must include funnel-only and name only {', '.join(KEYS)}")
     import polars as pl
 
     print(f"# {date.today()} · {platform.machine()} · {os.cpu_count()} cores · "
@@ -129,12 +144,12 @@ def main() -> None:
     for size in args.sizes.split(","):
         n = parse_size(size)
         print(f"generating/benchmarking {size} …", file=sys.stderr)
-        rows, results = bench_size(n, args.data, args.repeat)
-        duck = next(s for name, s, _ in results if name.startswith("DuckDB"))
-        only = results[0][1]
+        rows, results = bench_size(n, args.data, args.repeat, only)
+        duck = next((s for name, s, _ in results if name.startswith("DuckDB")), None)
+        first = results[0][1]
         for name, secs, mb in results:
-            print(f"| {rows:,} | {name} | {secs:.1f} | {mb:,.0f} | {secs / duck:.2f}x | {secs / only:.2f}x |",
-                  flush=True)
+            vs_duck = f"{secs / duck:.2f}x" if duck else "n/a"
+            print(f"| {rows:,} | {name} | {secs:.1f} | {mb:,.0f} | {vs_duck} | {secs / first:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
