@@ -41,6 +41,7 @@ DUCKDB_SQL = """
 import sys, duckdb
 path, steps, window = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # long queries would print a bar into the answer
 case = " ".join(f"WHEN '{e}' THEN {i}" for i, e in enumerate(steps))
 inlist = ", ".join(f"'{e}'" for e in steps)
 ctes = [f\"\"\"ev AS (SELECT DISTINCT session_id AS e, epoch_us(timestamp) AS t,
