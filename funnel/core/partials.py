@@ -139,7 +139,7 @@ def path_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str,
     st = (
         ev.filter(pl.col(STEP).is_not_null())
         .select(ENTITY, TS, STEP)
-        .sort(ENTITY, TS, STEP)
+        .sort(pl.col(ENTITY).hash(), TS, STEP)   # time order within each entity is what counts
         .filter(pl.col(STEP) != pl.col(STEP).shift(1).over(ENTITY).fill_null(-1))
     )
     name = pl.col(STEP).replace_strict(list(range(k)), names, return_dtype=pl.String)

@@ -183,7 +183,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
         ev.select(cols)
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
-        .sort(ENTITY, TS, maintain_order=True)
+        .sort(pl.col(ENTITY).hash(), TS, maintain_order=True)   # time order within each entity
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:

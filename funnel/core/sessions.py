@@ -25,31 +25,58 @@ def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     )
 
 
-def _first_non_null(c: str) -> pl.Expr:
-    return pl.col(c).drop_nulls().first().alias(c)
+_ORD = "_ord"   # an entity's event order as one integer: (time in µs, step index)
+
+
+def _order_key() -> pl.Expr:
+    """(ts, step) packed into one Int64 so that order statistics need no sort of the frame."""
+    return pl.col(TS).dt.epoch("us") * 1024 + (pl.col(STEP).fill_null(-1) + 1)
+
+
+def _first_non_null(c: str, alias: str | None = None) -> pl.Expr:
+    """The first non-null value of ``c`` in (time, step) order, inside a group_by."""
+    m = pl.col(c).is_not_null()
+    return pl.col(c).filter(m).get(pl.col(_ORD).filter(m).arg_min()).alias(alias or c)
+
+
+def _last_non_null(c: str, alias: str | None = None) -> pl.Expr:
+    """The last non-null value of ``c`` in (time, step) order (the last of equal keys)."""
+    m = pl.col(c).is_not_null()
+    return pl.col(c).filter(m).reverse().get(pl.col(_ORD).filter(m).reverse().arg_max()).alias(alias or c)
 
 
 def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
-    """``ev``: usable events with ``_entity`` and ``_step``. One row per entity."""
+    """``ev``: usable events with ``_entity`` and ``_step``. One row per entity.
+
+    Order-dependent fields (first user, last page, next event after the exit, ...) are taken
+    by arg-min/arg-max of the (time, step) key inside each group, so the events are never sorted
+    as a whole (the costliest step on large logs); only the step events are sorted, for the
+    backtrack and repeat counts.
+    """
     k = len(cfg.steps)
+    if k > 1000:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{k} funnel steps is more than the 1000 supported")
     steps = ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
     levels = funnel_levels(steps, k, cfg.window, cfg.order)
     if cfg.exclude:
         exc = ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS)
         levels = apply_exclusions(levels, exc)
-    ordered = ev.sort(ENTITY, TS, pl.col(STEP).fill_null(-1), maintain_order=True)
-    # Backtracks and repeats among step events, in time order.
+    keyed = ev.with_columns(_order_key().alias(_ORD))
+    # Backtracks and repeats among step events, in time order (time order within an entity is
+    # all that counts, so sort by the entity's hash: cheaper than sorting the id strings).
     st = pl.col(STEP)
     prev_step = st.shift(1).over(ENTITY)
     prev_max = st.cum_max().shift(1).over(ENTITY)
     flags = (
-        ordered.filter(st.is_not_null())
+        steps.sort(pl.col(ENTITY).hash(), TS, STEP, maintain_order=True)
         .select(ENTITY, (st < prev_max).alias("_back"), (st == prev_step).alias("_rep"))
         .group_by(ENTITY)
         .agg(pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
     )
-    base = ordered.group_by(ENTITY, maintain_order=False).agg(
+    base = keyed.group_by(ENTITY, maintain_order=False).agg(
         _first_non_null(SESSION),
         _first_non_null(USER),
         pl.col(TS).min().alias("first_ts"),
@@ -58,9 +85,9 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
         pl.col(CART_VALUE).max().alias(CART_VALUE),
         pl.col(SHIPPING).max().alias(SHIPPING),
         _first_non_null(CURRENCY),
-        pl.col(PAYMENT).drop_nulls().last().alias(PAYMENT),
-        pl.col(EVENT).last().alias("last_event"),
-        pl.col(URL).drop_nulls().last().alias("last_page"),
+        _last_non_null(PAYMENT),
+        pl.col(EVENT).reverse().get(pl.col(_ORD).reverse().arg_max()).alias("last_event"),
+        _last_non_null(URL, "last_page"),
         *(_first_non_null(a) for a in attrs),
     )
     rec = (
@@ -80,11 +107,11 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
     rec = rec.with_columns(exit_t.alias("exit_ts"))
     # Next event after the exit step (where did they go?).
     after = (
-        ordered.select(ENTITY, TS, EVENT)
+        keyed.select(ENTITY, TS, EVENT, _ORD)
         .join(rec.select(ENTITY, "exit_ts"), on=ENTITY)
         .filter(pl.col(TS) > pl.col("exit_ts"))
         .group_by(ENTITY)
-        .agg(pl.col(EVENT).sort_by(TS).first().alias("next_event"))
+        .agg(pl.col(EVENT).get(pl.col(_ORD).arg_min()).alias("next_event"))
     )
     return rec.join(after, on=ENTITY, how="left")
 
