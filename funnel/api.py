@@ -127,11 +127,13 @@ def _collect_input(lf: pl.LazyFrame, loaded: Loaded) -> pl.DataFrame:
 
 
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
-            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
+            progress: Progress | None = None, funnel_only: bool = False,
+            shard: tuple[int, int] = (0, 1)) -> Prepared:
+    """Read, normalise and collect the usable events (of user shard ``shard[0]`` of ``shard[1]``)."""
     say = progress or (lambda _msg: None)
     say("reading input")
     loaded = load_events(sources, cfg)
-    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone)
+    lf = normalize(parts.shard_rows(project_input(loaded.lf, cfg), *shard), cfg.timezone)
     built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
     if _collect_input(lf.select(built.any()), loaded).item():  # cheap scan of 3 columns
         lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
@@ -296,19 +298,64 @@ def _iso(ts: Any) -> str | None:
 
 
 def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
-    rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
-    totals = p["totals"].row(0, named=True)
     users = prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
+    return _summary(prep.loaded, prep.rejects, prep.rows_read, users, prep.sessionized, prep.sessions_log, p)
+
+
+def _summary(loaded: Loaded, rejects: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
+             sessions_log: str | None, p: parts.Partials) -> InputSummary:
+    rej = rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    totals = p["totals"].row(0, named=True)
     return InputSummary(
-        files=[str(f.path) for f in prep.loaded.files], format=prep.loaded.format,
-        columns=dict(prep.loaded.columns), rows_read=prep.rows_read, rows_rejected=prep.rejects.height,
+        files=[str(f.path) for f in loaded.files], format=loaded.format,
+        columns=dict(loaded.columns), rows_read=rows_read, rows_rejected=rejects.height,
         rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
-        period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=prep.sessions_log,
-        sessionized=prep.sessionized,
-        capped_sessions=int(prep.rejects.filter(pl.col(REJECT) == "session_cap")
-                            .select(pl.col(ENTITY).n_unique()).item()) if prep.rejects.height else 0,
+        period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=sessions_log,
+        sessionized=sessionized,
+        capped_sessions=int(rejects.filter(pl.col(REJECT) == "session_cap")
+                            .select(pl.col(ENTITY).n_unique()).item()) if rejects.height else 0,
     )
+
+
+def _analyze_sharded(sources: list[str], cfg: Config, sessions: str | None, say: Progress,
+                     k: int) -> Analysis | None:
+    """The full analysis of a large input in ``k`` user shards, holding one shard at a time.
+
+    Pass 1 reads each shard for the diagnosis baselines, which are merged; pass 2 reads each
+    shard again for its partials, which merge by addition into exactly the one-shard report
+    (tests/test_shards.py). Returns None when nothing is usable (the one-pass path says why).
+    """
+    def shard(i: int, what: str) -> tuple[Prepared, pl.DataFrame]:
+        say(f"{what}: shard {i + 1} of {k}")
+        prep = prepare(sources, cfg, sessions=sessions, shard=(i, k))
+        return prep, entity_records(prep.events, cfg, prep.attrs).collect()
+
+    baselines = []
+    for i in range(k):
+        prep, rec = shard(i, "reading for the baselines")
+        if rec.height:
+            baselines.append(shard_baseline(prep.events, cfg, prep.attrs, rec))
+    if not baselines:
+        return None
+    baseline = parts.merge(baselines)
+    partials, carts, rejects, rows, users, built = [], [], [], 0, 0, False
+    for i in range(k):
+        prep, rec = shard(i, "analysing")
+        rejects.append(prep.rejects)
+        rows += prep.rows_read
+        if not rec.height:
+            continue
+        diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline, rec)
+        partials.append(shard_partials(prep.events, cfg, prep.attrs, baseline, diag))
+        carts.append(carts_table(diag, cfg))
+        users += prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
+        built = built or prep.sessionized
+    p = parts.merge(partials)
+    rej = pl.concat(rejects, how="diagonal_relaxed")
+    say("building the report")
+    report = build_report(p, cfg, _summary(prep.loaded, rej, rows, users, built, prep.sessions_log, p), prep.attrs)
+    return Analysis(report=report, carts=pl.concat(carts).sort("session_id"), rejects=reject_table(rej))
 
 
 def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
@@ -348,6 +395,7 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
             sessions: str | None = None, progress: Progress | None = None,
             period: tuple[datetime, datetime] | PeriodSpec | None = None,
             compare: tuple[datetime, datetime] | str | None = None, funnel_only: bool = False,
+            shards: int | None = None,
             **overrides: Any) -> Analysis:
     """Analyse event logs and return the report plus the per-cart table.
 
@@ -361,6 +409,9 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
 
     ``funnel_only`` reads only the funnel's columns and computes the funnel and abandonment
     counts (no reasons, paths, segments, cart table); ignored with ``compare`` or gates.
+
+    ``shards`` (default: one per 25M input rows) reads the input in that many user shards,
+    holding one at a time; the report is the same as in one pass.
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
@@ -378,6 +429,14 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
         fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
         if fast is not None:
             return fast
+    if not funnel_only and no_period and not rules:
+        from .streaming import FULL_SHARD_ROWS, shard_count
+
+        k = shards or shard_count(load_events(list(sources), cfg), FULL_SHARD_ROWS)
+        if k > 1:   # a large input: hold one user shard at a time
+            sharded = _analyze_sharded(list(sources), cfg, sessions, say, k)
+            if sharded is not None:
+                return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
     if prep.rows_read == 0:
         raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows (no data rows, only a header)",

@@ -30,7 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _COLUMNS = (TS, "event", SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
 
 
-SHARD_ROWS = 10_000_000   # rows per shard: bounds the narrow frame held in memory at once (~2 GB)
+SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, ~2 GB)
+FULL_SHARD_ROWS = 25_000_000   # full analysis: every column and the per-entity records; each extra
+                               # shard costs a re-read of the input, so only large inputs are split
 
 
 def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
@@ -90,14 +92,13 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
 def _shard(loaded, cfg: Config, i: int, k: int):
     """(partials, totals, rejected rows) of shard ``i`` of ``k``; None: needs the row-level path."""
     from . import api
+    from .core import partials as parts
 
     names = loaded.lf.collect_schema().names()
     keep = [c for c in names if c in _COLUMNS or c.startswith("_")]
     dropped = [c for c in names if c not in keep]
     lf = loaded.lf.select(*keep, *([pl.struct(dropped).hash(0).alias("_dup_key")] if dropped else []))
-    if k > 1:   # the shard key is read before normalising, so only this shard is normalised
-        key = pl.coalesce(*(pl.col(c).cast(pl.String).str.strip_chars() for c in (USER, SESSION) if c in names))
-        lf = lf.filter(key.hash(7) % k == i)
+    lf = parts.shard_rows(lf, i, k)   # before normalising: only this shard is normalised
     lf = map_steps(normalize(lf, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     usable = pl.col(REJECT).is_null()

@@ -21,6 +21,19 @@ EXIT = "(exit)"
 NONE = "(none)"
 
 
+def shard_rows(lf: pl.LazyFrame, i: int, k: int) -> pl.LazyFrame:
+    """The rows of user shard ``i`` of ``k``: every event of a user (or, without a user id, of a
+    session) lands in the same shard, so shards can be analysed alone and their partials merged.
+    Applied to raw rows before normalising (ids are compared with outer blanks stripped)."""
+    if k <= 1:
+        return lf
+    names = lf.collect_schema().names()
+    from ..schema import SESSION, USER
+
+    key = pl.coalesce(*(pl.col(c).cast(pl.String).str.strip_chars() for c in (USER, SESSION) if c in names))
+    return lf.filter(key.hash(7) % k == i)
+
+
 def segment_columns(available: list[str], cfg: Config) -> list[str]:
     """The columns broken down as segments: ``--segment``/[segments] columns when given, else
     the usual low-cardinality attributes (device, channel, country, ...) that are present."""
