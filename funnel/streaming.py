@@ -7,7 +7,7 @@ rejected rows are kept aside, and the per-entity aggregate, the totals and the s
 computed from that. The numbers are those of ``api.shard_funnel`` on the materialised events
 (tests/test_funnel_only.py); inputs that need the full row-level treatment — sessions to build
 from inactivity, bot-like sessions over the cap, exclusion events — return None and the caller
-takes the materialising path.
+takes the materialising path. Inputs over 10M rows are read in user shards (``shard_count``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .config import Config
-from .core.normalize import _BOOKKEEPING, normalize
+from .core.normalize import _BOOKKEEPING, DETAIL, normalize
 from .core.sessions import map_steps
-from .schema import (CART_VALUE, CURRENCY, ENTITY, LOAD_MS, REJECT, ROW, SESSION, SHIPPING, SOURCE_FILE,
-                     STEP, TS, USER)
-from .core.normalize import DETAIL
+from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
+                     SOURCE_FILE, STEP, TS, USER)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Analysis, Progress
 
 # What the funnel and the reject rules read; other columns are never touched.
-_COLUMNS = (TS, "event", SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
+_COLUMNS = (TS, EVENT, SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
 
 
 SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, ~2 GB)
@@ -105,7 +104,7 @@ def _shard(loaded, cfg: Config, i: int, k: int):
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
     have = lf.collect_schema().names()
-    kept = [c for c in (SOURCE_FILE, ROW, DETAIL, "event") if c in have]
+    kept = [c for c in (SOURCE_FILE, ROW, DETAIL, EVENT) if c in have]
     narrow = lf.select(ENTITY, TS, STEP, USER, SESSION, CART_VALUE, CURRENCY, REJECT, *kept,
                        pl.struct(row_cols).hash(0).alias("_h"))
     try:
