@@ -23,7 +23,7 @@ from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, normalize
 from .core.sessionize import sessionize
-from .core.sessions import map_steps, session_records, with_recovery
+from .core.sessions import funnel_base, map_steps, session_records, with_recovery
 from . import gates, periods
 from .core.compare import compare_reports
 from .errors import ConfigError, InputError
@@ -184,20 +184,6 @@ def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
         rec = entity_records(ev, cfg, attrs).collect()
     lazy = reasons.baseline_partials(ev, rec.lazy(), cfg)
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
-
-
-def first_in_time(c: str) -> pl.Expr:
-    """The first non-null value of ``c`` in time order, inside a group_by."""
-    return pl.col(c).drop_nulls().get(pl.col(TS).filter(pl.col(c).is_not_null()).arg_min()).alias(c)
-
-
-def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
-    """Per entity: user, first/last event time, events, cart value and currency."""
-    return ev.group_by(ENTITY).agg(
-        first_in_time(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
-        pl.len().cast(pl.Int32).alias("n_events"), pl.col(CART_VALUE).max().alias(CART_VALUE),
-        first_in_time(CURRENCY),
-    )
 
 
 def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None,

@@ -18,7 +18,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import _BOOKKEEPING, DETAIL, normalize
-from .core.sessions import map_steps
+from .core.sessions import funnel_base, map_steps
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
 
@@ -114,38 +114,25 @@ def _shard(loaded, cfg: Config, i: int, k: int):
     df = whole.filter(usable).drop(REJECT)
     rej = whole.filter(pl.col(REJECT).is_not_null()).drop("_h")   # --rejects: the funnel's columns
     del whole
-    lf_all = lf
-    lf = df.lazy().with_columns(pl.lit(None, pl.String).alias(REJECT))
-    per_entity = lf.filter(usable).group_by(ENTITY).agg(
-        first_usable(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
-        pl.len().alias("rows"), pl.col(CART_VALUE).max(), first_usable(CURRENCY),
-    )
-    overall = lf.select(
+    per_entity = funnel_base(df.lazy())
+    overall = df.lazy().select(
         (pl.len() + rej.height).alias("rows"),
-        usable.sum().alias("usable"),
-        pl.col("_h").filter(usable).n_unique().alias("distinct"),
-        pl.col(USER).filter(usable).drop_nulls().n_unique().alias("users"),
-        (pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & usable).sum().alias("unsessioned"),
+        pl.len().alias("usable"),
+        pl.col("_h").n_unique().alias("distinct"),
+        pl.col(USER).drop_nulls().n_unique().alias("users"),
+        (pl.col(SESSION).is_null() & pl.col(USER).is_not_null()).sum().alias("unsessioned"),
     )
-    steps = lf.filter(usable & pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
+    steps = df.lazy().filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
     ent, tot, st = pl.collect_all([per_entity, overall, steps])
     tot = tot.row(0, named=True)
-    if tot["unsessioned"] or int(ent["rows"].max() or 0) > cfg.max_events_per_session:
+    if tot["unsessioned"] or int(ent["n_events"].max() or 0) > cfg.max_events_per_session:
         return None
     dups = int(tot["usable"] - tot["distinct"])
     if dups:  # name the duplicate rows too (rare): one more pass over the usable rows
-        dup_rows = lf_all.filter(usable).filter(~pl.struct(row_cols).hash(0).is_first_distinct()) \
+        dup_rows = lf.filter(usable).filter(~pl.struct(row_cols).hash(0).is_first_distinct()) \
             .with_columns(pl.lit("duplicate").alias(REJECT)).collect()
         rej = pl.concat([rej, dup_rows], how="diagonal_relaxed")
-    base = ent.select(ENTITY, USER, "first_ts", "last_ts", pl.col("rows").cast(pl.Int32).alias("n_events"),
-                      CART_VALUE, CURRENCY)
-    p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
+    p = api.shard_funnel(pl.LazyFrame(), cfg, base=ent.lazy(), steps=st.lazy())
     # Events per entity above count duplicates; the total must not (as in the row-level path).
     p["totals"] = p["totals"].with_columns(pl.lit(tot["distinct"]).cast(p["totals"]["n_events"].dtype).alias("n_events"))
     return p, tot, rej
-
-
-def first_usable(c: str) -> pl.Expr:
-    """First non-null value of ``c`` in time order among usable rows (as api.first_in_time)."""
-    ok = pl.col(REJECT).is_null() & pl.col(c).is_not_null()
-    return pl.col(c).filter(ok).get(pl.col(TS).filter(ok).arg_min()).alias(c)

@@ -45,6 +45,17 @@ def _last_non_null(c: str, alias: str | None = None) -> pl.Expr:
     return pl.col(c).filter(m).reverse().get(pl.col(_ORD).filter(m).reverse().arg_max()).alias(alias or c)
 
 
+def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
+    """Per entity, what the funnel-only pass needs: user, first/last event time, events, cart
+    value and currency — the same rules as ``session_records`` (first non-null in (time, step)
+    order), so both paths agree even on ties."""
+    return ev.with_columns(_order_key().alias(_ORD)).group_by(ENTITY).agg(
+        _first_non_null(USER), pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
+        pl.len().cast(pl.Int32).alias("n_events"), pl.col(CART_VALUE).max().alias(CART_VALUE),
+        _first_non_null(CURRENCY),
+    )
+
+
 def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
     """``ev``: usable events with ``_entity`` and ``_step``. One row per entity.
 
