@@ -21,7 +21,6 @@ import base64
 import dataclasses
 import functools
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
