@@ -19,7 +19,6 @@ import random
 from pathlib import Path
 
 import polars as pl
-import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
