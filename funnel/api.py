@@ -452,12 +452,7 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
         if span is not None:
             report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
         return Analysis(report=report, carts=pl.DataFrame(), rejects=reject_table(prep.rejects))
-    say("reconstructing purchase paths")
-    rec = entity_records(prep.events, cfg, prep.attrs).collect()
-    baseline = shard_baseline(prep.events, cfg, prep.attrs, rec)
-    say("diagnosing abandoned carts")
-    diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline, rec)
-    p = shard_partials(prep.events, cfg, prep.attrs, baseline, diag)
+    p, diag = _one_shard(prep.events, cfg, prep.attrs, say)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
     # --- CI mode: period, comparison, gates ------------------------------------------------
@@ -475,15 +470,25 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
 
 
+def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
+               say: Progress | None = None) -> tuple[parts.Partials, pl.DataFrame]:
+    """Both passes on events held in memory as one shard: (partials, diagnosed records)."""
+    say = say or (lambda _msg: None)
+    say("reconstructing purchase paths")
+    rec = entity_records(ev, cfg, attrs).collect()
+    baseline = shard_baseline(ev, cfg, attrs, rec)
+    say("diagnosing abandoned carts")
+    diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
+    return shard_partials(ev, cfg, attrs, baseline, diag), diag
+
+
 def _period_report(prep: Prepared, cfg: Config, span: periods.Span) -> Report | None:
     """The report of the entities whose first event is in ``span`` (None when there are none):
     the same passes as ``analyze``, for the comparison period."""
     ev = periods.entities_in(prep.events, span).collect().lazy()
     if ev.select(pl.len()).collect().item() == 0:
         return None
-    rec = entity_records(ev, cfg, prep.attrs).collect()
-    baseline = shard_baseline(ev, cfg, prep.attrs, rec)
-    p = shard_partials(ev, cfg, prep.attrs, baseline, shard_diagnosis(ev, cfg, prep.attrs, baseline, rec))
+    p, _ = _one_shard(ev, cfg, prep.attrs)
     sub = dataclasses.replace(prep, events=ev)
     return build_report(p, cfg, input_summary(sub, p), prep.attrs)
 
