@@ -79,12 +79,14 @@ def generated_at() -> str:
 FUNNEL_ONLY_COLUMNS = (TS, EVENT, SESSION, USER, CART_VALUE, CURRENCY)
 
 
-def project_input(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
-    """Keep canonical, pipeline (``_*``) and segment columns; other columns survive only as one
-    64-bit hash (``_dup_key``), so 'exact duplicate' still compares whole input rows."""
+def project_input(lf: pl.LazyFrame, cfg: Config, columns: tuple[str, ...] | None = None) -> pl.LazyFrame:
+    """Keep ``columns`` (default: canonical and segment columns) and pipeline (``_*``) columns;
+    other columns survive only as one 64-bit hash (``_dup_key``), so 'exact duplicate' still
+    compares whole input rows."""
     names = lf.collect_schema().names()
-    keep = [c for c in names if c in CANONICAL_COLUMNS or c.startswith("_")
-            or c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    wanted = set(columns) if columns is not None else \
+        {*CANONICAL_COLUMNS, *DEFAULT_SEGMENT_CANDIDATES, *cfg.segments}
+    keep = [c for c in names if c in wanted or c.startswith("_")]
     dropped = [c for c in names if c not in keep]
     if not dropped:
         return lf

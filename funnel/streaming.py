@@ -93,11 +93,7 @@ def _shard(loaded, cfg: Config, i: int, k: int):
     from . import api
     from .core import partials as parts
 
-    names = loaded.lf.collect_schema().names()
-    keep = [c for c in names if c in _COLUMNS or c.startswith("_")]
-    dropped = [c for c in names if c not in keep]
-    lf = loaded.lf.select(*keep, *([pl.struct(dropped).hash(0).alias("_dup_key")] if dropped else []))
-    lf = parts.shard_rows(lf, i, k)   # before normalising: only this shard is normalised
+    lf = parts.shard_rows(api.project_input(loaded.lf, cfg, _COLUMNS), i, k)   # before normalising: only this shard is normalised
     lf = map_steps(normalize(lf, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     usable = pl.col(REJECT).is_null()
