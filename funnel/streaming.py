@@ -65,7 +65,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     results = []
     for i in range(k):
         say(f"counting the funnel{f' (shard {i + 1} of {k})' if k > 1 else ''}")
-        got = _shard(loaded, cfg, i, k)
+        got = _clean_shard(loaded, cfg, i, k) or _shard(loaded, cfg, i, k)
         if got is None:
             return None
         results.append(got)
@@ -88,21 +88,101 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
 
 
-def _shard(loaded, cfg: Config, i: int, k: int):
-    """(partials, totals, rejected rows) of shard ``i`` of ``k``; None: needs the row-level path."""
+def _clean_shard(loaded, cfg: Config, i: int, k: int):
+    """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
+    shard ``i`` of ``k``, or None when any row would need normalising (then ``_shard`` runs).
+
+    A few aggregates over every row prove the shard clean — a typed timestamp, no row meeting a
+    reject rule (``normalize.typed``, the rules ``normalize`` applies), no string that
+    ``normalize`` would change (checked on the distinct values), a session id on every row, no
+    two rows with the same (entity, time, event) (so no exact duplicates) and no session over
+    the cap. Then nothing is rejected and the raw values are the normalised ones, so the funnel
+    is counted without normalising a single row: the per-entity aggregate is computed only for
+    entities with a step event (every other entity is at level 0 and adds only to the counts).
+    The result equals ``_shard``'s (tests/test_funnel_only.py).
+    """
+    from . import api
+    from .core import partials as parts
+    from .core.normalize import ensure_columns, needs_cleaning, typed
+
+    lf = loaded.lf.select(*(c for c in _COLUMNS if c in loaded.lf.collect_schema().names()))
+    lf = ensure_columns(parts.shard_rows(lf, i, k))
+    schema = lf.collect_schema()
+    text = (EVENT, SESSION, USER, CURRENCY)
+    if not isinstance(schema[TS], pl.Datetime) or any(schema[c] not in (pl.String, pl.Null) for c in text) \
+            or any(not (schema[c].is_numeric() or schema[c] == pl.Null) for c in (CART_VALUE, SHIPPING, LOAD_MS)):
+        return None   # text columns: the row-level rules do real work
+    lf, rules = typed(lf, cfg.timezone)
+    # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
+    unusable = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
+    lf = map_steps(lf.with_columns(pl.col("_ts_parsed").alias(TS),
+                                   pl.col(f"_num_{CART_VALUE}").alias(CART_VALUE)), cfg)
+    dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")  # noqa: E731
+    rows = lf.select(
+        pl.len().alias("rows"),
+        (unusable | pl.col(SESSION).is_null()).sum().alias("unusable"),
+        pl.struct(ENTITY, TS, EVENT).hash(0).n_unique().alias("keys"),
+        pl.col(TS).min().alias("min_ts"), pl.col(TS).max().alias("max_ts"),
+    )
+    entities = lf.group_by(ENTITY).agg(pl.len().alias("n")).select(
+        pl.len().alias("entities"), pl.col("n").max().alias("most"), dirty(ENTITY))
+    distinct = [lf.select(pl.col(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
+                for c in (USER, EVENT, CURRENCY)]
+    steps = lf.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
+    try:
+        r, e, u, ev, cur, st = pl.collect_all([rows, entities, *distinct, steps], engine="streaming")
+    except api.READ_ERRORS as exc:
+        raise api.read_error(loaded, exc) from None
+    r, e = r.row(0, named=True), e.row(0, named=True)
+    if r["unusable"] or r["keys"] != r["rows"] or (e["most"] or 0) > cfg.max_events_per_session \
+            or any(x.item(0, 1) for x in (u, ev, cur)) or e[f"dirty_{ENTITY}"]:
+        return None
+    cands = st.select(ENTITY).unique()
+    try:
+        base = funnel_base(lf.join(cands.lazy(), on=ENTITY, how="semi")).collect(engine="streaming")
+    except api.READ_ERRORS as exc:
+        raise api.read_error(loaded, exc) from None
+    p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
+    # Entities without a step event are absent from ``base``: they count at level 0.
+    t = p["totals"]
+    p["totals"] = t.with_columns(
+        pl.lit(e["entities"]).cast(t["n_entities"].dtype).alias("n_entities"),
+        pl.lit(r["rows"]).cast(t["n_events"].dtype).alias("n_events"),
+        pl.lit(r["min_ts"]).cast(t["min_ts"].dtype).alias("min_ts"),
+        pl.lit(r["max_ts"]).cast(t["max_ts"].dtype).alias("max_ts"),
+    )
+    lv = p["levels"]
+    rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
+    p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
+    tot = {"rows": r["rows"], "usable": r["rows"], "users": u.item(0, 0)}
+    no_rejects = _narrow(loaded, cfg, i, k)[2].drop("_h").clear().collect()   # the rejects' columns, no rows
+    return p, tot, no_rejects
+
+
+def _narrow(loaded, cfg: Config, i: int, k: int) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:
+    """Shard ``i`` of ``k`` normalised (lazy), its row columns, and the narrow frame of it."""
     from . import api
     from .core import partials as parts
 
     lf = parts.shard_rows(api.project_input(loaded.lf, cfg, _COLUMNS), i, k)   # before normalising: only this shard is normalised
     lf = map_steps(normalize(lf, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
-    usable = pl.col(REJECT).is_null()
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
     have = lf.collect_schema().names()
     kept = [c for c in (SOURCE_FILE, ROW, DETAIL, EVENT) if c in have]
     narrow = lf.select(ENTITY, TS, STEP, USER, SESSION, CART_VALUE, CURRENCY, REJECT, *kept,
                        pl.struct(row_cols).hash(0).alias("_h"))
+    return lf, row_cols, narrow
+
+
+def _shard(loaded, cfg: Config, i: int, k: int):
+    """(partials, totals, rejected rows) of shard ``i`` of ``k``; None: needs the row-level path."""
+    from . import api
+    from .core import partials as parts
+
+    lf, row_cols, narrow = _narrow(loaded, cfg, i, k)
+    usable = pl.col(REJECT).is_null()
     try:
         whole = narrow.collect(engine="streaming")
     except api.READ_ERRORS as exc:

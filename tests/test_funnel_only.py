@@ -122,3 +122,108 @@ def test_shard_count_from_size(log):
     loaded = load_events([log], Config())
     assert streaming.shard_count(loaded) == 1
     assert streaming.shard_count(loaded, rows_per_shard=1000) > 1
+
+
+# --- the clean-input fast path (streaming._clean_shard) ------------------------------------
+
+def _typed_log() -> pl.DataFrame:
+    """A typed (Parquet-like) log with nothing to normalise: several users, repeat sessions,
+    sessions without steps, ties in time, a currency, cart values on some events only."""
+    ev = generate_sample(n_sessions=300, seed=9).events
+    ts = ev["timestamp"]
+    if ts.dtype == pl.String:
+        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
+    return ev.unique(subset=["session_id", "timestamp", "event"], keep="first", maintain_order=True)
+
+
+def _reports(path: str, monkeypatch, cfg=None) -> tuple[dict | None, dict]:
+    """(fast-path report or None when it declined, row-level streaming report)."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    cfg = cfg or Config()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    from funnel.io.load import load_events
+
+    took = streaming._clean_shard(load_events([path], cfg), cfg, 0, 1) is not None
+    fast = analyze(path, cfg, funnel_only=True)
+    with monkeypatch.context() as m:
+        m.setattr(streaming, "_clean_shard", lambda *_a: None)
+        slow = analyze(path, cfg, funnel_only=True)
+    return (fast.report.to_dict() if took else None), slow.report.to_dict()
+
+
+def test_clean_typed_input_takes_the_fast_path_with_equal_numbers(tmp_path, monkeypatch):
+    p = tmp_path / "clean.parquet"
+    _typed_log().write_parquet(p)
+    fast, slow = _reports(str(p), monkeypatch)
+    assert fast is not None, "a clean typed log should not need normalising"
+    assert fast == slow and fast["abandonment"]["recovered"] > 0
+    full = analyze(str(p)).report.to_dict()
+    assert fast["funnel"] == full["funnel"] and fast["input"] == full["input"]
+    assert _abandonment_counts(fast["abandonment"]) == _abandonment_counts(full["abandonment"])
+
+
+def test_fast_path_equals_full_analysis_on_user_level_and_shards(tmp_path, monkeypatch):
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "clean.parquet"
+    _typed_log().write_parquet(p)
+    cfg = Config().with_overrides(level="user")
+    fast, slow = _reports(str(p), monkeypatch, cfg)
+    assert fast is not None and fast == slow
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    one = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=1)
+    many = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=3)
+    assert many.report.to_dict() == one.report.to_dict()
+
+
+def _dirt():
+    nat = None
+    return {
+        "duplicate row": lambda df: pl.concat([df, df.head(1)]),
+        "same entity, time and event": lambda df: pl.concat(
+            [df, df.head(1).with_columns(pl.lit("/elsewhere").alias("page_url"))]),
+        "null timestamp": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(nat).otherwise(pl.col("timestamp")).alias("timestamp")),
+        "timestamp before 1990": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(pl.datetime(1970, 1, 2, time_zone="UTC"))
+            .otherwise(pl.col("timestamp")).alias("timestamp")),
+        "session id with outer blank": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(pl.col("session_id") + " ")
+            .otherwise(pl.col("session_id")).alias("session_id")),
+        "control character in event": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("add_to_cart\x1b[31m"))
+            .otherwise(pl.col("event")).alias("event")),
+        "empty user id": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("")).otherwise(pl.col("user_id")).alias("user_id")),
+        "negative cart value": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(-5.0).otherwise(pl.col("cart_value")).alias("cart_value")),
+        "NaN cart value": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise(pl.col("cart_value")).alias("cart_value")),
+        "row without a session id": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("session_id")).alias("session_id")),
+        "timestamps as text": lambda df: df.with_columns(pl.col("timestamp").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_dirt()))
+def test_fast_path_declines_input_that_needs_normalising(tmp_path, monkeypatch, kind):
+    """Any row the row-level rules would reject or change sends the shard to the exact path,
+    and the answer is the same as the full analysis's."""
+    p = tmp_path / "dirty.parquet"
+    _dirt()[kind](_typed_log()).write_parquet(p)
+    fast, slow = _reports(str(p), monkeypatch)
+    assert fast is None
+    full = analyze(str(p)).report.to_dict()
+    assert slow["funnel"] == full["funnel"] and slow["input"] == full["input"]
+
+
+def test_fast_path_declines_sessions_over_the_cap(tmp_path, monkeypatch):
+    from funnel.config import Config
+
+    p = tmp_path / "clean.parquet"
+    _typed_log().write_parquet(p)
+    fast, slow = _reports(str(p), monkeypatch, Config().with_overrides(max_events_per_session=3))
+    assert fast is None and slow["input"]["rows_rejected"] > 0

@@ -124,19 +124,27 @@ def harmless(x: pl.Expr) -> pl.Expr:
     return pl.when(x.str.contains(_UNSAFE)).then(fixed).otherwise(x)   # the test is cheaper than the fix
 
 
+def needs_cleaning(x: pl.Expr) -> pl.Expr:
+    """True where ``normalize`` would change a string value: unsafe characters (``harmless``),
+    outer whitespace or an empty string (``_clean_string``)."""
+    return x.str.contains(_UNSAFE) | x.str.contains(r"^\s|\s$|^$")
+
+
 def _is_blank(c: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String:   # a regex test allocates nothing, unlike stripping every value
         return pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$")
     return pl.col(c).is_null()
 
 
-def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) -> pl.LazyFrame:
-    """Typed canonical events with ``_reject`` (null for usable rows)."""
-    lf = ensure_columns(lf)
+def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
+          ) -> tuple[pl.LazyFrame, list[tuple[str, pl.Expr]]]:
+    """Parse the timestamp and numbers of (string-cleaned) canonical events into temporary
+    columns, and return the reject rules over them: ``(cause, condition)`` in priority order.
+
+    The one definition of what makes a row unusable (bar duplicates and the session cap):
+    ``normalize`` turns the rules into ``_reject``; the funnel-only fast path
+    (funnel.streaming) checks that no row meets any of them."""
     schema = lf.collect_schema()
-    text_cols = [c for c, t in schema.items() if t == pl.String and c not in (SOURCE_FILE, ROW, REJECT)]
-    if text_cols:
-        lf = lf.with_columns(harmless(pl.col(c)) for c in text_cols)
     if BLANK in schema:
         empty_row = pl.col(BLANK).fill_null(False)
     else:   # adapted vendor rows: every (visible) column empty
@@ -145,8 +153,6 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     extra = pl.col(EXTRA).is_not_null() if EXTRA in schema else pl.lit(False)
     now = now or datetime.now(timezone.utc)
     future = now + timedelta(days=1)
-    raw_ts = pl.col(TS)
-    ts = parse_timestamp(raw_ts, schema[TS], tz)
     money = (CART_VALUE, SHIPPING, LOAD_MS)
     parsed = []      # each number is parsed once, into a temporary column (_num_<col>)
     money_bad = []
@@ -157,27 +163,46 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
         money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
-    lf = lf.with_columns(parsed).with_columns(money_bad)
-    out = lf.with_columns(
-        ts.alias("_ts_parsed"),
+    lf = lf.with_columns(parsed).with_columns(money_bad).with_columns(
+        parse_timestamp(pl.col(TS), schema[TS], tz).alias("_ts_parsed"),
+        pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
+    )
+    parsed_ts = pl.col("_ts_parsed")
+    rules = [
+        ("empty_row", empty_row),
+        ("extra_fields", extra),
+        ("missing_timestamp", _is_blank(TS, schema[TS])),
+        ("bad_timestamp", parsed_ts.is_null()),
+        ("timestamp_out_of_range", (parsed_ts < _MIN_TS) | (parsed_ts > future)),
+        ("missing_event", pl.col(EVENT).is_null()),
+        ("missing_id", pl.col(SESSION).is_null() & pl.col(USER).is_null()),
+        ("bad_value", pl.col("_bad_value")),
+    ]
+    assert [c for c, _ in rules] == list(REJECT_CAUSES)[:len(rules)]
+    return lf, rules
+
+
+_TEMPORARY = ("_ts_parsed", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad")
+                                                   for c in (CART_VALUE, SHIPPING, LOAD_MS)))
+
+
+def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) -> pl.LazyFrame:
+    """Typed canonical events with ``_reject`` (null for usable rows)."""
+    lf = ensure_columns(lf)
+    schema = lf.collect_schema()
+    text_cols = [c for c, t in schema.items() if t == pl.String and c not in (SOURCE_FILE, ROW, REJECT)]
+    if text_cols:
+        lf = lf.with_columns(harmless(pl.col(c)) for c in text_cols)
+    lf = lf.with_columns(
         *(_clean_string(c) for c in _STRING_COLS),
         (pl.col(CHECKOUT_STEP).str.strip_chars() if schema[CHECKOUT_STEP] == pl.String else pl.col(CHECKOUT_STEP))
         .cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
-        pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
     )
-    missing_ts = _is_blank(TS, schema[TS])
-    reject = (
-        pl.when(empty_row).then(pl.lit("empty_row"))
-        .when(extra).then(pl.lit("extra_fields"))
-        .when(missing_ts).then(pl.lit("missing_timestamp"))
-        .when(pl.col("_ts_parsed").is_null()).then(pl.lit("bad_timestamp"))
-        .when((pl.col("_ts_parsed") < _MIN_TS) | (pl.col("_ts_parsed") > future))
-        .then(pl.lit("timestamp_out_of_range"))
-        .when(pl.col(EVENT).is_null()).then(pl.lit("missing_event"))
-        .when(pl.col(SESSION).is_null() & pl.col(USER).is_null()).then(pl.lit("missing_id"))
-        .when(pl.col("_bad_value")).then(pl.lit("bad_value"))
-        .otherwise(None)
-    )
+    out, rules = typed(lf, tz, now)
+    reject = pl.lit(None, pl.String)
+    for cause, cond in reversed(rules):
+        reject = pl.when(cond).then(pl.lit(cause)).otherwise(reject)
+    money = (CART_VALUE, SHIPPING, LOAD_MS)
     raw_ts = pl.lit("ts: ") + pl.col(TS).cast(pl.String)
     raw_values = pl.concat_str(
         [pl.when(pl.col(f"_bad_{c}")).then(pl.lit(f"{c}: ") + pl.col(c).cast(pl.String)) for c in money],
@@ -191,8 +216,7 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
         out.with_columns(reject.alias(REJECT))
         .with_columns(detail.str.slice(0, 300).alias(DETAIL))
         .with_columns(*(pl.col(f"_num_{c}").alias(c) for c in money), pl.col("_ts_parsed").alias(TS))
-        .drop("_ts_parsed", "_bad_value", BLANK, *(f"_num_{c}" for c in money), *(f"_bad_{c}" for c in money),
-              strict=False)
+        .drop(*_TEMPORARY, strict=False)
     )
 
 
