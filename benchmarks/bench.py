@@ -55,6 +55,10 @@ for k in range(1, len(steps)):
 sel = " UNION ALL ".join(f"SELECT {k} AS step, count(DISTINCT e) AS n FROM q{k}" for k in range(len(steps)))
 rows = con.execute("WITH " + ",\\n".join(ctes) + " " + sel + " ORDER BY step").fetchall()
 print(",".join(str(n) for _, n in rows))
+if len(sys.argv) > 4:   # also the input totals funnel's JSON reports (input.rows_read/sessions/users/period)
+    tot = con.execute(f\"\"\"SELECT count(*), count(DISTINCT session_id), count(DISTINCT user_id),
+        min(timestamp)::VARCHAR, max(timestamp)::VARCHAR FROM read_parquet('{path}')\"\"\").fetchone()
+    print(",".join(str(x) for x in tot[:3]))
 """
 
 
@@ -79,10 +83,16 @@ def funnel_counts(report_json: str) -> str:
     return ",".join(str(s["sessions"]) for s in rep["funnel"]["steps"])
 
 
+def funnel_totals(report_json: str) -> str:
+    inp = json.loads(Path(report_json).read_text())["input"]
+    return ",".join(str(inp[k]) for k in ("rows_read", "sessions", "users"))
+
+
 KEYS = {"funnel-only": "funnel analyze --steps --json (funnel only)",
         "full": "funnel analyze (full analysis + HTML report)",
         "polars": "polars scan + group_by(session).len()",
-        "duckdb": "DuckDB SQL funnel (ASOF join per step)"}
+        "duckdb": "DuckDB SQL funnel (ASOF join per step)",
+        "duckdb-totals": "DuckDB SQL funnel + input totals (rows, sessions, users, period)"}
 
 
 def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = None
@@ -101,6 +111,7 @@ def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = Non
              "--html", str(tmp / "r.html"), "-q"],
         "polars scan + group_by(session).len()": [PY, "-c", POLARS_COUNT, str(path)],
         "DuckDB SQL funnel (ASOF join per step)": [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US)],
+        KEYS["duckdb-totals"]: [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US), "totals"],
     }
     if only:
         contenders = {name: cmd for name, cmd in contenders.items() if name in {KEYS[k] for k in only}}
@@ -112,12 +123,16 @@ def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = Non
             secs, mb, out = run(cmd)
             best = (secs, mb, out) if best is None or secs < best[0] else best
         results.append((name, best[0], best[1]))
-        answers[name] = best[2].strip()
+        answers[name] = best[2].strip().splitlines()
     mine = funnel_counts(str(tmp / "f.json")) if (tmp / "f.json").exists() else None
     full = funnel_counts(str(tmp / "full.json")) if (tmp / "full.json").exists() else mine
-    duck = answers.get(KEYS["duckdb"], mine)
+    duck = answers.get(KEYS["duckdb"], answers.get(KEYS["duckdb-totals"], [mine]))[0]
     agree = "yes" if mine == duck == full else f"NO (funnel {mine} / full {full} / duckdb {duck})"
     print(f"  step counts agree with DuckDB: {agree}  [{mine}]", file=sys.stderr)
+    if KEYS["duckdb-totals"] in answers:
+        ours, theirs = funnel_totals(str(tmp / "f.json")), answers[KEYS["duckdb-totals"]][1]
+        print(f"  rows, sessions, users agree with DuckDB: {'yes' if ours == theirs else 'NO'}  "
+              f"[funnel {ours} / duckdb {theirs}]", file=sys.stderr)
     return rows, results
 
 
@@ -140,17 +155,21 @@ def main() -> None:
           f"Python {platform.python_version()} · polars {pl.__version__} · duckdb "
           f"{__import__('duckdb').__version__}")
     print()
-    print("| events | contender | seconds | peak RSS MB | time vs DuckDB | time vs funnel-only |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| events | contender | seconds | peak RSS MB | time vs DuckDB funnel | time vs DuckDB funnel + totals "
+          "| time vs funnel-only |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for size in args.sizes.split(","):
         n = parse_size(size)
         print(f"generating/benchmarking {size} …", file=sys.stderr)
         rows, results = bench_size(n, args.data, args.repeat, only)
-        duck = next((s for name, s, _ in results if name.startswith("DuckDB")), None)
+        duck = next((s for name, s, _ in results if name == KEYS["duckdb"]), None)
+        duck_tot = next((s for name, s, _ in results if name == KEYS["duckdb-totals"]), None)
         first = results[0][1]
         for name, secs, mb in results:
             vs_duck = f"{secs / duck:.2f}x" if duck else "n/a"
-            print(f"| {rows:,} | {name} | {secs:.1f} | {mb:,.0f} | {vs_duck} | {secs / first:.2f}x |", flush=True)
+            vs_tot = f"{secs / duck_tot:.2f}x" if duck_tot else "n/a"
+            print(f"| {rows:,} | {name} | {secs:.1f} | {mb:,.0f} | {vs_duck} | {vs_tot} | {secs / first:.2f}x |",
+                  flush=True)
 
 
 if __name__ == "__main__":
