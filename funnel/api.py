@@ -128,6 +128,15 @@ def _collect_input(lf: pl.LazyFrame, loaded: Loaded) -> pl.DataFrame:
         raise read_error(loaded, exc) from None
 
 
+@dataclass(frozen=True)
+class SessionsLog:
+    """The ``--sessions`` log, read: its path, one row per session, and its attribute columns."""
+
+    name: str
+    lf: pl.LazyFrame
+    attrs: list[str]
+
+
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
             progress: Progress | None = None, funnel_only: bool = False,
             shard: tuple[int, int] = (0, 1)) -> Prepared:
@@ -135,7 +144,17 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     say = progress or (lambda _msg: None)
     say("reading input")
     loaded = load_events(sources, cfg)
-    lf = normalize(parts.shard_rows(project_input(loaded.lf, cfg), *shard), cfg.timezone)
+    rows = parts.shard_rows(project_input(loaded.lf, cfg), *shard)
+    return prepare_rows(rows, loaded, cfg, sessions, say, funnel_only)
+
+
+def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | SessionsLog | None = None,
+                 progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
+    """``prepare`` on given input rows ``lf`` (``project_input`` of ``loaded``'s rows, e.g. a
+    user shard of them): normalise -> sessionize -> steps -> duplicates -> session cap, collected;
+    then the rejected rows set aside and the sessions log (a path, or already read) joined."""
+    say = progress or (lambda _msg: None)
+    lf = normalize(lf, cfg.timezone)
     built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
     if _collect_input(lf.select(built.any()), loaded).item():  # cheap scan of 3 columns
         lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
@@ -154,13 +173,11 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     rejects = rejects.drop("_built_session")
     attrs = [c for c in loaded.extra_columns if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
     ev = usable.lazy()
-    sess_name = None
-    if sessions:
-        slf, sattrs = load_sessions(sessions, cfg)
-        clash = [a for a in sattrs if a in usable.columns]
-        ev = ev.drop(clash).join(slf, on=SESSION, how="left")
-        attrs = [a for a in attrs if a not in sattrs] + sattrs
-        sess_name = sessions
+    log = read_sessions_log(sessions, cfg) if isinstance(sessions, str) else sessions
+    if log is not None:
+        clash = [a for a in log.attrs if a in usable.columns]
+        ev = ev.drop(clash).join(log.lf, on=SESSION, how="left")
+        attrs = [a for a in attrs if a not in log.attrs] + log.attrs
     for s in cfg.segments:
         if s not in attrs and s not in ev.collect_schema().names():
             from .errors import ConfigError, suggestion
@@ -170,7 +187,14 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
                               f"available: {', '.join(attrs) or 'none'}")
         if s not in attrs:
             attrs.append(s)
-    return Prepared(ev, rejects, loaded, attrs, sessionized, sess_name, df.height)
+    return Prepared(ev, rejects, loaded, attrs, sessionized, log.name if log else None, df.height)
+
+
+def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:
+    if sessions is None:
+        return None
+    slf, sattrs = load_sessions(sessions, cfg)
+    return SessionsLog(sessions, slf, sattrs)
 
 
 def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
@@ -242,6 +266,17 @@ def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: pa
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
+def canonical_partials(p: parts.Partials) -> parts.Partials:
+    """The partials in one form whatever the shards: merged (rows in key order) and the money
+    sums (``sum_*``) rounded to 1e-6. Float addition is not associative, so a sum over shards,
+    or over rows in a thread-dependent order, can differ in the last bits, and a total such as
+    12,144.50 printed to the unit would then read 12,144 or 12,145 by chance."""
+    out = parts.merge([p])
+    return {name: df.with_columns(pl.col(c).round(6) for c, t in df.schema.items()
+                                  if c.startswith("sum_") and t.is_float())
+            for name, df in out.items()}
+
+
 def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[str],
                  funnel_only: bool = False) -> Report:
     """``funnel_only``: partials come from ``shard_funnel``; reasons, signals, recommendations,
@@ -250,6 +285,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
 
     from .core import reasons, recommend
 
+    p = canonical_partials(p)
     funnel = fin.finalize_funnel(p, cfg)
     counts = fin.abandonment_counts(p, cfg)
     diag = SimpleNamespace(reasons=[], signals=[], shipping_bands=[], episodes=[]) if funnel_only \
@@ -306,44 +342,127 @@ def _summary(loaded: Loaded, rejects: pl.DataFrame, rows_read: int, users: int, 
     )
 
 
-def _analyze_sharded(sources: list[str], cfg: Config, sessions: str | None, say: Progress,
+# Full analysis: input rows per user shard. Large inputs are split (one streaming pass) into
+# shards of about this many rows, analysed one at a time; smaller inputs take one pass.
+FULL_SHARD_ROWS = 5_000_000
+
+
+def _split_input(loaded: Loaded, cfg: Config, k: int, tmp: str) -> list[list[str]]:
+    """One streaming pass over the input: its projected rows (``project_input``, bookkeeping
+    columns included) written to Parquet in ``tmp``, partitioned by user shard (``shard_key``).
+    Returns each shard's files, in input order (none for an empty shard)."""
+    lf = project_input(loaded.lf, cfg)
+    key = parts.shard_key(lf.collect_schema().names(), k).alias("_shard")
+
+    def path(args: Any) -> str:
+        return os.path.join(tmp, f"input-{args.partition_keys.item():05d}-{args.index_in_partition:06d}.parquet")
+
+    try:
+        lf.sink_parquet(pl.PartitionBy(tmp, key=key, include_key=False, file_path_provider=path),
+                        compression="lz4", statistics=False, maintain_order=True)
+    except READ_ERRORS as exc:
+        raise read_error(loaded, exc) from None
+    names = sorted(f for f in os.listdir(tmp) if f.startswith("input-"))
+    return [[os.path.join(tmp, f) for f in names if f.startswith(f"input-{i:05d}-")] for i in range(k)]
+
+
+@dataclass(frozen=True)
+class _Spilled:
+    """What pass 1 keeps of a shard in memory (its frames are in files)."""
+
+    files: dict[str, str]         # events / records / rejects -> Arrow IPC file
+    baseline: parts.Partials | None
+    rows_read: int
+    users: int
+    sessionized: bool
+    attrs: list[str]
+
+
+def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: SessionsLog | None,
+                 tmp: str) -> _Spilled:
+    """Pass 1 on one shard: normalise etc. (``prepare_rows``), per-entity records and the
+    baseline partials; the usable events, records and rejected rows go to files for pass 2."""
+    prep = prepare_rows(pl.scan_parquet(files, hive_partitioning=False), loaded, cfg, log)
+    ev = prep.events.collect()
+    for f in files:   # the shard's input is no longer needed: free the disk
+        os.remove(f)
+    rec = entity_records(ev.lazy(), cfg, prep.attrs).collect()
+    baseline = shard_baseline(ev.lazy(), cfg, prep.attrs, rec) if rec.height else None
+    out = {}
+    for what, df in (("events", ev), ("records", rec), ("rejects", prep.rejects)):
+        out[what] = os.path.join(tmp, f"{name}-{what}.arrow")
+        df.write_ipc(out[what], compression="lz4")
+    users = ev.select(pl.col(USER).drop_nulls().n_unique()).item()
+    return _Spilled(out, baseline, prep.rows_read, users, prep.sessionized, prep.attrs)
+
+
+def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Progress,
                      k: int) -> Analysis | None:
     """The full analysis of a large input in ``k`` user shards, holding one shard at a time.
 
-    Pass 1 reads each shard for the diagnosis baselines, which are merged; pass 2 reads each
-    shard again for its partials, which merge by addition into exactly the one-shard report
-    (tests/test_shards.py). Returns None when nothing is usable (the one-pass path says why).
+    One streaming pass writes the input, partitioned by user shard, to a temporary directory
+    (``tempfile``: honours TMPDIR; removed at the end, also on error). Pass 1 prepares each
+    shard once (``prepare_rows``), keeps its baseline partials and writes its usable events,
+    per-entity records and rejected rows; the baselines are merged. Pass 2 reads each shard's
+    files back for its diagnosis and partials, which merge by addition into exactly the
+    one-pass report (tests/test_shards.py). Returns None when the input has no rows (the
+    one-pass path says so).
     """
-    def shard(i: int, what: str) -> tuple[Prepared, pl.DataFrame]:
-        say(f"{what}: shard {i + 1} of {k}")
-        prep = prepare(sources, cfg, sessions=sessions, shard=(i, k))
-        return prep, entity_records(prep.events, cfg, prep.attrs).collect()
+    import shutil
+    import tempfile
 
-    baselines = []
-    for i in range(k):
-        prep, rec = shard(i, "reading for the baselines")
-        if rec.height:
-            baselines.append(shard_baseline(prep.events, cfg, prep.attrs, rec))
-    if not baselines:
-        return None
-    baseline = parts.merge(baselines)
-    partials, carts, rejects, rows, users, built = [], [], [], 0, 0, False
-    for i in range(k):
-        prep, rec = shard(i, "analysing")
-        rejects.append(prep.rejects)
-        rows += prep.rows_read
-        if not rec.height:
-            continue
-        diag = shard_diagnosis(prep.events, cfg, prep.attrs, baseline, rec)
-        partials.append(shard_partials(prep.events, cfg, prep.attrs, baseline, diag))
-        carts.append(carts_table(diag, cfg))
-        users += prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
-        built = built or prep.sessionized
+    tmp = tempfile.mkdtemp(prefix="funnel-shards-")
+    try:
+        say(f"splitting the input into {k} user shards")
+        shard_files = _split_input(loaded, cfg, k, tmp)
+        log = read_sessions_log(sessions, cfg)
+        spilled: list[_Spilled] = []
+        for i, files in enumerate(shard_files):
+            if files:
+                say(f"preparing shard {i + 1} of {k}")
+                spilled.append(_spill_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp))
+        if not spilled:
+            return None
+        rows = sum(s.rows_read for s in spilled)
+        if not any(s.baseline is not None for s in spilled):   # nothing usable: say why
+            _no_usable_rows(loaded, rows, pl.concat([pl.read_ipc(s.files["rejects"]) for s in spilled],
+                                                    how="diagonal_relaxed"))
+        baseline = parts.merge([s.baseline for s in spilled if s.baseline is not None])
+        attrs = spilled[0].attrs
+        partials, carts, rejects = [], [], []
+        for n, s in enumerate(spilled):
+            say(f"analysing shard {n + 1} of {len(spilled)}")
+            rejects.append(pl.read_ipc(s.files["rejects"]))
+            if s.baseline is None:
+                continue
+            ev = pl.read_ipc(s.files["events"]).lazy()
+            diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]))
+            partials.append(shard_partials(ev, cfg, attrs, baseline, diag))
+            carts.append(carts_table(diag, cfg))
+            del ev, diag
+            for f in s.files.values():
+                os.remove(f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     p = parts.merge(partials)
     rej = pl.concat(rejects, how="diagonal_relaxed")
     say("building the report")
-    report = build_report(p, cfg, _summary(prep.loaded, rej, rows, users, built, prep.sessions_log, p), prep.attrs)
+    users = sum(s.users for s in spilled)
+    built = any(s.sessionized for s in spilled)
+    inp = _summary(loaded, rej, rows, users, built, log.name if log else None, p)
+    report = build_report(p, cfg, inp, attrs)
     return Analysis(report=report, carts=pl.concat(carts).sort("session_id"), rejects=reject_table(rej))
+
+
+def _no_usable_rows(loaded: Loaded, rows_read: int, rejects: pl.DataFrame) -> None:
+    """Raise the error for an input without usable rows (none read, or all rejected)."""
+    files = ", ".join(str(f.path) for f in loaded.files)
+    if rows_read == 0:
+        raise InputError(f"{files}: no usable rows (no data rows, only a header)",
+                         "export the log again; the file holds column names but no events")
+    causes = ", ".join(f"{k} {n}" for k, n in rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
+    raise InputError(f"{files}: no usable rows ({rows_read} read, all rejected: {causes or 'none'})",
+                     "check the timestamp, event and id columns with 'funnel validate'")
 
 
 def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
@@ -398,8 +517,8 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
     ``funnel_only`` reads only the funnel's columns and computes the funnel and abandonment
     counts (no reasons, paths, segments, cart table); ignored with ``compare`` or gates.
 
-    ``shards`` (default: one per 25M input rows) reads the input in that many user shards,
-    holding one at a time; the report is the same as in one pass.
+    ``shards`` (default: one per ``FULL_SHARD_ROWS`` input rows; 1 = one pass) splits the input
+    into that many user shards, analysed one at a time; the report is the same as in one pass.
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
@@ -418,22 +537,17 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
         if fast is not None:
             return fast
     if not funnel_only and no_period and not rules:
-        from .streaming import FULL_SHARD_ROWS, shard_count
+        from .streaming import shard_count
 
-        k = shards or shard_count(load_events(list(sources), cfg), FULL_SHARD_ROWS)
+        loaded = load_events(list(sources), cfg)
+        k = shards or shard_count(loaded, FULL_SHARD_ROWS)
         if k > 1:   # a large input: hold one user shard at a time
-            sharded = _analyze_sharded(list(sources), cfg, sessions, say, k)
+            sharded = _analyze_sharded(loaded, cfg, sessions, say, k)
             if sharded is not None:
                 return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
-    if prep.rows_read == 0:
-        raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows (no data rows, only a header)",
-                         "export the log again; the file holds column names but no events")
-    if prep.events.select(pl.len()).collect().item() == 0:
-        causes = ", ".join(f"{k} {n}" for k, n in prep.rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
-        raise InputError(f"{', '.join(str(f.path) for f in prep.loaded.files)}: no usable rows "
-                         f"({prep.rows_read} read, all rejected: {causes or 'none'})",
-                         "check the timestamp, event and id columns with 'funnel validate'")
+    if prep.rows_read == 0 or prep.events.select(pl.len()).collect().item() == 0:
+        _no_usable_rows(prep.loaded, prep.rows_read, prep.rejects)
     # --- CI mode: analysed period (entities by first event time) -------------------------
     span, prev_span = periods.resolve_periods(prep.events, period, compare)
     if gates.needs_comparison(rules) and prev_span is None:

@@ -119,8 +119,9 @@ def test_funnel_only_shards_equal_the_whole_and_the_full_pass(overrides):
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_full_analysis_in_user_shards_equals_one_pass(k, tmp_path, monkeypatch):
-    """analyze(shards=k) reads the input k times, one user shard each, and gives exactly the
-    one-pass report, cart table and rejected rows (this is how large inputs are analysed)."""
+    """analyze(shards=k) splits the input into k user shards analysed one at a time, and gives
+    exactly the one-pass report, cart table and rejected rows (this is how large inputs are
+    analysed)."""
     from funnel.api import analyze
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
@@ -149,3 +150,115 @@ def test_sharded_full_analysis_without_session_ids_and_with_bad_rows(tmp_path, m
     assert one.report.input.sessionized and one.report.input.rows_rejected == 8
     assert many.report.to_dict() == one.report.to_dict()
     assert many.carts.equals(one.carts) and many.rejects.equals(one.rejects)
+
+
+def _messy_csvs(tmp_path) -> list[str]:
+    """Two CSV files with what the spill path must carry through unchanged: ids spelled
+    differently on different rows of one user (outer blanks, control characters), sessions to
+    build from inactivity, bad and blank rows, surplus fields, exact duplicates across files."""
+    from funnel.io.sample import generate_sample
+
+    ev = generate_sample(n_sessions=500, seed=11).events.with_columns(
+        pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    n = ev.height
+    ev = ev.with_row_index("_i").with_columns(
+        # One user, several spellings that the normaliser reads as one id (both control
+        # characters become U+FFFD; outer blanks are stripped).
+        pl.when(pl.col("user_id") == "u_00007")
+        .then(pl.when(pl.col("_i") % 2 == 0).then(pl.lit("u_00007\x01")).otherwise(pl.lit(" u_00007\x02")))
+        .when(pl.col("_i") % 3 == 0).then(pl.lit(" ") + pl.col("user_id") + pl.lit("  "))
+        .otherwise(pl.col("user_id")).alias("user_id"),
+        # A third of the users' sessions have no id: built from inactivity.
+        pl.when(pl.col("user_id").str.strip_chars().str.ends_with("3")).then(None)
+        .otherwise(pl.col("session_id")).alias("session_id"),
+    ).drop("_i")
+    a, b = ev.head(n // 2), ev.tail(n - n // 2)
+    bad = b.head(4).with_columns(pl.lit("not a time").alias("timestamp"))
+    b = pl.concat([b, bad, a.slice(10, 5)])              # bad timestamps; duplicates of a's rows
+    pa, pb = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_csv(pa)
+    text = pb.parent / "b.csv"
+    b.write_csv(text)
+    with open(text, "a", encoding="utf-8") as f:
+        f.write(",,,,,,,,,,\n")                               # a blank row
+        f.write("2026-10-01T10:00:00Z,s_x,u_x,page_view,/,,,,,,,1,2\n")   # surplus fields
+    return [str(pa), str(pb)]
+
+
+def test_spill_path_on_csv_input_equals_one_pass(tmp_path, monkeypatch):
+    """Large inputs are written once, partitioned by user shard, to temporary Parquet, then
+    analysed shard by shard from there: report, cart table and rejected rows (with their file
+    and line) are those of one pass over the CSV files."""
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    files = _messy_csvs(tmp_path)
+    said: list[str] = []
+    one = analyze(files, shards=1, max_events_per_session=12)
+    many = analyze(files, shards=3, max_events_per_session=12, progress=said.append)
+    assert "splitting the input into 3 user shards" in said
+    causes = {c.key for c in one.report.input.rejected}
+    assert {"bad_timestamp", "duplicate", "empty_row", "extra_fields", "session_cap"} <= causes, causes
+    assert one.report.input.sessionized
+    assert many.report.to_dict() == one.report.to_dict()
+    assert many.carts.equals(one.carts) and many.rejects.equals(one.rejects)
+    # The user spelled two ways is one user (one id), whole in one shard.
+    assert one.carts.filter(pl.col("user_id").str.starts_with("u_00007"))["user_id"].unique().len() == 1
+
+
+def _shard_dirs(root) -> list[str]:
+    import os
+
+    return [d for d in os.listdir(root) if d.startswith("funnel-shards-")]
+
+
+def test_the_temporary_shards_are_removed_also_after_an_error(tmp_path, monkeypatch):
+    import gzip
+    import tempfile
+
+    from funnel.api import analyze
+    from funnel.errors import ConfigError, InputError
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))   # what TMPDIR sets
+    seen: list[list[str]] = []
+
+    def progress(msg: str) -> None:
+        if msg.startswith("analysing shard"):
+            seen.append(_shard_dirs(tmp))
+
+    analyze(str(SAMPLE_EVENTS), shards=2, progress=progress)
+    assert seen and all(len(d) == 1 for d in seen)        # the shards were in TMPDIR ...
+    assert _shard_dirs(tmp) == []                          # ... and are gone
+    # A read error during the splitting pass: the usual one-line error, nothing left behind.
+    gz = gzip.compress(SAMPLE_EVENTS.read_bytes())
+    broken = tmp_path / "events.csv.gz"
+    broken.write_bytes(gz[: int(len(gz) * 0.8)])
+    with pytest.raises(InputError) as err:
+        analyze(str(broken), shards=2)
+    assert str(broken) in str(err.value) and "truncated" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert _shard_dirs(tmp) == []
+    # An error while analysing a shard (an unknown segment column): nothing left behind.
+    with pytest.raises(ConfigError):
+        analyze(str(SAMPLE_EVENTS), shards=2, segments=("no_such_column",))
+    assert _shard_dirs(tmp) == []
+
+
+def test_sharded_input_without_usable_rows_fails_like_one_pass(tmp_path):
+    from funnel.api import analyze
+    from funnel.errors import InputError
+
+    bad = tmp_path / "bad.csv"
+    pl.DataFrame({"timestamp": ["soon"] * 40, "session_id": [f"s{i}" for i in range(40)],
+                  "event": ["add_to_cart"] * 40}).write_csv(bad)
+    header = tmp_path / "header.csv"
+    header.write_text("timestamp,session_id,event\n")
+    for p in (bad, header):
+        errors = []
+        for k in (1, 3):
+            with pytest.raises(InputError) as err:
+                analyze(str(p), shards=k)
+            errors.append(str(err.value))
+        assert errors[0] == errors[1], errors

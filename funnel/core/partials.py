@@ -21,17 +21,28 @@ EXIT = "(exit)"
 NONE = "(none)"
 
 
+def shard_key(names: list[str], k: int) -> pl.Expr:
+    """Which of ``k`` user shards a raw row belongs to (UInt64 in ``[0, k)``): the hash of its
+    user id, else (no user id) of its session id, as the normaliser will read them (harmless
+    text, outer blanks stripped, blank = missing) so that every event of a user, or of a
+    user-less session, lands in the same shard. The one definition of the shard of a row."""
+    from ..schema import SESSION, USER
+    from .normalize import harmless
+
+    def cleaned(c: str) -> pl.Expr:   # (``replace``: cheaper than a when/then here)
+        return harmless(pl.col(c).cast(pl.String)).str.strip_chars().replace("", None)
+
+    ids = [cleaned(c) for c in (USER, SESSION) if c in names]
+    key = pl.coalesce(*ids) if ids else pl.lit(None, pl.String)
+    return key.hash(7) % k
+
+
 def shard_rows(lf: pl.LazyFrame, i: int, k: int) -> pl.LazyFrame:
-    """The rows of user shard ``i`` of ``k``: every event of a user (or, without a user id, of a
-    session) lands in the same shard, so shards can be analysed alone and their partials merged.
-    Applied to raw rows before normalising (ids are compared with outer blanks stripped)."""
+    """The rows of user shard ``i`` of ``k`` (``shard_key``): shards can be analysed alone and
+    their partials merged. Applied to raw rows before normalising."""
     if k <= 1:
         return lf
-    names = lf.collect_schema().names()
-    from ..schema import SESSION, USER
-
-    key = pl.coalesce(*(pl.col(c).cast(pl.String).str.strip_chars() for c in (USER, SESSION) if c in names))
-    return lf.filter(key.hash(7) % k == i)
+    return lf.filter(shard_key(lf.collect_schema().names(), k) == i)
 
 
 def segment_columns(available: list[str], cfg: Config) -> list[str]:
