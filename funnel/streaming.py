@@ -35,8 +35,6 @@ _COLUMNS = (TS, EVENT, SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
 
 SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, ~2 GB)
 CLEAN_SHARD_ROWS = 20_000_000  # funnel-only on clean typed input: nothing is held per row (~2.6 GB peak)
-FULL_SHARD_ROWS = 25_000_000   # full analysis: every column and the per-entity records; each extra
-                               # shard costs a re-read of the input, so only large inputs are split
 
 
 def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
