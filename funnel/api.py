@@ -234,9 +234,10 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     else:
         rec = rec.with_columns(pl.lit(False).alias("_excluded"))
     exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
+    # Collected once: collect_all below would otherwise plan the levels again for every partial.
     rec = with_recovery(rec.with_columns(exit_t.alias("exit_ts")), cfg) \
-        .with_columns(pl.lit(None, pl.String).alias("reason"))
-    lazy = parts.funnel_partials(rec, cfg, [])
+        .with_columns(pl.lit(None, pl.String).alias("reason")).collect()
+    lazy = parts.funnel_partials(rec.lazy(), cfg, [])
     names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency")
     return dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
 
