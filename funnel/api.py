@@ -348,12 +348,11 @@ def _summary(loaded: Loaded, rejects: pl.DataFrame, rows_read: int, users: int, 
 FULL_SHARD_ROWS = 5_000_000
 
 
-def _split_input(loaded: Loaded, cfg: Config, k: int, tmp: str) -> list[list[str]]:
-    """One streaming pass over the input: its projected rows (``project_input``, bookkeeping
-    columns included) written to Parquet in ``tmp``, partitioned by user shard (``shard_key``).
-    Returns each shard's files, in input order (none for an empty shard)."""
-    lf = project_input(loaded.lf, cfg)
-    key = parts.shard_key(lf.collect_schema().names(), k).alias("_shard")
+def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bool = False) -> list[list[str]]:
+    """One streaming pass over the input rows ``lf``, written to Parquet in ``tmp``, partitioned
+    by user shard (``shard_key``; ``clean_ids``: its raw-id form). Returns each shard's files, in
+    input order (none for an empty shard). Read errors name the file."""
+    key = parts.shard_key(lf.collect_schema().names(), k, clean_ids).alias("_shard")
 
     def path(args: Any) -> str:
         return os.path.join(tmp, f"input-{args.partition_keys.item():05d}-{args.index_in_partition:06d}.parquet")
@@ -415,7 +414,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     tmp = tempfile.mkdtemp(prefix="funnel-shards-")
     try:
         say(f"splitting the input into {k} user shards")
-        shard_files = _split_input(loaded, cfg, k, tmp)
+        shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
         log = read_sessions_log(sessions, cfg)
         spilled: list[_Spilled] = []
         for i, files in enumerate(shard_files):

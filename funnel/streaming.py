@@ -52,9 +52,9 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
                         shards: int | None = None) -> Analysis | None:
     """The funnel-only analysis, or None when the input needs the row-level path.
 
-    Large inputs are read in ``shards`` passes, each keeping the users (or, without a user
-    id, the sessions) whose id hashes to that shard: a user's events are never split, so the
-    shards' partials merge by addition to the one-pass result (tests/test_funnel_only.py).
+    Large inputs are split once into ``shards`` user shards (``_shards``): a user's events (or,
+    without a user id, a session's) are never split, so the shards' partials merge by addition
+    to the one-pass result (tests/test_funnel_only.py).
     """
     from . import api
     from .core import partials as parts
@@ -64,8 +64,8 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     if cfg.exclude:
         return None
     loaded = load_events(sources, cfg)
-    results = _shards(loaded, cfg, say, _clean_shard, shards or shard_count(loaded, CLEAN_SHARD_ROWS)) \
-        or _shards(loaded, cfg, say, _shard, shards or shard_count(loaded))
+    results = _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS)) \
+        or _shards(loaded, cfg, say, False, shards or shard_count(loaded))
     if results is None:
         return None
     if not sum(r[1]["usable"] for r in results):
@@ -87,9 +87,16 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
 
 
-def _clean_shard(loaded, cfg: Config, i: int, k: int):
+def _clean_rows(loaded) -> pl.LazyFrame:
+    """The input rows as the clean path reads them: the funnel's columns, nothing else."""
+    names = loaded.lf.collect_schema().names()
+    return loaded.lf.select(*(c for c in _COLUMNS if c in names))
+
+
+def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
-    shard ``i`` of ``k``, or None when any row would need normalising (then ``_shard`` runs).
+    the shard ``rows`` (``_clean_rows`` of a user shard), or None when any row would need
+    normalising (then ``_shard`` runs).
 
     A few aggregates over every row prove the shard clean — a typed timestamp, no row meeting a
     reject rule (``normalize.typed``, the rules ``normalize`` applies), no string that
@@ -102,11 +109,9 @@ def _clean_shard(loaded, cfg: Config, i: int, k: int):
     The result equals ``_shard``'s (tests/test_funnel_only.py).
     """
     from . import api
-    from .core import partials as parts
     from .core.normalize import ensure_columns, needs_cleaning, typed
 
-    lf = loaded.lf.select(*(c for c in _COLUMNS if c in loaded.lf.collect_schema().names()))
-    lf = ensure_columns(parts.shard_rows(lf, i, k, clean=True))   # ids are proven clean below
+    lf = ensure_columns(rows)
     schema = lf.collect_schema()
     text = (EVENT, SESSION, USER, CURRENCY)
     if not isinstance(schema[TS], pl.Datetime) or any(schema[c] not in (pl.String, pl.Null) for c in text) \
@@ -156,29 +161,59 @@ def _clean_shard(loaded, cfg: Config, i: int, k: int):
     rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
     p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
     tot = {"rows": r["rows"], "usable": r["rows"], "users": u.item(0, 0)}
-    no_rejects = _narrow(loaded, cfg, i, k)[2].drop("_h").clear().collect()   # the rejects' columns, no rows
+    no_rejects = _narrow(_row_level_rows(loaded, cfg), cfg)[2].drop("_h").clear().collect()   # the rejects' columns
     return p, tot, no_rejects
 
 
-def _shards(loaded, cfg: Config, say: Progress, shard, k: int) -> list | None:
-    """``shard(loaded, cfg, i, k)`` for every shard, or None as soon as one declines."""
-    results = []
-    for i in range(k):
-        say(f"counting the funnel{f' (shard {i + 1} of {k})' if k > 1 else ''}")
-        got = shard(loaded, cfg, i, k)
-        if got is None:
-            return None
-        results.append(got)
-    return results
-
-
-def _narrow(loaded, cfg: Config, i: int, k: int) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:
-    """Shard ``i`` of ``k`` normalised (lazy), its row columns, and the narrow frame of it."""
+def _row_level_rows(loaded, cfg: Config) -> pl.LazyFrame:
+    """The input rows as the row-level path reads them: the funnel's columns, the bookkeeping
+    columns and a hash of the others (``project_input``; exact duplicates compare whole rows)."""
     from . import api
-    from .core import partials as parts
 
-    lf = parts.shard_rows(api.project_input(loaded.lf, cfg, _COLUMNS), i, k)   # before normalising: only this shard is normalised
-    lf = map_steps(normalize(lf, cfg.timezone), cfg)
+    return api.project_input(loaded.lf, cfg, _COLUMNS)
+
+
+def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | None:
+    """Every shard's (partials, totals, rejects) by the clean path (``clean``) or the row-level
+    path, or None as soon as a shard declines.
+
+    With ``k > 1`` the input is split once (``api.split_rows``: one streaming pass writing the
+    rows partitioned by user to a temporary directory, removed at the end, also on error), and
+    each shard reads only its own files."""
+    import shutil
+    import tempfile
+
+    from . import api
+
+    rows = _clean_rows(loaded) if clean else _row_level_rows(loaded, cfg)
+    count = _clean_shard if clean else _shard
+    if k <= 1:
+        say("counting the funnel")
+        got = count(rows, loaded, cfg)
+        return None if got is None else [got]
+    tmp = tempfile.mkdtemp(prefix="funnel-shards-")
+    try:
+        say(f"splitting the input into {k} user shards")
+        # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
+        files = api.split_rows(rows, loaded, k, tmp, clean_ids=clean)
+        results = []
+        for i, shard_files in enumerate(files):
+            if not shard_files:
+                continue
+            say(f"counting the funnel (shard {i + 1} of {k})")
+            got = count(pl.scan_parquet(shard_files, hive_partitioning=False), loaded, cfg)
+            if got is None:
+                return None
+            results.append(got)
+        return results
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:
+    """A shard's rows (``_row_level_rows``) normalised (lazy), its row columns, and the narrow
+    frame of it."""
+    lf = map_steps(normalize(rows, cfg.timezone), cfg)
     row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
@@ -189,12 +224,12 @@ def _narrow(loaded, cfg: Config, i: int, k: int) -> tuple[pl.LazyFrame, list[str
     return lf, row_cols, narrow
 
 
-def _shard(loaded, cfg: Config, i: int, k: int):
-    """(partials, totals, rejected rows) of shard ``i`` of ``k``; None: needs the row-level path."""
+def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
+    """(partials, totals, rejected rows) of the shard ``rows`` (``_row_level_rows`` of a user
+    shard); None: needs the materialising path."""
     from . import api
-    from .core import partials as parts
 
-    lf, row_cols, narrow = _narrow(loaded, cfg, i, k)
+    lf, row_cols, narrow = _narrow(rows, cfg)
     usable = pl.col(REJECT).is_null()
     try:
         whole = narrow.collect(engine="streaming")

@@ -145,7 +145,8 @@ def _reports(path: str, monkeypatch, cfg=None) -> tuple[dict | None, dict]:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
     from funnel.io.load import load_events
 
-    took = streaming._clean_shard(load_events([path], cfg), cfg, 0, 1) is not None
+    loaded = load_events([path], cfg)
+    took = streaming._clean_shard(streaming._clean_rows(loaded), loaded, cfg) is not None
     fast = analyze(path, cfg, funnel_only=True)
     with monkeypatch.context() as m:
         m.setattr(streaming, "_clean_shard", lambda *_a: None)
@@ -227,3 +228,31 @@ def test_fast_path_declines_sessions_over_the_cap(tmp_path, monkeypatch):
     _typed_log().write_parquet(p)
     fast, slow = _reports(str(p), monkeypatch, Config().with_overrides(max_events_per_session=3))
     assert fast is None and slow["input"]["rows_rejected"] > 0
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_sharded_funnel_only_splits_the_input_once_and_cleans_up(tmp_path, monkeypatch, clean):
+    """Several shards: the input is read once (split to a temporary directory under TMPDIR),
+    each shard reads its own part, and the directory is gone afterwards."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    src = tmp_path / "log.parquet"
+    _typed_log().write_parquet(src)
+    if not clean:
+        monkeypatch.setattr(streaming, "_clean_shard", lambda *_a: None)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)   # re-read TMPDIR
+    seen = []
+    say = lambda m: seen.append((m, sorted(p.name for p in tmp.iterdir())))  # noqa: E731
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    one = streaming.analyze_funnel_only([str(src)], Config(), lambda _m: None, shards=1)
+    many = streaming.analyze_funnel_only([str(src)], Config(), say, shards=4)
+    assert many.report.to_dict() == one.report.to_dict()
+    assert any(m.startswith("splitting the input into 4") for m, _ in seen)
+    assert any(d and d[0].startswith("funnel-shards-") for m, d in seen if "shard 1 of 4" in m)
+    assert list(tmp.iterdir()) == []
