@@ -119,7 +119,7 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
     # Next event after the exit step (where did they go?).
     after = (
         keyed.select(ENTITY, TS, EVENT, _ORD)
-        .join(rec.select(ENTITY, "exit_ts"), on=ENTITY)
+        .join(rec.select(ENTITY, "exit_ts").filter(pl.col("exit_ts").is_not_null()), on=ENTITY)
         .filter(pl.col(TS) > pl.col("exit_ts"))
         .group_by(ENTITY)
         .agg(pl.col(EVENT).get(pl.col(_ORD).arg_min()).alias("next_event"))
