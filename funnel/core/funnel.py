@@ -75,12 +75,15 @@ def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.La
 
 def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
     """Strict order: the previous funnel-step event must be the qualifying step-(k-1) event."""
-    df = ev.sort(ENTITY, "t", STEP).with_columns(
+    df = _sorted(ev).with_columns(
         (pl.col(STEP) == 0).alias("q"),
         pl.when(pl.col(STEP) == 0).then(pl.col("t")).alias("anchor"),
     )
+    same = pl.col("_e") == pl.col("_e").shift(1)   # the row above is of the same entity
     for k in range(1, n_steps):
-        prev = lambda c: pl.col(c).shift(1).over(ENTITY)  # noqa: E731
+        # the row above within the entity: a plain shift of the sorted rows (cheaper than
+        # a shift over entity windows: 2.3M step events 6.9 s -> 1.0 s)
+        prev = lambda c: pl.when(same).then(pl.col(c).shift(1))  # noqa: E731
         ok = (
             (pl.col(STEP) == k)
             & (prev(STEP) == k - 1)
