@@ -148,6 +148,21 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     return prepare_rows(rows, loaded, cfg, sessions, say, funnel_only)
 
 
+_NEEDS_SESSION = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
+
+
+def event_chain(lf: pl.LazyFrame, cfg: Config, build_sessions: bool, funnel_only: bool = False) -> pl.LazyFrame:
+    """Normalised rows (``normalize``) -> sessions built for rows without a session id (when
+    ``build_sessions``) -> steps -> exact duplicates -> session cap -> the columns kept. The one
+    chain, run by ``prepare_rows`` and by the Spark engine on each partition."""
+    if build_sessions:
+        lf = sessionize(lf.with_columns(_NEEDS_SESSION.alias("_built_session")), cfg.session_timeout)
+    else:   # no row order is relied on
+        lf = lf.with_columns(pl.lit(False).alias("_built_session"))
+    lf = cap_sessions(mark_duplicates(map_steps(lf, cfg)), ENTITY, cfg.max_events_per_session)
+    return collected_columns(lf, cfg, funnel_only)
+
+
 def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | SessionsLog | None = None,
                  progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
     """``prepare`` on given input rows ``lf`` (``project_input`` of ``loaded``'s rows, e.g. a
@@ -155,16 +170,9 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     then the rejected rows set aside and the sessions log (a path, or already read) joined."""
     say = progress or (lambda _msg: None)
     lf = normalize(lf, cfg.timezone)
-    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
-    if _collect_input(lf.select(built.any()), loaded).item():  # cheap scan of 3 columns
-        lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
-    else:  # every row has a session id: skip the full sort + windows (no row order is relied on)
-        lf = lf.with_columns(pl.lit(False).alias("_built_session"))
-    lf = map_steps(lf, cfg)
-    lf = mark_duplicates(lf)
-    lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
-    lf = collected_columns(lf, cfg, funnel_only)
-    df = _collect_input(lf, loaded)
+    # every row has a session id: skip the full sort + windows of sessionizing (cheap scan)
+    build = _collect_input(lf.select(_NEEDS_SESSION.any()), loaded).item()
+    df = _collect_input(event_chain(lf, cfg, build, funnel_only), loaded)
     say(f"read {df.height:,} rows")
     rejects = df.filter(pl.col(REJECT).is_not_null())
     usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT, "_extra", "_detail", strict=False)

@@ -108,11 +108,9 @@ def _read(spark, sources: list[str]):
 
 def _prepare_shard(batches, rename: dict[str, str], cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does."""
-    from .api import collected_columns, project_input
-    from .core.normalize import cap_sessions, mark_duplicates, normalize
-    from .core.sessionize import sessionize
-    from .core.sessions import map_steps
-    from .schema import ENTITY, REJECT, ROW, SESSION, USER
+    from .api import event_chain, project_input
+    from .core.normalize import normalize
+    from .schema import REJECT, ROW
 
     import pyarrow as pa
 
@@ -121,11 +119,7 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config) -> tuple[pl.Dat
         return pl.DataFrame(), pl.DataFrame()
     df = pl.from_arrow(pa.Table.from_batches(batches))
     lf = df.lazy().rename(rename).with_columns(pl.lit(None, pl.Int64).alias(ROW))
-    lf = normalize(project_input(lf, cfg), cfg.timezone)
-    built = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
-    lf = sessionize(lf.with_columns(built.alias("_built_session")), cfg.session_timeout)
-    lf = cap_sessions(mark_duplicates(map_steps(lf, cfg)), ENTITY, cfg.max_events_per_session)
-    out = collected_columns(lf, cfg, False).collect()
+    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
     return out.filter(pl.col(REJECT).is_null()).drop(REJECT), out.filter(pl.col(REJECT).is_not_null())
 
 
