@@ -199,7 +199,8 @@ def analyze(
                                       "run them with --engine local")
                 from .spark import analyze_spark
 
-                result = analyze_spark(events, cfg, sessions=sessions, progress=progress)
+                result = analyze_spark(events, cfg, sessions=sessions, progress=progress,
+                                       tables=bool(carts or rejects))
             else:
                 result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only)
         report = result.report

@@ -149,9 +149,12 @@ def _pass1(rename, cfg, attrs):
     return run
 
 
-def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes]):
+TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, not added
+
+
+def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes], tables: bool):
     def run(batches):
-        from .api import entity_records, shard_diagnosis, shard_partials
+        from .api import carts_table, entity_records, shard_diagnosis, shard_partials
         from .schema import ENTITY, REJECT, USER
 
         usable, rejects = _prepare_shard(batches, rename, cfg)
@@ -170,32 +173,48 @@ def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes]):
                          if rejects.height else pl.DataFrame(schema={"cause": pl.String, "n": pl.UInt32})),
         }
         p: parts.Partials = dict(meta)
+        if tables and rejects.height:
+            p[TABLE + "rejects"] = rejects.drop("_built_session", strict=False)
         if usable.height:
             ev = usable.drop("_built_session").lazy()
             rec = entity_records(ev, cfg, attrs).collect()
             diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
             p.update(shard_partials(ev, cfg, attrs, baseline, diag))
+            if tables:
+                p[TABLE + "carts"] = carts_table(diag, cfg)
         yield from _blobs(p)
     return run
 
 
 def _collect_partials(df) -> parts.Partials:
-    """Driver side: Arrow rows of (name, blob) from every shard -> merged partials."""
+    """Driver side: Arrow rows of (name, blob) from every shard -> merged partials; per-shard
+    tables (``TABLE`` names) are concatenated instead."""
     table = df.toArrow() if hasattr(df, "toArrow") else None
     rows = table.to_pylist() if table is not None else [r.asDict() for r in df.collect()]
-    shards: list[parts.Partials] = [{r["name"]: pl.read_ipc(io.BytesIO(r["blob"]))} for r in rows]
-    return parts.merge(shards) if shards else {}
+    shards: list[parts.Partials] = []
+    tables: dict[str, list[pl.DataFrame]] = {}
+    for r in rows:
+        frame = pl.read_ipc(io.BytesIO(r["blob"]))
+        if r["name"].startswith(TABLE):
+            tables.setdefault(r["name"], []).append(frame)
+        else:
+            shards.append({r["name"]: frame})
+    out = parts.merge(shards) if shards else {}
+    out.update({name: pl.concat(frames, how="diagonal_relaxed") for name, frames in tables.items()})
+    return out
 
 
 # --- the driver -----------------------------------------------------------------------------
 
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
-                  progress=None, spark=None):
-    """``api.analyze`` on Spark: same report sections; ``carts``/``rejects`` tables stay empty."""
-    from .api import Analysis, build_report
+                  progress=None, spark=None, tables: bool = True):
+    """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
+    rejected-row tables, brought from the shards to the driver (rejected rows carry the file
+    Spark read them from; row numbers are unknown there)."""
+    from .api import Analysis, build_report, reject_table
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
-    from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, ROLE_BY_NAME, SOURCE_FILE
+    from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE
 
     say = progress or (lambda _msg: None)
     if sessions:
@@ -237,7 +256,9 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         v.write_ipc(buf)
         ipc[k] = buf.getvalue()
     say("pass 2: diagnosis and partials per shard")
-    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, ipc), PARTIAL_SCHEMA))
+    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, ipc, tables), PARTIAL_SCHEMA))
+    carts = p.pop(TABLE + "carts", pl.DataFrame())
+    rejected = p.pop(TABLE + "rejects", None)
     if not p or "totals" not in p:
         from .errors import InputError
 
@@ -257,7 +278,9 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     )
     say("building the report")
     report = build_report(p, cfg, inp, attrs)
-    return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
+    return Analysis(report=report, carts=carts.sort("session_id") if carts.height else carts,
+                    rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
+                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))
 
 
 __all__ = ["EngineError", "analyze_spark", "spark_session"]

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 
+import polars as pl
 import pytest
 
 pytestmark = pytest.mark.spark
@@ -22,7 +23,12 @@ def log(tmp_path_factory):
     from funnel.io.sample import generate_sample
 
     path = tmp_path_factory.mktemp("spark") / "events.parquet"
-    generate_sample(n_sessions=1500, seed=3).events.write_parquet(path)
+    ev = generate_sample(n_sessions=1500, seed=3).events
+    bad = ev.head(3).with_columns(   # rows the engines must reject (and report) alike
+        pl.Series("timestamp", [None, ev["timestamp"][1], ev["timestamp"][2]], dtype=ev["timestamp"].dtype),
+        pl.Series("cart_value", [10.0, -5.0, 10.0]),
+        pl.Series("event", ["add_to_cart", "add_to_cart", None], dtype=pl.String))
+    pl.concat([ev, bad]).write_parquet(path)
     return str(path)
 
 
@@ -40,8 +46,15 @@ def test_spark_engine_matches_local(log, spark):
     from funnel.config import Config
     from funnel.spark import analyze_spark
 
-    local = analyze(log).report.to_dict()
-    remote = analyze_spark(log, Config(), spark=spark).report.to_dict()
+    here = analyze(log)
+    there = analyze_spark(log, Config(), spark=spark)
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    # the per-cart table comes back from the shards whole
+    assert there.carts.height == here.carts.height > 0
+    assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
+    # rejected rows too (file as Spark names it; row numbers are unknown to Spark)
+    assert there.rejects.height == here.rejects.height >= 3
+    assert sorted(there.rejects["cause"].to_list()) == sorted(here.rejects["cause"].to_list())
     assert remote["funnel"] == local["funnel"]
     assert remote["abandonment"] == local["abandonment"]
     for key in ("rows_read", "rows_rejected", "events", "sessions", "users", "period"):
