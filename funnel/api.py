@@ -22,6 +22,7 @@ from .config import Config
 from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, normalize
+from .core.funnel import LEVEL
 from .core.sessionize import sessionize
 from .core.sessions import funnel_base, map_steps, session_records, with_recovery
 from . import gates, periods
@@ -396,11 +397,15 @@ def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: 
         os.remove(f)
     rec = entity_records(ev.lazy(), cfg, prep.attrs).collect()
     baseline = shard_baseline(ev.lazy(), cfg, prep.attrs, rec) if rec.height else None
+    users = ev.select(pl.col(USER).drop_nulls().n_unique()).item()
+    # Pass 2 reads events only in the carts' spans (diagnosis) and step events (paths): the
+    # other events (most of a log: browsing sessions without a cart) are not spilled.
+    carts = rec.filter(pl.col(LEVEL) >= 1)[ENTITY]
+    ev = ev.filter(pl.col(STEP).is_not_null() | pl.col(ENTITY).is_in(carts.implode()))
     out = {}
     for what, df in (("events", ev), ("records", rec), ("rejects", prep.rejects)):
         out[what] = os.path.join(tmp, f"{name}-{what}.arrow")
         df.write_ipc(out[what], compression="lz4")
-    users = ev.select(pl.col(USER).drop_nulls().n_unique()).item()
     return _Spilled(out, baseline, prep.rows_read, users, prep.sessionized, prep.attrs)
 
 
