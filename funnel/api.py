@@ -8,6 +8,7 @@ the whole input is one shard; Spark runs it per partition) and its output merges
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from .core.sessionize import sessionize
 from .core.sessions import funnel_base, map_steps, session_records, with_recovery
 from . import gates, periods
 from .core.compare import compare_reports
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, OutputError
 from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
@@ -357,6 +358,44 @@ def _summary(loaded: Loaded, rejects: pl.DataFrame, rows_read: int, users: int, 
 FULL_SHARD_ROWS = 5_000_000
 
 
+def _disk_error(exc: BaseException, creating: bool = False) -> OutputError | None:
+    """The one-line error for a temporary disk that is full (or, ``creating`` the directory,
+    not writable), else None."""
+    import errno
+    import tempfile
+
+    codes = (errno.ENOSPC, errno.EDQUOT, errno.EROFS) + ((errno.EACCES, errno.EPERM) if creating else ())
+    full = isinstance(exc, OSError) and exc.errno in codes
+    if not (full or "No space left on device" in str(exc)):
+        return None
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "No space left on device"
+    return OutputError(f"{tempfile.gettempdir()}: cannot write the temporary shard files ({why})",
+                       "large inputs are split by user on disk: free space there, or set TMPDIR "
+                       "to a folder with room (about the input's size)")
+
+
+@contextlib.contextmanager
+def shard_dir():
+    """A temporary directory for user shards (``tempfile``: honours TMPDIR), removed at the
+    end, also on error. A full or unwritable temporary disk is a one-line ``OutputError``."""
+    import shutil
+    import tempfile
+
+    try:
+        tmp = tempfile.mkdtemp(prefix="funnel-shards-")
+    except OSError as exc:
+        raise (_disk_error(exc, creating=True) or exc) from None
+    try:
+        yield tmp
+    except (OSError, pl.exceptions.PolarsError) as exc:   # writing or reading the spilled files
+        err = _disk_error(exc)
+        if err is None:
+            raise
+        raise err from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bool = False) -> list[list[str]]:
     """One streaming pass over the input rows ``lf``, written to Parquet in ``tmp``, partitioned
     by user shard (``shard_key``; ``clean_ids``: its raw-id form). Returns each shard's files, in
@@ -370,7 +409,7 @@ def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bo
         lf.sink_parquet(pl.PartitionBy(tmp, key=key, include_key=False, file_path_provider=path),
                         compression="lz4", statistics=False, maintain_order=True)
     except READ_ERRORS as exc:
-        raise read_error(loaded, exc) from None
+        raise (_disk_error(exc) or read_error(loaded, exc)) from None
     names = sorted(f for f in os.listdir(tmp) if f.startswith("input-"))
     return [[os.path.join(tmp, f) for f in names if f.startswith(f"input-{i:05d}-")] for i in range(k)]
 
@@ -421,11 +460,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     one-pass report (tests/test_shards.py). Returns None when the input has no rows (the
     one-pass path says so).
     """
-    import shutil
-    import tempfile
-
-    tmp = tempfile.mkdtemp(prefix="funnel-shards-")
-    try:
+    with shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")
         shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
         log = read_sessions_log(sessions, cfg)
@@ -455,8 +490,6 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             del ev, diag
             for f in s.files.values():
                 os.remove(f)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     p = parts.merge(partials)
     rej = pl.concat(rejects, how="diagonal_relaxed")
     say("building the report")
@@ -511,8 +544,8 @@ def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     )
 
 
-def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = None, *,
-            sessions: str | None = None, progress: Progress | None = None,
+def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | os.PathLike, ...],
+            config: Config | None = None, *, sessions: str | os.PathLike | None = None, progress: Progress | None = None,
             period: tuple[datetime, datetime] | PeriodSpec | None = None,
             compare: tuple[datetime, datetime] | str | None = None, funnel_only: bool = False,
             shards: int | None = None,
@@ -539,8 +572,9 @@ def analyze(sources: str | list[str] | tuple[str, ...], config: Config | None = 
 
     catalogue(cfg)  # signal rules from funnel.toml are validated before any data is read
     funnel_only = funnel_only and compare is None and not getattr(period, "compare", None) and not rules
-    if isinstance(sources, str):
-        sources = [sources]
+    sources = [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
+    if sessions is not None:
+        sessions = os.fspath(sessions)
     say = progress or (lambda _msg: None)
     no_period = period is None or (isinstance(period, PeriodSpec) and not any(dataclasses.astuple(period)))
     if funnel_only and no_period and sessions is None:

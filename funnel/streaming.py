@@ -180,9 +180,6 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
     With ``k > 1`` the input is split once (``api.split_rows``: one streaming pass writing the
     rows partitioned by user to a temporary directory, removed at the end, also on error), and
     each shard reads only its own files."""
-    import shutil
-    import tempfile
-
     from . import api
 
     rows = _clean_rows(loaded) if clean else _row_level_rows(loaded, cfg)
@@ -191,8 +188,7 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
         say("counting the funnel")
         got = count(rows, loaded, cfg)
         return None if got is None else [got]
-    tmp = tempfile.mkdtemp(prefix="funnel-shards-")
-    try:
+    with api.shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
         files = api.split_rows(rows, loaded, k, tmp, clean_ids=clean)
@@ -206,8 +202,6 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
                 return None
             results.append(got)
         return results
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:

@@ -262,3 +262,54 @@ def test_sharded_input_without_usable_rows_fails_like_one_pass(tmp_path):
                 analyze(str(p), shards=k)
             errors.append(str(err.value))
         assert errors[0] == errors[1], errors
+
+
+@pytest.mark.parametrize("where", ["mkdtemp", "split", "spill"])
+@pytest.mark.parametrize("funnel_only", [False, True])
+def test_a_full_temporary_disk_is_a_one_line_error(tmp_path, monkeypatch, where, funnel_only):
+    """No room (or no permission) for the shard files: one line naming the temporary folder and
+    what to do, exit code 2, and nothing left behind."""
+    import errno
+    import tempfile
+
+    from funnel import streaming
+    from funnel.api import analyze
+    from funnel.errors import OutputError
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def boom(*_a, **_k):
+        raise full
+
+    if where == "mkdtemp":
+        monkeypatch.setattr(tempfile, "mkdtemp", boom)
+    elif where == "split":
+        monkeypatch.setattr(pl.LazyFrame, "sink_parquet", boom)
+    else:   # the spilled frames of pass 1 (full analysis) / reading a shard (funnel only)
+        if funnel_only:
+            monkeypatch.setattr(pl, "scan_parquet", boom)
+        else:
+            monkeypatch.setattr(pl.DataFrame, "write_ipc", boom)
+    with pytest.raises(OutputError) as e:
+        if funnel_only:
+            streaming.analyze_funnel_only([str(SAMPLE_EVENTS)], Config(), lambda _m: None, shards=2)
+        else:
+            analyze(SAMPLE_EVENTS, shards=2)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp) in msg and "No space left" in msg and "TMPDIR" in msg
+    assert e.value.exit_code == 2
+    assert list(tmp.iterdir()) == []
+
+
+def test_analyze_takes_paths_as_well_as_strings(tmp_path):
+    from pathlib import Path
+
+    from funnel.api import analyze
+
+    a = analyze(Path(SAMPLE_EVENTS), sessions=Path(SAMPLE_SESSIONS), funnel_only=True).report
+    b = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), funnel_only=True).report
+    assert a.funnel == b.funnel and a.input.rows_read == b.input.rows_read
