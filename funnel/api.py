@@ -371,7 +371,7 @@ def _disk_error(exc: BaseException, creating: bool = False) -> OutputError | Non
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "No space left on device"
     return OutputError(f"{tempfile.gettempdir()}: cannot write the temporary shard files ({why})",
                        "large inputs are split by user on disk: free space there, or set TMPDIR "
-                       "to a folder with room (about the input's size)")
+                       "to a folder with room (1-2x the input's Parquet size)")
 
 
 @contextlib.contextmanager
