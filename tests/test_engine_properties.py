@@ -292,3 +292,24 @@ def test_apply_exclusions_without_events_marks_nothing():
     lv = funnel_levels(step_frame([("a", 0, 0), ("a", 1, 1)]), 2, 10)
     empty = pl.LazyFrame(schema={ENTITY: pl.String, TS: pl.Datetime("us", "UTC")})
     assert apply_exclusions(lv, empty).collect()["_excluded"].to_list() == [False]
+
+
+@RECORD_SETTINGS
+@given(log=user_logs())
+def test_backtracks_and_repeats_equal_reference(log):
+    """Per session, among its step events in (time, step) order: a backtrack is a step below
+    the highest one seen before it, a repeat the same step as the event right before it."""
+    n_steps, window, rows = log
+    cfg = _cfg(n_steps, window, "ordered")
+    rows = list(dict.fromkeys(rows))   # exact duplicates are rejected before records are built
+    ev = map_steps(canonical(rows), cfg)
+    rec = session_records(ev, cfg, []).collect()
+    got = {r[ENTITY]: (r["backtracks"], r["repeats"]) for r in rec.iter_rows(named=True)}
+    by, _ = _steps_of(rows, 1, n_steps)
+    want = {}
+    for ent, evs in by.items():
+        seq = [k for _t, k in sorted((t, k) for t, k in evs if k is not None)]
+        back = sum(1 for i in range(1, len(seq)) if seq[i] < max(seq[:i]))
+        rep = sum(1 for i in range(1, len(seq)) if seq[i] == seq[i - 1])
+        want[ent] = (back, rep)
+    assert got == want

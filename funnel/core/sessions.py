@@ -75,17 +75,24 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
         exc = ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS)
         levels = apply_exclusions(levels, exc)
     keyed = ev.with_columns(_order_key().alias(_ORD))
-    # Backtracks and repeats among step events, in time order (time order within an entity is
-    # all that counts, so sort by the entity's hash: cheaper than sorting the id strings).
+    # Backtracks and repeats among step events, in (time, step) order. One sort by entity puts
+    # each entity's events together, so "the row above in the entity" is a plain shift guarded
+    # by an entity run code ``_e``, and the running max of the steps so far is one cum_max of
+    # (_e, step) packed into an integer (_e only grows): ~4x cheaper than windows per entity.
     st = pl.col(STEP)
-    prev_step = st.shift(1).over(ENTITY)
-    prev_max = st.cum_max().shift(1).over(ENTITY)
+    e = pl.col("_e").cast(pl.Int64) * 1024     # steps are < 1024 (checked above)
+    same = pl.col("_e") == pl.col("_e").shift(1)
+    prev_step = pl.when(same).then(st.shift(1))
+    prev_max = pl.when(same).then((e + st).cum_max().shift(1) - e)
     flags = (
-        steps.sort(pl.col(ENTITY).hash(), TS, STEP, maintain_order=True)
-        .select(ENTITY, (st < prev_max).alias("_back"), (st == prev_step).alias("_rep"))
-        .group_by(ENTITY)
-        .agg(pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
+        steps.sort(ENTITY, TS, STEP)
+        .with_columns((pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e"))
+        .select(ENTITY, "_e", (st < prev_max).alias("_back"), (st == prev_step).alias("_rep"))
+        .group_by("_e")
+        .agg(pl.col(ENTITY).first(),
+             pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
+        .drop("_e")
     )
     base = keyed.group_by(ENTITY, maintain_order=False).agg(
         _first_non_null(SESSION),
