@@ -166,15 +166,22 @@ def path_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str,
 
     names = list(cfg.step_names)
     k = len(names)
+    # One sort puts each entity's step events together in (time, step) order; "the row above /
+    # below in the entity" is then a plain shift guarded by the entity run code ``_e`` (cheaper
+    # than windows per entity).
+    run = (pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum()
     st = (
         ev.filter(pl.col(STEP).is_not_null())
         .select(ENTITY, TS, STEP)
-        .sort(pl.col(ENTITY).hash(), TS, STEP)   # time order within each entity is what counts
-        .filter(pl.col(STEP) != pl.col(STEP).shift(1).over(ENTITY).fill_null(-1))
+        .sort(ENTITY, TS, STEP)
+        .with_columns(run.alias("_e"))
+        .filter(pl.col(STEP) != pl.when(pl.col("_e") == pl.col("_e").shift(1))
+                .then(pl.col(STEP).shift(1)).fill_null(-1))
     )
     name = pl.col(STEP).replace_strict(list(range(k)), names, return_dtype=pl.String)
     seq = st.with_columns(name.alias("name"),
-                          pl.col(STEP).shift(-1).over(ENTITY).alias("_next"))
+                          pl.when(pl.col("_e") == pl.col("_e").shift(-1)).then(pl.col(STEP).shift(-1))
+                          .alias("_next"))
     trans = (
         seq.with_columns(
             pl.when(pl.col("_next").is_null())
