@@ -143,8 +143,16 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
                 m = m | path.str.contains(s.url_regex).fill_null(False)
             out[s.id] = (m, 1)
     step = pl.col(STEP)
-    prev_step = step.forward_fill().shift(1).over(ENTITY)
-    prev_max = step.cum_max().forward_fill().shift(1).over(ENTITY)
+    # The rows are sorted by entity (``_event_aggregates``): "the last value before this row in
+    # the entity" is a forward fill of the whole frame, kept only when the row it came from
+    # (its entity run code ``_e``, filled alike) is of the same entity — no windows per entity.
+    def before(value: pl.Expr, present: pl.Expr) -> pl.Expr:
+        src = pl.when(present).then(pl.col("_e")).forward_fill().shift(1)
+        return pl.when(src == pl.col("_e")).then(value.forward_fill().shift(1))
+
+    e = pl.col("_e").cast(pl.Int64) * 1024   # steps are < 1024
+    prev_step = before(step, step.is_not_null())
+    prev_max = before((e + step).cum_max(), step.is_not_null()) - e
     if "ui_friction.backtrack" in out:
         after_checkout = (pl.col(TS) > pl.col(step_time_col(1))).fill_null(False)
         m, _ = out["ui_friction.backtrack"]
@@ -155,7 +163,7 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
     if "payment.retry" in active and pay is not None:
         out["payment.retry"] = ((step == pay).fill_null(False), th.payment_attempts)
     if "payment.method_switch" in active:
-        prev_m = pl.col(PAYMENT).forward_fill().shift(1).over(ENTITY)
+        prev_m = before(pl.col(PAYMENT), pl.col(PAYMENT).is_not_null())
         out["payment.method_switch"] = ((pl.col(PAYMENT) != prev_m).fill_null(False), 1)
     if "ui_friction.repeat_submit" in active:
         rep = (step == prev_step) & (step > 0)
@@ -183,7 +191,8 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
         ev.select(cols)
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
-        .sort(pl.col(ENTITY).hash(), TS, maintain_order=True)   # time order within each entity
+        .sort(ENTITY, TS, maintain_order=True)   # each entity's events together, in time order
+        .with_columns((pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e"))
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:
