@@ -7,11 +7,14 @@ rejected rows are kept aside, and the per-entity aggregate, the totals and the s
 computed from that. The numbers are those of ``api.shard_funnel`` on the materialised events
 (tests/test_funnel_only.py); inputs that need the full row-level treatment — sessions to build
 from inactivity, bot-like sessions over the cap, exclusion events — return None and the caller
-takes the materialising path. Inputs over 10M rows are read in user shards (``shard_count``).
+takes the materialising path.
 
 Clean typed input (Parquet exports with nothing to normalise, the usual case at scale) takes a
 faster route, ``_clean_shard``: it proves with a few aggregates that normalising would change
-nothing and then counts the funnel from a frame of the few columns used, in shards of 20M.
+nothing and then counts the funnel from a frame of the few columns used.
+
+Large inputs are split once by user into shards on temporary disk (``_shards``): 20M rows a
+shard on the clean route, 10M on the row-level route (``shard_count``).
 """
 
 from __future__ import annotations
