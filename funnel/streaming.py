@@ -90,22 +90,21 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
 
 
-def _clean_rows(loaded) -> pl.LazyFrame:
-    """The input rows as the clean path reads them: the funnel's columns, nothing else."""
-    names = loaded.lf.collect_schema().names()
-    return loaded.lf.select(*(c for c in _COLUMNS if c in names))
+IDS = "ids"     # _clean_shard declined: an id needs cleaning (the raw-id shards are not user shards)
+INPUT = "input"  # ... the input's column types need the row-level rules
+ROWS = "rows"    # ... some rows of this shard need them (rejects, duplicates, the cap)
 
 
 def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
-    the shard ``rows`` (``_clean_rows`` of a user shard), or None when any row would need
-    normalising (then ``_shard`` runs).
+    the shard ``rows`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
+    ``INPUT`` or ``ROWS`` (then ``_shard`` runs).
 
     A few aggregates over every row prove the shard clean — a typed timestamp, no row meeting a
     reject rule (``normalize.typed``, the rules ``normalize`` applies), no string that
     ``normalize`` would change (checked on the distinct values), a session id on every row, no
-    two rows with the same (entity, time, event) (so no exact duplicates) and no session over
-    the cap. Then nothing is rejected and the raw values are the normalised ones, so the funnel
+    two rows alike in every column (a cheap (entity, time, event) key first; only if that
+    repeats, whole rows as ``_shard`` compares them) and no session over the cap. Then nothing is rejected and the raw values are the normalised ones, so the funnel
     is counted without normalising a single row: the per-entity aggregate is computed only for
     entities with a step event (every other entity is at level 0 and adds only to the counts).
     The shard is read once, into a frame of the few columns used (~45 bytes a row).
@@ -114,12 +113,13 @@ def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     from . import api
     from .core.normalize import ensure_columns, needs_cleaning, typed
 
-    lf = ensure_columns(rows)
+    raw = rows
+    lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
     schema = lf.collect_schema()
     text = (EVENT, SESSION, USER, CURRENCY)
     if not isinstance(schema[TS], pl.Datetime) or any(schema[c] not in (pl.String, pl.Null) for c in text) \
             or any(not (schema[c].is_numeric() or schema[c] == pl.Null) for c in (CART_VALUE, SHIPPING, LOAD_MS)):
-        return None   # text columns: the row-level rules do real work
+        return INPUT   # text columns: the row-level rules do real work
     lf, rules = typed(lf, cfg.timezone)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
     unusable = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
@@ -133,7 +133,7 @@ def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
     dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")  # noqa: E731
-    rows = lf.select(
+    totals = lf.select(
         pl.len().alias("rows"),
         pl.col("_unusable").sum().alias("unusable"),
         pl.struct(ENTITY, TS, EVENT).hash(0).n_unique().alias("keys"),
@@ -144,11 +144,16 @@ def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     distinct = [lf.select(pl.col(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
                 for c in (USER, EVENT, CURRENCY)]
     steps = lf.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
-    r, e, u, ev, cur, st = pl.collect_all([rows, entities, *distinct, steps], engine="streaming")
+    r, e, u, ev, cur, st = pl.collect_all([totals, entities, *distinct, steps], engine="streaming")
     r, e = r.row(0, named=True), e.row(0, named=True)
-    if r["unusable"] or r["keys"] != r["rows"] or (e["most"] or 0) > cfg.max_events_per_session \
-            or any(x.item(0, 1) for x in (u, ev, cur)) or e[f"dirty_{ENTITY}"]:
-        return None
+    if e[f"dirty_{ENTITY}"] or u.item(0, 1):
+        return IDS
+    if r["unusable"] or (e["most"] or 0) > cfg.max_events_per_session or ev.item(0, 1) or cur.item(0, 1):
+        return ROWS
+    if r["keys"] != r["rows"]:   # rows alike in (entity, time, event): are any alike in every column?
+        whole = [c for c in raw.collect_schema().names() if c not in _BOOKKEEPING]
+        if raw.select(pl.struct(whole).hash(0).n_unique()).collect(engine="streaming").item() != r["rows"]:
+            return ROWS
     cands = st.select(ENTITY).unique()
     base = funnel_base(lf.join(cands.lazy(), on=ENTITY, how="semi")).collect(engine="streaming")
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
@@ -185,12 +190,23 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
     each shard reads only its own files."""
     from . import api
 
-    rows = _clean_rows(loaded) if clean else _row_level_rows(loaded, cfg)
-    count = _clean_shard if clean else _shard
+    rows = _row_level_rows(loaded, cfg)   # the clean route keeps the bookkeeping too: see below
+
+    def count(part: pl.LazyFrame):
+        if not clean:
+            return _shard(part, loaded, cfg)
+        got = _clean_shard(part, loaded, cfg)
+        if got in (IDS, INPUT):
+            return got
+        # Some rows of this shard need the row-level rules: run them on it. Its users are whole
+        # (the raw-id shards equal the user shards while no id needs cleaning, checked in every
+        # shard: one that does sends the whole input to the row-level route).
+        return _shard(part, loaded, cfg) if got == ROWS else got
+
     if k <= 1:
         say("counting the funnel")
-        got = count(rows, loaded, cfg)
-        return None if got is None else [got]
+        got = count(rows)
+        return None if got is None or isinstance(got, str) else [got]
     with api.shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
@@ -200,8 +216,8 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
             if not shard_files:
                 continue
             say(f"counting the funnel (shard {i + 1} of {k})")
-            got = count(pl.scan_parquet(shard_files, hive_partitioning=False), loaded, cfg)
-            if got is None:
+            got = count(pl.scan_parquet(shard_files, hive_partitioning=False))
+            if got is None or isinstance(got, str):
                 return None
             results.append(got)
         return results

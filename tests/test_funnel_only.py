@@ -146,7 +146,7 @@ def _reports(path: str, monkeypatch, cfg=None) -> tuple[dict | None, dict]:
     from funnel.io.load import load_events
 
     loaded = load_events([path], cfg)
-    took = streaming._clean_shard(streaming._clean_rows(loaded), loaded, cfg) is not None
+    took = not isinstance(streaming._clean_shard(streaming._row_level_rows(loaded, cfg), loaded, cfg), str)
     fast = analyze(path, cfg, funnel_only=True)
     with monkeypatch.context() as m:
         m.setattr(streaming, "_clean_shard", lambda *_a: None)
@@ -184,8 +184,6 @@ def _dirt():
     nat = None
     return {
         "duplicate row": lambda df: pl.concat([df, df.head(1)]),
-        "same entity, time and event": lambda df: pl.concat(
-            [df, df.head(1).with_columns(pl.lit("/elsewhere").alias("page_url"))]),
         "null timestamp": lambda df: df.with_columns(
             pl.when(pl.int_range(pl.len()) == 3).then(nat).otherwise(pl.col("timestamp")).alias("timestamp")),
         "timestamp before 1990": lambda df: df.with_columns(
@@ -256,3 +254,36 @@ def test_sharded_funnel_only_splits_the_input_once_and_cleans_up(tmp_path, monke
     assert any(m.startswith("splitting the input into 4") for m, _ in seen)
     assert any(d and d[0].startswith("funnel-shards-") for m, d in seen if "shard 1 of 4" in m)
     assert list(tmp.iterdir()) == []
+
+
+def test_rows_alike_in_entity_time_and_event_but_not_whole_are_not_duplicates(tmp_path, monkeypatch):
+    """The fast path's cheap key repeats, the whole rows differ (another page): it still
+    counts, with the row-level path's numbers (nothing rejected)."""
+    p = tmp_path / "twins.parquet"
+    log = _typed_log()
+    pl.concat([log, log.head(1).with_columns(pl.lit("/elsewhere").alias("page_url"))]).write_parquet(p)
+    fast, slow = _reports(str(p), monkeypatch)
+    assert fast is not None and fast == slow and fast["input"]["rows_rejected"] == 0
+
+
+def test_a_shard_with_rejected_rows_runs_the_row_level_rules_on_that_shard_only(tmp_path, monkeypatch):
+    """Clean ids but some bad rows: the clean route keeps its user shards and runs the exact
+    rules on the shards that need them; the result is the one-pass row-level result."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "some_bad.parquet"
+    log = _typed_log()
+    bad = log.head(2).with_columns(pl.Series("cart_value", [-1.0, 5.0]),
+                                   pl.Series("event", [log["event"][0], None], dtype=pl.String))
+    pl.concat([log, log.head(1), bad]).write_parquet(p)    # a duplicate, a negative value, no event
+    calls = []
+    real = streaming._shard
+    monkeypatch.setattr(streaming, "_shard", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    many = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=4)
+    assert 1 <= len(calls) < 4, "only the shards with bad rows take the row-level rules"
+    one = analyze(str(p), funnel_only=True)
+    assert many.report.to_dict() == one.report.to_dict()
+    assert many.report.input.rows_rejected == 3
+    assert sorted(many.rejects["cause"].to_list()) == ["bad_value", "duplicate", "missing_event"]
