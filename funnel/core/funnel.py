@@ -46,11 +46,24 @@ def _base(step_events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+RUN = "_e"   # entity run code over rows sorted by entity: 1, 2, ...; rows of one entity share it
+
+
+def entity_run() -> pl.Expr:
+    """``RUN`` for rows sorted by entity: the code grows by one where the entity changes."""
+    return (pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias(RUN)
+
+
+def shift_in_entity(x: pl.Expr, n: int = 1) -> pl.Expr:
+    """``x.shift(n)`` within the entity, over rows sorted by entity with ``RUN``: null where the
+    shifted row is another entity's. A plain shift guarded by the run code, much cheaper than a
+    shift over entity windows (strict levels on 2.3M step events: 6.9 s -> 1.0 s)."""
+    return pl.when(pl.col(RUN) == pl.col(RUN).shift(n)).then(x.shift(n))
+
+
 def _sorted(ev: pl.LazyFrame) -> pl.LazyFrame:
-    """Step events sorted by (entity, t, step) with an integer entity code ``_e`` (one sort)."""
-    return ev.sort(ENTITY, "t", STEP).with_columns(
-        (pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e")
-    )
+    """Step events sorted by (entity, t, step) with the entity run code ``RUN`` (one sort)."""
+    return ev.sort(ENTITY, "t", STEP).with_columns(entity_run())
 
 
 def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
@@ -66,9 +79,9 @@ def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.La
     for k in range(1, n_steps):
         src = (pl.col(STEP) == k - 1) & pl.col("anchor").is_not_null()
         pt = pl.when(src).then(pl.col("t")).forward_fill()
-        pe = pl.when(src).then(pl.col("_e")).forward_fill()
+        pe = pl.when(src).then(pl.col(RUN)).forward_fill()
         pa = pl.when(src).then(pl.col("anchor")).forward_fill()
-        ok = (pl.col(STEP) == k) & (pe == pl.col("_e")) & (pt < pl.col("t")) & ((pl.col("t") - pa) <= window_us)
+        ok = (pl.col(STEP) == k) & (pe == pl.col(RUN)) & (pt < pl.col("t")) & ((pl.col("t") - pa) <= window_us)
         df = df.with_columns(pl.when(ok).then(pa).otherwise(pl.col("anchor")).alias("anchor"))
     return df.filter(pl.col("anchor").is_not_null()).select(ENTITY, "t", "anchor", STEP)
 
@@ -79,11 +92,8 @@ def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.Laz
         (pl.col(STEP) == 0).alias("q"),
         pl.when(pl.col(STEP) == 0).then(pl.col("t")).alias("anchor"),
     )
-    same = pl.col("_e") == pl.col("_e").shift(1)   # the row above is of the same entity
+    prev = lambda c: shift_in_entity(pl.col(c))  # noqa: E731   (the row above in the entity)
     for k in range(1, n_steps):
-        # the row above within the entity: a plain shift of the sorted rows (cheaper than
-        # a shift over entity windows: 2.3M step events 6.9 s -> 1.0 s)
-        prev = lambda c: pl.when(same).then(pl.col(c).shift(1))  # noqa: E731
         ok = (
             (pl.col(STEP) == k)
             & (prev(STEP) == k - 1)

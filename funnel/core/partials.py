@@ -12,7 +12,7 @@ import polars as pl
 
 from ..config import Config
 from ..schema import CART_VALUE, TS
-from .funnel import LEVEL, step_time_col
+from .funnel import LEVEL, entity_run, shift_in_entity, step_time_col
 from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
 
 Partials = dict[str, pl.DataFrame]
@@ -166,22 +166,17 @@ def path_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str,
 
     names = list(cfg.step_names)
     k = len(names)
-    # One sort puts each entity's step events together in (time, step) order; "the row above /
-    # below in the entity" is then a plain shift guarded by the entity run code ``_e`` (cheaper
-    # than windows per entity).
-    run = (pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum()
+    # One sort puts each entity's step events together in (time, step) order; the row above /
+    # below in the entity is then a guarded plain shift (``shift_in_entity``).
     st = (
         ev.filter(pl.col(STEP).is_not_null())
         .select(ENTITY, TS, STEP)
         .sort(ENTITY, TS, STEP)
-        .with_columns(run.alias("_e"))
-        .filter(pl.col(STEP) != pl.when(pl.col("_e") == pl.col("_e").shift(1))
-                .then(pl.col(STEP).shift(1)).fill_null(-1))
+        .with_columns(entity_run())
+        .filter(pl.col(STEP) != shift_in_entity(pl.col(STEP)).fill_null(-1))
     )
     name = pl.col(STEP).replace_strict(list(range(k)), names, return_dtype=pl.String)
-    seq = st.with_columns(name.alias("name"),
-                          pl.when(pl.col("_e") == pl.col("_e").shift(-1)).then(pl.col(STEP).shift(-1))
-                          .alias("_next"))
+    seq = st.with_columns(name.alias("name"), shift_in_entity(pl.col(STEP), -1).alias("_next"))
     trans = (
         seq.with_columns(
             pl.when(pl.col("_next").is_null())

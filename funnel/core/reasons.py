@@ -44,7 +44,7 @@ from ..config import Config
 from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, SignalLift
 from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
-from .funnel import LEVEL, step_time_col
+from .funnel import LEVEL, RUN, entity_run, step_time_col
 from .partials import NONE, bucket_expr, segment_columns
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
@@ -145,12 +145,12 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
     step = pl.col(STEP)
     # The rows are sorted by entity (``_event_aggregates``): "the last value before this row in
     # the entity" is a forward fill of the whole frame, kept only when the row it came from
-    # (its entity run code ``_e``, filled alike) is of the same entity — no windows per entity.
+    # (its entity run code ``RUN``, filled alike) is of the same entity — no windows per entity.
     def before(value: pl.Expr, present: pl.Expr) -> pl.Expr:
-        src = pl.when(present).then(pl.col("_e")).forward_fill().shift(1)
-        return pl.when(src == pl.col("_e")).then(value.forward_fill().shift(1))
+        src = pl.when(present).then(pl.col(RUN)).forward_fill().shift(1)
+        return pl.when(src == pl.col(RUN)).then(value.forward_fill().shift(1))
 
-    e = pl.col("_e").cast(pl.Int64) * 1024   # steps are < 1024
+    e = pl.col(RUN).cast(pl.Int64) * 1024   # steps are < 1024
     prev_step = before(step, step.is_not_null())
     prev_max = before((e + step).cum_max(), step.is_not_null()) - e
     if "ui_friction.backtrack" in out:
@@ -192,7 +192,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
         .sort(ENTITY, TS, maintain_order=True)   # each entity's events together, in time order
-        .with_columns((pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e"))
+        .with_columns(entity_run())
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:

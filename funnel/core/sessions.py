@@ -12,7 +12,7 @@ import polars as pl
 from ..config import Config
 from ..schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, PAYMENT, SESSION, SHIPPING, STEP, TS,
                       URL, USER)
-from .funnel import LEVEL, apply_exclusions, funnel_levels, step_time_col
+from .funnel import LEVEL, RUN, apply_exclusions, entity_run, funnel_levels, shift_in_entity, step_time_col
 
 
 def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
@@ -76,23 +76,21 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
         levels = apply_exclusions(levels, exc)
     keyed = ev.with_columns(_order_key().alias(_ORD))
     # Backtracks and repeats among step events, in (time, step) order. One sort by entity puts
-    # each entity's events together, so "the row above in the entity" is a plain shift guarded
-    # by an entity run code ``_e``, and the running max of the steps so far is one cum_max of
-    # (_e, step) packed into an integer (_e only grows): ~4x cheaper than windows per entity.
+    # each entity's events together, so "the row above in the entity" is a guarded plain shift
+    # (``shift_in_entity``), and the running max of the steps so far is one cum_max of (run,
+    # step) packed into an integer (the run code only grows): ~4x cheaper than entity windows.
     st = pl.col(STEP)
-    e = pl.col("_e").cast(pl.Int64) * 1024     # steps are < 1024 (checked above)
-    same = pl.col("_e") == pl.col("_e").shift(1)
-    prev_step = pl.when(same).then(st.shift(1))
-    prev_max = pl.when(same).then((e + st).cum_max().shift(1) - e)
+    e = pl.col(RUN).cast(pl.Int64) * 1024     # steps are < 1024 (checked above)
+    prev_max = shift_in_entity((e + st).cum_max()) - e
     flags = (
         steps.sort(ENTITY, TS, STEP)
-        .with_columns((pl.col(ENTITY) != pl.col(ENTITY).shift(1)).fill_null(True).cum_sum().alias("_e"))
-        .select(ENTITY, "_e", (st < prev_max).alias("_back"), (st == prev_step).alias("_rep"))
-        .group_by("_e")
+        .with_columns(entity_run())
+        .select(ENTITY, RUN, (st < prev_max).alias("_back"), (st == shift_in_entity(st)).alias("_rep"))
+        .group_by(RUN)
         .agg(pl.col(ENTITY).first(),
              pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
-        .drop("_e")
+        .drop(RUN)
     )
     base = keyed.group_by(ENTITY, maintain_order=False).agg(
         _first_non_null(SESSION),
