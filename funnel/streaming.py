@@ -67,7 +67,8 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     if cfg.exclude:
         return None
     loaded = load_events(sources, cfg)
-    results = _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS)) \
+    clean = _typed_input(_row_level_rows(loaded, cfg))   # decided before any split: no re-split for text input
+    results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS))) \
         or _shards(loaded, cfg, say, False, shards or shard_count(loaded))
     if results is None:
         return None
@@ -95,9 +96,19 @@ INPUT = "input"  # ... the input's column types need the row-level rules
 ROWS = "rows"    # ... some rows of this shard need them (rejects, duplicates, the cap)
 
 
-def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
+def _typed_input(rows: pl.LazyFrame) -> bool:
+    """The input's columns are typed (Datetime timestamp, string ids, numeric values), so the
+    clean route can apply; text columns need the row-level rules. Decided by the schema alone."""
+    schema = rows.collect_schema()
+    kind = lambda c: schema.get(c, pl.Null)  # noqa: E731  (a missing column is all null)
+    return isinstance(kind(TS), pl.Datetime) \
+        and all(kind(c) in (pl.String, pl.Null) for c in (EVENT, SESSION, USER, CURRENCY)) \
+        and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
+
+
+def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
-    the shard ``rows`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
+    the shard ``raw`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
     ``INPUT`` or ``ROWS`` (then ``_shard`` runs).
 
     A few aggregates over every row prove the shard clean — a typed timestamp, no row meeting a
@@ -113,13 +124,9 @@ def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     from . import api
     from .core.normalize import ensure_columns, needs_cleaning, typed
 
-    raw = rows
-    lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
-    schema = lf.collect_schema()
-    text = (EVENT, SESSION, USER, CURRENCY)
-    if not isinstance(schema[TS], pl.Datetime) or any(schema[c] not in (pl.String, pl.Null) for c in text) \
-            or any(not (schema[c].is_numeric() or schema[c] == pl.Null) for c in (CART_VALUE, SHIPPING, LOAD_MS)):
+    if not _typed_input(raw):
         return INPUT   # text columns: the row-level rules do real work
+    lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
     lf, rules = typed(lf, cfg.timezone)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
     unusable = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
@@ -169,7 +176,7 @@ def _clean_shard(rows: pl.LazyFrame, loaded, cfg: Config):
     rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
     p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
     tot = {"rows": r["rows"], "usable": r["rows"], "users": u.item(0, 0)}
-    no_rejects = _narrow(_row_level_rows(loaded, cfg), cfg)[2].drop("_h").clear().collect()   # the rejects' columns
+    no_rejects = _narrow(raw, cfg)[2].drop("_h").clear().collect()   # the rejects' columns, no rows
     return p, tot, no_rejects
 
 

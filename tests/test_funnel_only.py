@@ -287,3 +287,18 @@ def test_a_shard_with_rejected_rows_runs_the_row_level_rules_on_that_shard_only(
     assert many.report.to_dict() == one.report.to_dict()
     assert many.report.input.rows_rejected == 3
     assert sorted(many.rejects["cause"].to_list()) == ["bad_value", "duplicate", "missing_event"]
+
+
+def test_text_input_is_split_once_not_first_for_the_clean_route(tmp_path):
+    """Whether the clean route applies is decided from the column types before any split, so a
+    CSV log in several shards is split once (by the row-level route) and gives the one-pass result."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "log.csv"
+    p.write_text(DIRTY)
+    said = []
+    many = streaming.analyze_funnel_only([str(p)], Config(), said.append, shards=3)
+    one = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=1)
+    assert sum(m.startswith("splitting the input") for m in said) == 1
+    assert many.report.funnel == one.report.funnel and many.report.input == one.report.input
