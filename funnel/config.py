@@ -56,23 +56,24 @@ LEVELS = ("session", "user")
 
 def parse_steps(spec: str) -> tuple[Step, ...]:
     """``a,b,c`` or ``cart=add_to_cart|Product Added,checkout=begin_checkout``."""
-    steps: list[Step] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        if "=" in part:
-            name, _, evs = part.partition("=")
-            events = tuple(e.strip() for e in evs.split("|") if e.strip())
-            name = name.strip()
-        else:
-            events = tuple(e.strip() for e in part.split("|") if e.strip())
-            name = events[0] if events else ""
-        if not name or not events:
-            raise ConfigError(f"invalid step {part!r} in --steps",
-                              "write steps as a,b,c or name=event1|event2")
-        steps.append(Step(name, events))
+    steps = [_parse_step(part) for part in (p.strip() for p in spec.split(",")) if part]
     _check_steps(steps, "--steps")
     return tuple(steps)
+
+
+def _parse_step(part: str) -> Step:
+    """One step of ``--steps``: ``event``, ``event1|event2`` or ``name=event1|event2``."""
+    if "=" in part:
+        name, _, evs = part.partition("=")
+        events = tuple(e.strip() for e in evs.split("|") if e.strip())
+        name = name.strip()
+    else:
+        events = tuple(e.strip() for e in part.split("|") if e.strip())
+        name = events[0] if events else ""
+    if not name or not events:
+        raise ConfigError(f"invalid step {part!r} in --steps",
+                          "write steps as a,b,c or name=event1|event2")
+    return Step(name, events)
 
 
 def _check_steps(steps: list[Step] | tuple[Step, ...], where: str) -> None:
@@ -117,8 +118,44 @@ class Config:
         return tuple(s.name for s in self.steps)
 
     def with_overrides(self, **kw: Any) -> Config:
-        """Apply flag values (``None`` means 'not given')."""
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        """Apply flag or keyword values (``None`` means 'not given').
+
+        Values are checked as the config file's are, and the forms a caller naturally writes
+        are accepted: ``steps="a,b,c"`` or ``["cart=add_to_cart|Product Added", "purchase"]``,
+        durations as ``"24h"`` or a ``timedelta``, a single string for a list setting."""
+        given = {k: v for k, v in kw.items() if v is not None}
+        known = config_fields()
+        for k in given:
+            if k not in known:
+                raise ConfigError(f"unknown setting {k!r}", suggestion(k, known) or f"settings: {', '.join(known)}")
+        return replace(self, **{k: _coerce(k, v) for k, v in given.items()})
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """A keyword value for ``Config`` field ``key`` in the field's own form (see ``with_overrides``)."""
+    from datetime import timedelta
+
+    if key == "steps":
+        if isinstance(value, str):
+            return parse_steps(value)
+        steps = [s if isinstance(s, Step) else _parse_step(str(s)) for s in value]
+        _check_steps(steps, "steps")
+        return tuple(steps)
+    if key in ("window", "session_timeout", "recovery_horizon"):
+        if isinstance(value, timedelta):
+            value = value // timedelta(microseconds=1)
+        if isinstance(value, str):
+            return parse_duration(value, key)
+        if int(value) <= 0:
+            raise ConfigError(f"invalid {key} {value!r}", "a duration in microseconds must be greater than zero")
+        return int(value)
+    if key in ("order", "level"):
+        return validate_choice(value, ORDERS if key == "order" else LEVELS, key)
+    if key == "timezone":
+        return validate_timezone(value)
+    if key in ("exclude", "segments", "fail_on"):
+        return (value,) if isinstance(value, str) else tuple(value)
+    return value
 
 
 # --- file loading -----------------------------------------------------------------------

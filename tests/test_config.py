@@ -82,3 +82,35 @@ def test_invalid_toml_and_timezone(tmp_path):
     p.write_text('[time]\ntimezone = "Mars/Olympus"\n')
     with pytest.raises(ConfigError, match="time zone"):
         load_config(p)
+
+
+def test_library_keywords_take_the_forms_a_caller_writes():
+    """funnel.analyze(..., steps=..., window=...) goes through Config.with_overrides: the
+    natural Python forms are accepted and checked as the config file's values are."""
+    from datetime import timedelta
+
+    from funnel.config import Step
+
+    cfg = Config().with_overrides(steps="add_to_cart,checkout=begin_checkout|Checkout Started,purchase",
+                                  window="2h", session_timeout=timedelta(minutes=45), order="strict",
+                                  exclude="refund")
+    assert cfg.step_names == ("add_to_cart", "checkout", "purchase")
+    assert cfg.steps[1] == Step("checkout", ("begin_checkout", "Checkout Started"))
+    assert cfg.window == 2 * 3600 * 10**6 and cfg.session_timeout == 45 * 60 * 10**6
+    assert cfg.exclude == ("refund",) and cfg.order == "strict"
+    listed = Config().with_overrides(steps=["add_to_cart", Step("purchase", ("purchase",))], window=10**6)
+    assert listed.step_names == ("add_to_cart", "purchase") and listed.window == 10**6
+    for bad, msg in [({"steps": ["add_to_cart"]}, "at least two steps"), ({"window": "soon"}, "invalid window"),
+                     ({"window": 0}, "invalid window"), ({"order": "sorted"}, "invalid order"),
+                     ({"timezone": "Mars/Olympus"}, "unknown time zone"), ({"windw": "1h"}, "unknown setting 'windw'")]:
+        with pytest.raises(ConfigError, match=msg):
+            Config().with_overrides(**bad)
+
+
+def test_analyze_accepts_steps_as_a_list(tmp_path):
+    import funnel
+
+    from conftest import SAMPLE_EVENTS
+
+    rep = funnel.analyze(SAMPLE_EVENTS, steps=["add_to_cart", "purchase"], funnel_only=True).report
+    assert [s.name for s in rep.funnel.steps] == ["add_to_cart", "purchase"]
