@@ -153,16 +153,32 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
 _NEEDS_SESSION = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
 
 
-def event_chain(lf: pl.LazyFrame, cfg: Config, build_sessions: bool, funnel_only: bool = False) -> pl.LazyFrame:
+def event_chain(lf: pl.LazyFrame, cfg: Config, build_sessions: bool, funnel_only: bool = False,
+                cap: bool = True) -> pl.LazyFrame:
     """Normalised rows (``normalize``) -> sessions built for rows without a session id (when
-    ``build_sessions``) -> steps -> exact duplicates -> session cap -> the columns kept. The one
-    chain, run by ``prepare_rows`` and by the Spark engine on each partition."""
+    ``build_sessions``) -> steps -> exact duplicates -> session cap (``cap``; else see
+    ``capped``) -> the columns kept. The one chain, run by ``prepare_rows`` and by the Spark
+    engine on each partition."""
     if build_sessions:
         lf = sessionize(lf.with_columns(_NEEDS_SESSION.alias("_built_session")), cfg.session_timeout)
     else:   # no row order is relied on
         lf = lf.with_columns(pl.lit(False).alias("_built_session"))
-    lf = cap_sessions(mark_duplicates(map_steps(lf, cfg)), ENTITY, cfg.max_events_per_session)
+    lf = mark_duplicates(map_steps(lf, cfg))
+    if cap:
+        lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
     return collected_columns(lf, cfg, funnel_only)
+
+
+def capped(df: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """``cap_sessions`` on collected events, run only when some entity has more usable events
+    than the cap: otherwise it rejects nothing, and its rank over every entity is the costliest
+    step of the chain. (Entities are counted by a 64-bit hash: a collision can only overcount,
+    and then the cap simply runs.)"""
+    most = df.lazy().filter(pl.col(REJECT).is_null()).group_by(pl.col(ENTITY).hash(0)).len() \
+        .select(pl.col("len").max()).collect().item()
+    if (most or 0) <= cfg.max_events_per_session:
+        return df
+    return cap_sessions(df.lazy(), ENTITY, cfg.max_events_per_session).collect()
 
 
 def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | SessionsLog | None = None,
@@ -172,12 +188,21 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     then the rejected rows set aside and the sessions log (a path, or already read) joined."""
     say = progress or (lambda _msg: None)
     lf = normalize(lf, cfg.timezone)
-    # every row has a session id: skip the full sort + windows of sessionizing (cheap scan)
-    build = _collect_input(lf.select(_NEEDS_SESSION.any()), loaded).item()
-    df = _collect_input(event_chain(lf, cfg, build, funnel_only), loaded)
+    if funnel_only:   # a few columns kept: streamed through the chain, only they are held
+        # every row has a session id: skip the full sort + windows of sessionizing (cheap scan)
+        build = _collect_input(lf.select(_NEEDS_SESSION.any()), loaded).item()
+        df = _collect_input(event_chain(lf, cfg, build, funnel_only), loaded)
+    else:   # every column is kept anyway: read and normalise once, then the chain in memory
+        norm = _collect_input(lf, loaded)
+        build = norm.select(_NEEDS_SESSION.any()).item()
+        df = capped(event_chain(norm.lazy(), cfg, build, cap=False).collect(), cfg)
+        del norm
     say(f"read {df.height:,} rows")
-    rejects = df.filter(pl.col(REJECT).is_not_null())
-    usable = df.filter(pl.col(REJECT).is_null()).drop(REJECT, "_extra", "_detail", strict=False)
+    if df[REJECT].null_count() == df.height:   # nothing rejected (the usual case): no copies
+        rejects, usable = df.clear(), df
+    else:
+        rejects, usable = df.filter(pl.col(REJECT).is_not_null()), df.filter(pl.col(REJECT).is_null())
+    usable = usable.drop(REJECT, "_extra", "_detail", strict=False)
     sessionized = bool(usable["_built_session"].any())
     usable = usable.drop("_built_session")
     rejects = rejects.drop("_built_session")
