@@ -313,3 +313,39 @@ def test_backtracks_and_repeats_equal_reference(log):
         rep = sum(1 for i in range(1, len(seq)) if seq[i] == seq[i - 1])
         want[ent] = (back, rep)
     assert got == want
+
+
+@RECORD_SETTINGS
+@given(data=st.data())
+def test_order_dependent_fields_equal_an_ordered_scan(data):
+    """First/last non-null values, the last event and the next event after the exit are those
+    of a scan of each entity's rows sorted by (time, step) with ties kept in input order — the
+    engine takes them by min_by/max_by of a packed (time, step, row) key, never sorting."""
+    from funnel.schema import CURRENCY, PAYMENT, URL
+
+    n_steps = data.draw(st.integers(2, 3))
+    cfg = _cfg(n_steps, 100, "ordered")
+    maybe = lambda *vals: st.one_of(st.none(), st.sampled_from(vals))  # noqa: E731
+    row = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 4),   # few times: ties are common
+                    st.sampled_from(["noise", *(f"s{k}" for k in range(n_steps))]),
+                    maybe("u1", "u2"), maybe("EUR", "USD"), maybe("card", "paypal"), maybe("/x", "/y"))
+    rows = data.draw(st.lists(row, min_size=1, max_size=25))
+    df = pl.DataFrame(rows, schema=[SESSION, "t", EVENT, USER, CURRENCY, PAYMENT, URL], orient="row")
+    lf = ensure_columns(df.lazy().with_columns(
+        pl.from_epoch(pl.col("t") + BASE_US, time_unit="us").dt.replace_time_zone("UTC").alias(TS)).drop("t"))
+    rec = session_records(map_steps(lf, cfg), cfg, []).collect()
+    got = {r[ENTITY]: (r[USER], r[CURRENCY], r[PAYMENT], r["last_page"], r["last_event"], r["next_event"])
+           for r in rec.iter_rows(named=True)}
+    want = {}
+    step_of = {f"s{k}": k for k in range(n_steps)}
+    for ent in {r[0] for r in rows}:
+        mine = sorted((r for r in rows if r[0] == ent), key=lambda r: (r[1], step_of.get(r[2], -1)))  # stable
+        first = lambda i: next((r[i] for r in mine if r[i] is not None), None)  # noqa: E731
+        last = lambda i: next((r[i] for r in reversed(mine) if r[i] is not None), None)  # noqa: E731
+        steps = [r for r in rows if r[0] == ent and r[2] in step_of]
+        lv = ref.funnel_level([(r[1], step_of[r[2]]) for r in steps], n_steps, 100, "ordered")
+        exit_t = ref.levels_by_entity([(ent, r[1], step_of[r[2]]) for r in steps], n_steps, 100, "ordered")
+        t_exit = exit_t[ent].times[lv - 1] if lv else None
+        nxt = next((r[2] for r in mine if t_exit is not None and r[1] > t_exit), None)
+        want[ent] = (first(3), first(4), last(5), last(6), mine[-1][2], nxt)
+    assert got == want

@@ -25,24 +25,27 @@ def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     )
 
 
-_ORD = "_ord"   # an entity's event order as one integer: (time in µs, step index)
+_ORD = "_ord"   # an entity's event order as one unique integer: (time in µs, step index, row)
 
 
 def _order_key() -> pl.Expr:
-    """(ts, step) packed into one Int64 so that order statistics need no sort of the frame."""
-    return pl.col(TS).dt.epoch("us") * 1024 + (pl.col(STEP).fill_null(-1) + 1)
+    """(ts, step, row) packed into one Int128, so that order statistics need no sort of the
+    frame: events of equal (ts, step) are ordered as the rows are (the input order), and the key
+    is unique, so ``min_by``/``max_by`` — polars' fast group aggregations — pick exactly the
+    row that an ordered scan would."""
+    ts_step = pl.col(TS).dt.epoch("us") * 1024 + (pl.col(STEP).fill_null(-1) + 1)
+    return ts_step.cast(pl.Int128) * (1 << 32) + pl.int_range(pl.len(), dtype=pl.Int64).cast(pl.Int128)
 
 
 def _first_non_null(c: str, alias: str | None = None) -> pl.Expr:
     """The first non-null value of ``c`` in (time, step) order, inside a group_by."""
-    # arg_min skips the nulls of the masked key: no filtered copies of the group (~4x cheaper)
-    return pl.col(c).get(pl.when(pl.col(c).is_not_null()).then(pl.col(_ORD)).arg_min()).alias(alias or c)
+    # the nulls of the masked key are skipped: no filtered copies of the group
+    return pl.col(c).min_by(pl.when(pl.col(c).is_not_null()).then(pl.col(_ORD))).alias(alias or c)
 
 
 def _last_non_null(c: str, alias: str | None = None) -> pl.Expr:
     """The last non-null value of ``c`` in (time, step) order (the last of equal keys)."""
-    r = pl.col(c).reverse()
-    return r.get(pl.when(r.is_not_null()).then(pl.col(_ORD).reverse()).arg_max()).alias(alias or c)
+    return pl.col(c).max_by(pl.when(pl.col(c).is_not_null()).then(pl.col(_ORD))).alias(alias or c)
 
 
 def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
@@ -102,7 +105,7 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
         pl.col(SHIPPING).max().alias(SHIPPING),
         _first_non_null(CURRENCY),
         _last_non_null(PAYMENT),
-        pl.col(EVENT).reverse().get(pl.col(_ORD).reverse().arg_max()).alias("last_event"),
+        pl.col(EVENT).max_by(_ORD).alias("last_event"),
         _last_non_null(URL, "last_page"),
         *(_first_non_null(a) for a in attrs),
     )
@@ -127,7 +130,7 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
         .join(rec.select(ENTITY, "exit_ts").filter(pl.col("exit_ts").is_not_null()), on=ENTITY)
         .filter(pl.col(TS) > pl.col("exit_ts"))
         .group_by(ENTITY)
-        .agg(pl.col(EVENT).get(pl.col(_ORD).arg_min()).alias("next_event"))
+        .agg(pl.col(EVENT).min_by(_ORD).alias("next_event"))
     )
     return rec.join(after, on=ENTITY, how="left")
 
