@@ -237,13 +237,14 @@ def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFr
 
 
 def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
-                   rec: pl.DataFrame | None = None) -> parts.Partials:
-    """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell)."""
+                   rec: pl.DataFrame | None = None, agg: pl.DataFrame | None = None) -> parts.Partials:
+    """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell).
+    ``agg``: the shard's ``reasons.event_aggregates``, when computed already."""
     from .core import reasons
 
     if rec is None:
         rec = entity_records(ev, cfg, attrs).collect()
-    lazy = reasons.baseline_partials(ev, rec.lazy(), cfg)
+    lazy = reasons.baseline_partials(ev, rec.lazy(), cfg, None if agg is None else agg.lazy())
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
@@ -277,14 +278,15 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     return dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
 
 
-def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
-                    baseline: parts.Partials, rec: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per-entity records with reason, confidence, evidence and signal flags."""
+def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: parts.Partials,
+                    rec: pl.DataFrame | None = None, agg: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per-entity records with reason, confidence, evidence and signal flags (``agg``: as in
+    ``shard_baseline``; then ``ev`` is not read)."""
     from .core import reasons
 
     if rec is None:
         rec = entity_records(ev, cfg, attrs).collect()
-    return reasons.diagnose(ev, rec.lazy(), cfg, baseline).collect()
+    return reasons.diagnose(ev, rec.lazy(), cfg, baseline, None if agg is None else agg.lazy()).collect()
 
 
 def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: parts.Partials,
@@ -443,7 +445,7 @@ def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bo
 class _Spilled:
     """What pass 1 keeps of a shard in memory (its frames are in files)."""
 
-    files: dict[str, str]         # events / records / rejects -> Arrow IPC file
+    files: dict[str, str]         # steps / records / aggregates / rejects -> Arrow IPC file
     baseline: parts.Partials | None
     rows_read: int
     users: int
@@ -453,21 +455,25 @@ class _Spilled:
 
 def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: SessionsLog | None,
                  tmp: str) -> _Spilled:
-    """Pass 1 on one shard: normalise etc. (``prepare_rows``), per-entity records and the
-    baseline partials; the usable events, records and rejected rows go to files for pass 2."""
+    """Pass 1 on one shard: normalise etc. (``prepare_rows``), per-entity records, the carts'
+    event aggregates and the baseline partials; what pass 2 reads goes to files: the step
+    events (paths), the records, the aggregates (diagnosis) and the rejected rows."""
+    from .core import reasons
+
     prep = prepare_rows(pl.scan_parquet(files, hive_partitioning=False), loaded, cfg, log)
     ev = prep.events.collect()
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)
     rec = entity_records(ev.lazy(), cfg, prep.attrs).collect()
-    baseline = shard_baseline(ev.lazy(), cfg, prep.attrs, rec) if rec.height else None
+    # The diagnosis reads the events only through these per-cart aggregates: computed once, for
+    # the baseline here and the diagnosis in pass 2, which then reads no event but step events.
+    agg = reasons.event_aggregates(ev.lazy(), rec.lazy(), cfg).collect()
+    baseline = shard_baseline(ev.lazy(), cfg, prep.attrs, rec, agg) if rec.height else None
     users = ev.select(pl.col(USER).drop_nulls().n_unique()).item()
-    # Pass 2 reads events only in the carts' spans (diagnosis) and step events (paths): the
-    # other events (most of a log: browsing sessions without a cart) are not spilled.
-    carts = rec.filter(pl.col(LEVEL) >= 1)[ENTITY]
-    ev = ev.filter(pl.col(STEP).is_not_null() | pl.col(ENTITY).is_in(carts.implode()))
+    steps = ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)   # paths
+    del ev
     out = {}
-    for what, df in (("events", ev), ("records", rec), ("rejects", prep.rejects)):
+    for what, df in (("steps", steps), ("records", rec), ("aggregates", agg), ("rejects", prep.rejects)):
         out[what] = os.path.join(tmp, f"{name}-{what}.arrow")
         df.write_ipc(out[what], compression="lz4")
     return _Spilled(out, baseline, prep.rows_read, users, prep.sessionized, prep.attrs)
@@ -508,8 +514,9 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             rejects.append(pl.read_ipc(s.files["rejects"]))
             if s.baseline is None:
                 continue
-            ev = pl.read_ipc(s.files["events"]).lazy()
-            diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]))
+            ev = pl.read_ipc(s.files["steps"]).lazy()
+            diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]),
+                                   pl.read_ipc(s.files["aggregates"]))
             partials.append(shard_partials(ev, cfg, attrs, baseline, diag))
             carts.append(carts_table(diag, cfg))
             del ev, diag
@@ -663,10 +670,13 @@ def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     """Both passes on events held in memory as one shard: (partials, diagnosed records)."""
     say = say or (lambda _msg: None)
     say("reconstructing purchase paths")
+    from .core import reasons
+
     rec = entity_records(ev, cfg, attrs).collect()
-    baseline = shard_baseline(ev, cfg, attrs, rec)
+    agg = reasons.event_aggregates(ev, rec.lazy(), cfg).collect()   # for both passes
+    baseline = shard_baseline(ev, cfg, attrs, rec, agg)
     say("diagnosing abandoned carts")
-    diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
+    diag = shard_diagnosis(ev, cfg, attrs, baseline, rec, agg)
     return shard_partials(ev, cfg, attrs, baseline, diag), diag
 
 

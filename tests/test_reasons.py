@@ -316,3 +316,22 @@ def test_inferred_signal_without_support_in_the_data_is_no_evidence():
 ])
 def test_url_patterns_match_the_path(url, signal):
     test_url_patterns(url, signal)
+
+
+def test_only_carts_are_scored_and_the_others_get_what_scoring_would_give():
+    """diagnose scores carts only; on the sample log (browsers, buyers, carts of every kind) the
+    result equals scoring every entity."""
+    from conftest import SAMPLE_EVENTS
+
+    from funnel import api
+    from funnel.core.reasons import score
+
+    cfg = Config()
+    prep = api.prepare([str(SAMPLE_EVENTS)], cfg)
+    ev = prep.events.collect()
+    rec = api.entity_records(ev.lazy(), cfg, prep.attrs).collect()
+    base = api.shard_baseline(ev.lazy(), cfg, prep.attrs, rec)
+    assert rec.filter(pl.col("_level") == 0).height > 100   # there are entities to skip
+    fast = diagnose(ev.lazy(), rec.lazy(), cfg, base).collect().sort("_entity")
+    full = score(ev.lazy(), rec.lazy(), cfg, base).collect().sort("_entity")
+    assert_frame_equal(fast, full)

@@ -71,7 +71,8 @@ class Diagnosis:
 
 # --- baseline ----------------------------------------------------------------------------
 
-def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
+def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
+                      agg: pl.LazyFrame | None = None) -> dict[str, pl.LazyFrame]:
     """What diagnosis needs from all data before judging one cart (merge by addition):
 
     * ``base:dwell``: histogram (stats.BUCKET_UPPER) of the time movers spent at each step
@@ -90,7 +91,7 @@ def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[
     ]
     dwell = pl.concat(parts).group_by("step", "bucket").agg(pl.len().cast(pl.Int64).alias("n_movers"))
     cat = catalogue(cfg)
-    d, order = _signal_table(ev, rec, cfg, cat, {})
+    d, order = _signal_table(ev, rec.filter(pl.col(LEVEL) >= 1), cfg, cat, {}, agg)   # the rows read below
     return {"base:dwell": dwell, "base:signals": _hazard_rows(d, order, k, cat)}
 
 
@@ -177,9 +178,16 @@ def _span_end(k: int) -> pl.Expr:
     return pl.when(pl.col(LEVEL) >= k).then(pl.col(step_time_col(k - 1))).otherwise(pl.col("last_ts"))
 
 
+def event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """Per cart, all that the diagnosis reads from the events (``_event_aggregates``). It does
+    not depend on the baseline: a shard computes it once, for its baseline (pass 1) and its
+    diagnosis (pass 2; ``agg=`` of ``baseline_partials``/``diagnose``)."""
+    return _event_aggregates(ev, rec, cfg, catalogue(cfg))[0]
+
+
 def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue
                       ) -> tuple[pl.LazyFrame, list[str]]:
-    """Per entity: for each row-level signal n/first/last/at-exit, plus the last shipping cost
+    """Per cart: for each row-level signal n/first/last/at-exit, plus the last shipping cost
     shown before buying and when (the latest display: what the buyer saw before leaving)."""
     k = len(cfg.steps)
     spans = rec.filter(pl.col(LEVEL) >= 1).select(
@@ -192,7 +200,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
         .sort(ENTITY, TS, maintain_order=True)   # each entity's events together, in time order
-        .with_columns(entity_run())
+        .with_columns(entity_run(), pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"))   # _i: that order
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:
@@ -201,20 +209,24 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     matchers = _row_matchers(cat, cfg)
     e = e.with_columns(m.alias(f"_m__{sid}") for sid, (m, _) in matchers.items())
     at_exit = pl.col(TS) >= pl.col("exit_ts")
+    # Conditional min/max as a masked min/max, first/last as min_by/max_by of the row order:
+    # polars' fast group aggregations, where a filter inside the aggregation is evaluated per group.
+    ts_if = lambda cond: pl.when(cond).then(pl.col(TS))  # noqa: E731
     aggs: list[pl.Expr] = []
     for sid in matchers:
         m = pl.col(f"_m__{sid}")
         aggs += [m.sum().cast(pl.Int32).alias(f"_n__{sid}"),
-                 pl.col(TS).filter(m).min().alias(f"_f__{sid}"),
-                 pl.col(TS).filter(m).max().alias(f"_l__{sid}"),
+                 ts_if(m).min().alias(f"_f__{sid}"),
+                 ts_if(m).max().alias(f"_l__{sid}"),
                  (m & at_exit).any().alias(f"_x__{sid}")]
     # a shipping cost counts as shown before buying: not the one on the purchase event itself
     shown = pl.col(SHIPPING).is_not_null() & (
         pl.col(TS) < pl.col(step_time_col(k - 1))).fill_null(True)
-    aggs += [pl.col(TS).filter(shown).max().alias("_reveal_ts"),
-             pl.col(SHIPPING).filter(shown).last().alias("_ship"),
-             pl.col(TS).filter(shown).min().alias("_reveal_first"),
-             pl.col(SHIPPING).filter(shown).first().alias("_ship_first")]
+    row_if_shown = pl.when(shown).then(pl.col("_i"))
+    aggs += [ts_if(shown).max().alias("_reveal_ts"),
+             pl.col(SHIPPING).max_by(row_if_shown).alias("_ship"),
+             ts_if(shown).min().alias("_reveal_first"),
+             pl.col(SHIPPING).min_by(row_if_shown).alias("_ship_first")]
     return e.group_by(ENTITY).agg(aggs), list(matchers)
 
 
@@ -228,14 +240,17 @@ def _step_of(ts: pl.Expr, k: int) -> pl.Expr:
 
 
 def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue,
-                  dwell_thr: dict[int, float]) -> tuple[pl.LazyFrame, list[Signal]]:
+                  dwell_thr: dict[int, float], agg: pl.LazyFrame | None = None
+                  ) -> tuple[pl.LazyFrame, list[Signal]]:
     """``rec`` plus, per computable signal: ``sig__<id>`` (seen in the cart's span),
     ``_sigstep__<id>`` (step where first seen), ``_xx__<id>`` (seen at or after the exit step was reached) and ``_xl__<id>`` (its last time
     then); plus the shipping columns (``_ship``: last cost shown, ``_reveal``: when;
     ``_ship_first``, ``_reveal_step``: the first cost shown and the step then)."""
     th = cat.thresholds
     k = len(cfg.steps)
-    agg, row_ids = _event_aggregates(ev, rec, cfg, cat)
+    if agg is None:
+        agg = _event_aggregates(ev, rec, cfg, cat)[0]
+    row_ids = list(_row_matchers(cat, cfg))
     d = rec.join(agg, on=ENTITY, how="left")
     if "recovered" not in d.collect_schema().names():
         d = d.with_columns(pl.lit(False).alias("recovered"))
@@ -363,13 +378,35 @@ def evidence_factors(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalo
 
 
 def diagnose(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
-             baseline: dict[str, pl.DataFrame]) -> pl.LazyFrame:
+             baseline: dict[str, pl.DataFrame], agg: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """``rec`` plus ``reason``, ``confidence``, ``evidence``, ``sig__<id>`` for every catalogue
-    signal (all entities), ``_sigstep__<id>`` (step where first seen) and ``_ship_share``."""
+    signal (all entities), ``_sigstep__<id>`` (step where first seen) and ``_ship_share``.
+
+    Only carts (level >= 1) are scored (``score``): an entity that never reached the first
+    step has no span of events, so scoring gives it no reason, no signal, no evidence —
+    exactly what it gets here without the work (most entities of a log; tests/test_reasons.py
+    checks the two agree)."""
+    carts = score(ev, rec.filter(pl.col(LEVEL) >= 1), cfg, baseline, agg)
+    schema = carts.collect_schema()
+    have = set(rec.collect_schema().names())
+
+    def unscored(c: str, t: pl.DataType) -> pl.Expr:
+        if c in have:
+            return pl.col(c)
+        value = False if t == pl.Boolean else ([] if isinstance(t, pl.List) else None)
+        return pl.lit(value, dtype=t).alias(c)
+
+    others = rec.filter(pl.col(LEVEL) < 1).select(unscored(c, t) for c, t in schema.items())
+    return pl.concat([carts, others])
+
+
+def score(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
+          baseline: dict[str, pl.DataFrame], agg: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """``diagnose`` on every entity of ``rec``, carts or not (``agg``: ``event_aggregates``)."""
     cat = catalogue(cfg)
     th = cat.thresholds
     k = len(cfg.steps)
-    d, order = _signal_table(ev, rec, cfg, cat, dwell_thresholds(baseline, cfg, cat))
+    d, order = _signal_table(ev, rec, cfg, cat, dwell_thresholds(baseline, cfg, cat), agg)
     factors = evidence_factors(baseline, cfg, cat)
     abandoned = _abandoned(k)
 
