@@ -2,6 +2,9 @@
 
     python benchmarks/bench.py --sizes 1M,20M [--repeat 1] [--threads N]
 
+Optional contender: ClickHouse's windowFunnel through chDB (``pip install chdb``), run when
+chDB is installed; its step counts are checked against funnel's too.
+
 Every contender runs as its own subprocess, one after the other on the same file, in the same
 run (the machine may be shared: compare the ratios, not the absolute seconds). Peak memory is
 the child's peak RSS from ``os.wait4``. Generated logs are cached under benchmarks/data/.
@@ -61,6 +64,26 @@ if len(sys.argv) > 4:   # also the input totals funnel's JSON reports (input.row
     print(",".join(str(x) for x in tot[:3]))
 """
 
+# ClickHouse's windowFunnel through chDB (optional: ``pip install chdb``): each session's longest
+# chain of steps in strictly increasing time within the window from its first step; the step
+# counts are the sessions whose chain reaches each step.
+CHDB_SQL = """
+import sys, chdb
+path, steps, window = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+conds = ", ".join(f"event = '{e}'" for e in steps)
+q = (f"SELECT level, count() FROM (SELECT windowFunnel({window}, 'strict_increase')"
+     f"(toUInt64(toUnixTimestamp64Micro(timestamp)), {conds}) AS level FROM file('{path}', Parquet) "
+     f"WHERE session_id IS NOT NULL GROUP BY session_id) GROUP BY level")
+levels = {int(l): int(n) for l, n in (line.split(",") for line in str(chdb.query(q, "CSV")).split())}
+print(",".join(str(sum(n for l, n in levels.items() if l >= k)) for k in range(1, len(steps) + 1)))
+"""
+
+
+def has_chdb() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("chdb") is not None
+
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, stdout) of one subprocess."""
@@ -92,7 +115,8 @@ KEYS = {"funnel-only": "funnel analyze --steps --json (funnel only)",
         "full": "funnel analyze (full analysis + HTML report)",
         "polars": "polars scan + group_by(session).len()",
         "duckdb": "DuckDB SQL funnel (ASOF join per step)",
-        "duckdb-totals": "DuckDB SQL funnel + input totals (rows, sessions, users, period)"}
+        "duckdb-totals": "DuckDB SQL funnel + input totals (rows, sessions, users, period)",
+        "chdb": "chDB (ClickHouse) windowFunnel"}
 
 
 def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = None
@@ -113,6 +137,8 @@ def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = Non
         "DuckDB SQL funnel (ASOF join per step)": [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US)],
         KEYS["duckdb-totals"]: [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US), "totals"],
     }
+    if has_chdb():   # optional contender
+        contenders[KEYS["chdb"]] = [PY, "-c", CHDB_SQL, str(path), steps, str(WINDOW_US)]
     if only:
         contenders = {name: cmd for name, cmd in contenders.items() if name in {KEYS[k] for k in only}}
     results = []
@@ -129,6 +155,10 @@ def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = Non
     duck = answers.get(KEYS["duckdb"], answers.get(KEYS["duckdb-totals"], [mine]))[0]
     agree = "yes" if mine == duck == full else f"NO (funnel {mine} / full {full} / duckdb {duck})"
     print(f"  step counts agree with DuckDB: {agree}  [{mine}]", file=sys.stderr)
+    if KEYS["chdb"] in answers:
+        ch = answers[KEYS["chdb"]][0]
+        print(f"  step counts agree with chDB windowFunnel: {'yes' if ch == mine else 'NO'}  "
+              f"[funnel {mine} / chdb {ch}]", file=sys.stderr)
     if KEYS["duckdb-totals"] in answers:
         ours, theirs = funnel_totals(str(tmp / "f.json")), answers[KEYS["duckdb-totals"]][1]
         print(f"  rows, sessions, users agree with DuckDB: {'yes' if ours == theirs else 'NO'}  "
@@ -141,11 +171,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="1M,20M", help="comma-separated event counts, e.g. 1M,20M,100M")
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender (best time kept)")
     ap.add_argument("--data", type=Path, default=HERE / "data")
-    ap.add_argument("--contenders", default=",".join(KEYS),
+    ap.add_argument("--contenders", default=",".join(k for k in KEYS if k != "chdb" or has_chdb()),
                     help=f"comma-separated subset of {', '.join(KEYS)} (the first two need funnel-only for ratios)")
     args = ap.parse_args()
     only = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = [c for c in only if c not in KEYS]
+    if "chdb" in only and not has_chdb():
+        ap.error("the chdb contender needs chDB: pip install chdb")
     if unknown or "funnel-only" not in only:
         ap.error(f"--contenders must include funnel-only and name only {', '.join(KEYS)}")
     import polars as pl
