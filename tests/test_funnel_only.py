@@ -230,8 +230,10 @@ def test_fast_path_declines_sessions_over_the_cap(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("clean", [True, False])
 def test_sharded_funnel_only_splits_the_input_once_and_cleans_up(tmp_path, monkeypatch, clean):
-    """Several shards: the input is read once (split to a temporary directory under TMPDIR),
-    each shard reads its own part, and the directory is gone afterwards."""
+    """Several shards. The clean route over Parquet reads each shard by a filtered scan of the
+    input, with nothing written to disk. The row-level route reads the input once (split to a
+    temporary directory under TMPDIR), each shard reads its own part, and the directory is
+    gone afterwards. Both give the one-pass report."""
     from funnel import streaming
     from funnel.config import Config
 
@@ -251,8 +253,12 @@ def test_sharded_funnel_only_splits_the_input_once_and_cleans_up(tmp_path, monke
     one = streaming.analyze_funnel_only([str(src)], Config(), lambda _m: None, shards=1)
     many = streaming.analyze_funnel_only([str(src)], Config(), say, shards=4)
     assert many.report.to_dict() == one.report.to_dict()
-    assert any(m.startswith("splitting the input into 4") for m, _ in seen)
-    assert any(d and d[0].startswith("funnel-shards-") for m, d in seen if "shard 1 of 4" in m)
+    if clean:
+        assert any(m == "reading the input in 4 user shards" for m, _ in seen)
+        assert not any(m.startswith("splitting") or d for m, d in seen)
+    else:
+        assert any(m.startswith("splitting the input into 4") for m, _ in seen)
+        assert any(d and d[0].startswith("funnel-shards-") for m, d in seen if "shard 1 of 4" in m)
     assert list(tmp.iterdir()) == []
 
 
@@ -302,3 +308,19 @@ def test_text_input_is_split_once_not_first_for_the_clean_route(tmp_path):
     one = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=1)
     assert sum(m.startswith("splitting the input") for m in said) == 1
     assert many.report.funnel == one.report.funnel and many.report.input == one.report.input
+
+
+def test_more_shards_than_users_on_the_clean_route(tmp_path, monkeypatch):
+    """Filtered-scan shards that hold no row add nothing: 64 shards of a small log give the
+    one-pass report."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    src = tmp_path / "log.parquet"
+    log = _typed_log()
+    log.filter(pl.col("user_id").is_in(log["user_id"].unique().sort().head(8).implode())).write_parquet(src)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    assert pl.read_parquet(src)["user_id"].n_unique() == 8
+    one = streaming.analyze_funnel_only([str(src)], Config(), lambda _m: None, shards=1)
+    many = streaming.analyze_funnel_only([str(src)], Config(), lambda _m: None, shards=64)
+    assert many is not None and many.report.to_dict() == one.report.to_dict()
