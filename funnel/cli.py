@@ -3,7 +3,9 @@ and returns an exit code: 0 ok, 1 a --fail-on gate fired, 2 usage/input/config e
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -425,8 +427,73 @@ def _root(
     """Checkout-funnel diagnostics: where buyers give up, why, and what to fix first."""
 
 
+_PANIC_DETAIL = re.compile(r"^(stack backtrace:|\s+\d+: |\s+at |note: |\s*$)")
+
+
+def _without_panic_reports(text: str) -> str:
+    """``text`` minus the Rust runtime's reports of panics: the ``thread '…' panicked at`` line,
+    its message and its backtrace. A polars panic reaches Python as an exception that funnel
+    turns into its one-line error (or, unexpected, an 'unexpected …' line)."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("thread '") and " panicked at " in line:
+            skipping, message = True, True
+            if out and not out[-1].strip():   # the blank line the runtime prints first
+                out.pop()
+            continue
+        if skipping and message:        # the panic's message, the line after
+            message = False
+            continue
+        if skipping and _PANIC_DETAIL.match(line):
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)
+
+
+@contextlib.contextmanager
+def _native_stderr_aside():
+    """What native code writes to file descriptor 2 (polars' Rust runtime: panic reports with
+    backtraces) goes to a temporary file while the command runs; Python's ``sys.stderr`` (progress,
+    errors) keeps writing to the real stderr. Afterwards the captured text is passed on, minus
+    panic reports (kept with FUNNEL_DEBUG=1): a corrupt file then gets one line, not a backtrace."""
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (AttributeError, OSError, ValueError):   # no descriptor 2 (embedded use): leave it
+        yield
+        return
+    py_err = sys.stderr
+    capture = tempfile.TemporaryFile()
+    sys.stderr = open(real, "w", encoding=getattr(py_err, "encoding", None) or "utf-8",  # noqa: SIM115
+                      errors="backslashreplace", buffering=1, closefd=False)
+    os.dup2(capture.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)
+        sys.stderr.close()
+        sys.stderr = py_err
+        os.close(real)
+        capture.seek(0)
+        native = capture.read().decode("utf-8", "replace")
+        capture.close()
+        rest = native if os.environ.get("FUNNEL_DEBUG") else _without_panic_reports(native)
+        if rest.strip():
+            py_err.write(rest)
+            py_err.flush()
+
+
 def main() -> None:
     """Console entry point: never a traceback; unexpected errors exit 2 with one line."""
+    with _native_stderr_aside():
+        _main()
+
+
+def _main() -> None:
     try:
         app(standalone_mode=True)
     except SystemExit:

@@ -767,32 +767,34 @@ def test_library_error_text_quoting_the_file_is_made_safe():
 
 # --- corrupt Parquet: polars may panic (a BaseException) -------------------------------------------
 
-def _without_rust_panic_lines(stderr: str) -> list[str]:
-    """stderr minus what the Rust runtime itself prints when polars panics (it cannot be silenced
-    from Python; with RUST_BACKTRACE=1 it includes a stack backtrace)."""
-    out, in_panic = [], False
-    for ln in stderr.splitlines():
-        if ln.startswith("thread '") and "panicked at" in ln:
-            in_panic = True
-            continue
-        if in_panic and not ln.startswith("error:"):
-            continue
-        in_panic = False
-        if ln.strip():
-            out.append(ln)
-    return out
-
-
 def test_bug_corrupt_parquet_page_panicked_with_a_traceback(tmp_path):
     p = DIRTY / "corrupt_page.parquet"
     with pytest.raises(InputError) as e:
         prepare([str(p)], Config())
     assert "corrupt_page.parquet" in str(e.value)
-    r = run_cli("analyze", str(p), "--json", "-", "-q", cwd=tmp_path)
+    r = run_cli("analyze", str(p), "--json", "-", "-q", cwd=tmp_path, env={"RUST_BACKTRACE": "1"})
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
-    lines = _without_rust_panic_lines(r.stderr)
+    # The Rust runtime's own panic report (with a backtrace) used to precede the error line:
+    # it is now set aside, so stderr is exactly the one line.
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "corrupt_page.parquet" in lines[0], r.stderr
-    assert "unexpected" not in lines[0]
+    assert "unexpected" not in lines[0] and "panicked" not in r.stderr
+    # ... kept for a bug report with FUNNEL_DEBUG=1, after the error line
+    dbg = run_cli("analyze", str(p), "--json", "-", "-q", cwd=tmp_path, env={"FUNNEL_DEBUG": "1"})
+    assert dbg.returncode == 2 and dbg.stderr.startswith("error:")
+    if "panicked at" not in dbg.stderr:   # a polars that no longer panics on this file: nothing to keep
+        pytest.skip("this polars reads the damaged page without panicking")
+
+
+def test_native_stderr_other_than_panic_reports_is_passed_on():
+    from funnel.cli import _without_panic_reports
+
+    text = ("\nthread 'async-executor-0' (1) panicked at crates/x.rs:1:2:\nassertion failed: a <= b\n"
+            "stack backtrace:\n   0: rust_begin_unwind\n             at /rustc/x.rs:1\n"
+            "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n"
+            "a warning from native code\n")
+    assert _without_panic_reports(text) == "a warning from native code\n"
+    assert _without_panic_reports("plain\n") == "plain\n"
 
 
 def test_a_bad_line_deep_in_a_big_file_is_named(tmp_path):
