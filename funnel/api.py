@@ -146,7 +146,13 @@ def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | N
     say = progress or (lambda _msg: None)
     say("reading input")
     loaded = load_events(sources, cfg)
-    rows = parts.shard_rows(project_input(loaded.lf, cfg), *shard)
+    rows = project_input(loaded.lf, cfg)
+    if shard[1] > 1:
+        try:
+            owners = parts.session_owners(rows)
+        except READ_ERRORS as exc:
+            raise read_error(loaded, exc) from None
+        rows = parts.shard_rows(rows, *shard, owners=owners)
     return prepare_rows(rows, loaded, cfg, sessions, say, funnel_only)
 
 
@@ -427,14 +433,20 @@ def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bo
     """One streaming pass over the input rows ``lf``, written to Parquet in ``tmp``, partitioned
     by user shard (``shard_key``; ``clean_ids``: its raw-id form). Returns each shard's files, in
     input order (none for an empty shard). Read errors name the file."""
-    key = parts.shard_key(lf.collect_schema().names(), k, clean_ids).alias("_shard")
+    try:
+        owners = parts.session_owners(lf, clean_ids)   # sessions to keep whole: see shard_key
+    except READ_ERRORS as exc:
+        raise read_error(loaded, exc) from None
+    key = parts.shard_key(lf.collect_schema().names(), k, clean_ids, owners).alias("_shard")
 
     def path(args: Any) -> str:
         return os.path.join(tmp, f"input-{args.partition_keys.item():05d}-{args.index_in_partition:06d}.parquet")
 
     try:
-        lf.sink_parquet(pl.PartitionBy(tmp, key=key, include_key=False, file_path_provider=path),
-                        compression="lz4", statistics=False, maintain_order=True)
+        # (the key as a column first: a partition key must be elementwise, the owners' lookup is not)
+        lf.with_columns(key).sink_parquet(
+            pl.PartitionBy(tmp, key=pl.col("_shard"), include_key=False, file_path_provider=path),
+            compression="lz4", statistics=False, maintain_order=True)
     except READ_ERRORS as exc:
         raise (_disk_error(exc) or read_error(loaded, exc)) from None
     names = sorted(f for f in os.listdir(tmp) if f.startswith("input-"))

@@ -244,10 +244,19 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
                               f"available: {', '.join(extras) or 'none'}")
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
-    key = F.coalesce(*(F.col(c).cast("string") for c in (user_src, sess_src) if c)) \
-        if (user_src or sess_src) else F.lit(0)
+    ids = [F.col(c).cast("string") for c in (user_src, sess_src) if c]
+    if user_src and sess_src:
+        # A session goes whole to the shard of its smallest user id (rows without a user id
+        # and rows with one, or several users: as funnel.core.partials.session_owners).
+        from pyspark.sql import Window
+
+        owner = F.when(F.col(sess_src).isNotNull(),
+                       F.min(F.col(user_src).cast("string")).over(Window.partitionBy(sess_src)))
+        ids.insert(0, owner)
+    key = F.coalesce(*ids) if ids else F.lit(0)
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
-    shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).repartition(key)
+    shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).withColumn("__shard", key) \
+        .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
     say("pass 1: baselines per shard")
     baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs), PARTIAL_SCHEMA))
     ipc = {}

@@ -229,7 +229,11 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
         return each([rows])
     if clean and all(f.format == "parquet" for f in loaded.files):
         say(f"reading the input in {k} user shards")
-        return each([parts.shard_rows(rows, i, k, clean=True) for i in range(k)])
+        try:
+            owners = parts.session_owners(rows, clean=True)   # sessions to keep whole: see shard_key
+        except api.READ_ERRORS as exc:
+            raise api.read_error(loaded, exc) from None
+        return each([parts.shard_rows(rows, i, k, clean=True, owners=owners) for i in range(k)])
     with api.shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines

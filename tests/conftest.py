@@ -29,3 +29,19 @@ def sample_analysis():
     from funnel.api import analyze
 
     return analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS))
+
+
+def anonymous_until_login(ev, share: int = 4, other_user: bool = False):
+    """``ev`` (a generated log) with the early half of one session in ``share`` anonymous (no
+    user id: logged in at the cart, the usual case) — rows a user-id shard key would split; with
+    ``other_user`` another quarter's early rows carry one shared other user id."""
+    import polars as pl
+
+    h = pl.col("session_id").hash(3) % share
+    first = pl.col("timestamp").min().over("session_id")
+    last = pl.col("timestamp").max().over("session_id")
+    early = pl.col("timestamp") < first + (last - first) / 2
+    return ev.with_columns(
+        pl.when((h == 0) & early).then(None)
+        .when((h == 1) & early & other_user).then(pl.lit("someone-else"))
+        .otherwise(pl.col("user_id")).alias("user_id"))

@@ -313,3 +313,64 @@ def test_analyze_takes_paths_as_well_as_strings(tmp_path):
     a = analyze(Path(SAMPLE_EVENTS), sessions=Path(SAMPLE_SESSIONS), funnel_only=True).report
     b = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), funnel_only=True).report
     assert a.funnel == b.funnel and a.input.rows_read == b.input.rows_read
+
+
+def _login_mid_session_log(two_users: bool = False) -> pl.DataFrame:
+    """A typed log where a quarter of the sessions start anonymous and log in at the cart
+    (``conftest.anonymous_until_login``; ``two_users``: another quarter with two user ids)."""
+    from conftest import anonymous_until_login
+    from funnel.io.sample import generate_sample
+
+    ev = generate_sample(n_sessions=400, seed=5).events
+    if ev["timestamp"].dtype == pl.String:
+        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
+    ev = ev.unique(subset=["session_id", "timestamp", "event"], keep="first", maintain_order=True)
+    return anonymous_until_login(ev, other_user=two_users)
+
+
+@pytest.mark.parametrize("route", ["full", "funnel-only clean", "funnel-only row-level"])
+def test_sessions_logging_in_midway_stay_whole_in_shards(route, tmp_path, monkeypatch):
+    """Regression: the shard key was the user id, else the session id, so a session whose early
+    rows had no user id was split between two shards and counted in both. Every route now
+    keeps such sessions whole (``session_owners``) and equals the one-pass report."""
+    from funnel import streaming
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    log = _login_mid_session_log()
+    assert log.filter(pl.col("user_id").is_null()).height > 100
+    p = tmp_path / ("log.csv" if route == "funnel-only row-level" else "log.parquet")
+    (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
+    if route == "full":
+        one, many = analyze(str(p), shards=1), analyze(str(p), shards=4)
+        assert many.carts.equals(one.carts)
+    else:
+        one = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=1)
+        many = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=4)
+        assert one is not None and many is not None
+    assert many.report.to_dict() == one.report.to_dict()
+
+
+def test_session_owners_finds_only_the_sessions_a_user_key_would_split():
+    lf = pl.LazyFrame({SESSION: ["a", "a", "b", "b", "c", "c", None, "d"],
+                       USER: [None, "u1", "u2", "u2", "u3", "u4", "u5", " "]})
+    got = parts.session_owners(lf).sort("session")
+    assert got.to_dicts() == [{"session": "a", "owner": "u1"}, {"session": "c", "owner": "u3"}]
+    assert parts.session_owners(lf.filter(pl.col(SESSION) == "b")).height == 0
+    raw = parts.session_owners(lf.with_columns(pl.col(USER).replace("u1", " u1 ")), clean=True).sort("session")
+    assert raw["session"].to_list() == ["a", "c"]
+
+
+def test_a_session_with_two_user_ids_stays_whole(tmp_path, monkeypatch):
+    """A session with two user ids goes whole to the shard of the smaller one, so its funnel
+    counts once. The other user's remaining sessions may then sit in another shard: that user
+    is counted once per shard in ``input.users`` (documented in docs/scale.md)."""
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    p = tmp_path / "log.parquet"
+    _login_mid_session_log(two_users=True).write_parquet(p)
+    one, many = analyze(str(p), shards=1).report.to_dict(), analyze(str(p), shards=4).report.to_dict()
+    assert many["funnel"] == one["funnel"]
+    assert many["input"]["sessions"] == one["input"]["sessions"]
+    assert many["input"]["users"] >= one["input"]["users"]

@@ -23,7 +23,12 @@ def log(tmp_path_factory):
     from funnel.io.sample import generate_sample
 
     path = tmp_path_factory.mktemp("spark") / "events.parquet"
+    from conftest import anonymous_until_login
+
     ev = generate_sample(n_sessions=1500, seed=3).events
+    if ev["timestamp"].dtype == pl.String:
+        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
+    ev = anonymous_until_login(ev)   # sessions that log in midway must stay whole in Spark too
     bad = ev.head(3).with_columns(   # rows the engines must reject (and report) alike
         pl.Series("timestamp", [None, ev["timestamp"][1], ev["timestamp"][2]], dtype=ev["timestamp"].dtype),
         pl.Series("cart_value", [10.0, -5.0, 10.0]),
@@ -37,6 +42,9 @@ def spark():
     from funnel.spark import spark_session
 
     s = spark_session()
+    # Small test data would otherwise be coalesced into one partition by adaptive execution:
+    # the test must see several shards whose partials merge.
+    s.conf.set("spark.sql.adaptive.enabled", "false")
     yield s
     s.stop()
 

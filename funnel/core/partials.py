@@ -21,34 +21,85 @@ EXIT = "(exit)"
 NONE = "(none)"
 
 
-def shard_key(names: list[str], k: int, clean: bool = False) -> pl.Expr:
+def _id(c: str, clean: bool) -> pl.Expr:
+    """Id column ``c`` as the normaliser will read it (harmless text, outer blanks stripped,
+    blank = missing); ``clean``: the raw value (see ``shard_key``)."""
+    from .normalize import harmless
+
+    if clean:
+        return pl.col(c).cast(pl.String)
+    # (``replace``: cheaper than a when/then here)
+    return harmless(pl.col(c).cast(pl.String)).str.strip_chars().replace("", None)
+
+
+def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFrame | None = None) -> pl.Expr:
     """Which of ``k`` user shards a raw row belongs to (UInt64 in ``[0, k)``): the hash of its
     user id, else (no user id) of its session id, as the normaliser will read them (harmless
     text, outer blanks stripped, blank = missing) so that every event of a user, or of a
-    user-less session, lands in the same shard. The one definition of the shard of a row.
+    user-less session, lands in the same shard. A session in ``owners`` (``session_owners``:
+    sessions with a user id on some rows only, or with several) goes whole to its owner's
+    shard. The one definition of the shard of a row.
 
     ``clean``: hash the raw ids (~4x cheaper). Only for a caller that then proves no id needs
     cleaning (``streaming._clean_shard`` declines otherwise): for clean ids both keys group
     the rows alike."""
     from ..schema import SESSION, USER
-    from .normalize import harmless
 
-    def cleaned(c: str) -> pl.Expr:   # (``replace``: cheaper than a when/then here)
-        if clean:
-            return pl.col(c).cast(pl.String)
-        return harmless(pl.col(c).cast(pl.String)).str.strip_chars().replace("", None)
-
-    ids = [cleaned(c) for c in (USER, SESSION) if c in names]
+    ids = [_id(c, clean) for c in (USER, SESSION) if c in names]
+    if owners is not None and owners.height and SESSION in names:
+        owner = _id(SESSION, clean).replace_strict(owners["session"], owners["owner"], default=None)
+        ids.insert(0, owner)
     key = pl.coalesce(*ids) if ids else pl.lit(None, pl.String)
     return key.hash(7) % k
 
 
-def shard_rows(lf: pl.LazyFrame, i: int, k: int, clean: bool = False) -> pl.LazyFrame:
-    """The rows of user shard ``i`` of ``k`` (``shard_key``): shards can be analysed alone and
-    their partials merged. Applied to raw rows before normalising."""
+def session_owners(lf: pl.LazyFrame, clean: bool = False) -> pl.DataFrame:
+    """Sessions that a user-id shard key would split — rows with a user id and rows without, or
+    several user ids — each with the user whose shard takes it whole: its smallest user id.
+    (Anonymous browsing, then a login mid-session, is the usual case.) Columns ``session``,
+    ``owner``; empty when there is no such session, the usual case, found by one cheap pass
+    over the two id columns (64-bit hashes; a hash collision can only add a session here,
+    which then still goes whole to one shard)."""
+    from ..schema import SESSION, USER
+
+    empty = pl.DataFrame(schema={"session": pl.String, "owner": pl.String})
+    names = lf.collect_schema().names()
+    if SESSION not in names or USER not in names:
+        return empty
+    s, u = _id(SESSION, clean), _id(USER, clean)
+    if clean:   # the raw ids: a blank one is missing too
+        u = pl.when(u.str.contains(r"^\s*$")).then(None).otherwise(u)
+    uh = pl.when(u.is_not_null()).then(u.hash(1))   # (the hash of a null is not null)
+    split = (
+        lf.select(s.hash(0).alias("s"), uh.alias("u"), s.is_not_null().alias("has_s"))
+        .filter("has_s")
+        .group_by("s")
+        .agg(pl.col("u").null_count().alias("nulls"), pl.len().alias("n"),
+             pl.col("u").min().alias("lo"), pl.col("u").max().alias("hi"))
+        .filter(((pl.col("nulls") > 0) & (pl.col("nulls") < pl.col("n"))) | (pl.col("lo") != pl.col("hi")))
+        .select("s")
+        .collect(engine="streaming")
+    )
+    if not split.height:
+        return empty
+    return (
+        lf.select(s.alias("session"), u.alias("owner"))
+        .filter(pl.col("session").hash(0).is_in(split["s"].implode()))
+        .group_by("session")
+        .agg(pl.col("owner").min())
+        .filter(pl.col("owner").is_not_null())
+        .collect(engine="streaming")
+    )
+
+
+def shard_rows(lf: pl.LazyFrame, i: int, k: int, clean: bool = False, owners: pl.DataFrame | None = None
+               ) -> pl.LazyFrame:
+    """The rows of user shard ``i`` of ``k`` (``shard_key``, ``owners`` from
+    ``session_owners``): shards can be analysed alone and their partials merged. Applied to raw
+    rows before normalising."""
     if k <= 1:
         return lf
-    return lf.filter(shard_key(lf.collect_schema().names(), k, clean) == i)
+    return lf.filter(shard_key(lf.collect_schema().names(), k, clean, owners) == i)
 
 
 def segment_columns(available: list[str], cfg: Config) -> list[str]:
