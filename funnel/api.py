@@ -215,10 +215,7 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     attrs = [c for c in loaded.extra_columns if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
     ev = usable.lazy()
     log = read_sessions_log(sessions, cfg) if isinstance(sessions, str) else sessions
-    if log is not None:
-        clash = [a for a in log.attrs if a in usable.columns]
-        ev = ev.drop(clash).join(log.lf, on=SESSION, how="left")
-        attrs = [a for a in attrs if a not in log.attrs] + log.attrs
+    ev, attrs = with_sessions_log(ev, attrs, log)
     for s in cfg.segments:
         if s not in attrs and s not in ev.collect_schema().names():
             from .errors import ConfigError, suggestion
@@ -229,6 +226,17 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
         if s not in attrs:
             attrs.append(s)
     return Prepared(ev, rejects, loaded, attrs, sessionized, log.name if log else None, df.height)
+
+
+def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | None
+                      ) -> tuple[pl.LazyFrame, list[str]]:
+    """The usable events with the sessions log's attributes joined by session id (they win
+    over event columns of the same name), and the attribute list with them last."""
+    if log is None:
+        return ev, attrs
+    clash = [a for a in log.attrs if a in ev.collect_schema().names()]
+    return (ev.drop(clash).join(log.lf, on=SESSION, how="left"),
+            [a for a in attrs if a not in log.attrs] + log.attrs)
 
 
 def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:

@@ -14,8 +14,8 @@ per partition, with ``mapInArrow``:
 The session is ``SparkSession.builder.getOrCreate()``, so ``spark-submit``, ``SPARK_REMOTE``
 (Spark Connect) and ``spark-defaults.conf`` decide where it runs; without any, PySpark runs
 locally. Executors need ``funnel`` importable (``pip install funnel`` on the nodes or
-``--py-files``). Not yet supported with this engine: vendor export formats, ``--sessions``,
-periods, comparisons and gates.
+``--py-files``). A ``--sessions`` log is read on the driver and shipped to every shard. Not
+yet supported with this engine: vendor export formats, periods, comparisons and gates.
 """
 
 from __future__ import annotations
@@ -106,8 +106,19 @@ def _read(spark, sources: list[str]):
 
 # --- on the executors: one shard ----------------------------------------------------------
 
-def _prepare_shard(batches, rename: dict[str, str], cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does."""
+def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
+    """The sessions log shipped from the driver (name, Arrow IPC, attributes), or None."""
+    if shipped is None:
+        return None
+    from .api import SessionsLog
+
+    name, blob, attrs = shipped
+    return SessionsLog(name, pl.read_ipc(io.BytesIO(blob)).lazy(), attrs)
+
+
+def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
+    (``log``: the sessions log, joined as there)."""
     from .api import event_chain, project_input
     from .core.normalize import normalize
     from .schema import REJECT, ROW
@@ -119,8 +130,11 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config) -> tuple[pl.Dat
         return pl.DataFrame(), pl.DataFrame()
     df = pl.from_arrow(pa.Table.from_batches(batches))
     lf = df.lazy().rename(rename).with_columns(pl.lit(None, pl.Int64).alias(ROW))
+    from .api import with_sessions_log
+
     out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
-    return out.filter(pl.col(REJECT).is_null()).drop(REJECT), out.filter(pl.col(REJECT).is_not_null())
+    usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
+    return usable, out.filter(pl.col(REJECT).is_not_null())
 
 
 def _blobs(p: parts.Partials):
@@ -136,11 +150,11 @@ def _blobs(p: parts.Partials):
                                      schema=pa.schema([("name", pa.string()), ("blob", pa.binary())]))
 
 
-def _pass1(rename, cfg, attrs):
+def _pass1(rename, cfg, attrs, log):
     def run(batches):
         from .api import entity_records, shard_baseline
 
-        usable, _ = _prepare_shard(batches, rename, cfg)
+        usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0:
             return
         ev = usable.drop("_built_session").lazy()
@@ -152,12 +166,12 @@ def _pass1(rename, cfg, attrs):
 TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, not added
 
 
-def _pass2(rename, cfg, attrs, baseline_ipc: dict[str, bytes], tables: bool):
+def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool):
     def run(batches):
         from .api import carts_table, entity_records, shard_diagnosis, shard_partials
         from .schema import ENTITY, REJECT, USER
 
-        usable, rejects = _prepare_shard(batches, rename, cfg)
+        usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0 and rejects.height == 0:
             return
         baseline = {k: pl.read_ipc(io.BytesIO(v)) for k, v in baseline_ipc.items()}
@@ -211,15 +225,12 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry the file
     Spark read them from; row numbers are unknown there)."""
-    from .api import Analysis, build_report, reject_table
+    from .api import Analysis, build_report, read_sessions_log, reject_table
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE
 
     say = progress or (lambda _msg: None)
-    if sessions:
-        raise ConfigError("--engine spark does not join a sessions log yet",
-                          "join it into the events first, or use --engine local")
     if cfg.format not in ("auto", "events"):
         raise ConfigError(f"--engine spark reads generic event tables, not {cfg.format!r} exports",
                           "use --engine local for vendor exports")
@@ -238,10 +249,18 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
     extras = [rename.get(c, c) for c in others]
     attrs = [c for c in extras if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    # The sessions log (one row per session) is read on the driver and shipped to every shard.
+    log = read_sessions_log(sessions, cfg) if sessions else None
+    shipped = None
+    if log is not None:
+        attrs = [a for a in attrs if a not in log.attrs] + log.attrs
+        buf = io.BytesIO()
+        log.lf.collect().write_ipc(buf)
+        shipped = (log.name, buf.getvalue(), log.attrs)
     for s in cfg.segments:
         if s not in attrs:
-            raise ConfigError(f"segment column {s!r} not found in the events",
-                              f"available: {', '.join(extras) or 'none'}")
+            raise ConfigError(f"segment column {s!r} not found in the events or sessions log",
+                              f"available: {', '.join(extras + (log.attrs if log else [])) or 'none'}")
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
     ids = [F.col(c).cast("string") for c in (user_src, sess_src) if c]
@@ -258,14 +277,14 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
     say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs), PARTIAL_SCHEMA))
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped), PARTIAL_SCHEMA))
     ipc = {}
     for k, v in baseline.items():
         buf = io.BytesIO()
         v.write_ipc(buf)
         ipc[k] = buf.getvalue()
     say("pass 2: diagnosis and partials per shard")
-    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, ipc, tables), PARTIAL_SCHEMA))
+    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables), PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if not p or "totals" not in p:
@@ -284,6 +303,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
         users=int(meta["n_users"]), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
         sessionized=bool(meta["n_sessionized"]), capped_sessions=int(meta["n_capped"]),
+        sessions_log=log.name if log else None,
     )
     say("building the report")
     report = build_report(p, cfg, inp, attrs)

@@ -38,6 +38,15 @@ def log(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sessions_log(tmp_path_factory):
+    from funnel.io.sample import generate_sample
+
+    path = tmp_path_factory.mktemp("spark_sessions") / "sessions.csv"
+    generate_sample(n_sessions=1500, seed=3).sessions.write_csv(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def spark():
     from funnel.spark import spark_session
 
@@ -67,6 +76,20 @@ def test_spark_engine_matches_local(log, spark):
     assert remote["abandonment"] == local["abandonment"]
     for key in ("rows_read", "rows_rejected", "events", "sessions", "users", "period"):
         assert remote["input"][key] == local["input"][key], key
+
+
+def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark):
+    """--sessions: the log is read on the driver, shipped to the shards and joined there; the
+    segments (device, channel, country from the sessions log) equal the local engine's."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    here = analyze(log, sessions=sessions_log).report.to_dict()
+    there = analyze_spark(log, Config(), sessions=sessions_log, spark=spark, tables=False).report.to_dict()
+    assert here["segments"] and there["segments"] == here["segments"]
+    assert there["funnel"] == here["funnel"] and there["abandonment"] == here["abandonment"]
+    assert there["input"]["sessions_log"] == here["input"]["sessions_log"] == sessions_log
 
 
 def test_missing_pyspark_is_a_clear_error(monkeypatch):
