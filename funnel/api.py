@@ -445,20 +445,26 @@ def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bo
         owners = parts.session_owners(lf, clean_ids)   # sessions to keep whole: see shard_key
     except READ_ERRORS as exc:
         raise read_error(loaded, exc) from None
-    key = parts.shard_key(lf.collect_schema().names(), k, clean_ids, owners).alias("_shard")
+    if owners.height:   # the owners joined on (a partition key must be elementwise; read_shard drops them)
+        lf = parts.with_owners(lf, owners, clean_ids)
+    key = parts.shard_key(lf.collect_schema().names(), k, clean_ids).alias("_shard")
 
     def path(args: Any) -> str:
         return os.path.join(tmp, f"input-{args.partition_keys.item():05d}-{args.index_in_partition:06d}.parquet")
 
     try:
-        # (the key as a column first: a partition key must be elementwise, the owners' lookup is not)
-        lf.with_columns(key).sink_parquet(
-            pl.PartitionBy(tmp, key=pl.col("_shard"), include_key=False, file_path_provider=path),
-            compression="lz4", statistics=False, maintain_order=True)
+        # (the key in the PartitionBy itself: computed as a column first, the sink held all rows)
+        lf.sink_parquet(pl.PartitionBy(tmp, key=key, include_key=False, file_path_provider=path),
+                        compression="lz4", statistics=False, maintain_order=True)
     except READ_ERRORS as exc:
         raise (_disk_error(exc) or read_error(loaded, exc)) from None
     names = sorted(f for f in os.listdir(tmp) if f.startswith("input-"))
     return [[os.path.join(tmp, f) for f in names if f.startswith(f"input-{i:05d}-")] for i in range(k)]
+
+
+def read_shard(files: list[str]) -> pl.LazyFrame:
+    """The input rows of one shard written by ``split_rows``."""
+    return pl.scan_parquet(files, hive_partitioning=False).drop(parts.OWNER, strict=False)
 
 
 @dataclass(frozen=True)
@@ -480,7 +486,7 @@ def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: 
     events (paths), the records, the aggregates (diagnosis) and the rejected rows."""
     from .core import reasons
 
-    prep = prepare_rows(pl.scan_parquet(files, hive_partitioning=False), loaded, cfg, log)
+    prep = prepare_rows(read_shard(files), loaded, cfg, log)
     ev = prep.events.collect()
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)

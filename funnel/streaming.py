@@ -238,7 +238,7 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
         say(f"splitting the input into {k} user shards")
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
         files = api.split_rows(rows, loaded, k, tmp, clean_ids=clean)
-        return each([pl.scan_parquet(f, hive_partitioning=False) for f in files if f])
+        return each([api.read_shard(f) for f in files if f])
 
 
 def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:

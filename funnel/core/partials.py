@@ -32,13 +32,17 @@ def _id(c: str, clean: bool) -> pl.Expr:
     return harmless(pl.col(c).cast(pl.String)).str.strip_chars().replace("", None)
 
 
+OWNER = "_owner"   # a session's owner (``session_owners``) joined onto its rows for the split
+
+
 def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFrame | None = None) -> pl.Expr:
     """Which of ``k`` user shards a raw row belongs to (UInt64 in ``[0, k)``): the hash of its
     user id, else (no user id) of its session id, as the normaliser will read them (harmless
     text, outer blanks stripped, blank = missing) so that every event of a user, or of a
     user-less session, lands in the same shard. A session in ``owners`` (``session_owners``:
     sessions with a user id on some rows only, or with several) goes whole to its owner's
-    shard. The one definition of the shard of a row.
+    shard (looked up here, or read from an ``OWNER`` column joined by ``with_owners``: a
+    partitioned sink needs an elementwise key). The one definition of the shard of a row.
 
     ``clean``: hash the raw ids (~4x cheaper). Only for a caller that then proves no id needs
     cleaning (``streaming._clean_shard`` declines otherwise): for clean ids both keys group
@@ -46,7 +50,9 @@ def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFram
     from ..schema import SESSION, USER
 
     ids = [_id(c, clean) for c in (USER, SESSION) if c in names]
-    if owners is not None and owners.height and SESSION in names:
+    if OWNER in names:
+        ids.insert(0, pl.col(OWNER))
+    elif owners is not None and owners.height and SESSION in names:
         owner = _id(SESSION, clean).replace_strict(owners["session"], owners["owner"], default=None)
         ids.insert(0, owner)
     key = pl.coalesce(*ids) if ids else pl.lit(None, pl.String)
@@ -98,6 +104,16 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False) -> pl.DataFrame:
         .filter(pl.col("owner").is_not_null())
         .collect(engine="streaming")
     )
+
+
+def with_owners(lf: pl.LazyFrame, owners: pl.DataFrame, clean: bool = False) -> pl.LazyFrame:
+    """``lf`` with each row's session owner in ``OWNER`` (null for other sessions), in row order:
+    for a partitioned sink, whose key must be elementwise (``shard_key`` then reads it)."""
+    from ..schema import SESSION
+
+    right = owners.lazy().rename({"owner": OWNER, "session": "_owned_session"})
+    return lf.join(right, left_on=_id(SESSION, clean), right_on="_owned_session", how="left",
+                   maintain_order="left").drop("_owned_session", strict=False)
 
 
 def shard_rows(lf: pl.LazyFrame, i: int, k: int, clean: bool = False, owners: pl.DataFrame | None = None
