@@ -23,7 +23,6 @@ from .config import Config
 from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, normalize
-from .core.funnel import LEVEL
 from .core.sessionize import sessionize
 from .core.sessions import funnel_base, map_steps, session_records, with_recovery
 from . import gates, periods

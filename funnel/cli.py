@@ -466,7 +466,7 @@ def _native_stderr_aside():
         yield
         return
     py_err = sys.stderr
-    capture = tempfile.TemporaryFile()
+    capture = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     sys.stderr = open(real, "w", encoding=getattr(py_err, "encoding", None) or "utf-8",  # noqa: SIM115
                       errors="backslashreplace", buffering=1, closefd=False)
     os.dup2(capture.fileno(), 2)

@@ -108,9 +108,9 @@ def test_library_keywords_take_the_forms_a_caller_writes():
 
 
 def test_analyze_accepts_steps_as_a_list(tmp_path):
-    import funnel
-
     from conftest import SAMPLE_EVENTS
+
+    import funnel
 
     rep = funnel.analyze(SAMPLE_EVENTS, steps=["add_to_cart", "purchase"], funnel_only=True).report
     assert [s.name for s in rep.funnel.steps] == ["add_to_cart", "purchase"]

@@ -325,7 +325,7 @@ def test_order_dependent_fields_equal_an_ordered_scan(data):
 
     n_steps = data.draw(st.integers(2, 3))
     cfg = _cfg(n_steps, 100, "ordered")
-    maybe = lambda *vals: st.one_of(st.none(), st.sampled_from(vals))  # noqa: E731
+    maybe = lambda *vals: st.one_of(st.none(), st.sampled_from(vals))
     row = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 4),   # few times: ties are common
                     st.sampled_from(["noise", *(f"s{k}" for k in range(n_steps))]),
                     maybe("u1", "u2"), maybe("EUR", "USD"), maybe("card", "paypal"), maybe("/x", "/y"))
@@ -340,8 +340,8 @@ def test_order_dependent_fields_equal_an_ordered_scan(data):
     step_of = {f"s{k}": k for k in range(n_steps)}
     for ent in {r[0] for r in rows}:
         mine = sorted((r for r in rows if r[0] == ent), key=lambda r: (r[1], step_of.get(r[2], -1)))  # stable
-        first = lambda i: next((r[i] for r in mine if r[i] is not None), None)  # noqa: E731
-        last = lambda i: next((r[i] for r in reversed(mine) if r[i] is not None), None)  # noqa: E731
+        first = lambda i, mine=mine: next((r[i] for r in mine if r[i] is not None), None)
+        last = lambda i, mine=mine: next((r[i] for r in reversed(mine) if r[i] is not None), None)
         steps = [r for r in rows if r[0] == ent and r[2] in step_of]
         lv = ref.funnel_level([(r[1], step_of[r[2]]) for r in steps], n_steps, 100, "ordered")
         exit_t = ref.levels_by_entity([(ent, r[1], step_of[r[2]]) for r in steps], n_steps, 100, "ordered")

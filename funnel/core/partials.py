@@ -76,7 +76,7 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False) -> pl.DataFrame:
     # normaliser's full cleaning, which only the few sessions found are read with below. (It
     # misses only a session whose ids differ in inner control characters alone, and has rows
     # with and without a user id.) ``clean``: the raw ids as they are (see ``shard_key``).
-    strip = (lambda e: e) if clean else (lambda e: e.str.strip_chars())  # noqa: E731
+    strip = (lambda e: e) if clean else (lambda e: e.str.strip_chars())
     ds = strip(pl.col(SESSION).cast(pl.String))
     du = strip(pl.col(USER).cast(pl.String))
     du = pl.when(du != "").then(du)
