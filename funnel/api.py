@@ -137,22 +137,18 @@ class SessionsLog:
     lf: pl.LazyFrame
     attrs: list[str]
 
+    def joined_attrs(self, attrs: list[str]) -> list[str]:
+        """The events' attributes ``attrs`` once this log is joined: its own last (they win)."""
+        return [a for a in attrs if a not in self.attrs] + self.attrs
+
 
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
-            progress: Progress | None = None, funnel_only: bool = False,
-            shard: tuple[int, int] = (0, 1)) -> Prepared:
-    """Read, normalise and collect the usable events (of user shard ``shard[0]`` of ``shard[1]``)."""
+            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
+    """Read, normalise and collect the usable events."""
     say = progress or (lambda _msg: None)
     say("reading input")
     loaded = load_events(sources, cfg)
-    rows = project_input(loaded.lf, cfg)
-    if shard[1] > 1:
-        try:
-            owners = parts.session_owners(rows)
-        except READ_ERRORS as exc:
-            raise read_error(loaded, exc) from None
-        rows = parts.shard_rows(rows, *shard, owners=owners)
-    return prepare_rows(rows, loaded, cfg, sessions, say, funnel_only)
+    return prepare_rows(project_input(loaded.lf, cfg), loaded, cfg, sessions, say, funnel_only)
 
 
 _NEEDS_SESSION = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col(REJECT).is_null()
@@ -234,8 +230,7 @@ def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | Non
     if log is None:
         return ev, attrs
     clash = [a for a in log.attrs if a in ev.collect_schema().names()]
-    return (ev.drop(clash).join(log.lf, on=SESSION, how="left"),
-            [a for a in attrs if a not in log.attrs] + log.attrs)
+    return ev.drop(clash).join(log.lf, on=SESSION, how="left"), log.joined_attrs(attrs)
 
 
 def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:
@@ -436,14 +431,20 @@ def shard_dir():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def session_owners(lf: pl.LazyFrame, loaded: Loaded, clean_ids: bool = False) -> pl.DataFrame:
+    """``partials.session_owners`` of the input rows ``lf`` (the sessions a shard key must keep
+    whole); read errors name the file."""
+    try:
+        return parts.session_owners(lf, clean_ids)
+    except READ_ERRORS as exc:
+        raise read_error(loaded, exc) from None
+
+
 def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bool = False) -> list[list[str]]:
     """One streaming pass over the input rows ``lf``, written to Parquet in ``tmp``, partitioned
     by user shard (``shard_key``; ``clean_ids``: its raw-id form). Returns each shard's files, in
     input order (none for an empty shard). Read errors name the file."""
-    try:
-        owners = parts.session_owners(lf, clean_ids)   # sessions to keep whole: see shard_key
-    except READ_ERRORS as exc:
-        raise read_error(loaded, exc) from None
+    owners = session_owners(lf, loaded, clean_ids)
     if owners.height:   # the owners joined on (a partition key must be elementwise; read_shard drops them)
         lf = parts.with_owners(lf, owners, clean_ids)
     key = parts.shard_key(lf.collect_schema().names(), k, clean_ids).alias("_shard")
@@ -510,10 +511,10 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
 
     One streaming pass writes the input, partitioned by user shard, to a temporary directory
     (``tempfile``: honours TMPDIR; removed at the end, also on error). Pass 1 prepares each
-    shard once (``prepare_rows``), keeps its baseline partials and writes its usable events,
-    per-entity records and rejected rows; the baselines are merged. Pass 2 reads each shard's
-    files back for its diagnosis and partials, which merge by addition into exactly the
-    one-pass report (tests/test_shards.py). Returns None when the input has no rows (the
+    shard once (``_spill_shard``), keeps its baseline partials and writes its step events,
+    per-entity records, cart event aggregates and rejected rows; the baselines are merged.
+    Pass 2 reads each shard's files back for its diagnosis and partials, which merge by
+    addition into exactly the one-pass report (tests/test_shards.py). Returns None when the input has no rows (the
     one-pass path says so).
     """
     with shard_dir() as tmp:

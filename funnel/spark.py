@@ -119,7 +119,7 @@ def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
 def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
     (``log``: the sessions log, joined as there)."""
-    from .api import event_chain, project_input
+    from .api import event_chain, project_input, with_sessions_log
     from .core.normalize import normalize
     from .schema import REJECT, ROW
 
@@ -130,8 +130,6 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tu
         return pl.DataFrame(), pl.DataFrame()
     df = pl.from_arrow(pa.Table.from_batches(batches))
     lf = df.lazy().rename(rename).with_columns(pl.lit(None, pl.Int64).alias(ROW))
-    from .api import with_sessions_log
-
     out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
@@ -253,7 +251,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     log = read_sessions_log(sessions, cfg) if sessions else None
     shipped = None
     if log is not None:
-        attrs = [a for a in attrs if a not in log.attrs] + log.attrs
+        attrs = log.joined_attrs(attrs)
         buf = io.BytesIO()
         log.lf.collect().write_ipc(buf)
         shipped = (log.name, buf.getvalue(), log.attrs)

@@ -13,8 +13,9 @@ Clean typed input (Parquet exports with nothing to normalise, the usual case at 
 faster route, ``_clean_shard``: it proves with a few aggregates that normalising would change
 nothing and then counts the funnel from a frame of the few columns used.
 
-Large inputs are split once by user into shards on temporary disk (``_shards``): 20M rows a
-shard on the clean route, 10M on the row-level route (``shard_count``).
+Large inputs are read in user shards (``_shards``): 20M rows a shard on the clean route, each a
+filtered scan of Parquet input; 10M on the row-level route, split once to temporary disk
+(``shard_count``).
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
                         shards: int | None = None) -> Analysis | None:
     """The funnel-only analysis, or None when the input needs the row-level path.
 
-    Large inputs are split once into ``shards`` user shards (``_shards``): a user's events (or,
-    without a user id, a session's) are never split, so the shards' partials merge by addition
-    to the one-pass result (tests/test_funnel_only.py).
+    Large inputs are read in ``shards`` user shards (``_shards``): a user's events (or, without
+    a user id, a session's; a session is never split) stay in one shard, so the shards'
+    partials merge by addition to the one-pass result (tests/test_funnel_only.py).
     """
     from . import api
     from .core import partials as parts
@@ -229,10 +230,7 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
         return each([rows])
     if clean and all(f.format == "parquet" for f in loaded.files):
         say(f"reading the input in {k} user shards")
-        try:
-            owners = parts.session_owners(rows, clean=True)   # sessions to keep whole: see shard_key
-        except api.READ_ERRORS as exc:
-            raise api.read_error(loaded, exc) from None
+        owners = api.session_owners(rows, loaded, clean_ids=True)   # sessions to keep whole: see shard_key
         return each([parts.shard_rows(rows, i, k, clean=True, owners=owners) for i in range(k)])
     with api.shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")

@@ -182,11 +182,10 @@ def event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> pl.Laz
     """Per cart, all that the diagnosis reads from the events (``_event_aggregates``). It does
     not depend on the baseline: a shard computes it once, for its baseline (pass 1) and its
     diagnosis (pass 2; ``agg=`` of ``baseline_partials``/``diagnose``)."""
-    return _event_aggregates(ev, rec, cfg, catalogue(cfg))[0]
+    return _event_aggregates(ev, rec, cfg, catalogue(cfg))
 
 
-def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue
-                      ) -> tuple[pl.LazyFrame, list[str]]:
+def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue) -> pl.LazyFrame:
     """Per cart: for each row-level signal n/first/last/at-exit, plus the last shipping cost
     shown before buying and when (the latest display: what the buyer saw before leaving)."""
     k = len(cfg.steps)
@@ -211,7 +210,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     at_exit = pl.col(TS) >= pl.col("exit_ts")
     # Conditional min/max as a masked min/max, first/last as min_by/max_by of the row order:
     # polars' fast group aggregations, where a filter inside the aggregation is evaluated per group.
-    ts_if = lambda cond: pl.when(cond).then(pl.col(TS))  # noqa: E731
+    ts_if = lambda cond: pl.when(cond).then(pl.col(TS))
     aggs: list[pl.Expr] = []
     for sid in matchers:
         m = pl.col(f"_m__{sid}")
@@ -227,7 +226,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
              pl.col(SHIPPING).max_by(row_if_shown).alias("_ship"),
              ts_if(shown).min().alias("_reveal_first"),
              pl.col(SHIPPING).min_by(row_if_shown).alias("_ship_first")]
-    return e.group_by(ENTITY).agg(aggs), list(matchers)
+    return e.group_by(ENTITY).agg(aggs)
 
 
 # --- diagnosis ---------------------------------------------------------------------------
@@ -249,8 +248,7 @@ def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalog
     th = cat.thresholds
     k = len(cfg.steps)
     if agg is None:
-        agg = _event_aggregates(ev, rec, cfg, cat)[0]
-    row_ids = list(_row_matchers(cat, cfg))
+        agg = _event_aggregates(ev, rec, cfg, cat)
     d = rec.join(agg, on=ENTITY, how="left")
     if "recovered" not in d.collect_schema().names():
         d = d.with_columns(pl.lit(False).alias("recovered"))
@@ -260,9 +258,8 @@ def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalog
     end = _span_end(k)
     # entity-level signals -> (present, first ts, last ts, at exit)
     sig: dict[str, tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = {}
-    min_n = {sid: n for sid, (_, n) in _row_matchers(cat, cfg).items()}
-    for sid in row_ids:
-        present = (pl.col(f"_n__{sid}") >= min_n[sid]).fill_null(False)
+    for sid, (_, min_n) in _row_matchers(cat, cfg).items():   # the signals aggregated per row
+        present = (pl.col(f"_n__{sid}") >= min_n).fill_null(False)
         sig[sid] = (present, pl.col(f"_f__{sid}"), pl.col(f"_l__{sid}"),
                     present & pl.col(f"_x__{sid}").fill_null(False))
     active = {s.id for s in cat.active}
