@@ -143,11 +143,13 @@ class SessionsLog:
 
 
 def prepare(sources: list[str] | tuple[str, ...], cfg: Config, sessions: str | None = None,
-            progress: Progress | None = None, funnel_only: bool = False) -> Prepared:
-    """Read, normalise and collect the usable events."""
+            progress: Progress | None = None, funnel_only: bool = False,
+            loaded: Loaded | None = None) -> Prepared:
+    """Read, normalise and collect the usable events (``loaded``: ``load_events`` of
+    ``sources``, when the caller has it already)."""
     say = progress or (lambda _msg: None)
     say("reading input")
-    loaded = load_events(sources, cfg)
+    loaded = loaded or load_events(sources, cfg)
     return prepare_rows(project_input(loaded.lf, cfg), loaded, cfg, sessions, say, funnel_only)
 
 
@@ -641,6 +643,7 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
         fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
         if fast is not None:
             return fast
+    loaded = None
     if not funnel_only and no_period and not rules:
         from .streaming import shard_count
 
@@ -650,7 +653,7 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
             sharded = _analyze_sharded(loaded, cfg, sessions, say, k)
             if sharded is not None:
                 return sharded
-    prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only)
+    prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only, loaded=loaded)
     if prep.rows_read == 0 or prep.events.select(pl.len()).collect().item() == 0:
         _no_usable_rows(prep.loaded, prep.rows_read, prep.rejects)
     # --- CI mode: analysed period (entities by first event time) -------------------------

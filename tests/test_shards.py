@@ -374,3 +374,15 @@ def test_a_session_with_two_user_ids_stays_whole(tmp_path, monkeypatch):
     assert many["funnel"] == one["funnel"]
     assert many["input"]["sessions"] == one["input"]["sessions"]
     assert many["input"]["users"] >= one["input"]["users"]
+
+
+def test_a_one_pass_analysis_sniffs_the_input_once(monkeypatch):
+    """analyze() loads the input (files, formats, columns) once: the shard count and the one-pass
+    preparation share it."""
+    from funnel import api
+
+    calls = []
+    real = api.load_events
+    monkeypatch.setattr(api, "load_events", lambda *a, **k: calls.append(1) or real(*a, **k))
+    api.analyze(str(SAMPLE_EVENTS), shards=1)
+    assert len(calls) == 1
