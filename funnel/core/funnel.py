@@ -83,7 +83,7 @@ def _qualifying_ordered(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.La
         pa = pl.when(src).then(pl.col("anchor")).forward_fill()
         ok = (pl.col(STEP) == k) & (pe == pl.col(RUN)) & (pt < pl.col("t")) & ((pl.col("t") - pa) <= window_us)
         df = df.with_columns(pl.when(ok).then(pa).otherwise(pl.col("anchor")).alias("anchor"))
-    return df.filter(pl.col("anchor").is_not_null()).select(ENTITY, "t", "anchor", STEP)
+    return df.filter(pl.col("anchor").is_not_null()).select(ENTITY, RUN, "t", "anchor", STEP)
 
 
 def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.LazyFrame:
@@ -105,28 +105,27 @@ def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.Laz
             pl.when(ok).then(True).otherwise(pl.col("q")).alias("q"),
             pl.when(ok).then(prev("anchor")).otherwise(pl.col("anchor")).alias("anchor"),
         )
-    return df.filter("q").select(ENTITY, "t", "anchor", STEP)
+    return df.filter("q").select(ENTITY, RUN, "t", "anchor", STEP)
 
 
 def _levels_with_times(q: pl.LazyFrame, n_steps: int) -> pl.LazyFrame:
-    q = q.cache()  # used twice below; without it polars plans the per-step joins again
-    best = q.group_by(ENTITY).agg(
-        (pl.col(STEP).max() + 1).alias(LEVEL),
-        pl.col("anchor").filter(pl.col(STEP) == pl.col(STEP).max()).min().alias("_best_anchor"),
-    )
-    times = (
-        q.join(best, on=ENTITY)
-        .filter(pl.col("anchor") == pl.col("_best_anchor"))
-        .group_by(ENTITY)
-        .agg(
-            pl.col("t").filter(pl.col(STEP) == k).min().alias(step_time_col(k))
-            for k in range(n_steps)
-        )
-    )
-    out = best.join(times, on=ENTITY, how="left").drop("_best_anchor")
-    return out.with_columns(
-        pl.from_epoch(pl.col(step_time_col(k)), time_unit="us").dt.replace_time_zone("UTC")
-        for k in range(n_steps)
+    """Level and best-attempt step times per entity from the qualifying events ``q`` (sorted by
+    entity, with ``RUN``). Plain aggregations of masked columns grouped by the integer run code:
+    ~5x cheaper than filters inside string-keyed groups and a join (2.3M step events: 1.1 s ->
+    0.23 s)."""
+    top = pl.col(STEP).max().over(RUN)
+    at_top = pl.when(pl.col(STEP) == pl.col("_top")).then(pl.col("anchor"))
+    on_best = pl.col("anchor") == pl.col("_best")   # the best attempt: earliest anchor at the top
+    return (
+        q.with_columns(top.alias("_top"))
+        .with_columns(at_top.min().over(RUN).alias("_best"))
+        .group_by(RUN)
+        .agg(pl.col(ENTITY).first(), (pl.col("_top").first() + 1).alias(LEVEL),
+             *(pl.when(on_best & (pl.col(STEP) == k)).then(pl.col("t")).min().alias(step_time_col(k))
+               for k in range(n_steps)))
+        .select(ENTITY, LEVEL,
+                *(pl.from_epoch(pl.col(step_time_col(k)), time_unit="us").dt.replace_time_zone("UTC")
+                  for k in range(n_steps)))
     )
 
 
