@@ -44,7 +44,7 @@ from ..config import Config
 from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, SignalLift
 from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
-from .funnel import LEVEL, RUN, entity_run, step_time_col
+from .funnel import LEVEL, RUN, step_time_col
 from .partials import NONE, bucket_expr, segment_columns
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
@@ -189,17 +189,20 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     """Per cart: for each row-level signal n/first/last/at-exit, plus the last shipping cost
     shown before buying and when (the latest display: what the buyer saw before leaving)."""
     k = len(cfg.steps)
+    # Each cart gets an integer code (``RUN``): its events are sorted and grouped by it, ~3x
+    # cheaper than by the string id (the row matchers only need a code shared within an entity).
     spans = rec.filter(pl.col(LEVEL) >= 1).select(
         ENTITY, "exit_ts", _span_end(k).alias("_end"),
-        *(pl.col(step_time_col(i)) for i in range(k)))
+        *(pl.col(step_time_col(i)) for i in range(k)),
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(RUN))
     names = set(ev.collect_schema().names())
     cols = [c for c in (ENTITY, TS, EVENT, URL, ERROR, LOAD_MS, SHIPPING, PAYMENT, STEP) if c in names]
     e = (
         ev.select(cols)
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
-        .sort(ENTITY, TS, maintain_order=True)   # each entity's events together, in time order
-        .with_columns(entity_run(), pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"))   # _i: that order
+        .sort(RUN, TS, maintain_order=True)   # each entity's events together, in time order
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"))   # _i: that order
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:
@@ -226,7 +229,7 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
              pl.col(SHIPPING).max_by(row_if_shown).alias("_ship"),
              ts_if(shown).min().alias("_reveal_first"),
              pl.col(SHIPPING).min_by(row_if_shown).alias("_ship_first")]
-    return e.group_by(ENTITY).agg(aggs)
+    return e.group_by(RUN).agg(pl.col(ENTITY).first(), *aggs).drop(RUN)
 
 
 # --- diagnosis ---------------------------------------------------------------------------
