@@ -242,7 +242,8 @@ def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:
     return SessionsLog(sessions, slf, sattrs)
 
 
-def entity_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
+def entity_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
+    """Per-entity records with recovery (``session_records``: events given collected are cheaper)."""
     return with_recovery(session_records(ev, cfg, attrs), cfg)
 
 
@@ -492,7 +493,7 @@ def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: 
     ev = prep.events.collect()
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)
-    rec = entity_records(ev.lazy(), cfg, prep.attrs).collect()
+    rec = entity_records(ev, cfg, prep.attrs).collect()
     # The diagnosis reads the events only through these per-cart aggregates: computed once, for
     # the baseline here and the diagnosis in pass 2, which then reads no event but step events.
     agg = reasons.event_aggregates(ev.lazy(), rec.lazy(), cfg).collect()
@@ -701,7 +702,9 @@ def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     say("reconstructing purchase paths")
     from .core import reasons
 
-    rec = entity_records(ev, cfg, attrs).collect()
+    frame = ev.collect()   # (the usable events, in memory already: cheap)
+    ev = frame.lazy()
+    rec = entity_records(frame, cfg, attrs).collect()
     agg = reasons.event_aggregates(ev, rec.lazy(), cfg).collect()   # for both passes
     baseline = shard_baseline(ev, cfg, attrs, rec, agg)
     say("diagnosing abandoned carts")

@@ -155,8 +155,9 @@ def _pass1(rename, cfg, attrs, log):
         usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0:
             return
-        ev = usable.drop("_built_session").lazy()
-        rec = entity_records(ev, cfg, attrs).collect()
+        frame = usable.drop("_built_session")
+        ev = frame.lazy()
+        rec = entity_records(frame, cfg, attrs).collect()
         yield from _blobs(shard_baseline(ev, cfg, attrs, rec))
     return run
 
@@ -188,8 +189,9 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
         if tables and rejects.height:
             p[TABLE + "rejects"] = rejects.drop("_built_session", strict=False)
         if usable.height:
-            ev = usable.drop("_built_session").lazy()
-            rec = entity_records(ev, cfg, attrs).collect()
+            frame = usable.drop("_built_session")
+            ev = frame.lazy()
+            rec = entity_records(frame, cfg, attrs).collect()
             diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
             p.update(shard_partials(ev, cfg, attrs, baseline, diag))
             if tables:

@@ -48,6 +48,40 @@ def _last_non_null(c: str, alias: str | None = None) -> pl.Expr:
     return pl.col(c).max_by(pl.when(pl.col(c).is_not_null()).then(pl.col(_ORD))).alias(alias or c)
 
 
+_LO, _HI = "_lo", "_hi"   # an entity's first / last event: the min / max of its key
+
+
+def _order_picks(keyed: pl.LazyFrame, frame: pl.DataFrame | None, firsts: list[tuple[str, str]],
+                 lasts: list[tuple[str, str]], at_last: list[tuple[str, str]],
+                 plain: list[pl.Expr]) -> pl.LazyFrame:
+    """One row per entity of ``keyed`` (events with ``_ORD``): the ``plain`` aggregations, plus
+    ``(column, alias)`` pairs: the first non-null value of each of ``firsts``, the last non-null
+    of ``lasts`` and the value at the last event of ``at_last``.
+
+    Each is an order statistic of its own (``min_by``/``max_by``), except when ``frame`` (the
+    events ``keyed`` was built from, collected) is given: then the entity's first and last
+    event are found once (min and max of the key, whose low 32 bits are the row) and the value
+    at them is gathered, for every ``at_last`` column and every other column without nulls
+    (whose first non-null value is the first event's). Same values (tests/test_engine_properties.py)."""
+    dense = set() if frame is None else \
+        {c for c, _ in (*firsts, *lasts, *at_last) if c in frame.columns and frame[c].null_count() == 0}
+    gather_first = [(c, a) for c, a in firsts if c in dense]
+    gather_last = [(c, a) for c, a in lasts if c in dense] + (at_last if frame is not None else [])
+    aggs = [*plain,
+            *(_first_non_null(c, a) for c, a in firsts if c not in dense),
+            *(_last_non_null(c, a) for c, a in lasts if c not in dense)]
+    if frame is None:
+        return keyed.group_by(ENTITY).agg(*aggs, *(pl.col(c).max_by(_ORD).alias(a) for c, a in at_last))
+    picks = [(_LO, pl.col(_ORD).min(), gather_first), (_HI, pl.col(_ORD).max(), gather_last)]
+    picks = [p for p in picks if p[2]]
+    out = keyed.group_by(ENTITY).agg(*aggs, *(key.alias(name) for name, key, _ in picks)).collect()
+    row = lambda name: (pl.col(name) % pl.lit(1 << 32, pl.Int128)).cast(pl.UInt32)  # noqa: E731
+    for name, _, cols in picks:
+        idx = out.select(row(name)).to_series()
+        out = out.with_columns(frame[c].gather(idx).alias(a) for c, a in cols).drop(name)
+    return out.lazy()
+
+
 def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
     """Per entity, what the funnel-only pass needs: user, first/last event time, events, cart
     value and currency — the same rules as ``session_records`` (first non-null in (time, step)
@@ -59,14 +93,18 @@ def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
+def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
     """``ev``: usable events with ``_entity`` and ``_step``. One row per entity.
 
     Order-dependent fields (first user, last page, next event after the exit, ...) are taken
     by arg-min/arg-max of the (time, step) key inside each group, so the events are never sorted
     as a whole (the costliest step on large logs); only the step events are sorted, for the
-    backtrack and repeat counts.
+    backtrack and repeat counts. Given the events collected (a DataFrame), a column without
+    nulls takes its first/last value from the entity's first/last event (one min and one max
+    of the key, then a gather) instead of an order statistic of its own (``_order_picks``).
     """
+    frame = ev if isinstance(ev, pl.DataFrame) else None
+    ev = ev.lazy()
     k = len(cfg.steps)
     if k > 1000:
         from ..errors import ConfigError
@@ -95,20 +133,16 @@ def session_records(ev: pl.LazyFrame, cfg: Config, attrs: list[str]) -> pl.LazyF
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
         .drop(RUN)
     )
-    base = keyed.group_by(ENTITY, maintain_order=False).agg(
-        _first_non_null(SESSION),
-        _first_non_null(USER),
+    firsts = [(SESSION, SESSION), (USER, USER), (CURRENCY, CURRENCY), *((a, a) for a in attrs)]
+    lasts = [(PAYMENT, PAYMENT), (URL, "last_page")]
+    base = _order_picks(keyed, frame, firsts, lasts, [(EVENT, "last_event")], [
         pl.col(TS).min().alias("first_ts"),
         pl.col(TS).max().alias("last_ts"),
         pl.len().cast(pl.Int32).alias("n_events"),
         pl.col(CART_VALUE).max().alias(CART_VALUE),
         pl.col(SHIPPING).max().alias(SHIPPING),
-        _first_non_null(CURRENCY),
-        _last_non_null(PAYMENT),
-        pl.col(EVENT).max_by(_ORD).alias("last_event"),
-        _last_non_null(URL, "last_page"),
-        *(_first_non_null(a) for a in attrs),
-    )
+    ]).select(ENTITY, SESSION, USER, "first_ts", "last_ts", "n_events", CART_VALUE, SHIPPING, CURRENCY,
+              PAYMENT, "last_event", "last_page", *attrs)
     rec = (
         base.join(levels, on=ENTITY, how="left")
         .join(flags, on=ENTITY, how="left")
