@@ -825,3 +825,24 @@ def test_the_unsafe_character_test_agrees_with_its_regex_definition():
     regex = pl.select(pl.lit(s).str.contains(_UNSAFE)).to_series()
     assert fast.to_list() == regex.to_list()
     assert fast.sum() > 100   # the sample does contain unsafe characters
+
+
+def test_empty_rows_in_typed_input_are_told_apart_from_missing_timestamps(tmp_path):
+    """Parquet has no blank-line marker: a row is 'empty_row' when every column is missing or
+    only whitespace (the text tests run only on rows whose timestamp is missing), and a row
+    with a missing timestamp but some other value is 'missing_timestamp'."""
+    from datetime import datetime, timezone
+
+    t = datetime(2026, 10, 1, 10, tzinfo=timezone.utc)
+    p = tmp_path / "t.parquet"
+    pl.DataFrame({
+        "timestamp": [t, None, None, None, None, t],
+        "session_id": ["s", None, " ", "s", None, "s"],
+        "user_id": ["u", None, "\u00a0", None, None, "u"],
+        "event": ["a", None, "", None, None, "b"],
+        "cart_value": [None, None, None, None, 3.0, None],
+    }, schema_overrides={"timestamp": pl.Datetime("us", "UTC")}).write_parquet(p)
+    prep, ev, causes = _prep(p)
+    assert ev["event"].to_list() == ["a", "b"]
+    assert causes == {"empty_row": 2, "missing_timestamp": 2}
+    assert prep.rejects.filter(pl.col("_reject") == "empty_row")["_row"].sort().to_list() == [2, 3]
