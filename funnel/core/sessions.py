@@ -158,10 +158,11 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
         rec = rec.with_columns(pl.col("_excluded").fill_null(False))
     exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
     rec = rec.with_columns(exit_t.alias("exit_ts"))
-    # Next event after the exit step (where did they go?).
+    # Next event after the exit step (where did they go?). (Exits from the levels alone: the
+    # records' plan is not run twice.)
     after = (
         keyed.select(ENTITY, TS, EVENT, _ORD)
-        .join(rec.select(ENTITY, "exit_ts").filter(pl.col("exit_ts").is_not_null()), on=ENTITY)
+        .join(levels.select(ENTITY, exit_t.alias("exit_ts")).filter(pl.col("exit_ts").is_not_null()), on=ENTITY)
         .filter(pl.col(TS) > pl.col("exit_ts"))
         .group_by(ENTITY)
         .agg(pl.col(EVENT).min_by(_ORD).alias("next_event"))
