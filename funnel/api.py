@@ -434,11 +434,18 @@ def shard_dir():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+OWNER_ROWS = 150_000_000   # input rows per pass of the session-owner search (~3 GB at 8 events a session)
+
+
 def session_owners(lf: pl.LazyFrame, loaded: Loaded, clean_ids: bool = False) -> pl.DataFrame:
     """``partials.session_owners`` of the input rows ``lf`` (the sessions a shard key must keep
-    whole); read errors name the file."""
+    whole), in one pass per ``OWNER_ROWS`` input rows so that its memory stays bounded; read
+    errors name the file."""
+    from .streaming import input_rows
+
+    buckets = max(1, -(-input_rows(loaded) // OWNER_ROWS))
     try:
-        return parts.session_owners(lf, clean_ids)
+        return parts.session_owners(lf, clean_ids, buckets)
     except READ_ERRORS as exc:
         raise read_error(loaded, exc) from None
 

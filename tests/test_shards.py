@@ -361,6 +361,35 @@ def test_session_owners_finds_only_the_sessions_a_user_key_would_split():
     assert raw["session"].to_list() == ["a", "c"]
 
 
+@pytest.mark.parametrize("buckets", [2, 3, 7])
+def test_session_owners_in_buckets_equal_one_pass(buckets):
+    """Very large inputs search the owners in one pass per bucket of sessions (bounded memory):
+    the same sessions and owners as one pass."""
+    log = _login_mid_session_log(two_users=True).lazy()
+    one = parts.session_owners(log).sort("session")
+    assert one.height > 50
+    assert parts.session_owners(log, buckets=buckets).sort("session").equals(one)
+
+
+def test_owner_search_passes_grow_with_the_input(tmp_path, monkeypatch):
+    """``api.session_owners`` runs one bucket pass per ``OWNER_ROWS`` input rows, and the
+    sharded report is unchanged."""
+    from funnel import api
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    p = tmp_path / "log.parquet"
+    _login_mid_session_log().write_parquet(p)
+    one = api.analyze(str(p), shards=4)
+    seen = []
+    real = parts.session_owners
+    monkeypatch.setattr(parts, "session_owners", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(api, "OWNER_ROWS", 1000)
+    many = api.analyze(str(p), shards=4)
+    rows = pl.scan_parquet(p).select(pl.len()).collect().item()
+    assert seen == [-(-rows // 1000)] and seen[0] > 1
+    assert many.report.to_dict() == one.report.to_dict() and many.carts.equals(one.carts)
+
+
 def test_a_session_with_two_user_ids_stays_whole(tmp_path, monkeypatch):
     """A session with two user ids goes whole to the shard of the smaller one, so its funnel
     counts once. The other user's remaining sessions may then sit in another shard: that user

@@ -59,13 +59,16 @@ def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFram
     return key.hash(7) % k
 
 
-def session_owners(lf: pl.LazyFrame, clean: bool = False) -> pl.DataFrame:
+def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> pl.DataFrame:
     """Sessions that a user-id shard key would split — rows with a user id and rows without, or
     several user ids — each with the user whose shard takes it whole: its smallest user id.
     (Anonymous browsing, then a login mid-session, is the usual case.) Columns ``session``,
     ``owner``; empty when there is no such session, the usual case, found by one cheap pass
     over the two id columns (64-bit hashes; a hash collision can only add a session here,
-    which then still goes whole to one shard)."""
+    which then still goes whole to one shard).
+
+    That pass holds one hash-table entry per session; ``buckets`` > 1 bounds it for very large
+    inputs: one pass per bucket of sessions (by hash), each holding 1/``buckets`` of them."""
     from ..schema import SESSION, USER
 
     empty = pl.DataFrame(schema={"session": pl.String, "owner": pl.String})
@@ -81,16 +84,16 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False) -> pl.DataFrame:
     du = strip(pl.col(USER).cast(pl.String))
     du = pl.when(du != "").then(du)
     uh = pl.when(du.is_not_null()).then(du.hash(1))   # (the hash of a null is not null)
-    split = (
-        lf.select(ds.hash(0).alias("s"), uh.alias("u"), (ds != "").alias("has_s"))
-        .filter("has_s")
+    ids = lf.select(ds.hash(0).alias("s"), uh.alias("u"), (ds != "").alias("has_s")).filter("has_s")
+    split = pl.concat([
+        (ids if buckets <= 1 else ids.filter(pl.col("s") % buckets == b))
         .group_by("s")
         .agg(pl.col("u").null_count().alias("nulls"), pl.len().alias("n"),
              pl.col("u").min().alias("lo"), pl.col("u").max().alias("hi"))
         .filter(((pl.col("nulls") > 0) & (pl.col("nulls") < pl.col("n"))) | (pl.col("lo") != pl.col("hi")))
         .select("s")
         .collect(engine="streaming")
-    )
+        for b in range(max(1, buckets))])
     if not split.height:
         return empty
     s, u = _id(SESSION, clean), _id(USER, clean)
