@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from generate import STEPS, cached, parse_size  # noqa: E402
+from generate import STEPS, cached, parse_size
 
 PY = sys.executable
 WINDOW_US = 24 * 3600 * 1_000_000

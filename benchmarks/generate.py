@@ -9,14 +9,14 @@ the cart, then 60/70/80/75 % convert step by step.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import polars as pl
 
 STEPS = ("add_to_cart", "begin_checkout", "add_shipping_info", "add_payment_info", "purchase")
 OTHER = ("page_view", "view_item", "search", "view_cart")
-START_US = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp() * 1_000_000)
+START_US = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1_000_000)
 PERIOD_US = 8 * 7 * 86_400 * 1_000_000
 CHUNK = 5_000_000
 EVENTS_PER_SESSION = 8.0

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config, load_config
     from .render import render
 
-__all__ = ["Analysis", "Config", "analyze", "load_config", "render", "__version__"]
+__all__ = ["Analysis", "Config", "__version__", "analyze", "load_config", "render"]
 
 
 def __getattr__(name: str) -> Any:

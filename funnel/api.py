@@ -13,7 +13,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import polars as pl
@@ -72,8 +72,8 @@ def _duration(us: int) -> str:
 def generated_at() -> str:
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     if sde and sde.strip().isdigit():
-        return datetime.fromtimestamp(int(sde), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(int(sde), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Columns the funnel-only path keeps (plus _-prefixed pipeline columns and configured segments).
@@ -367,7 +367,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
 
 
 def _iso(ts: Any) -> str | None:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
 
 
 def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,25 +28,25 @@ EventsArg = Annotated[list[str], typer.Argument(
     metavar="EVENTS",
     help="Event logs: files, folders or globs (CSV/TSV/Parquet/NDJSON, optionally .gz/.zst).",
     show_default=False)]
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", metavar="FILE", help="funnel.toml (default: ./funnel.toml or [tool.funnel] in ./pyproject.toml).")]
-ColumnOpt = Annotated[Optional[list[str]], typer.Option(
+ColumnOpt = Annotated[list[str] | None, typer.Option(
     "--column", metavar="ROLE=COLUMN", help="Set a column role: ROLE=COLUMN (e.g. timestamp=event_time). Repeatable.")]
-FormatOpt = Annotated[Optional[str], typer.Option(
+FormatOpt = Annotated[str | None, typer.Option(
     "--format", metavar="FORMAT", help="Input format: auto, events, ga4, segment, snowplow, shopify.")]
-TzOpt = Annotated[Optional[str], typer.Option("--timezone", metavar="ZONE", help="Time zone of naive timestamps (IANA name).")]
-SessionsOpt = Annotated[Optional[str], typer.Option(
+TzOpt = Annotated[str | None, typer.Option("--timezone", metavar="ZONE", help="Time zone of naive timestamps (IANA name).")]
+SessionsOpt = Annotated[str | None, typer.Option(
     "--sessions", metavar="FILE", help="Sessions log (device, channel, country, …) joined on session id.")]
-StepsOpt = Annotated[Optional[str], typer.Option(
+StepsOpt = Annotated[str | None, typer.Option(
     "--steps", metavar="A,B,C", help="Ordered funnel steps as event names: a,b,c; alternatives as name=ev1|ev2.")]
-WindowOpt = Annotated[Optional[str], typer.Option(
+WindowOpt = Annotated[str | None, typer.Option(
     "--window", metavar="DURATION", help="Funnel window: 30m, 24h, 7d (default 24h).")]
-OrderOpt = Annotated[Optional[str], typer.Option(
+OrderOpt = Annotated[str | None, typer.Option(
     "--order", metavar="ORDER", help="ordered (default), strict or any.")]
-ExcludeOpt = Annotated[Optional[list[str]], typer.Option(
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--exclude", metavar="EVENT",
     help="Exclusion event: sessions with it between their first and last step are not counted. Repeatable.")]
-TimeoutOpt = Annotated[Optional[str], typer.Option(
+TimeoutOpt = Annotated[str | None, typer.Option(
     "--session-timeout", metavar="DURATION",
     help="Inactivity that starts a new session when the log has no session id (default 30m).")]
 
@@ -147,15 +147,15 @@ def analyze(
     steps: StepsOpt = None,
     window: WindowOpt = None,
     order: OrderOpt = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", metavar="UNIT", help="Count sessions (default) or users.")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", metavar="UNIT", help="Count sessions (default) or users.")] = None,
     exclude: ExcludeOpt = None,
-    segment: Annotated[Optional[list[str]], typer.Option("--segment", metavar="COLUMN", help="Break down by this column (sessions log or events). Repeatable.")] = None,
+    segment: Annotated[list[str] | None, typer.Option("--segment", metavar="COLUMN", help="Break down by this column (sessions log or events). Repeatable.")] = None,
     session_timeout: TimeoutOpt = None,
-    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE|DIR", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or - for stdout.")] = None,
-    markdown: Annotated[Optional[str], typer.Option("--markdown", metavar="FILE|-", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
-    carts: Annotated[Optional[str], typer.Option("--carts", metavar="FILE", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
-    rejects: Annotated[Optional[str], typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE|DIR", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or - for stdout.")] = None,
+    markdown: Annotated[str | None, typer.Option("--markdown", metavar="FILE|-", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
+    carts: Annotated[str | None, typer.Option("--carts", metavar="FILE", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
+    rejects: Annotated[str | None, typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Any rejected row is an error (exit 2).")] = False,
     plotlyjs: Annotated[str, typer.Option("--plotlyjs", metavar="MODE", help="inline (default, works offline) or cdn (small file).")] = "inline",
     include_ids: Annotated[bool, typer.Option("--include-ids", help="Allow session/user ids in the HTML report.")] = False,
@@ -165,12 +165,12 @@ def analyze(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
     engine: Annotated[str, typer.Option("--engine", metavar="ENGINE", help="local (default: polars, one machine) or spark (PySpark; local mode or the cluster your Spark configuration points at).")] = "local",
     funnel_only: Annotated[bool, typer.Option("--funnel-only", help="Only the funnel and abandonment counts (fast; no reasons, paths or HTML). Implied by --steps with only --json.")] = False,
-    since: Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", metavar="TIME", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
-    period: Annotated[Optional[str], typer.Option("--period", metavar="PERIOD", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="The instant relative periods end at (default: the end of the data).")] = None,
-    compare: Annotated[Optional[str], typer.Option("--compare", metavar="PERIOD", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
-    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
+    period: Annotated[str | None, typer.Option("--period", metavar="PERIOD", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="The instant relative periods end at (default: the end of the data).")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", metavar="PERIOD", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
     machine_stdout = json_out == "-" or markdown == "-"
@@ -305,7 +305,7 @@ def validate(
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the findings as JSON to FILE or -.")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the findings as JSON to FILE or -.")] = None,
 ) -> None:
     """Read the input and report what was detected; exit 2 when it is unusable."""
     human, err = _consoles(json_out == "-")
@@ -329,7 +329,7 @@ def validate(
 
 @app.command()
 def init(
-    events: Annotated[Optional[list[str]], typer.Argument(metavar="[EVENTS]...", help="Optional event logs to detect column roles from.")] = None,
+    events: Annotated[list[str] | None, typer.Argument(metavar="[EVENTS]...", help="Optional event logs to detect column roles from.")] = None,
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the config.")] = Path("funnel.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     columns: ColumnOpt = None,
@@ -362,10 +362,10 @@ def explain(
     steps: StepsOpt = None,
     window: WindowOpt = None,
     order: OrderOpt = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", metavar="UNIT", help="Explain a session (default) or a user.")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", metavar="UNIT", help="Explain a session (default) or a user.")] = None,
     exclude: ExcludeOpt = None,
     session_timeout: TimeoutOpt = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE|-", help="Write the explanation as JSON to FILE, or - for stdout.")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the explanation as JSON to FILE, or - for stdout.")] = None,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
@@ -501,7 +501,7 @@ def _main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except BaseException as exc:  # noqa: BLE001 - last line of defence (BaseException: polars panics)
+    except BaseException as exc:
         if os.environ.get("FUNNEL_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

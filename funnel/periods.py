@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 from .errors import ConfigError
 from .model import Period
 
-UTC = timezone.utc
+UTC = UTC
 WEEK = timedelta(days=7)
 RELATIVE = ("last-week", "last-7d")
 _WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE)

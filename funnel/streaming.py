@@ -106,7 +106,7 @@ def _typed_input(rows: pl.LazyFrame) -> bool:
     """The input's columns are typed (Datetime timestamp, string ids, numeric values), so the
     clean route can apply; text columns need the row-level rules. Decided by the schema alone."""
     schema = rows.collect_schema()
-    kind = lambda c: schema.get(c, pl.Null)  # noqa: E731  (a missing column is all null)
+    kind = lambda c: schema.get(c, pl.Null)
     return isinstance(kind(TS), pl.Datetime) \
         and all(kind(c) in (pl.String, pl.Null) for c in (EVENT, SESSION, USER, CURRENCY)) \
         and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
@@ -145,7 +145,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
                        (unusable | pl.col(SESSION).is_null()).alias("_unusable")).collect(engine="streaming").lazy()
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
-    dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")  # noqa: E731
+    dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")
     totals = lf.select(
         pl.len().alias("rows"),
         pl.col("_unusable").sum().alias("unusable"),

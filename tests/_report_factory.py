@@ -21,7 +21,7 @@ XSS_ATTR = "\" onmouseover=\"window.__pwned=1"
 XSS_LS = "line\u2028sep\u2029para"
 XSS_ALL = [XSS_SCRIPT, XSS_IMG, XSS_QUOTES, XSS_ATTR, XSS_LS]
 
-BUCKETS = [round(10 ** (i / 8), 6) for i in range(0, 52)]
+BUCKETS = [round(10 ** (i / 8), 6) for i in range(52)]
 
 
 def _rate(k: int, n: int) -> Rate:

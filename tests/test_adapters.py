@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +32,7 @@ DTYPES = {r.column: r.dtype for r in ROLES}
 
 def utc(text: str) -> datetime:
     d = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
 
 
 def scan(path: Path) -> pl.LazyFrame:
@@ -161,13 +161,13 @@ def test_ga4_ndjson_gzip_and_parquet_agree(ga4_out):
 def test_ga4_values(ga4_out):
     df = ga4_out
     first = df.row(0, named=True)
-    assert first["ts"] == datetime(2024, 3, 5, 9, 27, 52, 100000, tzinfo=timezone.utc)
+    assert first["ts"] == datetime(2024, 3, 5, 9, 27, 52, 100000, tzinfo=UTC)
     assert first["session_id"] == "1197596843.1709630872.1709630872"
     assert first["user_id"] == "1197596843.1709630872"
     assert (first["device"], first["country"], first["channel"], first["browser"], first["platform"]) == \
         ("desktop", "Finland", "organic", "Chrome", "WEB")
     assert df.filter(pl.col("event") == "add_to_cart")["ts"][0] == \
-        datetime(2024, 3, 5, 9, 29, 41, 512345, tzinfo=timezone.utc)
+        datetime(2024, 3, 5, 9, 29, 41, 512345, tzinfo=UTC)
 
     purchase = df.filter(pl.col("event") == "purchase").row(0, named=True)
     assert (purchase["cart_value"], purchase["shipping_cost"], purchase["currency"]) == (66.9, 7.9, "EUR")
@@ -204,7 +204,7 @@ def test_ga4_missing_session_param_and_bad_timestamp():
     lf = pl.LazyFrame([row, ok])
     assert ga4.sniff(lf.collect_schema())
     df = ga4.adapt(lf).collect()
-    assert df["ts"].to_list() == [None, datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)]
+    assert df["ts"].to_list() == [None, datetime(2024, 3, 5, 10, 0, tzinfo=UTC)]
     assert df["session_id"].to_list() == [None, None]
     assert df["cart_value"].to_list() == [9.5, 9.5]
 
@@ -221,7 +221,7 @@ def test_segment_values(segment_out):
 
     added = df.filter(pl.col("event") == "Product Added")
     assert added["cart_value"].to_list() == [49.98, 60.0, 7.5]         # price × quantity
-    assert added["ts"][0] == datetime(2024, 3, 5, 14, 1, 15, 902000, tzinfo=timezone.utc)
+    assert added["ts"][0] == datetime(2024, 3, 5, 14, 1, 15, 902000, tzinfo=UTC)
     started = df.filter(pl.col("event") == "Checkout Started")
     assert started["shipping_cost"].to_list() == [4.95, 12.0]
     assert started["cart_value"].to_list() == [49.98, 60.0]
@@ -259,8 +259,8 @@ def test_segment_timestamp_offsets_and_unparseable():
     })
     assert segment.sniff(lf.collect_schema())
     df = segment.adapt(lf).collect()
-    assert df["ts"].to_list() == [datetime(2024, 3, 5, 10, 0, 0, 500000, tzinfo=timezone.utc), None, None,
-                                  datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)]
+    assert df["ts"].to_list() == [datetime(2024, 3, 5, 10, 0, 0, 500000, tzinfo=UTC), None, None,
+                                  datetime(2024, 3, 5, 10, 0, tzinfo=UTC)]
     assert df["user_id"].to_list() == ["a", "u2", None, "d"]       # userId else anonymousId; "" is null
     assert df["event"].to_list() == ["Order Completed", "Product Added", "Product Added", "identify"]
 
@@ -280,7 +280,7 @@ def test_shopify_values(shopify_out):
     assert done["session_id"] is None
     assert done["checkout_token"] == "c1-5e0c2b9e8f0c4f55a0b8d6a1a7e0c3f1"
     assert (done["cart_value"], done["shipping_cost"], done["payment_method"]) == (53.9, 5.9, "shopify_payments")
-    assert done["ts"] == datetime(2024, 3, 5, 9, 35, 26, 912000, tzinfo=timezone.utc)
+    assert done["ts"] == datetime(2024, 3, 5, 9, 35, 26, 912000, tzinfo=UTC)
     assert done["country"] == "FI"
     ship = df.filter(pl.col("event") == "checkout_shipping_info_submitted").row(0, named=True)
     assert ship["shipping_cost"] == 5.9
@@ -313,7 +313,7 @@ def test_shopify_bad_timestamp_kept():
                        "clientId": ["c", "c"], "data": [{"x": 1}, {"x": 2}]})
     assert shopify.sniff(lf.collect_schema())
     df = shopify.adapt(lf).collect()
-    assert df["ts"].to_list() == [None, datetime(2024, 3, 5, 9, 30, 12, 345678, tzinfo=timezone.utc)]
+    assert df["ts"].to_list() == [None, datetime(2024, 3, 5, 9, 30, 12, 345678, tzinfo=UTC)]
     assert df["cart_value"].null_count() == 2 and df.height == 2
 
 
@@ -506,9 +506,9 @@ def test_snowplow_trns_error_performance_and_upper_case():
     assert df["cart_value"].to_list() == [80.5, 80.5, None]
     assert df["shipping_cost"].to_list() == [4.9, 4.9, None]
     assert df["load_ms"].to_list() == [None, None, 2350.0]
-    assert df["ts"].to_list() == [datetime(2024, 3, 5, 10, 0, 0, 123000, tzinfo=timezone.utc),
-                                  datetime(2024, 3, 5, 10, 1, tzinfo=timezone.utc),
-                                  datetime(2024, 3, 5, 9, 59, tzinfo=timezone.utc)]
+    assert df["ts"].to_list() == [datetime(2024, 3, 5, 10, 0, 0, 123000, tzinfo=UTC),
+                                  datetime(2024, 3, 5, 10, 1, tzinfo=UTC),
+                                  datetime(2024, 3, 5, 9, 59, tzinfo=UTC)]
     assert df["device"].to_list() == ["mobile"] * 3
 
 

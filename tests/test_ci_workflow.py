@@ -62,7 +62,7 @@ def read_steps(text: str) -> list[Step]:
                         body.append(item[k])
                         k += 1
                     value = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-                    setattr(step, "run", value)
+                    step.run = value
                     continue
                 setattr(step, "if_" if key == "if" else key, value)
             k += 1
@@ -83,7 +83,7 @@ def steps(workflow) -> list[Step]:
 
 def test_workflow_shape(workflow, steps):
     assert "\t" not in workflow
-    assert re.search(r'^on:\n  schedule:\n    - cron: "0 6 \* \* 1"', workflow, re.M), "weekly, on Mondays"
+    assert re.search(r'^on:\n  schedule:\n    - cron: "0 6 \* \* 1"', workflow, re.MULTILINE), "weekly, on Mondays"
     names = [s.name for s in steps]
     assert names[:2] == ["actions/checkout@v4", "actions/setup-python@v5"]
     install = next(s for s in steps if s.name == "Install funnel")

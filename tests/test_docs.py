@@ -31,7 +31,7 @@ def test_every_command_is_in_the_readme():
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
     assert len(blocks) == 2, blocks
     install_run, install_test = (b.strip() for b in blocks)
     assert "funnel analyze sample_data/events.csv --sessions sample_data/sessions.csv" in install_run
@@ -55,7 +55,7 @@ def test_readme_config_example_is_valid():
     from funnel.core.signals import catalogue
 
     readme = (ROOT / "README.md").read_text()
-    block = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)[0]
+    block = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)[0]
     block = block.replace("# ... one table per step\n", '[[funnel.steps]]\nname = "buy"\nevents = ["purchase"]\n')
     cfg = config_from_mapping(tomllib.loads(block), "README.md")
     assert cfg.columns["timestamp"] == "event_time" and cfg.step_names == ("cart", "buy")

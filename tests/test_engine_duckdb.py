@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import polars as pl
@@ -69,7 +69,7 @@ def tie_heavy_log(path: Path, seed: int, n_sessions: int = 400) -> None:
     """Sessions on a coarse one-second grid: ties, repeats, restarts, duplicates, window edges
     (a 30 s window; gaps of exactly 30 s are common), rows written out of order."""
     rng = random.Random(seed)
-    t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
     rows = []
     for i in range(n_sessions):
         sid, uid = f"s{i:04d}", f"u{i % (n_sessions // 3):04d}"

@@ -248,7 +248,7 @@ def test_sharded_funnel_only_splits_the_input_once_and_cleans_up(tmp_path, monke
 
     monkeypatch.setattr(tempfile, "tempdir", None)   # re-read TMPDIR
     seen = []
-    say = lambda m: seen.append((m, sorted(p.name for p in tmp.iterdir())))  # noqa: E731
+    say = lambda m: seen.append((m, sorted(p.name for p in tmp.iterdir())))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
     one = streaming.analyze_funnel_only([str(src)], Config(), lambda _m: None, shards=1)
     many = streaming.analyze_funnel_only([str(src)], Config(), say, shards=4)

@@ -10,7 +10,7 @@ from importlib import resources
 import jsonschema
 import pytest
 
-import funnel.model as model
+from funnel import model
 from _report_factory import make_report
 from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS, run_cli
 from funnel.render import render

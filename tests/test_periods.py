@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -13,7 +13,7 @@ from funnel.errors import ConfigError
 from funnel.periods import (PeriodSpec, Span, entities_in, iso, label_for, last_week, month, parse_instant,
                             previous_span, resolve_periods)
 
-UTC = timezone.utc
+UTC = UTC
 DATA_START = datetime(2026, 9, 28, 0, 10, 21, 892000, tzinfo=UTC)   # first event of the sample
 DATA_END = datetime(2026, 11, 23, 0, 1, 30, 371000, tzinfo=UTC)     # last event of the sample (a Monday)
 

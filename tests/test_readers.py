@@ -1,7 +1,7 @@
 """Readers: formats, compression, several files, globs, folders, hive partitions; timestamps."""
 
 import gzip
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import polars as pl
 import pytest
@@ -36,7 +36,7 @@ def test_csv_tsv_ndjson_parquet_gz_zst(tmp_path):
     for name in ("a.csv", "b.tsv", "c.ndjson", "d.parquet", "e.csv.gz", "f.ndjson.zst"):
         ev = _events([tmp_path / name])
         assert ev.height == 3, name
-        assert ev["ts"].to_list()[0] == datetime(2026, 10, 1, 10, tzinfo=timezone.utc), name
+        assert ev["ts"].to_list()[0] == datetime(2026, 10, 1, 10, tzinfo=UTC), name
         assert ev["event"].to_list() == ROWS["event"], name
 
 
@@ -61,9 +61,9 @@ def test_timestamp_forms_and_timezone(tmp_path):
                  "2026-10-01T10:00:00.5Z,s,f\n")
     ev = _events([p], timezone="Europe/Helsinki")
     ts = dict(zip(ev["event"], ev["ts"], strict=True))
-    assert ts["a"] == datetime(2026, 10, 1, 10, tzinfo=timezone.utc)
-    assert ts["b"] == datetime(2026, 10, 1, 7, tzinfo=timezone.utc)  # Helsinki is UTC+3 in October
-    assert ts["c"] == ts["d"] == ts["e"] == datetime(2025, 10, 1, 10, tzinfo=timezone.utc)
+    assert ts["a"] == datetime(2026, 10, 1, 10, tzinfo=UTC)
+    assert ts["b"] == datetime(2026, 10, 1, 7, tzinfo=UTC)  # Helsinki is UTC+3 in October
+    assert ts["c"] == ts["d"] == ts["e"] == datetime(2025, 10, 1, 10, tzinfo=UTC)
     assert ts["f"].microsecond == 500_000
 
 

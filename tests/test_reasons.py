@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import polars as pl
 import pytest
@@ -17,7 +17,7 @@ from funnel.core.signals import DEFAULT_SIGNALS, build_catalogue, catalogue
 from funnel.errors import ConfigError
 from funnel.schema import ALL_REASONS
 
-T0 = datetime(2026, 10, 5, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
 COLS = {"ts": pl.Datetime("us", "UTC"), "event": pl.String, "session_id": pl.String,
         "user_id": pl.String, "url": pl.String, "cart_value": pl.Float64, "currency": pl.String,
         "shipping_cost": pl.Float64, "payment_method": pl.String, "error_type": pl.String,

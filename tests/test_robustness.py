@@ -16,7 +16,7 @@ import io
 import json
 import os
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +28,7 @@ from funnel.config import Config
 from funnel.errors import InputError, OutputError
 
 DIRTY = Path(__file__).parent / "fixtures" / "dirty"
-UTC = timezone.utc
+UTC = UTC
 HEADER = "timestamp,session_id,user_id,event\n"
 
 
@@ -652,9 +652,9 @@ def test_bug_old_mac_cr_line_ends_read_zero_rows(tmp_path):
 
 def test_bug_semicolon_csv_from_excel_had_no_timestamp_column(tmp_path):
     p = tmp_path / "excel.csv"
-    p.write_bytes(codecs.BOM_UTF8 + 'timestamp;session_id;event;cart_value\r\n'
-                  '2026-10-01T10:00:00Z;s1;add_to_cart;"12,50"\r\n'
-                  '2026-10-01T10:01:00Z;s1;"a;b";\r\n'.encode())
+    p.write_bytes(codecs.BOM_UTF8 + b'timestamp;session_id;event;cart_value\r\n'
+                  b'2026-10-01T10:00:00Z;s1;add_to_cart;"12,50"\r\n'
+                  b'2026-10-01T10:01:00Z;s1;"a;b";\r\n')
     _, ev, causes = _prep(p)
     assert causes == {}
     assert ev["event"].to_list() == ["add_to_cart", "a;b"] and ev["cart_value"].to_list() == [12.5, None]
@@ -816,7 +816,7 @@ def test_the_unsafe_character_test_agrees_with_its_regex_definition():
 
     from funnel.core.normalize import _UNSAFE, _has_unsafe
 
-    points = [*range(0x00, 0x250), *range(0x2000, 0x2100), 0xFEFF, 0xFFFD, 0x1F600]
+    points = [*range(0x250), *range(0x2000, 0x2100), 0xFEFF, 0xFFFD, 0x1F600]
     rnd = random.Random(3)
     values = [chr(c) for c in points] + [
         "".join(chr(rnd.choice(points)) for _ in range(rnd.randrange(0, 12))) for _ in range(3000)] + [None, ""]
@@ -831,7 +831,7 @@ def test_empty_rows_in_typed_input_are_told_apart_from_missing_timestamps(tmp_pa
     """Parquet has no blank-line marker: a row is 'empty_row' when every column is missing or
     only whitespace (the text tests run only on rows whose timestamp is missing), and a row
     with a missing timestamp but some other value is 'missing_timestamp'."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     t = datetime(2026, 10, 1, 10, tzinfo=timezone.utc)
     p = tmp_path / "t.parquet"

@@ -156,7 +156,7 @@ def _classify_ordered(base: pl.LazyFrame, k: int, window: int, order: str) -> pl
         .sort(ENTITY, _US, STEP)
     )
     # Strict order: the funnel-step event right before must be the qualifying previous step.
-    before = lambda c: pl.col(c).shift(1).over(ENTITY)  # noqa: E731
+    before = lambda c: pl.col(c).shift(1).over(ENTITY)
     right_before = (before(STEP) == pl.col(STEP) - 1) & before("_q").fill_null(False)
     # Best attempt: highest step reached, earliest anchor; its first event at each step.
     ev = ev.with_columns(right_before.alias("_rb"), pl.col(STEP).filter("_q").max().over(ENTITY).alias("_top"))
@@ -246,7 +246,7 @@ def build_explanation(entity: str, classified: pl.DataFrame, record: dict, cfg: 
     ``session_records`` (session/user ids, level, ``_excluded``)."""
     names = list(cfg.step_names)
     k = len(names)
-    iso = lambda us: None if us is None else pl.Series([us]).cast(pl.Datetime("us")).dt.strftime(  # noqa: E731
+    iso = lambda us: None if us is None else pl.Series([us]).cast(pl.Datetime("us")).dt.strftime(
         "%Y-%m-%dT%H:%M:%S%.fZ").item()
     level = int(record.get("_level") or 0)
     events = []

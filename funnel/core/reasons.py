@@ -485,7 +485,7 @@ def _long_dwell(thr: dict[int, float], k: int, abandoned: pl.Expr
     abandoners (exit -> end of session)."""
     if not thr:
         return pl.lit(False), pl.lit(None, pl.Datetime("us", "UTC")), pl.lit(None, pl.Datetime("us", "UTC")), pl.lit(False)
-    secs = lambda a, b: (b - a).dt.total_microseconds() / 1e6  # noqa: E731
+    secs = lambda a, b: (b - a).dt.total_microseconds() / 1e6
     level = pl.col(LEVEL)
     moved = [(level >= i + 2) & (secs(pl.col(step_time_col(i)), pl.col(step_time_col(i + 1))) > t)
              for i, t in sorted(thr.items()) if i + 1 < k]

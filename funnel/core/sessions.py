@@ -75,7 +75,7 @@ def _order_picks(keyed: pl.LazyFrame, frame: pl.DataFrame | None, firsts: list[t
     picks = [(_LO, pl.col(_ORD).min(), gather_first), (_HI, pl.col(_ORD).max(), gather_last)]
     picks = [p for p in picks if p[2]]
     out = keyed.group_by(ENTITY).agg(*aggs, *(key.alias(name) for name, key, _ in picks)).collect()
-    row = lambda name: (pl.col(name) % pl.lit(1 << 32, pl.Int128)).cast(pl.UInt32)  # noqa: E731
+    row = lambda name: (pl.col(name) % pl.lit(1 << 32, pl.Int128)).cast(pl.UInt32)
     for name, _, cols in picks:
         idx = out.select(row(name)).to_series()
         out = out.with_columns(frame[c].gather(idx).alias(a) for c, a in cols).drop(name)

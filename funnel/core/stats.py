@@ -83,7 +83,7 @@ def benjamini_hochberg(pvalues: list[float | None]) -> list[float | None]:
 # histograms merge by addition. Upper edges: 1 s .. ~30 days, 8 buckets per decade.
 BUCKETS_PER_DECADE = 8
 BUCKET_UPPER: tuple[float, ...] = tuple(
-    round(10 ** (i / BUCKETS_PER_DECADE), 6) for i in range(0, 6 * BUCKETS_PER_DECADE + 4)
+    round(10 ** (i / BUCKETS_PER_DECADE), 6) for i in range(6 * BUCKETS_PER_DECADE + 4)
 )
 
 

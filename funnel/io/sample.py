@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import polars as pl
@@ -153,7 +153,7 @@ class _Sim:
     def __init__(self, seed: int, plan: Plan):
         self.rng = random.Random(seed)
         self.plan = plan
-        epoch = datetime(plan.start.year, plan.start.month, plan.start.day, tzinfo=timezone.utc)
+        epoch = datetime(plan.start.year, plan.start.month, plan.start.day, tzinfo=UTC)
         self.t0 = int(epoch.timestamp() * 1000)
 
         def ms(d: date) -> int:

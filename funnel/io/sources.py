@@ -121,8 +121,7 @@ def _hidden(f: Path, root: Path) -> bool:
 def _known(f: Path) -> bool:
     name = f.name.lower()
     for c in COMPRESSIONS:
-        if name.endswith(c):
-            name = name[: -len(c)]
+        name = name.removesuffix(c)
     return Path(name).suffix in _EXT
 
 

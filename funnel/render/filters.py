@@ -16,7 +16,7 @@ def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and not math.isfinite(v))
 
 
-def fmt_int(v: float | int | None) -> str:
+def fmt_int(v: float | None) -> str:
     """Thousands-separated whole number: ``12,345``."""
     return NA if _missing(v) else f"{int(round(v)):,}"  # type: ignore[arg-type]
 

@@ -24,7 +24,7 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
         + (" (" + ", ".join(f"{escape(c.key)} {fmt_int(c.count)}" for c in inp.rejected) + ")" if inp.rejected else "")
     )
     t = Table(title=f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})", title_justify="left")
-    for col, just in ((f"step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
+    for col, just in (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
                       ("95% CI", "right"), ("from start", "right"), ("dropped", "right"), ("median time", "right")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for s in fn.steps:

@@ -204,7 +204,7 @@ def finish(lf: pl.LazyFrame, schema: pl.Schema, columns: dict[str, pl.Expr],
 
 # --- registry (imported last: the modules use the helpers above) -------------------------------
 
-from . import ga4, segment, shopify, snowplow  # noqa: E402
+from . import ga4, segment, shopify, snowplow
 
 ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (ga4, segment, snowplow, shopify)}
 

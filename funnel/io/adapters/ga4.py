@@ -86,8 +86,8 @@ def _ts(schema: pl.Schema) -> pl.Expr:
 
 def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
     schema = lf.collect_schema()
-    str_param = lambda k: _param(schema, k)  # noqa: E731
-    num_param = lambda k: _param(schema, k).str.strip_chars().cast(pl.Float64, strict=False)  # noqa: E731
+    str_param = lambda k: _param(schema, k)
+    num_param = lambda k: _param(schema, k).str.strip_chars().cast(pl.Float64, strict=False)
 
     event = as_str(get(schema, "event_name"))
     pseudo = as_str(get(schema, "user_pseudo_id"))

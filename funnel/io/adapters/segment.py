@@ -44,8 +44,8 @@ def sniff(schema: pl.Schema) -> bool:
 
 def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
     schema = lf.collect_schema()
-    s = lambda path: as_str(get(schema, path))  # noqa: E731
-    f = lambda path: as_float(get(schema, path))  # noqa: E731
+    s = lambda path: as_str(get(schema, path))
+    f = lambda path: as_float(get(schema, path))
 
     kind = s("type").str.to_lowercase()
     name = s("event")

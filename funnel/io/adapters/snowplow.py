@@ -167,8 +167,8 @@ def _num(e: pl.Expr) -> pl.Expr:
 def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
     lf = _lowercase(lf, lf.collect_schema())
     schema = lf.collect_schema()
-    s = lambda path: as_str(get(schema, path))  # noqa: E731
-    ent = lambda entity, field: _entity(schema, entity, field)  # noqa: E731
+    s = lambda path: as_str(get(schema, path))
+    ent = lambda entity, field: _entity(schema, entity, field)
 
     action = ent("action", "type")
     step = as_int((ent("checkout", "step"), pl.String))
