@@ -501,7 +501,7 @@ def _main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except BaseException as exc:
+    except BaseException as exc:   # last line of defence (BaseException: polars panics)
         if os.environ.get("FUNNEL_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

@@ -237,7 +237,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     if isinstance(sources, str):
         sources = [sources]
     spark = spark or spark_session()
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F   # (imported after the availability check)
 
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")

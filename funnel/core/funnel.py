@@ -92,7 +92,7 @@ def _qualifying_strict(ev: pl.LazyFrame, n_steps: int, window_us: int) -> pl.Laz
         (pl.col(STEP) == 0).alias("q"),
         pl.when(pl.col(STEP) == 0).then(pl.col("t")).alias("anchor"),
     )
-    prev = lambda c: shift_in_entity(pl.col(c))
+    prev = lambda c: shift_in_entity(pl.col(c))   # (the row above in the entity)
     for k in range(1, n_steps):
         ok = (
             (pl.col(STEP) == k)
