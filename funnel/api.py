@@ -441,9 +441,7 @@ def session_owners(lf: pl.LazyFrame, loaded: Loaded, clean_ids: bool = False) ->
     """``partials.session_owners`` of the input rows ``lf`` (the sessions a shard key must keep
     whole), in one pass per ``OWNER_ROWS`` input rows so that its memory stays bounded; read
     errors name the file."""
-    from .streaming import input_rows
-
-    buckets = max(1, -(-input_rows(loaded) // OWNER_ROWS))
+    buckets = max(1, -(-loaded.rows // OWNER_ROWS))
     try:
         return parts.session_owners(lf, clean_ids, buckets)
     except READ_ERRORS as exc:

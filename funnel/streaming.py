@@ -41,20 +41,9 @@ SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, 
 CLEAN_SHARD_ROWS = 20_000_000  # funnel-only on clean typed input: ~45 bytes a row held (~3.2 GB peak)
 
 
-def input_rows(loaded) -> int:
-    """The input's rows: exact for Parquet (from the files' metadata), estimated for text."""
-    total = 0
-    for f in loaded.files:
-        if f.format == "parquet":   # exact and cheap: the row count is in the file's metadata
-            total += pl.scan_parquet(str(f.path)).select(pl.len()).collect().item()
-        else:                        # text: ~100 bytes per event is typical of analytics exports
-            total += f.size // 100 * (5 if f.compression else 1)
-    return total
-
-
 def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
     """How many user shards to read the input in (1 for ordinary logs)."""
-    return max(1, -(-input_rows(loaded) // rows_per_shard))
+    return max(1, -(-loaded.rows // rows_per_shard))
 
 
 def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,

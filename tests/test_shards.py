@@ -415,3 +415,26 @@ def test_a_one_pass_analysis_sniffs_the_input_once(monkeypatch):
     monkeypatch.setattr(api, "load_events", lambda *a, **k: calls.append(1) or real(*a, **k))
     api.analyze(str(SAMPLE_EVENTS), shards=1)
     assert len(calls) == 1
+
+
+
+
+def test_the_input_row_count_is_worked_out_once_per_run(tmp_path, monkeypatch):
+    """The shard counts and the owner search's passes all follow the input's rows, read from
+    the files once (``Loaded.rows``, cached) instead of once per use."""
+    from funnel import api, streaming
+    from funnel.config import Config
+    from funnel.io.load import load_events
+
+    p = tmp_path / "log.parquet"
+    log = _login_mid_session_log()
+    log.write_parquet(p)
+    loaded = load_events([str(p)], Config())
+    assert loaded.rows == log.height and loaded.__dict__["rows"] == log.height   # cached
+    loaded.__dict__["rows"] = 10**9   # what every user now sees, without reading the files again
+    assert streaming.shard_count(loaded, rows_per_shard=10**8) == 10
+    seen = []
+    real = parts.session_owners
+    monkeypatch.setattr(parts, "session_owners", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
+    api.session_owners(loaded.lf, loaded)
+    assert seen == [-(-10**9 // api.OWNER_ROWS)]
