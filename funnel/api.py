@@ -476,78 +476,97 @@ def read_shard(files: list[str]) -> pl.LazyFrame:
 
 
 @dataclass(frozen=True)
+class _Shard:
+    """A prepared user shard: what the input summary needs, its rejected rows (a file) and, when
+    a period is analysed, its usable events (a file, read again for each period)."""
+
+    rejects: str
+    events: str | None
+    rows_read: int
+    sessionized: bool
+    attrs: list[str]
+    bounds: tuple[Any, Any]       # the first and last usable event time ((None, None): none)
+
+
+@dataclass(frozen=True)
 class _Spilled:
     """What pass 1 keeps of a shard in memory (its frames are in files)."""
 
-    files: dict[str, str]         # steps / records / aggregates / rejects -> Arrow IPC file
-    baseline: parts.Partials | None
-    rows_read: int
-    users: int
-    sessionized: bool
-    attrs: list[str]
+    files: dict[str, str]         # steps / records / aggregates -> Arrow IPC file
+    baseline: parts.Partials
 
 
-def _spill_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: SessionsLog | None,
-                 tmp: str) -> _Spilled:
-    """Pass 1 on one shard: normalise etc. (``prepare_rows``), per-entity records, the carts'
-    event aggregates and the baseline partials; what pass 2 reads goes to files: the step
-    events (paths), the records, the aggregates (diagnosis) and the rejected rows."""
-    from .core import reasons
-
-    prep = prepare_rows(read_shard(files), loaded, cfg, log)
+def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: SessionsLog | None,
+                   tmp: str, funnel_only: bool, keep: bool) -> tuple[_Shard, pl.DataFrame]:
+    """Normalise etc. one shard of the split input (``prepare_rows``) and delete its input
+    files: (the shard, its usable events). Its rejected rows go to a file, and so do its events
+    when ``keep`` (a period is analysed: the events are filtered per period later)."""
+    prep = prepare_rows(read_shard(files), loaded, cfg, log, funnel_only=funnel_only)
     ev = prep.events.collect()
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)
-    rec = entity_records(ev, cfg, prep.attrs).collect()
+    rejects = os.path.join(tmp, f"{name}-rejects.arrow")
+    prep.rejects.write_ipc(rejects, compression="lz4")
+    events = None
+    if keep:
+        events = os.path.join(tmp, f"{name}-events.arrow")
+        ev.write_ipc(events, compression="lz4")
+    bounds = ev.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).row(0) if ev.height else (None, None)
+    return _Shard(rejects, events, prep.rows_read, prep.sessionized, prep.attrs, bounds), ev
+
+
+def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str) -> _Spilled:
+    """Pass 1 on one shard's usable events: per-entity records, the carts' event aggregates and
+    the baseline partials; what pass 2 reads goes to files: the step events (paths), the
+    records and the aggregates (diagnosis)."""
+    from .core import reasons
+
+    rec = entity_records(ev, cfg, attrs).collect()
     # The diagnosis reads the events only through these per-cart aggregates: computed once, for
     # the baseline here and the diagnosis in pass 2, which then reads no event but step events.
     agg = reasons.event_aggregates(ev.lazy(), rec.lazy(), cfg).collect()
-    baseline = shard_baseline(ev.lazy(), cfg, prep.attrs, rec, agg) if rec.height else None
-    users = ev.select(pl.col(USER).drop_nulls().n_unique()).item()
+    baseline = shard_baseline(ev.lazy(), cfg, attrs, rec, agg)
     steps = ev.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)   # paths
-    del ev
     out = {}
-    for what, df in (("steps", steps), ("records", rec), ("aggregates", agg), ("rejects", prep.rejects)):
+    for what, df in (("steps", steps), ("records", rec), ("aggregates", agg)):
         out[what] = os.path.join(tmp, f"{name}-{what}.arrow")
         df.write_ipc(out[what], compression="lz4")
-    return _Spilled(out, baseline, prep.rows_read, users, prep.sessionized, prep.attrs)
+    return _Spilled(out, baseline)
 
 
-def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Progress,
-                     k: int) -> Analysis | None:
-    """The full analysis of a large input in ``k`` user shards, holding one shard at a time.
+def _shards_report(evs: Any, shards: list[_Shard], loaded: Loaded, cfg: Config, log: SessionsLog | None,
+                   rejects: Callable[[], pl.DataFrame], say: Progress, tmp: str, tag: str,
+                   funnel_only: bool) -> tuple[Report, pl.DataFrame, pl.DataFrame] | None:
+    """(report, cart table, rejected rows) of the shards' usable events ``evs`` (an iterable
+    of DataFrames, one a shard, held one at a time), or None when none has an event.
 
-    One streaming pass writes the input, partitioned by user shard, to a temporary directory
-    (``tempfile``: honours TMPDIR; removed at the end, also on error). Pass 1 prepares each
-    shard once (``_spill_shard``), keeps its baseline partials and writes its step events,
-    per-entity records, cart event aggregates and rejected rows; the baselines are merged.
-    Pass 2 reads each shard's files back for its diagnosis and partials, which merge by
-    addition into exactly the one-pass report (tests/test_shards.py). Returns None when the input has no rows (the
-    one-pass path says so).
-    """
-    with shard_dir() as tmp:
-        say(f"splitting the input into {k} user shards")
-        shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
-        log = read_sessions_log(sessions, cfg)
-        spilled: list[_Spilled] = []
-        for i, files in enumerate(shard_files):
-            if files:
-                say(f"preparing shard {i + 1} of {k}")
-                spilled.append(_spill_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp))
-        if not spilled:
-            return None
-        rows = sum(s.rows_read for s in spilled)
-        if not any(s.baseline is not None for s in spilled):   # nothing usable: say why
-            _no_usable_rows(loaded, rows, pl.concat([pl.read_ipc(s.files["rejects"]) for s in spilled],
-                                                    how="diagonal_relaxed"))
-        baseline = parts.merge([s.baseline for s in spilled if s.baseline is not None])
-        attrs = spilled[0].attrs
-        partials, carts, rejects = [], [], []
+    Full analysis: pass 1 on each shard (``_pass1``) and its baselines merged, then pass 2
+    reads each shard's files back for its diagnosis and partials, which merge by addition into
+    exactly the one-pass report (tests/test_shards.py). ``funnel_only``: each shard's funnel
+    partials (``shard_funnel``). ``shards`` (filled while ``evs`` is read) and ``rejects`` give
+    the input summary."""
+    spilled: list[_Spilled] = []
+    partials, carts, users = [], [], 0
+    # (no enumerate(): its cached result tuple would keep the last shard's events alive while
+    # the next shard is prepared)
+    i = -1
+    for ev in evs:
+        i += 1
+        if not ev.height:
+            continue
+        users += ev.select(pl.col(USER).drop_nulls().n_unique()).item()
+        if funnel_only:
+            partials.append(shard_funnel(ev.lazy(), cfg))
+        else:
+            spilled.append(_pass1(ev, f"{tag}-{i:05d}", cfg, shards[i].attrs, tmp))
+        del ev
+    if not spilled and not partials:
+        return None
+    attrs = shards[0].attrs
+    if spilled:
+        baseline = parts.merge([s.baseline for s in spilled])
         for n, s in enumerate(spilled):
             say(f"analysing shard {n + 1} of {len(spilled)}")
-            rejects.append(pl.read_ipc(s.files["rejects"]))
-            if s.baseline is None:
-                continue
             ev = pl.read_ipc(s.files["steps"]).lazy()
             diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]),
                                    pl.read_ipc(s.files["aggregates"]))
@@ -557,13 +576,113 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             for f in s.files.values():
                 os.remove(f)
     p = parts.merge(partials)
-    rej = pl.concat(rejects, how="diagonal_relaxed")
+    rej = rejects()
     say("building the report")
-    users = sum(s.users for s in spilled)
-    built = any(s.sessionized for s in spilled)
-    inp = _summary(loaded, rej, rows, users, built, log.name if log else None, p)
-    report = build_report(p, cfg, inp, attrs)
-    return Analysis(report=report, carts=pl.concat(carts).sort("session_id"), rejects=reject_table(rej))
+    built = any(s.sessionized for s in shards)
+    inp = _summary(loaded, rej, sum(s.rows_read for s in shards), users, built, log.name if log else None, p)
+    report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
+    return report, pl.concat(carts).sort("session_id") if carts else pl.DataFrame(), rej
+
+
+def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Progress, k: int,
+                     period: Any = None, compare: Any = None, rules: Any = (),
+                     funnel_only: bool = False) -> Analysis | None:
+    """The analysis of a large input in ``k`` user shards, holding one shard at a time.
+
+    One streaming pass writes the input, partitioned by user shard, to a temporary directory
+    (``tempfile``: honours TMPDIR; removed at the end, also on error). Each shard is then
+    prepared once (``_prepare_shard``) and analysed (``_shards_report``). With a period or a
+    comparison (CI mode) the shards are prepared first, their usable events kept in files: the
+    periods are resolved from the bounds of all of them, and each period's report reads every
+    shard's events of the entities that start in it, as the one-pass run does. Returns None
+    when the input has no rows (the one-pass path says so).
+    """
+    timed = not _no_period(period) or compare is not None
+    with shard_dir() as tmp:
+        say(f"splitting the input into {k} user shards")
+        shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
+        log = read_sessions_log(sessions, cfg)
+        shards: list[_Shard] = []
+
+        def prepared():   # each shard's usable events, prepared once
+            for i, files in enumerate(shard_files):
+                if files:
+                    say(f"preparing shard {i + 1} of {k}")
+                    shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, timed)
+                    shards.append(shard)
+                    yield ev
+                    del ev   # (before the next shard is prepared: one shard's events held at a time)
+
+        def rejects() -> pl.DataFrame:
+            return pl.concat([pl.read_ipc(s.rejects) for s in shards], how="diagonal_relaxed")
+
+        def why_nothing():   # no usable row at all: say why, as the one-pass run does
+            _no_usable_rows(loaded, sum(s.rows_read for s in shards), rejects())
+
+        if not timed:
+            got = _shards_report(prepared(), shards, loaded, cfg, log, rejects, say, tmp, "pass1", funnel_only)
+            if got is None:
+                if shards:
+                    why_nothing()
+                return None
+            return Analysis(report=got[0], carts=got[1], rejects=reject_table(got[2]))
+        for ev in prepared():
+            del ev
+        if not shards:
+            return None
+        firsts = [s.bounds[0] for s in shards if s.bounds[0] is not None]
+        if not firsts:
+            why_nothing()
+        lo, hi = min(firsts), max(s.bounds[1] for s in shards if s.bounds[1] is not None)
+        span, prev_span = periods.resolve_periods(pl.DataFrame({TS: [lo, hi]}).lazy(), period, compare)
+        _check_gates(rules, prev_span)
+
+        def events_in(span: periods.Span | None):
+            for s in shards:
+                ev = pl.scan_ipc(s.events)
+                yield (ev if span is None else periods.entities_in(ev, span)).collect()
+
+        got = _shards_report(events_in(span), shards, loaded, cfg, log, rejects, say, tmp, "current", funnel_only)
+        if got is None:
+            raise _no_entities_in(span, lo, hi, cfg)
+        report, carts, rej = got
+        before = None
+        if prev_span is not None:
+            say("analysing the comparison period")
+            prev = _shards_report(events_in(prev_span), shards, loaded, cfg, log, rejects, lambda _m: None, tmp,
+                                  "previous", funnel_only)
+            before = prev[0] if prev else None
+    report = _ci_report(report, span, prev_span, before, rules)
+    return Analysis(report=report, carts=carts, rejects=reject_table(rej))
+
+
+def _no_period(period: Any) -> bool:
+    return period is None or (isinstance(period, PeriodSpec) and not any(dataclasses.astuple(period)))
+
+
+def _check_gates(rules: Any, prev_span: periods.Span | None) -> None:
+    if gates.needs_comparison(rules) and prev_span is None:
+        raise ConfigError("the gate conversion_drop needs a comparison period", "add --compare previous")
+
+
+def _no_entities_in(span: periods.Span, lo: Any, hi: Any, cfg: Config) -> InputError:
+    return InputError(f"no {cfg.level}s start in the period {span.label} "
+                      f"({periods.iso(span.start)} → {periods.iso(span.end)})",
+                      f"the data covers {_iso(lo)} → {_iso(hi)}; choose another period or --as-of")
+
+
+def _ci_report(report: Report, span: periods.Span | None, prev_span: periods.Span | None,
+               before: Report | None, rules: Any) -> Report:
+    """CI mode: the analysed period in the report, the comparison with the previous period's
+    report ``before`` (None: no entity starts in it) and the gates."""
+    if span is not None:
+        report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
+    if prev_span is not None:
+        report = dataclasses.replace(report, comparison=compare_reports(report, before, report.input.period,
+                                                                        prev_span.as_period()))
+    if rules:
+        report = dataclasses.replace(report, gates=gates.evaluate(rules, report))
+    return report
 
 
 def _no_usable_rows(loaded: Loaded, rows_read: int, rejects: pl.DataFrame) -> None:
@@ -642,61 +761,48 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     if sessions is not None:
         sessions = os.fspath(sessions)
     say = progress or (lambda _msg: None)
-    no_period = period is None or (isinstance(period, PeriodSpec) and not any(dataclasses.astuple(period)))
+    no_period = _no_period(period)
     if funnel_only and no_period and sessions is None:
         from .streaming import analyze_funnel_only
 
         fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
         if fast is not None:
             return fast
-    loaded = None
-    if not funnel_only and no_period and not rules:
-        from .streaming import shard_count
+    from .streaming import SHARD_ROWS, shard_count
 
-        loaded = load_events(list(sources), cfg)
-        k = shards or shard_count(loaded, FULL_SHARD_ROWS)
-        if k > 1:   # a large input: hold one user shard at a time
-            sharded = _analyze_sharded(loaded, cfg, sessions, say, k)
-            if sharded is not None:
-                return sharded
+    loaded = load_events(list(sources), cfg)
+    k = shards or shard_count(loaded, SHARD_ROWS if funnel_only else FULL_SHARD_ROWS)
+    if k > 1:   # a large input: hold one user shard at a time
+        sharded = _analyze_sharded(loaded, cfg, sessions, say, k, period, compare, rules, funnel_only)
+        if sharded is not None:
+            return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only, loaded=loaded)
     if prep.rows_read == 0 or prep.events.select(pl.len()).collect().item() == 0:
         _no_usable_rows(prep.loaded, prep.rows_read, prep.rejects)
     # --- CI mode: analysed period (entities by first event time) -------------------------
     span, prev_span = periods.resolve_periods(prep.events, period, compare)
-    if gates.needs_comparison(rules) and prev_span is None:
-        raise ConfigError("the gate conversion_drop needs a comparison period", "add --compare previous")
+    _check_gates(rules, prev_span)
     whole = prep
     if span is not None:
         prep = dataclasses.replace(prep, events=periods.entities_in(prep.events, span).collect().lazy())
         if prep.events.select(pl.len()).collect().item() == 0:
             lo, hi = whole.events.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).collect().row(0)
-            raise InputError(f"no {cfg.level}s start in the period {span.label} "
-                             f"({periods.iso(span.start)} → {periods.iso(span.end)})",
-                             f"the data covers {_iso(lo)} → {_iso(hi)}; choose another period or --as-of")
+            raise _no_entities_in(span, lo, hi, cfg)
     # ---------------------------------------------------------------------------------------
     if funnel_only:
         say("counting the funnel")
         p = shard_funnel(prep.events, cfg)
         report = build_report(p, cfg, input_summary(prep, p), prep.attrs, funnel_only=True)
-        if span is not None:
-            report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
-        return Analysis(report=report, carts=pl.DataFrame(), rejects=reject_table(prep.rejects))
+        return Analysis(report=_ci_report(report, span, None, None, ()), carts=pl.DataFrame(),
+                        rejects=reject_table(prep.rejects))
     p, diag = _one_shard(prep.events, cfg, prep.attrs, say)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
-    # --- CI mode: period, comparison, gates ------------------------------------------------
-    if span is not None:
-        report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
+    before = None
     if prev_span is not None:
         say("analysing the comparison period")
         before = _period_report(whole, cfg, prev_span)
-        cur_period = report.input.period
-        report = dataclasses.replace(report, comparison=compare_reports(report, before, cur_period,
-                                                                        prev_span.as_period()))
-    if rules:
-        report = dataclasses.replace(report, gates=gates.evaluate(rules, report))
-    # ---------------------------------------------------------------------------------------
+    report = _ci_report(report, span, prev_span, before, rules)
     return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
 
 
