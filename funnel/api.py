@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any
@@ -515,6 +515,20 @@ def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log
     return _Shard(rejects, events, prep.rows_read, prep.sessionized, prep.attrs, bounds), ev
 
 
+def prepared_shards(shard_files: list[list[str]], loaded: Loaded, cfg: Config, log: SessionsLog | None,
+                    tmp: str, say: Progress, into: list[_Shard], funnel_only: bool = False,
+                    keep: bool = False) -> Iterator[pl.DataFrame]:
+    """Each user shard of ``split_rows`` prepared once (``_prepare_shard``, its input files then
+    deleted): its usable events, one shard at a time; ``into`` receives each ``_Shard``."""
+    for i, files in enumerate(shard_files):
+        if files:
+            say(f"preparing shard {i + 1} of {len(shard_files)}")
+            shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep)
+            into.append(shard)
+            yield ev
+            del ev   # (before the next shard is prepared: one shard's events held at a time)
+
+
 def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str) -> _Spilled:
     """Pass 1 on one shard's usable events: per-entity records, the carts' event aggregates and
     the baseline partials; what pass 2 reads goes to files: the step events (paths), the
@@ -603,15 +617,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
         shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
         log = read_sessions_log(sessions, cfg)
         shards: list[_Shard] = []
-
-        def prepared():   # each shard's usable events, prepared once
-            for i, files in enumerate(shard_files):
-                if files:
-                    say(f"preparing shard {i + 1} of {k}")
-                    shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, timed)
-                    shards.append(shard)
-                    yield ev
-                    del ev   # (before the next shard is prepared: one shard's events held at a time)
+        prepared = lambda: prepared_shards(shard_files, loaded, cfg, log, tmp, say, shards, funnel_only, timed)
 
         def rejects() -> pl.DataFrame:
             return pl.concat([pl.read_ipc(s.rejects) for s in shards], how="diagonal_relaxed")

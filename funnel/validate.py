@@ -11,37 +11,69 @@ from .core.normalize import REJECT_CAUSES
 from .schema import EVENT, REJECT, ROLES, SESSION, TS, USER
 
 
-def describe_input(sources: list[str], cfg: Config) -> dict[str, Any]:
-    """Format, column roles, time range, sessions, users, events per name, rejected rows."""
-    from .api import prepare
+def _facts(ev: pl.DataFrame, cfg: Config) -> dict[str, Any]:
+    """What ``describe_input`` reports of usable events ``ev``, in parts that merge across user
+    shards (counts add; sessions and users too, as a user's events are in one shard)."""
+    return {
+        "usable": ev.height,
+        "lo": ev[TS].min(), "hi": ev[TS].max(),
+        "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
+        "users": int(ev[USER].drop_nulls().n_unique()) if ev.height else 0,
+        "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
+        "steps": {s.name: ev.filter(pl.col(EVENT).is_in(list(s.events))).height for s in cfg.steps},
+    }
+
+
+def describe_input(sources: list[str], cfg: Config, shards: int | None = None) -> dict[str, Any]:
+    """Format, column roles, time range, sessions, users, events per name, rejected rows.
+
+    Inputs over ``api.FULL_SHARD_ROWS`` rows (or ``shards`` > 1) are read in user shards, one
+    at a time, as ``analyze`` reads them, so memory stays bounded."""
+    from . import api
     from .core.signals import catalogue
+    from .io.load import load_events
+    from .streaming import shard_count
 
     catalogue(cfg)  # report config mistakes here too, not only in analyze
-    prep = prepare(sources, cfg)
-    ev = prep.events.collect()
-    rej = prep.rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
-    per_event = ev.group_by(EVENT).agg(pl.len().alias("n")).sort(["n", EVENT], descending=[True, False])
+    loaded = load_events(sources, cfg)
+    k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
+    if k > 1:
+        with api.shard_dir() as tmp:
+            files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
+            done: list = []
+            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, lambda _m: None, done)]
+            rejects = pl.concat([pl.read_ipc(s.rejects, columns=[REJECT]) for s in done]) if done \
+                else pl.DataFrame({REJECT: []}, schema={REJECT: pl.String})
+        rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
+            (done[0].attrs if done else [])
+    if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
+        prep = api.prepare(sources, cfg, loaded=loaded)
+        facts, rejects = [_facts(prep.events.collect(), cfg)], prep.rejects
+        rows_read, sessionized, attrs = prep.rows_read, prep.sessionized, prep.attrs
+    rej = rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
+        .sort(["n", EVENT], descending=[True, False])
+    los = [f["lo"] for f in facts if f["lo"] is not None]
+    lo, hi = (min(los), max(f["hi"] for f in facts if f["hi"] is not None)) if los else (None, None)
     step_of = {e: s.name for s in cfg.steps for e in s.events}
-    ts = ev[TS] if ev.height else None
     return {
-        "files": [str(f.path) for f in prep.loaded.files],
+        "files": [str(f.path) for f in loaded.files],
         "file_formats": {str(f.path): f.format + (f"+{f.compression}" if f.compression else "")
-                         for f in prep.loaded.files},
-        "format": prep.loaded.format,
-        "columns": dict(prep.loaded.columns),
-        "segment_columns": list(prep.attrs),
-        "rows_read": prep.rows_read,
-        "usable_rows": ev.height,
-        "rows_rejected": prep.rejects.height,
-        "rejected": [{"cause": k, "rows": int(n), "meaning": REJECT_CAUSES.get(k, k)} for k, n in rej.iter_rows()],
-        "time_range": {"start": ts.min().strftime("%Y-%m-%dT%H:%M:%SZ") if ev.height else None,
-                       "end": ts.max().strftime("%Y-%m-%dT%H:%M:%SZ") if ev.height else None},
-        "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
-        "sessions_built_from_inactivity": prep.sessionized,
-        "users": int(ev[USER].drop_nulls().n_unique()) if ev.height else 0,
+                         for f in loaded.files},
+        "format": loaded.format,
+        "columns": dict(loaded.columns),
+        "segment_columns": list(attrs),
+        "rows_read": rows_read,
+        "usable_rows": sum(f["usable"] for f in facts),
+        "rows_rejected": rejects.height,
+        "rejected": [{"cause": k_, "rows": int(n), "meaning": REJECT_CAUSES.get(k_, k_)} for k_, n in rej.iter_rows()],
+        "time_range": {"start": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo else None,
+                       "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},
+        "sessions": sum(f["sessions"] for f in facts),
+        "sessions_built_from_inactivity": sessionized,
+        "users": sum(f["users"] for f in facts),
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
-        "funnel_steps_found": {s.name: int(ev.filter(pl.col(EVENT).is_in(list(s.events))).height)
-                               for s in cfg.steps},
+        "funnel_steps_found": {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps},
     }
 
 

@@ -549,3 +549,17 @@ def test_one_shard_of_events_is_held_at_a_time(spec, monkeypatch):
     monkeypatch.setattr(api, "_prepare_shard", prepare)
     api.analyze(str(SAMPLE_EVENTS), shards=4, period=PeriodSpec(**spec) if spec else None)
     assert len(alive) == 4 and alive == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_validate_in_user_shards_equals_one_pass(k, tmp_path):
+    """``funnel validate`` on a large input reads it in user shards like ``analyze`` (it held
+    the whole input in memory): every finding equals the one-pass reading's, on the sample and
+    on dirty CSV input (ids to clean, sessions to build, bad rows, duplicates across files)."""
+    from funnel.validate import describe_input
+
+    for files in ([str(SAMPLE_EVENTS)], _messy_csvs(tmp_path)):
+        one, many = describe_input(files, Config(), shards=1), describe_input(files, Config(), shards=k)
+        assert many == one
+        assert one["usable_rows"] and one["sessions"] and one["events"]
+    assert one["rows_rejected"] and one["sessions_built_from_inactivity"]
