@@ -563,3 +563,37 @@ def test_validate_in_user_shards_equals_one_pass(k, tmp_path):
         assert many == one
         assert one["usable_rows"] and one["sessions"] and one["events"]
     assert one["rows_rejected"] and one["sessions_built_from_inactivity"]
+
+
+def test_explain_in_user_shards_equals_one_pass():
+    """``funnel explain`` on a large input reads it in user shards (it held the whole input):
+    the explanation — diagnosis from the merged baseline included — equals the one-pass one for
+    diagnosed abandoned carts, a converter and a user-level id, and an unknown id gets the same
+    error (closest ids, or sorted neighbours, and the id count) from the shards' hints."""
+    from funnel.core.explain import explain
+    from funnel.errors import InputError
+
+    from funnel.api import analyze
+
+    cfg = Config()
+    carts = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), shards=1).carts
+    diagnosed = carts.filter(pl.col("reason").is_not_null() & (pl.col("reason") != "unknown"))
+    picks = diagnosed.group_by("reason").agg(pl.col("session_id").min()).sort("reason")["session_id"].to_list()
+    ev = pl.read_csv(SAMPLE_EVENTS)
+    converter = ev.filter(pl.col("event") == "purchase").sort("session_id")["session_id"][0]
+    assert len(picks) >= 3 and converter not in carts["session_id"].to_list()
+    for sid in [*picks, converter]:
+        a = explain([str(SAMPLE_EVENTS)], sid, cfg, sessions=str(SAMPLE_SESSIONS), shards=1)
+        b = explain([str(SAMPLE_EVENTS)], sid, cfg, sessions=str(SAMPLE_SESSIONS), shards=3)
+        assert b == a
+    assert {explain([str(SAMPLE_EVENTS)], s, cfg, shards=1).reason for s in picks} >= {"payment", "shipping"}
+    user = ev.filter(pl.col("user_id").is_not_null())["user_id"].sort()[5]
+    ucfg = cfg.with_overrides(level="user")
+    assert explain([str(SAMPLE_EVENTS)], user, ucfg, shards=3) == explain([str(SAMPLE_EVENTS)], user, ucfg, shards=1)
+    for wrong in ("s_0001x", "zzz", "0", picks[0][:-1] + "Z"):
+        msgs = []
+        for k in (1, 4):
+            with pytest.raises(InputError) as exc:
+                explain([str(SAMPLE_EVENTS)], wrong, cfg, shards=k)
+            msgs.append((str(exc.value), exc.value.hint))
+        assert msgs[0] == msgs[1], (wrong, msgs)

@@ -22,6 +22,7 @@ Everything here is pure polars; ``explain`` is the library entry that reads the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -302,30 +303,95 @@ def _verdict(level: int, names: list[str], excluded: bool, outcomes: list[StepOu
 # --- library entry ------------------------------------------------------------------------
 
 def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
-            sessions: str | None = None, diagnose: bool = True) -> Explanation:
+            sessions: str | None = None, diagnose: bool = True, shards: int | None = None) -> Explanation:
     """Read the input, find ``entity`` (a session id, or a user id with ``level='user'``) and
     explain its funnel level; add the diagnosis (reason, evidence) when the module exists.
 
+    Inputs over ``api.FULL_SHARD_ROWS`` rows (or ``shards`` > 1) are read in user shards, one at
+    a time, as ``analyze`` reads them: the entity's events and its user's come from its shard,
+    the diagnosis baseline is merged from every shard's.
+
     Raises ``InputError`` with a did-you-mean when the id is unknown."""
     from .. import api
-    from ..errors import InputError, did_you_mean
-    from .sessions import session_records
+    from ..io.load import load_events
+    from ..streaming import shard_count
 
-    prep = api.prepare(list(sources), cfg, sessions=sessions)
+    loaded = load_events(list(sources), cfg)
+    k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
+    if k > 1:
+        got = _explain_in_shards(loaded, entity, cfg, sessions, diagnose, k)
+        if got is not None:
+            return got
+    prep = api.prepare(list(sources), cfg, sessions=sessions, loaded=loaded)
     ev = prep.events
     mine = ev.filter(pl.col(ENTITY) == entity).collect()
     if mine.height == 0:
-        ids = ev.select(pl.col(ENTITY).unique().sort()).collect().to_series()
-        near = did_you_mean(entity, ids.to_list(), n=3)
-        if not near and ids.len():
-            i = int(ids.search_sorted(entity))
-            near = ids.slice(max(0, i - 1), 2).to_list()
-        what = "session" if cfg.level == "session" else "user"
-        raise InputError(f"no {what} {entity!r} in the input ({ids.len():,} {what}s)",
-                         ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?") if near
-                         else f"list the {what} ids with 'funnel analyze --carts FILE'")
+        raise _unknown(entity, ev.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
+    return _explained(entity, mine, cfg, prep.attrs, diagnose, lambda: ev, lambda: api.shard_baseline(ev, cfg, prep.attrs))
+
+
+def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None):
+    """The error for an id not in the input: the closest of ``ids`` (sorted), or its neighbours."""
+    from ..errors import InputError, did_you_mean
+
+    near = did_you_mean(entity, ids.to_list(), n=3)
+    if not near and ids.len():
+        i = int(ids.search_sorted(entity))
+        near = ids.slice(max(0, i - 1), 2).to_list()
+    what = "session" if cfg.level == "session" else "user"
+    n_ids = ids.len() if n_ids is None else n_ids
+    return InputError(f"no {what} {entity!r} in the input ({n_ids:,} {what}s)",
+                      ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?") if near
+                      else f"list the {what} ids with 'funnel analyze --carts FILE'")
+
+
+def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, diagnose: bool,
+                       k: int) -> Explanation | None:
+    """``explain`` over ``k`` user shards (None: the input has no rows; the one-pass reading
+    says so). Of each shard it keeps only its baseline partials (when ``diagnose``) and, for an
+    unknown id, its closest ids and sorted neighbours, whose union gives the one-pass answer."""
+    from .. import api
+    from . import partials as parts
+
+    with api.shard_dir() as tmp:
+        files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
+        log = api.read_sessions_log(sessions, cfg)
+        done: list = []
+        baselines, hints, n_ids, found = [], [], 0, None
+        for ev in api.prepared_shards(files, loaded, cfg, log, tmp, lambda _m: None, done):
+            if not ev.height:
+                continue
+            if diagnose:
+                baselines.append(api.shard_baseline(ev.lazy(), cfg, done[-1].attrs))
+            mine = ev.filter(pl.col(ENTITY) == entity)
+            if mine.height:   # its user's events are in this shard too: keep them for the diagnosis
+                users = mine[USER].drop_nulls().unique().to_list()
+                found = (mine, ev.filter(pl.col(USER).is_in(users) | (pl.col(ENTITY) == entity)), done[-1].attrs)
+            elif found is None:
+                from ..errors import did_you_mean
+
+                ids = ev.select(pl.col(ENTITY).unique().sort()).to_series()
+                n_ids += ids.len()
+                i = int(ids.search_sorted(entity))
+                hints += did_you_mean(entity, ids.to_list(), n=3) + ids.slice(max(0, i - 2), 4).to_list()
+            del ev
+    if not done:
+        return None
+    if found is None:
+        raise _unknown(entity, pl.Series(sorted(set(hints)), dtype=pl.String), cfg, n_ids)
+    mine, pool, attrs = found
+    return _explained(entity, mine, cfg, attrs, diagnose, lambda: pool.lazy(), lambda: parts.merge(baselines))
+
+
+def _explained(entity: str, mine: pl.DataFrame, cfg: Config, attrs: list[str], diagnose: bool,
+               events: Callable[[], pl.LazyFrame], baseline: Callable[[], dict]) -> Explanation:
+    """The explanation of ``entity`` from its events ``mine``; the diagnosis reads
+    ``events()`` (every event of its user, at least) and ``baseline()`` (input-wide)."""
+    from .. import api
+    from .sessions import session_records
+
     classified = classify(mine.lazy(), cfg).collect()
-    rec = session_records(mine.lazy(), cfg, prep.attrs).collect().row(0, named=True)
+    rec = session_records(mine.lazy(), cfg, attrs).collect().row(0, named=True)
     out = build_explanation(entity, classified, rec, cfg)
     if not diagnose:
         return out
@@ -336,9 +402,8 @@ def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
     # The diagnosis sees every event of the entity's user (recovery looks at later sessions) and
     # the input-wide baseline (e.g. converters' dwell), as in a full analysis.
     user = rec.get(USER)
-    scope = ev.filter((pl.col(USER) == user) if user is not None else (pl.col(ENTITY) == entity))
-    baseline = api.shard_baseline(ev, cfg, prep.attrs)
-    diag = api.shard_diagnosis(scope, cfg, prep.attrs, baseline).filter(pl.col(ENTITY) == entity)
+    scope = events().filter((pl.col(USER) == user) if user is not None else (pl.col(ENTITY) == entity))
+    diag = api.shard_diagnosis(scope, cfg, attrs, baseline()).filter(pl.col(ENTITY) == entity)
     if not diag.height or diag["reason"][0] is None:
         return _replace(out, diagnosis_note="no diagnosis: only abandoned carts get a reason")
     row = diag.row(0, named=True)
