@@ -1,6 +1,6 @@
 """Scale benchmark: funnel vs a bare polars scan vs an independent DuckDB SQL funnel.
 
-    python benchmarks/bench.py --sizes 1M,20M [--repeat 1] [--threads N]
+    python benchmarks/bench.py --sizes 1M,20M [--repeat 1] [--contenders funnel-only,full,ci,...]
 
 Optional contender: ClickHouse's windowFunnel through chDB (``pip install chdb``), run when
 chDB is installed; its step counts are checked against funnel's too.
@@ -113,6 +113,7 @@ def funnel_totals(report_json: str) -> str:
 
 KEYS = {"funnel-only": "funnel analyze --steps --json (funnel only)",
         "full": "funnel analyze (full analysis + HTML report)",
+        "ci": "funnel analyze --period last-7d --compare previous (weekly CI job + HTML report)",
         "polars": "polars scan + group_by(session).len()",
         "duckdb": "DuckDB SQL funnel (ASOF join per step)",
         "duckdb-totals": "DuckDB SQL funnel + input totals (rows, sessions, users, period)",
@@ -133,6 +134,9 @@ def bench_size(n: int, data_dir: Path, repeat: int, only: list[str] | None = Non
         "funnel analyze (full analysis + HTML report)":
             [PY, "-m", "funnel", "analyze", str(path), "--steps", steps, "--json", str(tmp / "full.json"),
              "--html", str(tmp / "r.html"), "-q"],
+        KEYS["ci"]:
+            [PY, "-m", "funnel", "analyze", str(path), "--steps", steps, "--period", "last-7d", "--compare",
+             "previous", "--json", str(tmp / "ci.json"), "--html", str(tmp / "ci.html"), "-q"],
         "polars scan + group_by(session).len()": [PY, "-c", POLARS_COUNT, str(path)],
         "DuckDB SQL funnel (ASOF join per step)": [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US)],
         KEYS["duckdb-totals"]: [PY, "-c", DUCKDB_SQL, str(path), steps, str(WINDOW_US), "totals"],
