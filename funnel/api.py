@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any
@@ -548,7 +548,7 @@ def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str)
     return _Spilled(out, baseline)
 
 
-def _shards_report(evs: Any, shards: list[_Shard], loaded: Loaded, cfg: Config, log: SessionsLog | None,
+def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Loaded, cfg: Config, log: SessionsLog | None,
                    rejects: Callable[[], pl.DataFrame], say: Progress, tmp: str, tag: str,
                    funnel_only: bool) -> tuple[Report, pl.DataFrame, pl.DataFrame] | None:
     """(report, cart table, rejected rows) of the shards' usable events ``evs`` (an iterable
@@ -754,8 +754,9 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     ``funnel_only`` reads only the funnel's columns and computes the funnel and abandonment
     counts (no reasons, paths, segments, cart table); ignored with ``compare`` or gates.
 
-    ``shards`` (default: one per ``FULL_SHARD_ROWS`` input rows; 1 = one pass) splits the input
-    into that many user shards, analysed one at a time; the report is the same as in one pass.
+    ``shards`` (default: one per ``FULL_SHARD_ROWS`` input rows, or ``streaming.SHARD_ROWS`` for
+    a funnel-only run; 1 = one pass) splits the input into that many user shards, analysed one
+    at a time — also with a period, a comparison or gates; the report is the same as in one pass.
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work

@@ -451,6 +451,7 @@ _GATES = ("conversion_drop > 5", "step:purchase:conversion < 0.7")
     (2, dict(period="last-week", as_of="2026-11-03"), {}),  # relative to the data: resolved from every shard
     (4, dict(since="2026-10-01"), {"funnel_only": True}),   # funnel only, open end
     (2, dict(period="2026-10", compare="2026-09-01..2026-10-01"), {}),   # explicit comparison
+    (3, dict(period="2026-W40", compare="previous"), {}),  # the data's first week: nobody starts in the previous one
 ])
 def test_ci_mode_in_user_shards_equals_one_pass(k, spec, kw, tmp_path, monkeypatch):
     """A period, a comparison and gates (the weekly CI job) on a large input are analysed in
@@ -471,7 +472,9 @@ def test_ci_mode_in_user_shards_equals_one_pass(k, spec, kw, tmp_path, monkeypat
     assert many.carts.equals(one.carts) and many.rejects.equals(one.rejects)
     doc = many.report.to_dict()
     assert doc["input"]["period"]["start"] is not None
-    if "compare" in spec:
+    if spec.get("period") == "2026-W40":
+        assert doc["comparison"]["previous"]["start"] == "2026-09-21T00:00:00Z"
+    elif "compare" in spec:
         assert doc["comparison"]["previous"]["start"] is not None and doc["comparison"]["steps"]
     if kw.get("fail_on"):   # the outage week fires the purchase conversion gate
         assert [g["fired"] for g in doc["gates"]] == [False, True]
