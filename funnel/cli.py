@@ -196,13 +196,10 @@ def analyze(
         only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
         with _Progress(err) as progress:
             if engine == "spark":
-                if period or since or until or compare or cfg.fail_on:
-                    raise ConfigError("--engine spark does not support periods, --compare or gates yet",
-                                      "run them with --engine local")
                 from .spark import analyze_spark
 
                 result = analyze_spark(events, cfg, sessions=sessions, progress=progress,
-                                       tables=bool(carts or rejects))
+                                       tables=bool(carts or rejects), period=spec)
             else:
                 result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only)
         report = result.report

@@ -14,8 +14,13 @@ per partition, with ``mapInArrow``:
 The session is ``SparkSession.builder.getOrCreate()``, so ``spark-submit``, ``SPARK_REMOTE``
 (Spark Connect) and ``spark-defaults.conf`` decide where it runs; without any, PySpark runs
 locally. Executors need ``funnel`` importable (``pip install funnel`` on the nodes or
-``--py-files``). A ``--sessions`` log is read on the driver and shipped to every shard. Not
-yet supported with this engine: vendor export formats, periods, comparisons and gates.
+``--py-files``). A ``--sessions`` log is read on the driver and shipped to every shard.
+
+CI mode (a period, ``--compare``, gates): a first pass returns each shard's first and last
+usable event time, from which the driver resolves the periods as ``api.analyze`` does; passes
+1 and 2 then run, in each shard, once per period on the entities that start in it (partials
+named ``cur/…`` and ``prev/…``), so the comparison costs no extra read. Not yet supported with
+this engine: vendor export formats.
 """
 
 from __future__ import annotations
@@ -148,24 +153,44 @@ def _blobs(p: parts.Partials):
                                      schema=pa.schema([("name", pa.string()), ("blob", pa.binary())]))
 
 
-def _pass1(rename, cfg, attrs, log):
+def _in_spans(frame: pl.DataFrame, spans):
+    """(prefix, events) of a shard's usable events per period: ``spans`` are (prefix, span or
+    None); a span keeps the entities whose first event is in it (``periods.entities_in``)."""
+    from .periods import entities_in
+
+    for prefix, span in spans:
+        yield prefix, frame if span is None else entities_in(frame.lazy(), span).collect()
+
+
+def _pass0(rename, cfg):
+    def run(batches):   # CI mode: the shard's first and last usable event time
+        from .schema import TS
+
+        usable, _ = _prepare_shard(batches, rename, cfg)
+        if usable.height:
+            yield from _blobs({"_bounds": usable.select(pl.col(TS).min().alias("min_ts"),
+                                                        pl.col(TS).max().alias("max_ts"))})
+    return run
+
+
+def _pass1(rename, cfg, attrs, log, spans):
     def run(batches):
         from .api import entity_records, shard_baseline
 
         usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0:
             return
-        frame = usable.drop("_built_session")
-        ev = frame.lazy()
-        rec = entity_records(frame, cfg, attrs).collect()
-        yield from _blobs(shard_baseline(ev, cfg, attrs, rec))
+        for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
+            if frame.height:
+                rec = entity_records(frame, cfg, attrs).collect()
+                yield from _blobs({prefix + k: v for k, v in shard_baseline(frame.lazy(), cfg, attrs, rec).items()})
     return run
 
 
 TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, not added
 
 
-def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool):
+def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans):
     def run(batches):
         from .api import carts_table, entity_records, shard_diagnosis, shard_partials
         from .schema import ENTITY, REJECT, USER
@@ -173,11 +198,9 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
         usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0 and rejects.height == 0:
             return
-        baseline = {k: pl.read_ipc(io.BytesIO(v)) for k, v in baseline_ipc.items()}
         meta = {
             "_input": pl.DataFrame({
                 "n_rows": [usable.height + rejects.height],
-                "n_users": [usable[USER].drop_nulls().n_unique() if usable.height else 0],  # shards hold disjoint users
                 "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
                 "n_capped": [rejects.filter(pl.col(REJECT) == "session_cap")[ENTITY].n_unique()
                              if rejects.height else 0],
@@ -189,15 +212,23 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
         if tables and rejects.height:
             p[TABLE + "rejects"] = rejects.drop("_built_session", strict=False)
         if usable.height:
-            frame = usable.drop("_built_session")
-            ev = frame.lazy()
-            rec = entity_records(frame, cfg, attrs).collect()
-            diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
-            p.update(shard_partials(ev, cfg, attrs, baseline, diag))
-            if tables:
-                p[TABLE + "carts"] = carts_table(diag, cfg)
+            for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
+                if not frame.height:
+                    continue
+                baseline = {k[len(prefix):]: pl.read_ipc(io.BytesIO(v)) for k, v in baseline_ipc.items()
+                            if k.startswith(prefix)}
+                ev = frame.lazy()
+                rec = entity_records(frame, cfg, attrs).collect()
+                diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
+                p[prefix + "_users"] = pl.DataFrame({"n_users": [frame[USER].drop_nulls().n_unique()]})  # shards hold disjoint users
+                p.update({prefix + k: v for k, v in shard_partials(ev, cfg, attrs, baseline, diag).items()})
+                if tables and prefix == CURRENT:
+                    p[TABLE + "carts"] = carts_table(diag, cfg)
         yield from _blobs(p)
     return run
+
+
+CURRENT, PREVIOUS = "cur/", "prev/"   # the partials of the analysed period and of the comparison
 
 
 def _collect_partials(df) -> parts.Partials:
@@ -221,16 +252,21 @@ def _collect_partials(df) -> parts.Partials:
 # --- the driver -----------------------------------------------------------------------------
 
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
-                  progress=None, spark=None, tables: bool = True):
+                  progress=None, spark=None, tables: bool = True, period=None, compare=None):
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry the file
-    Spark read them from; row numbers are unknown there)."""
-    from .api import Analysis, build_report, read_sessions_log, reject_table
+    Spark read them from; row numbers are unknown there). ``period``, ``compare`` and
+    ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
+    from . import gates, periods
+    from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, build_report,
+                      read_sessions_log, reject_table)
+    from .schema import TS
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE
 
     say = progress or (lambda _msg: None)
+    rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
     if cfg.format not in ("auto", "events"):
         raise ConfigError(f"--engine spark reads generic event tables, not {cfg.format!r} exports",
                           "use --engine local for vendor exports")
@@ -276,40 +312,66 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
     shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
+    span = prev_span = lo = hi = None
+    if not _no_period(period) or compare is not None:
+        say("pass 0: the first and last event per shard (periods)")
+        b = _collect_partials(shards.mapInArrow(_pass0(rename, cfg), PARTIAL_SCHEMA))
+        if "_bounds" not in b:
+            _no_usable_rows(sources)
+        lo, hi = b["_bounds"].row(0)
+        span, prev_span = periods.resolve_periods(pl.DataFrame({TS: [lo, hi]}).lazy(), period, compare)
+        _check_gates(rules, prev_span)
+    spans = [(CURRENT, span)] + ([(PREVIOUS, prev_span)] if prev_span is not None else [])
     say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped), PARTIAL_SCHEMA))
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped, spans), PARTIAL_SCHEMA))
     ipc = {}
     for k, v in baseline.items():
         buf = io.BytesIO()
         v.write_ipc(buf)
         ipc[k] = buf.getvalue()
     say("pass 2: diagnosis and partials per shard")
-    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables), PARTIAL_SCHEMA))
+    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables, spans), PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
-    if not p or "totals" not in p:
-        from .errors import InputError
-
-        raise InputError(f"{', '.join(sources)}: no usable rows", "check the input with 'funnel validate'")
+    if "_input" not in p:
+        _no_usable_rows(sources)
     meta = p.pop("_input").row(0, named=True)
     rej = p.pop("_rejects").sort("cause")
-    totals = p["totals"].row(0, named=True)
     from .api import _iso
 
-    inp = InputSummary(
-        files=list(sources), format="events", columns=dict(roles), rows_read=int(meta["n_rows"]),
-        rows_rejected=int(rej["n"].sum()) if rej.height else 0,
-        rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
-        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
-        users=int(meta["n_users"]), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
-        sessionized=bool(meta["n_sessionized"]), capped_sessions=int(meta["n_capped"]),
-        sessions_log=log.name if log else None,
-    )
+    def report_of(prefix: str):
+        part = {name[len(prefix):]: df for name, df in p.items() if name.startswith(prefix)}
+        if "totals" not in part:
+            return None
+        totals, users = part["totals"].row(0, named=True), part.pop("_users")["n_users"][0]
+        inp = InputSummary(
+            files=list(sources), format="events", columns=dict(roles), rows_read=int(meta["n_rows"]),
+            rows_rejected=int(rej["n"].sum()) if rej.height else 0,
+            rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
+            events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
+            users=int(users), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
+            sessionized=bool(meta["n_sessionized"]), capped_sessions=int(meta["n_capped"]),
+            sessions_log=log.name if log else None,
+        )
+        return build_report(part, cfg, inp, attrs)
+
     say("building the report")
-    report = build_report(p, cfg, inp, attrs)
+    report = report_of(CURRENT)
+    if report is None:
+        if span is None:
+            _no_usable_rows(sources)
+        raise _no_entities_in(span, lo, hi, cfg)
+    before = report_of(PREVIOUS) if prev_span is not None else None
+    report = _ci_report(report, span, prev_span, before, rules)
     return Analysis(report=report, carts=carts.sort("session_id") if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))
+
+
+def _no_usable_rows(sources) -> None:
+    from .errors import InputError
+
+    raise InputError(f"{', '.join(sources)}: no usable rows", "check the input with 'funnel validate'")
 
 
 __all__ = ["EngineError", "analyze_spark", "spark_session"]

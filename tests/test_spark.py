@@ -92,6 +92,46 @@ def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark):
     assert there["input"]["sessions_log"] == here["input"]["sessions_log"] == sessions_log
 
 
+@pytest.mark.parametrize("spec", [dict(period="last-7d", compare="previous"), dict(since="2026-10-20")])
+def test_spark_ci_mode_matches_local(log, spark, spec):
+    """CI mode on Spark: the periods resolved from the shards' bounds (pass 0), each period's
+    report from the entities that start in it, the comparison and the gates equal the local
+    engine's; the cart table is the analysed period's."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.periods import PeriodSpec
+    from funnel.spark import analyze_spark
+
+    rules = ("conversion_drop > 0.5",) if "compare" in spec else ()   # (it needs a comparison)
+    cfg = Config().with_overrides(fail_on=(*rules, "step:purchase:conversion < 0.99"))
+    here = analyze(log, cfg, period=PeriodSpec(**spec))
+    there = analyze_spark(log, cfg, spark=spark, period=PeriodSpec(**spec))
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    for key in ("funnel", "abandonment", "comparison", "gates"):
+        assert remote[key] == local[key], key
+    for key in ("rows_read", "rows_rejected", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+    assert local["gates"] and any(g["fired"] for g in local["gates"])
+    assert local["input"]["sessions"] < analyze(log).report.input.sessions   # a real subset
+    assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
+
+
+def test_spark_period_without_data_is_the_local_error(log, spark):
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.periods import PeriodSpec
+    from funnel.spark import analyze_spark
+
+    msgs = []
+    for run in (lambda: analyze(log, period=PeriodSpec(period="2030-01")),
+                lambda: analyze_spark(log, Config(), spark=spark, period=PeriodSpec(period="2030-01"))):
+        with pytest.raises(InputError) as exc:
+            run()
+        msgs.append((str(exc.value), exc.value.hint))
+    assert msgs[0] == msgs[1] and "no sessions start in the period 2030-01" in msgs[0][0]
+
+
 def test_missing_pyspark_is_a_clear_error(monkeypatch):
     import builtins
 
