@@ -600,3 +600,29 @@ def test_explain_in_user_shards_equals_one_pass():
                 explain([str(SAMPLE_EVENTS)], wrong, cfg, shards=k)
             msgs.append((str(exc.value), exc.value.hint))
         assert msgs[0] == msgs[1], (wrong, msgs)
+
+
+def test_the_weekly_job_goes_red_in_shards_from_the_cli(tmp_path, monkeypatch):
+    """End to end through the CLI: the weekly job (a week, the previous one, gates) on an input
+    large enough to be sharded writes the same JSON as one pass, and exits 1 when a gate fires."""
+    from typer.testing import CliRunner
+
+    from funnel import api
+    from funnel.cli import app
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    sharded = []
+    real = api._analyze_sharded
+    monkeypatch.setattr(api, "_analyze_sharded", lambda *a, **kw: sharded.append(a[4]) or real(*a, **kw))
+    docs = []
+    for rows in (10**9, 10_000):   # one pass, then user shards of ~10K rows (41,803 rows; estimated for CSV)
+        monkeypatch.setattr(api, "FULL_SHARD_ROWS", rows)
+        out = tmp_path / f"{rows}.json"
+        r = CliRunner().invoke(app, [
+            "analyze", str(SAMPLE_EVENTS), "--sessions", str(SAMPLE_SESSIONS), "--period", "last-week",
+            "--as-of", "2026-11-03", "--compare", "previous", "--fail-on", "step:purchase:conversion<0.7",
+            "--json", str(out), "-q"])
+        assert r.exit_code == 1, r.output
+        assert "gate step:purchase:conversion < 0.7: 0.6346 FIRED" in r.output
+        docs.append(out.read_text())
+    assert len(sharded) == 1 and sharded[0] > 1 and docs[0] == docs[1]
