@@ -372,22 +372,32 @@ def _iso(ts: Any) -> str | None:
 
 def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
     users = prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
-    return _summary(prep.loaded, prep.rejects, prep.rows_read, users, prep.sessionized, prep.sessions_log, p)
+    return _summary(prep.loaded, reject_counts(prep.rejects), prep.rows_read, users, prep.sessionized,
+                    prep.sessions_log, p)
 
 
-def _summary(loaded: Loaded, rejects: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
+def reject_counts(rejects: pl.DataFrame) -> pl.DataFrame:
+    """Rejected rows per cause (``_reject``, ``n``), with the sessions the cap rejected
+    (``n_capped``) on the ``session_cap`` row: what the input summary reports of them, in a form
+    that adds across user shards (a session is in one shard)."""
+    return rejects.group_by(REJECT).agg(
+        pl.len().alias("n"),
+        pl.when(pl.col(REJECT) == "session_cap").then(pl.col(ENTITY)).drop_nulls().n_unique().alias("n_capped"),
+    )
+
+
+def _summary(loaded: Loaded, counts: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
              sessions_log: str | None, p: parts.Partials) -> InputSummary:
-    rej = rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    """``counts``: ``reject_counts`` (of every shard, concatenated)."""
+    rej = counts.group_by(REJECT).agg(pl.col("n").sum(), pl.col("n_capped").sum()).sort(REJECT)
     totals = p["totals"].row(0, named=True)
     return InputSummary(
         files=[str(f.path) for f in loaded.files], format=loaded.format,
-        columns=dict(loaded.columns), rows_read=rows_read, rows_rejected=rejects.height,
-        rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
+        columns=dict(loaded.columns), rows_read=rows_read, rows_rejected=int(rej["n"].sum()),
+        rejected=[Count(k, int(n)) for k, n in rej.select(REJECT, "n").iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
         period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=sessions_log,
-        sessionized=sessionized,
-        capped_sessions=int(rejects.filter(pl.col(REJECT) == "session_cap")
-                            .select(pl.col(ENTITY).n_unique()).item()) if rejects.height else 0,
+        sessionized=sessionized, capped_sessions=int(rej["n_capped"].sum()),
     )
 
 
@@ -480,7 +490,8 @@ class _Shard:
     """A prepared user shard: what the input summary needs, its rejected rows (a file) and, when
     a period is analysed, its usable events (a file, read again for each period)."""
 
-    rejects: str
+    rejects: str | None           # (None: the rejected rows are not kept, only counted)
+    counts: pl.DataFrame          # reject_counts
     events: str | None
     rows_read: int
     sessionized: bool
@@ -497,33 +508,37 @@ class _Spilled:
 
 
 def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log: SessionsLog | None,
-                   tmp: str, funnel_only: bool, keep: bool) -> tuple[_Shard, pl.DataFrame]:
+                   tmp: str, funnel_only: bool, keep: bool, tables: bool = True) -> tuple[_Shard, pl.DataFrame]:
     """Normalise etc. one shard of the split input (``prepare_rows``) and delete its input
-    files: (the shard, its usable events). Its rejected rows go to a file, and so do its events
-    when ``keep`` (a period is analysed: the events are filtered per period later)."""
+    files: (the shard, its usable events). Its rejected rows are counted, and go to a file when
+    ``tables``; so do its events when ``keep`` (a period is analysed: the events are filtered
+    per period later)."""
     prep = prepare_rows(read_shard(files), loaded, cfg, log, funnel_only=funnel_only)
     ev = prep.events.collect()
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)
-    rejects = os.path.join(tmp, f"{name}-rejects.arrow")
-    prep.rejects.write_ipc(rejects, compression="lz4")
+    rejects = None
+    if tables:
+        rejects = os.path.join(tmp, f"{name}-rejects.arrow")
+        prep.rejects.write_ipc(rejects, compression="lz4")
     events = None
     if keep:
         events = os.path.join(tmp, f"{name}-events.arrow")
         ev.write_ipc(events, compression="lz4")
     bounds = ev.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).row(0) if ev.height else (None, None)
-    return _Shard(rejects, events, prep.rows_read, prep.sessionized, prep.attrs, bounds), ev
+    return _Shard(rejects, reject_counts(prep.rejects), events, prep.rows_read, prep.sessionized, prep.attrs,
+                  bounds), ev
 
 
 def prepared_shards(shard_files: list[list[str]], loaded: Loaded, cfg: Config, log: SessionsLog | None,
                     tmp: str, say: Progress, into: list[_Shard], funnel_only: bool = False,
-                    keep: bool = False) -> Iterator[pl.DataFrame]:
+                    keep: bool = False, tables: bool = True) -> Iterator[pl.DataFrame]:
     """Each user shard of ``split_rows`` prepared once (``_prepare_shard``, its input files then
     deleted): its usable events, one shard at a time; ``into`` receives each ``_Shard``."""
     for i, files in enumerate(shard_files):
         if files:
             say(f"preparing shard {i + 1} of {len(shard_files)}")
-            shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep)
+            shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep, tables)
             into.append(shard)
             yield ev
             del ev   # (before the next shard is prepared: one shard's events held at a time)
@@ -548,17 +563,18 @@ def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str)
     return _Spilled(out, baseline)
 
 
-def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Loaded, cfg: Config, log: SessionsLog | None,
-                   rejects: Callable[[], pl.DataFrame], say: Progress, tmp: str, tag: str,
-                   funnel_only: bool) -> tuple[Report, pl.DataFrame, pl.DataFrame] | None:
-    """(report, cart table, rejected rows) of the shards' usable events ``evs`` (an iterable
-    of DataFrames, one a shard, held one at a time), or None when none has an event.
+def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Loaded, cfg: Config,
+                   log: SessionsLog | None, say: Progress, tmp: str, tag: str, funnel_only: bool,
+                   tables: bool) -> tuple[Report, pl.DataFrame] | None:
+    """(report, cart table) of the shards' usable events ``evs`` (an iterable of DataFrames, one
+    a shard, held one at a time), or None when none has an event. Without ``tables`` the cart
+    table is not kept (empty): it grows with the input.
 
     Full analysis: pass 1 on each shard (``_pass1``) and its baselines merged, then pass 2
     reads each shard's files back for its diagnosis and partials, which merge by addition into
     exactly the one-pass report (tests/test_shards.py). ``funnel_only``: each shard's funnel
-    partials (``shard_funnel``). ``shards`` (filled while ``evs`` is read) and ``rejects`` give
-    the input summary."""
+    partials (``shard_funnel``). ``shards`` (filled while ``evs`` is read) give the input
+    summary."""
     spilled: list[_Spilled] = []
     partials, carts, users = [], [], 0
     # (no enumerate(): its cached result tuple would keep the last shard's events alive while
@@ -585,22 +601,27 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
             diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]),
                                    pl.read_ipc(s.files["aggregates"]))
             partials.append(shard_partials(ev, cfg, attrs, baseline, diag))
-            carts.append(carts_table(diag, cfg))
+            if tables:
+                carts.append(carts_table(diag, cfg))
             del ev, diag
             for f in s.files.values():
                 os.remove(f)
     p = parts.merge(partials)
-    rej = rejects()
     say("building the report")
     built = any(s.sessionized for s in shards)
-    inp = _summary(loaded, rej, sum(s.rows_read for s in shards), users, built, log.name if log else None, p)
+    inp = _summary(loaded, _counts(shards), sum(s.rows_read for s in shards), users, built,
+                   log.name if log else None, p)
     report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
-    return report, pl.concat(carts).sort("session_id") if carts else pl.DataFrame(), rej
+    return report, pl.concat(carts).sort("session_id") if carts else pl.DataFrame()
+
+
+def _counts(shards: list[_Shard]) -> pl.DataFrame:
+    return pl.concat([s.counts for s in shards], how="vertical_relaxed")
 
 
 def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Progress, k: int,
                      period: Any = None, compare: Any = None, rules: Any = (),
-                     funnel_only: bool = False) -> Analysis | None:
+                     funnel_only: bool = False, tables: bool = True) -> Analysis | None:
     """The analysis of a large input in ``k`` user shards, holding one shard at a time.
 
     One streaming pass writes the input, partitioned by user shard, to a temporary directory
@@ -608,8 +629,9 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     prepared once (``_prepare_shard``) and analysed (``_shards_report``). With a period or a
     comparison (CI mode) the shards are prepared first, their usable events kept in files: the
     periods are resolved from the bounds of all of them, and each period's report reads every
-    shard's events of the entities that start in it, as the one-pass run does. Returns None
-    when the input has no rows (the one-pass path says so).
+    shard's events of the entities that start in it, as the one-pass run does. Without
+    ``tables`` the cart and rejected-row tables are not kept (only counted): they grow with the
+    input. Returns None when the input has no rows (the one-pass path says so).
     """
     timed = not _no_period(period) or compare is not None
     with shard_dir() as tmp:
@@ -617,21 +639,24 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
         shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
         log = read_sessions_log(sessions, cfg)
         shards: list[_Shard] = []
-        prepared = lambda: prepared_shards(shard_files, loaded, cfg, log, tmp, say, shards, funnel_only, timed)
+        prepared = lambda: prepared_shards(shard_files, loaded, cfg, log, tmp, say, shards, funnel_only, timed,
+                                           tables)
 
-        def rejects() -> pl.DataFrame:
-            return pl.concat([pl.read_ipc(s.rejects) for s in shards], how="diagonal_relaxed")
+        def rejects() -> pl.DataFrame:   # the rejected rows, as --rejects writes them
+            if not tables:
+                return pl.DataFrame()
+            return reject_table(pl.concat([pl.read_ipc(s.rejects) for s in shards], how="diagonal_relaxed"))
 
         def why_nothing():   # no usable row at all: say why, as the one-pass run does
-            _no_usable_rows(loaded, sum(s.rows_read for s in shards), rejects())
+            _no_usable_rows(loaded, sum(s.rows_read for s in shards), _counts(shards))
 
         if not timed:
-            got = _shards_report(prepared(), shards, loaded, cfg, log, rejects, say, tmp, "pass1", funnel_only)
+            got = _shards_report(prepared(), shards, loaded, cfg, log, say, tmp, "pass1", funnel_only, tables)
             if got is None:
                 if shards:
                     why_nothing()
                 return None
-            return Analysis(report=got[0], carts=got[1], rejects=reject_table(got[2]))
+            return Analysis(report=got[0], carts=got[1], rejects=rejects())
         for ev in prepared():
             del ev
         if not shards:
@@ -648,18 +673,19 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
                 ev = pl.scan_ipc(s.events)
                 yield (ev if span is None else periods.entities_in(ev, span)).collect()
 
-        got = _shards_report(events_in(span), shards, loaded, cfg, log, rejects, say, tmp, "current", funnel_only)
+        got = _shards_report(events_in(span), shards, loaded, cfg, log, say, tmp, "current", funnel_only, tables)
         if got is None:
             raise _no_entities_in(span, lo, hi, cfg)
-        report, carts, rej = got
+        report, carts = got
         before = None
         if prev_span is not None:
             say("analysing the comparison period")
-            prev = _shards_report(events_in(prev_span), shards, loaded, cfg, log, rejects, lambda _m: None, tmp,
-                                  "previous", funnel_only)
+            prev = _shards_report(events_in(prev_span), shards, loaded, cfg, log, lambda _m: None, tmp,
+                                  "previous", funnel_only, False)
             before = prev[0] if prev else None
+        rej = rejects()
     report = _ci_report(report, span, prev_span, before, rules)
-    return Analysis(report=report, carts=carts, rejects=reject_table(rej))
+    return Analysis(report=report, carts=carts, rejects=rej)
 
 
 def _no_period(period: Any) -> bool:
@@ -691,13 +717,14 @@ def _ci_report(report: Report, span: periods.Span | None, prev_span: periods.Spa
     return report
 
 
-def _no_usable_rows(loaded: Loaded, rows_read: int, rejects: pl.DataFrame) -> None:
-    """Raise the error for an input without usable rows (none read, or all rejected)."""
+def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> None:
+    """Raise the error for an input without usable rows (none read, or all rejected);
+    ``counts``: ``reject_counts``."""
     files = ", ".join(str(f.path) for f in loaded.files)
     if rows_read == 0:
         raise InputError(f"{files}: no usable rows (no data rows, only a header)",
                          "export the log again; the file holds column names but no events")
-    causes = ", ".join(f"{k} {n}" for k, n in rejects.group_by(REJECT).len().sort(REJECT).iter_rows())
+    causes = ", ".join(f"{k} {n}" for k, n in counts.group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT).iter_rows())
     raise InputError(f"{files}: no usable rows ({rows_read} read, all rejected: {causes or 'none'})",
                      "check the timestamp, event and id columns with 'funnel validate'")
 
@@ -739,7 +766,7 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
             config: Config | None = None, *, sessions: str | os.PathLike | None = None, progress: Progress | None = None,
             period: tuple[datetime, datetime] | PeriodSpec | None = None,
             compare: tuple[datetime, datetime] | str | None = None, funnel_only: bool = False,
-            shards: int | None = None,
+            shards: int | None = None, tables: bool = True,
             **overrides: Any) -> Analysis:
     """Analyse event logs and return the report plus the per-cart table.
 
@@ -757,6 +784,9 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     ``shards`` (default: one per ``FULL_SHARD_ROWS`` input rows, or ``streaming.SHARD_ROWS`` for
     a funnel-only run; 1 = one pass) splits the input into that many user shards, analysed one
     at a time — also with a period, a comparison or gates; the report is the same as in one pass.
+
+    ``tables=False``: ``Analysis.carts`` and ``.rejects`` are left empty (the report still counts
+    them); a sharded run then keeps neither, so its memory does not grow with the input.
     """
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
@@ -774,18 +804,18 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
 
         fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
         if fast is not None:
-            return fast
+            return fast if tables else _without_tables(fast)
     from .streaming import SHARD_ROWS, shard_count
 
     loaded = load_events(list(sources), cfg)
     k = shards or shard_count(loaded, SHARD_ROWS if funnel_only else FULL_SHARD_ROWS)
     if k > 1:   # a large input: hold one user shard at a time
-        sharded = _analyze_sharded(loaded, cfg, sessions, say, k, period, compare, rules, funnel_only)
+        sharded = _analyze_sharded(loaded, cfg, sessions, say, k, period, compare, rules, funnel_only, tables)
         if sharded is not None:
             return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only, loaded=loaded)
     if prep.rows_read == 0 or prep.events.select(pl.len()).collect().item() == 0:
-        _no_usable_rows(prep.loaded, prep.rows_read, prep.rejects)
+        _no_usable_rows(prep.loaded, prep.rows_read, reject_counts(prep.rejects))
     # --- CI mode: analysed period (entities by first event time) -------------------------
     span, prev_span = periods.resolve_periods(prep.events, period, compare)
     _check_gates(rules, prev_span)
@@ -801,7 +831,7 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
         p = shard_funnel(prep.events, cfg)
         report = build_report(p, cfg, input_summary(prep, p), prep.attrs, funnel_only=True)
         return Analysis(report=_ci_report(report, span, None, None, ()), carts=pl.DataFrame(),
-                        rejects=reject_table(prep.rejects))
+                        rejects=reject_table(prep.rejects) if tables else pl.DataFrame())
     p, diag = _one_shard(prep.events, cfg, prep.attrs, say)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
@@ -810,7 +840,13 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
         say("analysing the comparison period")
         before = _period_report(whole, cfg, prev_span)
     report = _ci_report(report, span, prev_span, before, rules)
+    if not tables:
+        return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
     return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
+
+
+def _without_tables(a: Analysis) -> Analysis:
+    return dataclasses.replace(a, carts=pl.DataFrame(), rejects=pl.DataFrame())
 
 
 def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],

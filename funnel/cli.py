@@ -201,7 +201,8 @@ def analyze(
                 result = analyze_spark(events, cfg, sessions=sessions, progress=progress,
                                        tables=bool(carts or rejects), period=spec)
             else:
-                result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only)
+                result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only,
+                             tables=bool(carts or rejects))
         report = result.report
         if strict and report.input.rows_rejected:
             causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)

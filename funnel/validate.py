@@ -41,16 +41,16 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None) -
         with api.shard_dir() as tmp:
             files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
             done: list = []
-            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, lambda _m: None, done)]
-            rejects = pl.concat([pl.read_ipc(s.rejects, columns=[REJECT]) for s in done]) if done \
-                else pl.DataFrame({REJECT: []}, schema={REJECT: pl.String})
+            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, lambda _m: None,
+                                                                    done, tables=False)]
+            counts = pl.concat([s.counts for s in done]) if done else None
         rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
             (done[0].attrs if done else [])
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
         prep = api.prepare(sources, cfg, loaded=loaded)
-        facts, rejects = [_facts(prep.events.collect(), cfg)], prep.rejects
+        facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects)
         rows_read, sessionized, attrs = prep.rows_read, prep.sessionized, prep.attrs
-    rej = rejects.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    rej = counts.group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
         .sort(["n", EVENT], descending=[True, False])
     los = [f["lo"] for f in facts if f["lo"] is not None]
@@ -65,7 +65,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None) -
         "segment_columns": list(attrs),
         "rows_read": rows_read,
         "usable_rows": sum(f["usable"] for f in facts),
-        "rows_rejected": rejects.height,
+        "rows_rejected": int(rej["n"].sum()),
         "rejected": [{"cause": k_, "rows": int(n), "meaning": REJECT_CAUSES.get(k_, k_)} for k_, n in rej.iter_rows()],
         "time_range": {"start": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo else None,
                        "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},

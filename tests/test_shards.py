@@ -626,3 +626,42 @@ def test_the_weekly_job_goes_red_in_shards_from_the_cli(tmp_path, monkeypatch):
         assert "gate step:purchase:conversion < 0.7: 0.6346 FIRED" in r.output
         docs.append(out.read_text())
     assert len(sharded) == 1 and sharded[0] > 1 and docs[0] == docs[1]
+
+
+@pytest.mark.parametrize("spec", [None, dict(period="last-7d", compare="previous")])
+def test_without_tables_nothing_grows_with_the_input(spec, tmp_path, monkeypatch):
+    """``tables=False`` (the CLI without --carts/--rejects): a sharded run keeps neither the cart
+    table nor the rejected rows (not even on disk: each shard's rejects are only counted), and
+    the report — rejected rows per cause and capped sessions included — is unchanged."""
+    from funnel.api import analyze
+    from funnel.periods import PeriodSpec
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    files = _messy_csvs(tmp_path)
+    written: list[str] = []
+    real = pl.DataFrame.write_ipc
+    monkeypatch.setattr(pl.DataFrame, "write_ipc", lambda self, f, **kw: written.append(str(f)) or real(self, f, **kw))
+    run = lambda tables: analyze(files, shards=3, tables=tables, max_events_per_session=12,
+                                 period=PeriodSpec(**spec) if spec else None)
+    full, lean = run(True), run(False)
+    assert lean.report.to_dict() == full.report.to_dict()
+    assert full.report.input.rows_rejected and full.report.input.capped_sessions
+    assert full.carts.height and full.rejects.height == full.report.input.rows_rejected
+    assert lean.carts.is_empty() and lean.rejects.is_empty()
+    rejects_files = [f for f in written if f.endswith("-rejects.arrow")]
+    assert len(rejects_files) == 3   # all from the run with tables
+
+
+def test_the_cli_keeps_tables_only_when_asked(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from funnel import api
+    from funnel.cli import app
+
+    seen = []
+    real = api.analyze
+    monkeypatch.setattr(api, "analyze", lambda *a, **kw: seen.append(kw.get("tables")) or real(*a, **kw))
+    for extra in ([], ["--rejects", str(tmp_path / "r.csv")], ["--carts", str(tmp_path / "c.csv")]):
+        r = CliRunner().invoke(app, ["analyze", str(SAMPLE_EVENTS), "--json", str(tmp_path / "a.json"), "-q", *extra])
+        assert r.exit_code == 0, r.output
+    assert seen == [False, True, True]

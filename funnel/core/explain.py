@@ -358,7 +358,7 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
         log = api.read_sessions_log(sessions, cfg)
         done: list = []
         baselines, hints, n_ids, found = [], [], 0, None
-        for ev in api.prepared_shards(files, loaded, cfg, log, tmp, lambda _m: None, done):
+        for ev in api.prepared_shards(files, loaded, cfg, log, tmp, lambda _m: None, done, tables=False):
             if not ev.height:
                 continue
             if diagnose:
