@@ -802,9 +802,9 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     if funnel_only and no_period and sessions is None:
         from .streaming import analyze_funnel_only
 
-        fast = analyze_funnel_only(list(sources), cfg, say)  # None: needs the row-level path below
+        fast = analyze_funnel_only(list(sources), cfg, say, tables=tables)  # None: needs the row-level path below
         if fast is not None:
-            return fast if tables else _without_tables(fast)
+            return fast
     from .streaming import SHARD_ROWS, shard_count
 
     loaded = load_events(list(sources), cfg)
@@ -843,10 +843,6 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     if not tables:
         return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
     return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
-
-
-def _without_tables(a: Analysis) -> Analysis:
-    return dataclasses.replace(a, carts=pl.DataFrame(), rejects=pl.DataFrame())
 
 
 def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],

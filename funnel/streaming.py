@@ -47,12 +47,13 @@ def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
 
 
 def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
-                        shards: int | None = None) -> Analysis | None:
+                        shards: int | None = None, tables: bool = True) -> Analysis | None:
     """The funnel-only analysis, or None when the input needs the row-level path.
 
     Large inputs are read in ``shards`` user shards (``_shards``): a user's events (or, without
     a user id, a session's; a session is never split) stay in one shard, so the shards'
-    partials merge by addition to the one-pass result (tests/test_funnel_only.py).
+    partials merge by addition to the one-pass result (tests/test_funnel_only.py). Without
+    ``tables`` each shard's rejected rows are only counted (``Analysis.rejects`` is empty).
     """
     from . import api
     from .core import partials as parts
@@ -63,8 +64,8 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
         return None
     loaded = load_events(sources, cfg)
     clean = _typed_input(_row_level_rows(loaded, cfg))   # decided before any split: no re-split for text input
-    results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS))) \
-        or _shards(loaded, cfg, say, False, shards or shard_count(loaded))
+    results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS), tables)) \
+        or _shards(loaded, cfg, say, False, shards or shard_count(loaded), tables)
     if results is None:
         return None
     if not sum(r[1]["usable"] for r in results):
@@ -72,18 +73,18 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     p = parts.merge([r[0] for r in results])
     rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
     rej = pl.concat([r[2] for r in results], how="diagonal_relaxed")
-    counts = rej.group_by(REJECT).agg(pl.len().alias("n")).sort(REJECT)
+    counts = pl.concat([r[3] for r in results]).group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)
     totals = p["totals"].row(0, named=True)
     inp = InputSummary(
         files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),
-        rows_read=int(rows), rows_rejected=rej.height,
+        rows_read=int(rows), rows_rejected=int(counts["n"].sum()),
         rejected=[Count(k_, int(n)) for k_, n in counts.iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
         period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
         sessionized=False, capped_sessions=0,
     )
     report = api.build_report(p, cfg, inp, [], funnel_only=True)
-    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej))
+    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej) if tables else pl.DataFrame())
 
 
 IDS = "ids"     # _clean_shard declined: an id needs cleaning (the raw-id shards are not user shards)
@@ -183,9 +184,10 @@ def _row_level_rows(loaded, cfg: Config) -> pl.LazyFrame:
     return api.project_input(loaded.lf, cfg, _COLUMNS)
 
 
-def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | None:
-    """Every shard's (partials, totals, rejects) by the clean path (``clean``) or the row-level
-    path, or None as soon as a shard declines.
+def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: bool = True) -> list | None:
+    """Every shard's (partials, totals, rejects, reject counts) by the clean path (``clean``) or
+    the row-level path, or None as soon as a shard declines. Without ``tables`` the rejected
+    rows are dropped once counted (``api.reject_counts``).
 
     With ``k > 1``: on the clean route over Parquet, each shard is a filtered scan of the input
     (the raw-id shard key is computed from two id columns, and only the few columns the route
@@ -217,7 +219,8 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int) -> list | N
             if got is None or isinstance(got, str):
                 return None
             if got[1]["rows"]:   # an empty shard adds nothing
-                results.append(got)
+                results.append((got[0], got[1], got[2] if tables else got[2].clear(), api.reject_counts(got[2])))
+            del got
         return results
 
     if k <= 1:

@@ -82,6 +82,11 @@ def test_streaming_path_matches_full_on_dirty_input(tmp_path):
     assert f["funnel"] == g["funnel"]
     assert _abandonment_counts(f["abandonment"]) == _abandonment_counts(g["abandonment"])
     assert sorted(fast.rejects["row"].to_list()) == sorted(full.rejects["row"].to_list()) == [2, 4, 5, 6]
+    # without tables the rejected rows are counted per shard and dropped: same report, no table
+    for k in (1, 2):
+        lean = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=k, tables=False)
+        got = {key: v for key, v in lean.report.to_dict().items() if key != "generated_at"}
+        assert got == {key: v for key, v in f.items() if key != "generated_at"} and lean.rejects.is_empty()
 
 
 def test_streaming_path_falls_back_when_rows_need_sessions(tmp_path):
