@@ -311,7 +311,8 @@ def validate(
         from .validate import describe_input, print_description
 
         cfg = _base_config(config, columns, fmt, timezone)
-        desc = describe_input(events, cfg)
+        with _Progress(err) as progress:
+            desc = describe_input(events, cfg, progress=progress)
         if json_out:
             import json
 

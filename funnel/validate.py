@@ -24,11 +24,13 @@ def _facts(ev: pl.DataFrame, cfg: Config) -> dict[str, Any]:
     }
 
 
-def describe_input(sources: list[str], cfg: Config, shards: int | None = None) -> dict[str, Any]:
+def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
+                   progress: Any = None) -> dict[str, Any]:
     """Format, column roles, time range, sessions, users, events per name, rejected rows.
 
     Inputs over ``api.FULL_SHARD_ROWS`` rows (or ``shards`` > 1) are read in user shards, one
-    at a time, as ``analyze`` reads them, so memory stays bounded."""
+    at a time, as ``analyze`` reads them, so memory stays bounded; ``progress`` (a callable)
+    hears each step."""
     from . import api
     from .core.signals import catalogue
     from .io.load import load_events
@@ -36,18 +38,20 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None) -
 
     catalogue(cfg)  # report config mistakes here too, not only in analyze
     loaded = load_events(sources, cfg)
+    say = progress or (lambda _msg: None)
     k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
     if k > 1:
         with api.shard_dir() as tmp:
+            say(f"splitting the input into {k} user shards")
             files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
             done: list = []
-            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, lambda _m: None,
-                                                                    done, tables=False)]
+            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, say, done,
+                                                                    tables=False)]
             counts = pl.concat([s.counts for s in done]) if done else None
         rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
             (done[0].attrs if done else [])
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
-        prep = api.prepare(sources, cfg, loaded=loaded)
+        prep = api.prepare(sources, cfg, progress=say, loaded=loaded)
         facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects)
         rows_read, sessionized, attrs = prep.rows_read, prep.sessionized, prep.attrs
     rej = counts.group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)

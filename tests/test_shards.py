@@ -562,8 +562,11 @@ def test_validate_in_user_shards_equals_one_pass(k, tmp_path):
     from funnel.validate import describe_input
 
     for files in ([str(SAMPLE_EVENTS)], _messy_csvs(tmp_path)):
-        one, many = describe_input(files, Config(), shards=1), describe_input(files, Config(), shards=k)
+        said: list[str] = []
+        one, many = describe_input(files, Config(), shards=1), describe_input(files, Config(), shards=k,
+                                                                             progress=said.append)
         assert many == one
+        assert said[0] == f"splitting the input into {k} user shards" and f"preparing shard {k} of {k}" in said
         assert one["usable_rows"] and one["sessions"] and one["events"]
     assert one["rows_rejected"] and one["sessions_built_from_inactivity"]
 
