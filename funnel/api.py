@@ -490,7 +490,7 @@ class _Shard:
     """A prepared user shard: what the input summary needs, its rejected rows (a file) and, when
     a period is analysed, its usable events (a file, read again for each period)."""
 
-    rejects: str | None           # (None: the rejected rows are not kept, only counted)
+    rejects: str | None           # reject_table of its rejected rows (None: only counted)
     counts: pl.DataFrame          # reject_counts
     events: str | None
     rows_read: int
@@ -518,9 +518,9 @@ def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log
     for f in files:   # the shard's input is no longer needed: free the disk
         os.remove(f)
     rejects = None
-    if tables:
+    if tables:   # as --rejects writes them, sorted: the shards' parts are merged in order
         rejects = os.path.join(tmp, f"{name}-rejects.arrow")
-        prep.rejects.write_ipc(rejects, compression="lz4")
+        reject_table(prep.rejects).write_ipc(rejects, compression="lz4")
     events = None
     if keep:
         events = os.path.join(tmp, f"{name}-events.arrow")
@@ -565,10 +565,10 @@ def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str)
 
 def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Loaded, cfg: Config,
                    log: SessionsLog | None, say: Progress, tmp: str, tag: str, funnel_only: bool,
-                   tables: bool) -> tuple[Report, pl.DataFrame] | None:
-    """(report, cart table) of the shards' usable events ``evs`` (an iterable of DataFrames, one
-    a shard, held one at a time), or None when none has an event. Without ``tables`` the cart
-    table is not kept (empty): it grows with the input.
+                   tables: bool) -> tuple[Report, list[str]] | None:
+    """(report, the cart table's parts: files, one a shard, each sorted by session) of the
+    shards' usable events ``evs`` (an iterable of DataFrames, one a shard, held one at a time),
+    or None when none has an event. Without ``tables`` there are no cart parts.
 
     Full analysis: pass 1 on each shard (``_pass1``) and its baselines merged, then pass 2
     reads each shard's files back for its diagnosis and partials, which merge by addition into
@@ -602,7 +602,8 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
                                    pl.read_ipc(s.files["aggregates"]))
             partials.append(shard_partials(ev, cfg, attrs, baseline, diag))
             if tables:
-                carts.append(carts_table(diag, cfg))
+                carts.append(os.path.join(tmp, f"{tag}-{n:05d}-carts.arrow"))
+                carts_table(diag, cfg).write_ipc(carts[-1], compression="lz4")
             del ev, diag
             for f in s.files.values():
                 os.remove(f)
@@ -612,7 +613,23 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
     inp = _summary(loaded, _counts(shards), sum(s.rows_read for s in shards), users, built,
                    log.name if log else None, p)
     report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
-    return report, pl.concat(carts).sort("session_id") if carts else pl.DataFrame()
+    return report, carts
+
+
+def _merged(files: list[str], key: str | list[str]) -> pl.LazyFrame:
+    """The per-shard parts of a table in ``files`` (Arrow IPC, each sorted by ``key``) as one
+    table sorted by ``key``, read and merged as it streams; columns as a diagonal concat of
+    the parts would give them."""
+    scans = [pl.scan_ipc(f) for f in files]
+    if not scans:
+        return pl.LazyFrame()
+    schema = pl.concat(scans, how="diagonal_relaxed").collect_schema()
+    out = None
+    for scan in scans:
+        have = scan.collect_schema()
+        part = scan.select(pl.col(c).cast(t) if c in have else pl.lit(None, t).alias(c) for c, t in schema.items())
+        out = part if out is None else out.merge_sorted(part, key)
+    return out
 
 
 def _counts(shards: list[_Shard]) -> pl.DataFrame:
@@ -621,7 +638,8 @@ def _counts(shards: list[_Shard]) -> pl.DataFrame:
 
 def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Progress, k: int,
                      period: Any = None, compare: Any = None, rules: Any = (),
-                     funnel_only: bool = False, tables: bool = True) -> Analysis | None:
+                     funnel_only: bool = False, tables: bool = True,
+                     sinks: dict[str, Any] | None = None) -> Analysis | None:
     """The analysis of a large input in ``k`` user shards, holding one shard at a time.
 
     One streaming pass writes the input, partitioned by user shard, to a temporary directory
@@ -631,8 +649,11 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     periods are resolved from the bounds of all of them, and each period's report reads every
     shard's events of the entities that start in it, as the one-pass run does. Without
     ``tables`` the cart and rejected-row tables are not kept (only counted): they grow with the
-    input. Returns None when the input has no rows (the one-pass path says so).
+    input. With them, each shard's parts are kept in files and merged at the end, into memory
+    or, for a table named in ``sinks`` (taken out of it), straight into its file. Returns None
+    when the input has no rows (the one-pass path says so).
     """
+    sinks = {} if sinks is None else sinks
     timed = not _no_period(period) or compare is not None
     with shard_dir() as tmp:
         say(f"splitting the input into {k} user shards")
@@ -642,10 +663,19 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
         prepared = lambda: prepared_shards(shard_files, loaded, cfg, log, tmp, say, shards, funnel_only, timed,
                                            tables)
 
-        def rejects() -> pl.DataFrame:   # the rejected rows, as --rejects writes them
+        def table(what: str, files: list[str], key: str | list[str]) -> pl.DataFrame:
             if not tables:
                 return pl.DataFrame()
-            return reject_table(pl.concat([pl.read_ipc(s.rejects) for s in shards], how="diagonal_relaxed"))
+            if what in sinks:   # streamed to its file, never held whole
+                from .io.writers import write_frame
+
+                write_frame(sinks.pop(what), _merged(files, key))
+                return pl.DataFrame()
+            return _merged(files, key).collect()
+
+        def finish(report: Report, carts: list[str]) -> Analysis:   # (while the parts exist)
+            return Analysis(report=report, carts=table("carts", carts, "session_id"),
+                            rejects=table("rejects", [s.rejects for s in shards], ["file", "row"]))
 
         def why_nothing():   # no usable row at all: say why, as the one-pass run does
             _no_usable_rows(loaded, sum(s.rows_read for s in shards), _counts(shards))
@@ -656,7 +686,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
                 if shards:
                     why_nothing()
                 return None
-            return Analysis(report=got[0], carts=got[1], rejects=rejects())
+            return finish(*got)
         for ev in prepared():
             del ev
         if not shards:
@@ -683,9 +713,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             prev = _shards_report(events_in(prev_span), shards, loaded, cfg, log, lambda _m: None, tmp,
                                   "previous", funnel_only, False)
             before = prev[0] if prev else None
-        rej = rejects()
-    report = _ci_report(report, span, prev_span, before, rules)
-    return Analysis(report=report, carts=carts, rejects=rej)
+        return finish(_ci_report(report, span, prev_span, before, rules), carts)
 
 
 def _no_period(period: Any) -> bool:
@@ -766,8 +794,8 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
             config: Config | None = None, *, sessions: str | os.PathLike | None = None, progress: Progress | None = None,
             period: tuple[datetime, datetime] | PeriodSpec | None = None,
             compare: tuple[datetime, datetime] | str | None = None, funnel_only: bool = False,
-            shards: int | None = None, tables: bool = True,
-            **overrides: Any) -> Analysis:
+            shards: int | None = None, tables: bool = True, carts_to: str | os.PathLike | None = None,
+            rejects_to: str | os.PathLike | None = None, **overrides: Any) -> Analysis:
     """Analyse event logs and return the report plus the per-cart table.
 
     ``overrides`` are Config fields (``steps``, ``window`` in µs, ``order``, ``fail_on``, ...),
@@ -787,7 +815,28 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
 
     ``tables=False``: ``Analysis.carts`` and ``.rejects`` are left empty (the report still counts
     them); a sharded run then keeps neither, so its memory does not grow with the input.
+    ``carts_to`` / ``rejects_to``: write that table to the file (CSV, or Parquet by extension,
+    as ``--carts``/``--rejects``) instead of returning it; a sharded run streams it there from
+    the shards (each shard's part sorted, then merged), so it is never held whole.
     """
+    sinks = {what: path for what, path in (("carts", carts_to), ("rejects", rejects_to)) if path is not None}
+    asked = dict(sinks)
+    result = _analyze(sources, config, sessions, progress, period, compare, funnel_only, shards,
+                      tables or bool(sinks), sinks, overrides)
+    if not asked:
+        return result
+    from .io.writers import write_frame
+
+    for what, path in sinks.items():   # (a sharded run wrote its own and took them out of ``sinks``)
+        write_frame(path, getattr(result, what))
+    emptied = ("carts", "rejects") if not tables else asked   # (written: not returned too)
+    return dataclasses.replace(result, **{what: pl.DataFrame() for what in emptied})
+
+
+def _analyze(sources: Any, config: Config | None, sessions: Any, progress: Progress | None, period: Any,
+             compare: Any, funnel_only: bool, shards: int | None, tables: bool, sinks: dict[str, Any],
+             overrides: dict[str, Any]) -> Analysis:
+    """``analyze``; a sharded run writes the tables named in ``sinks`` itself and removes them."""
     cfg = (config or Config()).with_overrides(**overrides)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
     from .core.signals import catalogue
@@ -810,7 +859,8 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     loaded = load_events(list(sources), cfg)
     k = shards or shard_count(loaded, SHARD_ROWS if funnel_only else FULL_SHARD_ROWS)
     if k > 1:   # a large input: hold one user shard at a time
-        sharded = _analyze_sharded(loaded, cfg, sessions, say, k, period, compare, rules, funnel_only, tables)
+        sharded = _analyze_sharded(loaded, cfg, sessions, say, k, period, compare, rules, funnel_only, tables,
+                                   sinks)
         if sharded is not None:
             return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only, loaded=loaded)

@@ -201,8 +201,11 @@ def analyze(
                 result = analyze_spark(events, cfg, sessions=sessions, progress=progress,
                                        tables=bool(carts or rejects), period=spec)
             else:
+                # The tables go straight to their files (a large input streams them from its
+                # shards); with --strict nothing is written when rows are rejected, so they wait.
                 result = run(events, cfg, sessions=sessions, progress=progress, period=spec, funnel_only=only,
-                             tables=bool(carts or rejects))
+                             tables=bool(carts or rejects), carts_to=None if strict else carts,
+                             rejects_to=None if strict else rejects)
         report = result.report
         if strict and report.input.rows_rejected:
             causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)
@@ -212,7 +215,7 @@ def analyze(
                              "fix the input, or run without --strict (write them out with --rejects FILE)")
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
-                       quiet=quiet)
+                       quiet=quiet, tables_written=engine != "spark" and not strict)
         if quiet:  # the terminal tables (which list the gates) were skipped: still say what fired
             from rich.markup import escape
 
@@ -244,7 +247,8 @@ def _in_folder(path: str, report, ext: str) -> Path:
 
 
 def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,
-                   include_ids, quiet) -> None:
+                   include_ids, quiet, tables_written=False) -> None:
+    """``tables_written``: ``analyze`` wrote --carts/--rejects itself (``carts_to``/``rejects_to``)."""
     from .io.writers import write_frame, write_text_atomic
     from .render import render
 
@@ -261,10 +265,9 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
     if html:
         text = render(report, "html", plotlyjs=plotlyjs, include_ids=include_ids)
         written.append(str(write_text_atomic(_in_folder(html, report, "html"), text)))
-    if carts:
-        written.append(str(write_frame(carts, result.carts)))
-    if rejects:
-        written.append(str(write_frame(rejects, result.rejects)))
+    for path, table in ((carts, result.carts), (rejects, result.rejects)):
+        if path:
+            written.append(str(Path(path)) if tables_written else str(write_frame(path, table)))
     if not quiet:
         from .render.terminal import print_report
 

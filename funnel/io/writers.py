@@ -95,21 +95,24 @@ def _defuse(col: str) -> pl.Expr:
     return pl.when(risky).then(pl.lit("'") + c).otherwise(c).alias(col)
 
 
-def write_frame(path: str | Path, df: pl.DataFrame) -> Path:
-    """CSV, or Parquet when the name ends in .parquet / .pq (list columns joined for CSV)."""
+def write_frame(path: str | Path, df: pl.DataFrame | pl.LazyFrame) -> Path:
+    """CSV, or Parquet when the name ends in .parquet / .pq (list columns joined for CSV). A
+    LazyFrame is streamed to the file (``sink_*``), never held whole."""
     suffix = Path(path).suffix.lower()
+    lazy = df.lazy()
+    schema = lazy.collect_schema()
 
     def fill(tmp: str) -> None:
         if suffix in (".parquet", ".pq"):
-            df.write_parquet(tmp)
+            lazy.sink_parquet(tmp) if isinstance(df, pl.LazyFrame) else df.write_parquet(tmp)
             return
-        flat = df.with_columns(
-            pl.col(c).cast(pl.List(pl.String)).list.join(";") for c, t in df.schema.items()
+        flat = lazy.with_columns(
+            pl.col(c).cast(pl.List(pl.String)).list.join(";") for c, t in schema.items()
             if isinstance(t, pl.List)
         ).with_columns(
-            pl.col(c).struct.json_encode() for c, t in df.schema.items() if isinstance(t, pl.Struct)
+            pl.col(c).struct.json_encode() for c, t in schema.items() if isinstance(t, pl.Struct)
         )
-        flat = flat.with_columns(_defuse(c) for c, t in flat.schema.items() if t == pl.String)
-        flat.write_csv(tmp)
+        flat = flat.with_columns(_defuse(c) for c, t in flat.collect_schema().items() if t == pl.String)
+        flat.sink_csv(tmp) if isinstance(df, pl.LazyFrame) else flat.collect().write_csv(tmp)
 
     return _atomic(path, fill)
