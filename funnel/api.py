@@ -851,7 +851,7 @@ def _analyze(sources: Any, config: Config | None, sessions: Any, progress: Progr
     if funnel_only and no_period and sessions is None:
         from .streaming import analyze_funnel_only
 
-        fast = analyze_funnel_only(list(sources), cfg, say, tables=tables)  # None: needs the row-level path below
+        fast = analyze_funnel_only(list(sources), cfg, say, shards, tables, sinks)  # None: the row-level path below
         if fast is not None:
             return fast
     from .streaming import SHARD_ROWS, shard_count

@@ -47,32 +47,66 @@ def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
 
 
 def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
-                        shards: int | None = None, tables: bool = True) -> Analysis | None:
+                        shards: int | None = None, tables: bool = True,
+                        sinks: dict | None = None) -> Analysis | None:
     """The funnel-only analysis, or None when the input needs the row-level path.
 
     Large inputs are read in ``shards`` user shards (``_shards``): a user's events (or, without
     a user id, a session's; a session is never split) stay in one shard, so the shards'
     partials merge by addition to the one-pass result (tests/test_funnel_only.py). Without
-    ``tables`` each shard's rejected rows are only counted (``Analysis.rejects`` is empty).
+    ``tables`` each shard's rejected rows are only counted (``Analysis.rejects`` is empty);
+    with ``rejects`` in ``sinks`` (a path; taken out of it) each shard's are kept sorted on the
+    temporary disk and merged straight into that file at the end (``api._merged``).
     """
+    import contextlib
+
     from . import api
-    from .core import partials as parts
     from .io.load import load_events
-    from .model import Count, InputSummary, Period
 
     if cfg.exclude:
         return None
     loaded = load_events(sources, cfg)
+    sinks = {} if sinks is None else sinks
+    with contextlib.ExitStack() as stack:
+        keep = None
+        if "rejects" in sinks:
+            tmp, n = stack.enter_context(api.shard_dir()), [0]
+
+            def keep(rej: pl.DataFrame) -> str:   # one shard's rejected rows, sorted, to a file
+                n[0] += 1
+                path = f"{tmp}/rejects-{n[0]:05d}.arrow"
+                api.reject_table(rej).write_ipc(path, compression="lz4")
+                return path
+        got = _funnel_only(loaded, cfg, say, shards, tables, keep)
+        if got is None:
+            return None
+        report, kept = got
+        rejects = pl.DataFrame()
+        if keep is not None:
+            from .io.writers import write_frame
+
+            write_frame(sinks.pop("rejects"), api._merged(kept, ["file", "row"]))
+        elif tables:
+            rejects = api.reject_table(pl.concat(kept, how="diagonal_relaxed"))
+    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=rejects)
+
+
+def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables: bool, keep):
+    """(report, each shard's kept rejected rows) of ``analyze_funnel_only``, or None."""
+    from . import api
+    from .core import partials as parts
+    from .model import Count, InputSummary, Period
+
     clean = _typed_input(_row_level_rows(loaded, cfg))   # decided before any split: no re-split for text input
-    results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS), tables)) \
-        or _shards(loaded, cfg, say, False, shards or shard_count(loaded), tables)
+    results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS), tables,
+                                 keep)) \
+        or _shards(loaded, cfg, say, False, shards or shard_count(loaded), tables, keep)
     if results is None:
         return None
     if not sum(r[1]["usable"] for r in results):
         return None   # the row-level path says why nothing is usable
     p = parts.merge([r[0] for r in results])
     rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
-    rej = pl.concat([r[2] for r in results], how="diagonal_relaxed")
     counts = pl.concat([r[3] for r in results]).group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)
     totals = p["totals"].row(0, named=True)
     inp = InputSummary(
@@ -83,8 +117,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
         period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
         sessionized=False, capped_sessions=0,
     )
-    report = api.build_report(p, cfg, inp, [], funnel_only=True)
-    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=api.reject_table(rej) if tables else pl.DataFrame())
+    return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results]
 
 
 IDS = "ids"     # _clean_shard declined: an id needs cleaning (the raw-id shards are not user shards)
@@ -184,10 +217,12 @@ def _row_level_rows(loaded, cfg: Config) -> pl.LazyFrame:
     return api.project_input(loaded.lf, cfg, _COLUMNS)
 
 
-def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: bool = True) -> list | None:
+def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: bool = True,
+            keep=None) -> list | None:
     """Every shard's (partials, totals, rejects, reject counts) by the clean path (``clean``) or
     the row-level path, or None as soon as a shard declines. Without ``tables`` the rejected
-    rows are dropped once counted (``api.reject_counts``).
+    rows are dropped once counted (``api.reject_counts``); ``keep`` (a callable) stores them
+    instead and what it returns takes their place.
 
     With ``k > 1``: on the clean route over Parquet, each shard is a filtered scan of the input
     (the raw-id shard key is computed from two id columns, and only the few columns the route
@@ -219,7 +254,8 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
             if got is None or isinstance(got, str):
                 return None
             if got[1]["rows"]:   # an empty shard adds nothing
-                results.append((got[0], got[1], got[2] if tables else got[2].clear(), api.reject_counts(got[2])))
+                kept = keep(got[2]) if keep is not None else got[2] if tables else got[2].clear()
+                results.append((got[0], got[1], kept, api.reject_counts(got[2])))
             del got
         return results
 

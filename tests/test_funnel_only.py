@@ -87,6 +87,14 @@ def test_streaming_path_matches_full_on_dirty_input(tmp_path):
         lean = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=k, tables=False)
         got = {key: v for key, v in lean.report.to_dict().items() if key != "generated_at"}
         assert got == {key: v for key, v in f.items() if key != "generated_at"} and lean.rejects.is_empty()
+    # --rejects FILE: each shard's rejected rows sorted on disk, merged into the file
+    for k in (1, 2, 3):
+        out = tmp_path / f"rejects-{k}.csv"
+        sinks = {"rejects": out}
+        streamed = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=k, tables=False,
+                                                 sinks=sinks)
+        assert streamed.rejects.is_empty() and streamed.report.input.rows_rejected == 4 and not sinks
+        assert pl.read_csv(out).equals(pl.read_csv(tmp_path / "rejects-1.csv")) and pl.read_csv(out)["row"].to_list() == [2, 4, 5, 6]
 
 
 def test_streaming_path_falls_back_when_rows_need_sessions(tmp_path):
