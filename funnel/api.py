@@ -386,10 +386,15 @@ def reject_counts(rejects: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def merged_counts(counts: pl.DataFrame) -> pl.DataFrame:
+    """``reject_counts`` of several shards (concatenated) added up, one row per cause, sorted."""
+    return counts.group_by(REJECT).agg(pl.exclude(REJECT).sum()).sort(REJECT)
+
+
 def _summary(loaded: Loaded, counts: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
              sessions_log: str | None, p: parts.Partials) -> InputSummary:
     """``counts``: ``reject_counts`` (of every shard, concatenated)."""
-    rej = counts.group_by(REJECT).agg(pl.col("n").sum(), pl.col("n_capped").sum()).sort(REJECT)
+    rej = merged_counts(counts)
     totals = p["totals"].row(0, named=True)
     return InputSummary(
         files=[str(f.path) for f in loaded.files], format=loaded.format,
@@ -530,14 +535,18 @@ def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log
                   bounds), ev
 
 
-def prepared_shards(shard_files: list[list[str]], loaded: Loaded, cfg: Config, log: SessionsLog | None,
-                    tmp: str, say: Progress, into: list[_Shard], funnel_only: bool = False,
-                    keep: bool = False, tables: bool = True) -> Iterator[pl.DataFrame]:
-    """Each user shard of ``split_rows`` prepared once (``_prepare_shard``, its input files then
-    deleted): its usable events, one shard at a time; ``into`` receives each ``_Shard``."""
+def prepared_shards(loaded: Loaded, cfg: Config, k: int, tmp: str, say: Progress, into: list[_Shard],
+                    log: SessionsLog | None = None, funnel_only: bool = False, keep: bool = False,
+                    tables: bool = True) -> Iterator[pl.DataFrame]:
+    """The input split once into ``k`` user shards in ``tmp`` (``split_rows`` of its projected
+    rows, bookkeeping included), then each shard prepared once (``_prepare_shard``, its input
+    files then deleted): its usable events, one shard at a time; ``into`` receives each
+    ``_Shard``. Shared by ``analyze``, ``validate`` and ``explain``."""
+    say(f"splitting the input into {k} user shards")
+    shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)
     for i, files in enumerate(shard_files):
         if files:
-            say(f"preparing shard {i + 1} of {len(shard_files)}")
+            say(f"preparing shard {i + 1} of {k}")
             shard, ev = _prepare_shard(files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep, tables)
             into.append(shard)
             yield ev
@@ -656,12 +665,9 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     sinks = {} if sinks is None else sinks
     timed = not _no_period(period) or compare is not None
     with shard_dir() as tmp:
-        say(f"splitting the input into {k} user shards")
-        shard_files = split_rows(project_input(loaded.lf, cfg), loaded, k, tmp)   # the projected rows, bookkeeping included
         log = read_sessions_log(sessions, cfg)
         shards: list[_Shard] = []
-        prepared = lambda: prepared_shards(shard_files, loaded, cfg, log, tmp, say, shards, funnel_only, timed,
-                                           tables)
+        prepared = lambda: prepared_shards(loaded, cfg, k, tmp, say, shards, log, funnel_only, timed, tables)
 
         def table(what: str, files: list[str], key: str | list[str]) -> pl.DataFrame:
             if not tables:
@@ -752,7 +758,7 @@ def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> Non
     if rows_read == 0:
         raise InputError(f"{files}: no usable rows (no data rows, only a header)",
                          "export the log again; the file holds column names but no events")
-    causes = ", ".join(f"{k} {n}" for k, n in counts.group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT).iter_rows())
+    causes = ", ".join(f"{k} {n}" for k, n in merged_counts(counts).select(REJECT, "n").iter_rows())
     raise InputError(f"{files}: no usable rows ({rows_read} read, all rejected: {causes or 'none'})",
                      "check the timestamp, event and id columns with 'funnel validate'")
 

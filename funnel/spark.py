@@ -260,10 +260,9 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, build_report,
                       read_sessions_log, reject_table)
-    from .schema import TS
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
-    from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE
+    from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work

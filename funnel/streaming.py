@@ -20,6 +20,7 @@ filtered scan of Parquet input; 10M on the row-level route, split once to tempor
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -74,7 +75,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
 
             def keep(rej: pl.DataFrame) -> str:   # one shard's rejected rows, sorted, to a file
                 n[0] += 1
-                path = f"{tmp}/rejects-{n[0]:05d}.arrow"
+                path = os.path.join(tmp, f"rejects-{n[0]:05d}.arrow")
                 api.reject_table(rej).write_ipc(path, compression="lz4")
                 return path
         got = _funnel_only(loaded, cfg, say, shards, tables, keep)
@@ -107,7 +108,7 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
         return None   # the row-level path says why nothing is usable
     p = parts.merge([r[0] for r in results])
     rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
-    counts = pl.concat([r[3] for r in results]).group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)
+    counts = api.merged_counts(pl.concat([r[3] for r in results])).select(REJECT, "n")
     totals = p["totals"].row(0, named=True)
     inp = InputSummary(
         files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),

@@ -42,11 +42,8 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
     if k > 1:
         with api.shard_dir() as tmp:
-            say(f"splitting the input into {k} user shards")
-            files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
             done: list = []
-            facts = [_facts(ev, cfg) for ev in api.prepared_shards(files, loaded, cfg, None, tmp, say, done,
-                                                                    tables=False)]
+            facts = [_facts(ev, cfg) for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
             counts = pl.concat([s.counts for s in done]) if done else None
         rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
             (done[0].attrs if done else [])
@@ -54,7 +51,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         prep = api.prepare(sources, cfg, progress=say, loaded=loaded)
         facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects)
         rows_read, sessionized, attrs = prep.rows_read, prep.sessionized, prep.attrs
-    rej = counts.group_by(REJECT).agg(pl.col("n").sum()).sort(REJECT)
+    rej = api.merged_counts(counts)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
         .sort(["n", EVENT], descending=[True, False])
     los = [f["lo"] for f in facts if f["lo"] is not None]
@@ -70,7 +67,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         "rows_read": rows_read,
         "usable_rows": sum(f["usable"] for f in facts),
         "rows_rejected": int(rej["n"].sum()),
-        "rejected": [{"cause": k_, "rows": int(n), "meaning": REJECT_CAUSES.get(k_, k_)} for k_, n in rej.iter_rows()],
+        "rejected": [{"cause": k_, "rows": int(n), "meaning": REJECT_CAUSES.get(k_, k_)} for k_, n in rej.select(REJECT, "n").iter_rows()],
         "time_range": {"start": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo else None,
                        "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},
         "sessions": sum(f["sessions"] for f in facts),

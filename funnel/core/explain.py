@@ -354,11 +354,10 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
     from . import partials as parts
 
     with api.shard_dir() as tmp:
-        files = api.split_rows(api.project_input(loaded.lf, cfg), loaded, k, tmp)
         log = api.read_sessions_log(sessions, cfg)
         done: list = []
         baselines, hints, n_ids, found = [], [], 0, None
-        for ev in api.prepared_shards(files, loaded, cfg, log, tmp, lambda _m: None, done, tables=False):
+        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log, tables=False):
             if not ev.height:
                 continue
             if diagnose:
