@@ -285,6 +285,23 @@ def test_rows_alike_in_entity_time_and_event_but_not_whole_are_not_duplicates(tm
     assert fast is not None and fast == slow and fast["input"]["rows_rejected"] == 0
 
 
+def test_ids_sharing_a_hash_key_decline_the_clean_route(tmp_path, monkeypatch):
+    """The clean route keys entities by a 64-bit hash of the id. Forced collisions (a key of
+    two values) are caught by the second hash: the shard takes the row-level rules, which key
+    by the id itself, and the numbers are the exact ones."""
+    from funnel import streaming
+
+    p = tmp_path / "clean.parquet"
+    _typed_log().write_parquet(p)
+    real = streaming.entity_keys
+    monkeypatch.setattr(streaming, "entity_keys", lambda ids: (real(ids)[0] % 2, real(ids)[1]))
+    fast, slow = _reports(str(p), monkeypatch)
+    assert fast is None, "colliding keys must not reach the fast path"
+    monkeypatch.setattr(streaming, "entity_keys", real)
+    fast, exact = _reports(str(p), monkeypatch)
+    assert fast == slow == exact
+
+
 def test_a_shard_with_rejected_rows_runs_the_row_level_rules_on_that_shard_only(tmp_path, monkeypatch):
     """Clean ids but some bad rows: the clean route keeps its user shards and runs the exact
     rules on the shards that need them; the result is the one-pass row-level result."""
