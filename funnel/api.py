@@ -24,7 +24,7 @@ from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, normalize
 from .core.sessionize import sessionize
-from .core.sessions import funnel_base, map_steps, session_records, with_recovery
+from .core.sessions import funnel_base, hashed_entities, map_steps, session_records, with_recovery
 from . import gates, periods
 from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
@@ -559,6 +559,7 @@ def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str)
     records and the aggregates (diagnosis)."""
     from .core import reasons
 
+    ev = hashed_entities(ev)   # (integer entity keys: cheaper group-bys, joins and sorts)
     rec = entity_records(ev, cfg, attrs).collect()
     # The diagnosis reads the events only through these per-cart aggregates: computed once, for
     # the baseline here and the diagnosis in pass 2, which then reads no event but step events.
@@ -908,7 +909,7 @@ def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     say("reconstructing purchase paths")
     from .core import reasons
 
-    frame = ev.collect()   # (the usable events, in memory already: cheap)
+    frame = hashed_entities(ev.collect())   # (the usable events, in memory already: cheap)
     ev = frame.lazy()
     rec = entity_records(frame, cfg, attrs).collect()
     agg = reasons.event_aggregates(ev, rec.lazy(), cfg).collect()   # for both passes

@@ -27,7 +27,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import _BOOKKEEPING, DETAIL, normalize
-from .core.sessions import funnel_base, map_steps
+from .core.sessions import KEY2, entity_keys, funnel_base, map_steps
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
 
@@ -171,7 +171,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     # ~3x cheaper than strings); a second, independent hash proves that no two ids share a key.
     e1, e2 = entity_keys(pl.col(ENTITY))
     try:
-        lf = lf.select(e1.alias(ENTITY), e2.alias(_KEY2), TS, STEP, EVENT, USER, CART_VALUE, CURRENCY,
+        lf = lf.select(e1.alias(ENTITY), e2.alias(KEY2), TS, STEP, EVENT, USER, CART_VALUE, CURRENCY,
                        (unusable | pl.col(SESSION).is_null()).alias("_unusable"),
                        needs_cleaning(pl.col(ENTITY)).alias("_dirty_id")).collect(engine="streaming").lazy()
     except api.READ_ERRORS as exc:
@@ -184,8 +184,8 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
         pl.struct(ENTITY, TS, EVENT).hash(0).n_unique().alias("keys"),
         pl.col(TS).min().alias("min_ts"), pl.col(TS).max().alias("max_ts"),
     )
-    entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), pl.col(_KEY2).min().alias("lo"),
-                                       pl.col(_KEY2).max().alias("hi")).select(
+    entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), pl.col(KEY2).min().alias("lo"),
+                                       pl.col(KEY2).max().alias("hi")).select(
         pl.len().alias("entities"), pl.col("n").max().alias("most"),
         (pl.col("lo") != pl.col("hi")).any().alias("shared"))
     distinct = [lf.select(pl.col(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
@@ -219,15 +219,6 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     tot = {"rows": r["rows"], "usable": r["rows"], "users": u.item(0, 0)}
     no_rejects = _narrow(raw, cfg)[2].drop("_h").clear().collect()   # the rejects' columns, no rows
     return p, tot, no_rejects
-
-
-_KEY2 = "_key2"   # the entity id's second hash (entity_keys)
-
-
-def entity_keys(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """Two independent 64-bit hashes of the entity ids: the first keys the entity on the clean
-    route; where the second differs inside a key, two ids share it and the route declines."""
-    return ids.hash(0x5EED_0001), ids.hash(0x5EED_0002)
 
 
 def _row_level_rows(loaded, cfg: Config) -> pl.LazyFrame:

@@ -695,3 +695,33 @@ def test_tables_stream_from_the_shards_into_their_files(carts_name, rejects_name
     assert out[3][0].equals(out[1][0]) and out[3][1].equals(out[1][1])
     assert out[1][0].height and out[1][1].height
     assert out[1][0]["session_id"].is_sorted() and out[1][1].select("file", "row").is_duplicated().sum() == 0
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("level", ["session", "user"])
+def test_hashed_entity_keys_change_nothing(level, shards, monkeypatch):
+    """Both passes key entities by a 64-bit hash of the id (``sessions.hashed_entities``): the
+    report and the cart table equal those of the run keyed by the ids themselves; when two ids
+    share a key (forced here) the ids are kept, with the same result."""
+    from funnel import analyze, api
+    from funnel.core import sessions
+    from funnel.schema import ENTITY
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+
+    def run():
+        got = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), level=level, shards=shards)
+        return got.report.to_dict(), got.carts
+
+    keyed, keyed_carts = run()
+    ev = prepare([str(SAMPLE_EVENTS)], Config().with_overrides(level=level)).events.collect()
+    assert sessions.hashed_entities(ev)[ENTITY].dtype == pl.UInt64
+    monkeypatch.setattr(api, "hashed_entities", lambda frame: frame)
+    ids, ids_carts = run()
+    real = sessions.entity_keys
+    monkeypatch.setattr(sessions, "entity_keys", lambda e: (real(e)[0] % 2, real(e)[1]))
+    assert sessions.hashed_entities(ev)[ENTITY].dtype == pl.String, "shared keys keep the ids"
+    monkeypatch.setattr(api, "hashed_entities", sessions.hashed_entities)
+    shared, shared_carts = run()
+    assert keyed == ids == shared
+    assert keyed_carts.equals(ids_carts) and keyed_carts.equals(shared_carts) and keyed_carts.height > 0
