@@ -151,8 +151,9 @@ def funnel_levels(step_events: pl.LazyFrame, n_steps: int, window_us: int,
                   order: str = "ordered") -> pl.LazyFrame:
     """One row per entity that has at least one step event: ``_entity, _level, _t0.._t{K-1}``.
 
-    ``step_events`` needs ``_entity`` (the id, or its integer key: ``sessions.hashed_entities``), ``ts`` (Datetime µs UTC) and ``_step`` (0-based
-    step index). Entities without step events are absent (their level is 0).
+    ``step_events`` needs ``_entity`` (the id, or its integer key: ``sessions.hashed_entities``),
+    ``ts`` (Datetime µs UTC) and ``_step`` (0-based step index). Entities without step events are
+    absent (their level is 0).
     """
     ev = _base(step_events)
     if order == "any":
