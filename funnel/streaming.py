@@ -165,10 +165,9 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     unusable = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
     lf = map_steps(lf.with_columns(pl.col("_ts_parsed").alias(TS),
                                    pl.col(f"_num_{CART_VALUE}").alias(CART_VALUE)), cfg)
-    # The shard is read once, into the few columns the checks and counts use (~45 bytes a
-    # row); the queries below then run on memory instead of each re-reading the input.
-    # The entity is keyed by a 64-bit hash of its id (grouping, sorting and joining integers is
-    # ~3x cheaper than strings); a second, independent hash proves that no two ids share a key.
+    # The shard is read once, into the few columns the checks and counts use (~50 bytes a
+    # row; the entity as its two hashes); the queries below then run on memory instead of each
+    # re-reading the input.
     e1, e2 = entity_keys(pl.col(ENTITY))
     try:
         lf = lf.select(e1.alias(ENTITY), e2.alias(KEY2), TS, STEP, EVENT, USER, CART_VALUE, CURRENCY,
