@@ -27,7 +27,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import _BOOKKEEPING, DETAIL, normalize
-from .core.sessions import KEY2, entity_keys, funnel_base, map_steps
+from .core.sessions import KEY2, entity_keys, funnel_base, map_steps, shared_key
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
 
@@ -39,7 +39,7 @@ _COLUMNS = (TS, EVENT, SESSION, USER, CART_VALUE, CURRENCY, SHIPPING, LOAD_MS)
 
 
 SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, ~2 GB)
-CLEAN_SHARD_ROWS = 20_000_000  # funnel-only on clean typed input: ~45 bytes a row held (~3.2 GB peak)
+CLEAN_SHARD_ROWS = 20_000_000  # funnel-only on clean typed input: ~50 bytes a row held (~3.0 GB peak)
 
 
 def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
@@ -183,10 +183,8 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
         pl.struct(ENTITY, TS, EVENT).hash(0).n_unique().alias("keys"),
         pl.col(TS).min().alias("min_ts"), pl.col(TS).max().alias("max_ts"),
     )
-    entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), pl.col(KEY2).min().alias("lo"),
-                                       pl.col(KEY2).max().alias("hi")).select(
-        pl.len().alias("entities"), pl.col("n").max().alias("most"),
-        (pl.col("lo") != pl.col("hi")).any().alias("shared"))
+    entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), shared_key().alias("shared")).select(
+        pl.len().alias("entities"), pl.col("n").max().alias("most"), pl.col("shared").any())
     distinct = [lf.select(pl.col(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
                 for c in (USER, EVENT, CURRENCY)]
     steps = lf.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)

@@ -35,6 +35,12 @@ def entity_keys(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return ids.hash(0x5EED_0001), ids.hash(0x5EED_0002)
 
 
+def shared_key() -> pl.Expr:
+    """Inside a group-by on the first key of ``entity_keys`` (with the second in ``KEY2``):
+    true where two ids share the key (the second hash differs inside it)."""
+    return pl.col(KEY2).min() != pl.col(KEY2).max()
+
+
 def hashed_entities(ev: pl.DataFrame) -> pl.DataFrame:
     """The events ``ev`` with ``_entity`` replaced by its 64-bit key (``entity_keys``), unless
     two of its ids share a key: then ``ev`` itself. The entity's own ids stay in the session
@@ -43,8 +49,7 @@ def hashed_entities(ev: pl.DataFrame) -> pl.DataFrame:
         return ev
     e1, e2 = entity_keys(pl.col(ENTITY))
     keyed = ev.with_columns(e1.alias(ENTITY), e2.alias(KEY2))
-    shared = keyed.lazy().group_by(ENTITY).agg((pl.col(KEY2).min() != pl.col(KEY2).max()).alias("s")) \
-        .select(pl.col("s").any()).collect().item()
+    shared = keyed.lazy().group_by(ENTITY).agg(shared_key().alias("s")).select(pl.col("s").any()).collect().item()
     return ev if shared else keyed.drop(KEY2)
 
 
