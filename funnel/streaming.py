@@ -136,6 +136,14 @@ def _typed_input(rows: pl.LazyFrame) -> bool:
         and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
 
 
+def _row_key() -> pl.Expr:
+    """A 64-bit key of (entity key, time, event) for the clean route's duplicate test: equal rows
+    have equal keys, so as many keys as rows proves that no two rows are alike; a repeat (or a
+    hash collision) only sends the test on to whole rows. Three hashes XORed: ~2x cheaper to
+    count than the hash of a struct."""
+    return pl.col(ENTITY) ^ pl.col(TS).dt.epoch("us").hash(11) ^ pl.col(EVENT).hash(12)
+
+
 def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
     the shard ``raw`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
@@ -180,7 +188,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
         pl.len().alias("rows"),
         pl.col("_unusable").sum().alias("unusable"),
         pl.col("_dirty_id").any().alias("dirty_id"),
-        pl.struct(ENTITY, TS, EVENT).hash(0).n_unique().alias("keys"),
+        _row_key().n_unique().alias("keys"),
         pl.col(TS).min().alias("min_ts"), pl.col(TS).max().alias("max_ts"),
     )
     entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), shared_key().alias("shared")).select(
@@ -199,8 +207,8 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
         whole = [c for c in raw.collect_schema().names() if c not in _BOOKKEEPING]
         if raw.select(pl.struct(whole).hash(0).n_unique()).collect(engine="streaming").item() != r["rows"]:
             return ROWS
-    cands = st.select(ENTITY).unique()
-    base = funnel_base(lf.join(cands.lazy(), on=ENTITY, how="semi")).collect(engine="streaming")
+    # (in memory, not streaming, and an is_in rather than a semi join: ~1.4 s -> 0.9 s at 19.4M rows)
+    base = funnel_base(lf.filter(pl.col(ENTITY).is_in(st[ENTITY].unique().implode()))).collect()
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
     # Entities without a step event are absent from ``base``: they count at level 0.
     t = p["totals"]
