@@ -192,8 +192,8 @@ TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, no
 
 def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans):
     def run(batches):
-        from .api import carts_table, entity_records, shard_diagnosis, shard_partials
-        from .schema import ENTITY, REJECT, USER
+        from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials
+        from .schema import USER
 
         usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0 and rejects.height == 0:
@@ -202,11 +202,8 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
             "_input": pl.DataFrame({
                 "n_rows": [usable.height + rejects.height],
                 "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
-                "n_capped": [rejects.filter(pl.col(REJECT) == "session_cap")[ENTITY].n_unique()
-                             if rejects.height else 0],
             }),
-            "_rejects": (rejects.group_by(pl.col(REJECT).alias("cause")).agg(pl.len().alias("n"))
-                         if rejects.height else pl.DataFrame(schema={"cause": pl.String, "n": pl.UInt32})),
+            "_rejects": reject_counts(rejects),   # per cause, and the capped sessions: as the local engine
         }
         p: parts.Partials = dict(meta)
         if tables and rejects.height:
@@ -259,7 +256,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, build_report,
-                      read_sessions_log, reject_table)
+                      merged_counts, read_sessions_log, reject_table)
     from .io.detect import detect_roles
     from .model import Count, InputSummary, Period
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
@@ -335,7 +332,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     if "_input" not in p:
         _no_usable_rows(sources)
     meta = p.pop("_input").row(0, named=True)
-    rej = p.pop("_rejects").sort("cause")
+    rej = merged_counts(p.pop("_rejects"))
     from .api import _iso
 
     def report_of(prefix: str):
@@ -345,11 +342,11 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         totals, users = part["totals"].row(0, named=True), part.pop("_users")["n_users"][0]
         inp = InputSummary(
             files=list(sources), format="events", columns=dict(roles), rows_read=int(meta["n_rows"]),
-            rows_rejected=int(rej["n"].sum()) if rej.height else 0,
-            rejected=[Count(k, int(n)) for k, n in rej.iter_rows()],
+            rows_rejected=int(rej["n"].sum()),
+            rejected=[Count(k, int(n)) for k, n in rej.select(REJECT, "n").iter_rows()],
             events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
             users=int(users), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
-            sessionized=bool(meta["n_sessionized"]), capped_sessions=int(meta["n_capped"]),
+            sessionized=bool(meta["n_sessionized"]), capped_sessions=int(rej["n_capped"].sum()),
             sessions_log=log.name if log else None,
         )
         return build_report(part, cfg, inp, attrs)

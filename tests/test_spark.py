@@ -74,8 +74,23 @@ def test_spark_engine_matches_local(log, spark):
     assert sorted(there.rejects["cause"].to_list()) == sorted(here.rejects["cause"].to_list())
     assert remote["funnel"] == local["funnel"]
     assert remote["abandonment"] == local["abandonment"]
-    for key in ("rows_read", "rows_rejected", "events", "sessions", "users", "period"):
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period",
+                "capped_sessions"):
         assert remote["input"][key] == local["input"][key], key
+
+
+def test_spark_counts_rejects_per_cause_and_capped_sessions_like_local(log, spark):
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    cfg = Config().with_overrides(max_events_per_session=12)   # some sessions are over the cap
+    local = analyze(log, max_events_per_session=12).report.to_dict()["input"]
+    remote = analyze_spark(log, cfg, spark=spark).report.to_dict()["input"]
+    assert local["capped_sessions"] > 1
+    assert {r["key"] for r in local["rejected"]} >= {"session_cap", "missing_timestamp"}
+    for key in ("rows_read", "rows_rejected", "rejected", "capped_sessions", "events", "sessions"):
+        assert remote[key] == local[key], key
 
 
 def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark):
