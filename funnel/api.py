@@ -490,6 +490,17 @@ def read_shard(files: list[str]) -> pl.LazyFrame:
     return pl.scan_parquet(files, hive_partitioning=False).drop(parts.OWNER, strict=False)
 
 
+def time_bounds(ev: pl.DataFrame | pl.LazyFrame) -> tuple:
+    """The first and last event time of ``ev`` ((None, None) without events)."""
+    return ev.lazy().select(pl.col(TS).min(), pl.col(TS).max().alias("hi")).collect().row(0)
+
+
+def merged_bounds(bounds: Iterable[tuple]) -> tuple:
+    """The first and last event time over shards' ``time_bounds`` ((None, None): no events)."""
+    got = [b for b in bounds if b[0] is not None]
+    return (min(b[0] for b in got), max(b[1] for b in got)) if got else (None, None)
+
+
 @dataclass(frozen=True)
 class _Shard:
     """A prepared user shard: what the input summary needs, its rejected rows (a file) and, when
@@ -530,9 +541,8 @@ def _prepare_shard(files: list[str], name: str, loaded: Loaded, cfg: Config, log
     if keep:
         events = os.path.join(tmp, f"{name}-events.arrow")
         ev.write_ipc(events, compression="lz4")
-    bounds = ev.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).row(0) if ev.height else (None, None)
     return _Shard(rejects, reject_counts(prep.rejects), events, prep.rows_read, prep.sessionized, prep.attrs,
-                  bounds), ev
+                  time_bounds(ev)), ev
 
 
 def prepared_shards(loaded: Loaded, cfg: Config, k: int, tmp: str, say: Progress, into: list[_Shard],
@@ -698,10 +708,9 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             del ev
         if not shards:
             return None
-        firsts = [s.bounds[0] for s in shards if s.bounds[0] is not None]
-        if not firsts:
+        lo, hi = merged_bounds(s.bounds for s in shards)
+        if lo is None:
             why_nothing()
-        lo, hi = min(firsts), max(s.bounds[1] for s in shards if s.bounds[1] is not None)
         span, prev_span = periods.resolve_periods(pl.DataFrame({TS: [lo, hi]}).lazy(), period, compare)
         _check_gates(rules, prev_span)
 
@@ -880,7 +889,7 @@ def _analyze(sources: Any, config: Config | None, sessions: Any, progress: Progr
     if span is not None:
         prep = dataclasses.replace(prep, events=periods.entities_in(prep.events, span).collect().lazy())
         if prep.events.select(pl.len()).collect().item() == 0:
-            lo, hi = whole.events.select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).collect().row(0)
+            lo, hi = time_bounds(whole.events)
             raise _no_entities_in(span, lo, hi, cfg)
     # ---------------------------------------------------------------------------------------
     if funnel_only:

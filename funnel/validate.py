@@ -8,15 +8,17 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import REJECT_CAUSES
-from .schema import EVENT, REJECT, ROLES, SESSION, TS, USER
+from .schema import EVENT, REJECT, ROLES, SESSION, USER
 
 
 def _facts(ev: pl.DataFrame, cfg: Config) -> dict[str, Any]:
     """What ``describe_input`` reports of usable events ``ev``, in parts that merge across user
     shards (counts add; sessions and users too, as a user's events are in one shard)."""
+    from . import api
+
     return {
         "usable": ev.height,
-        "lo": ev[TS].min(), "hi": ev[TS].max(),
+        "bounds": api.time_bounds(ev),
         "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
         "users": int(ev[USER].drop_nulls().n_unique()) if ev.height else 0,
         "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
@@ -54,8 +56,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     rej = api.merged_counts(counts)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
         .sort(["n", EVENT], descending=[True, False])
-    los = [f["lo"] for f in facts if f["lo"] is not None]
-    lo, hi = (min(los), max(f["hi"] for f in facts if f["hi"] is not None)) if los else (None, None)
+    lo, hi = api.merged_bounds(f["bounds"] for f in facts)
     step_of = {e: s.name for s in cfg.steps for e in s.events}
     return {
         "files": [str(f.path) for f in loaded.files],
