@@ -492,7 +492,7 @@ def read_shard(files: list[str]) -> pl.LazyFrame:
 
 def time_bounds(ev: pl.DataFrame | pl.LazyFrame) -> tuple:
     """The first and last event time of ``ev`` ((None, None) without events)."""
-    return ev.lazy().select(pl.col(TS).min(), pl.col(TS).max().alias("hi")).collect().row(0)
+    return ev.lazy().select(pl.col(TS).min().alias("lo"), pl.col(TS).max().alias("hi")).collect().row(0)
 
 
 def merged_bounds(bounds: Iterable[tuple]) -> tuple:

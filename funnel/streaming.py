@@ -96,7 +96,6 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
     """(report, each shard's kept rejected rows) of ``analyze_funnel_only``, or None."""
     from . import api
     from .core import partials as parts
-    from .model import Count, InputSummary, Period
 
     clean = _typed_input(_row_level_rows(loaded, cfg))   # decided before any split: no re-split for text input
     results = (clean and _shards(loaded, cfg, say, True, shards or shard_count(loaded, CLEAN_SHARD_ROWS), tables,
@@ -108,16 +107,8 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
         return None   # the row-level path says why nothing is usable
     p = parts.merge([r[0] for r in results])
     rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
-    counts = api.merged_counts(pl.concat([r[3] for r in results])).select(REJECT, "n")
-    totals = p["totals"].row(0, named=True)
-    inp = InputSummary(
-        files=[str(f.path) for f in loaded.files], format=loaded.format, columns=dict(loaded.columns),
-        rows_read=int(rows), rows_rejected=int(counts["n"].sum()),
-        rejected=[Count(k_, int(n)) for k_, n in counts.iter_rows()],
-        events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
-        period=Period(api._iso(totals["min_ts"]), api._iso(totals["max_ts"])), sessions_log=None,
-        sessionized=False, capped_sessions=0,
-    )
+    # (no session is capped here: a shard with a session over the cap takes the materialising path)
+    inp = api._summary(loaded, pl.concat([r[3] for r in results]), int(rows), users, False, None, p)
     return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results]
 
 

@@ -46,7 +46,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         with api.shard_dir() as tmp:
             done: list = []
             facts = [_facts(ev, cfg) for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
-            counts = pl.concat([s.counts for s in done]) if done else None
+            counts = api._counts(done) if done else None
         rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
             (done[0].attrs if done else [])
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
