@@ -20,6 +20,7 @@ filtered scan of Parquet input; 10M on the row-level route, split once to tempor
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -59,8 +60,6 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
     with ``rejects`` in ``sinks`` (a path; taken out of it) each shard's are kept sorted on the
     temporary disk and merged straight into that file at the end (``api._merged``).
     """
-    import contextlib
-
     from . import api
     from .io.load import load_events
 
@@ -232,14 +231,9 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
     rows are dropped once counted (``api.reject_counts``); ``keep`` (a callable) stores them
     instead and what it returns takes their place.
 
-    With ``k > 1``: on the clean route over Parquet, each shard is a filtered scan of the input
-    (the raw-id shard key is computed from two id columns, and only the few columns the route
-    reads are decoded: ~2x cheaper than writing the input to disk and reading it back, for the
-    shard counts used). Otherwise the input is split once (``api.split_rows``: one streaming
-    pass writing the rows partitioned by user to a temporary directory, removed at the end,
-    also on error), and each shard reads only its own files."""
+    With ``k > 1`` the shards are ``api.user_shards``: filtered scans of Parquet input, else
+    the input split once to a temporary directory (removed at the end, also on error)."""
     from . import api
-    from .core import partials as parts
 
     rows = _row_level_rows(loaded, cfg)   # the clean route keeps the bookkeeping too: see below
 
@@ -269,15 +263,10 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
 
     if k <= 1:
         return each([rows])
-    if clean and all(f.format == "parquet" for f in loaded.files):
-        say(f"reading the input in {k} user shards")
-        owners = api.session_owners(rows, loaded, clean_ids=True)   # sessions to keep whole: see shard_key
-        return each([parts.shard_rows(rows, i, k, clean=True, owners=owners) for i in range(k)])
-    with api.shard_dir() as tmp:
-        say(f"splitting the input into {k} user shards")
+    with contextlib.ExitStack() as stack:   # (the temporary directory only if the input is split)
+        tmp = lambda: stack.enter_context(api.shard_dir())
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
-        files = api.split_rows(rows, loaded, k, tmp, clean_ids=clean)
-        return each([api.read_shard(f) for f in files if f])
+        return each([part for part, _ in api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None)])
 
 
 def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:

@@ -827,6 +827,27 @@ def test_the_unsafe_character_test_agrees_with_its_regex_definition():
     assert fast.sum() > 100   # the sample does contain unsafe characters
 
 
+def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():
+    """``needs_cleaning`` (one regex; the clean routes and the shard keys trust it) is true
+    exactly where the normaliser's string cleaning (``harmless``, then outer blanks stripped
+    and blank = missing) changes the value, on every code point that matters at the start, in
+    the middle and at the end of a value, and on random text."""
+    import random
+
+    from funnel.core.normalize import _clean_string, harmless, needs_cleaning
+
+    points = [*range(0x250), *range(0x2000, 0x2100), 0x3000, 0xFEFF, 0xFFFD, 0x1F600]
+    rnd = random.Random(5)
+    values = [v for c in points for v in (chr(c), "a" + chr(c), chr(c) + "a", "a" + chr(c) + "b")] + [
+        "".join(chr(rnd.choice(points)) for _ in range(rnd.randrange(0, 8))) for _ in range(3000)] + [""]
+    df = pl.DataFrame({"x": values}).with_columns(harmless(pl.col("x")).alias("x")).select(
+        pl.Series("raw", values), _clean_string("x").alias("cleaned"))
+    changed = (pl.col("cleaned") != pl.col("raw")).fill_null(True)   # (null: a blank became missing)
+    got = df.select(needs_cleaning(pl.col("raw")).alias("needs"), changed.alias("changed"))
+    assert got["needs"].to_list() == got["changed"].to_list()
+    assert 100 < got["needs"].sum() < len(values) - 100
+
+
 def test_empty_rows_in_typed_input_are_told_apart_from_missing_timestamps(tmp_path):
     """Parquet has no blank-line marker: a row is 'empty_row' when every column is missing or
     only whitespace (the text tests run only on rows whose timestamp is missing), and a row

@@ -206,6 +206,58 @@ def test_spill_path_on_csv_input_equals_one_pass(tmp_path, monkeypatch):
     assert one.carts.filter(pl.col("user_id").str.starts_with("u_00007"))["user_id"].unique().len() == 1
 
 
+def _messy_parquets(tmp_path) -> list[str]:
+    """``_messy_csvs``' rows as two Parquet files (text timestamps, so that bad ones stay),
+    with a row of nulls for the blank line: ids to clean, sessions to build, bad rows and
+    duplicates across files."""
+    files = []
+    for f in _messy_csvs(tmp_path):
+        text = open(f, encoding="utf-8").read().splitlines()
+        rows = [line for line in text if line.count(",") <= text[0].count(",")]   # (no surplus fields)
+        df = pl.read_csv("\n".join(rows).encode(), infer_schema=False)
+        files.append(f[:-4] + ".parquet")
+        df.write_parquet(files[-1])
+    return files
+
+
+@pytest.mark.parametrize("scan_shards", [12, 1])
+def test_full_analysis_on_parquet_reads_shards_by_filtered_scans(scan_shards, tmp_path, monkeypatch):
+    """Parquet input in up to ``api.SCAN_SHARDS`` shards is read by one filtered scan a shard
+    (nothing written to disk), in more by the split; both equal one pass: report, cart table
+    and rejected rows with their file and row. Ids that need cleaning are found first
+    (``dirty_ids``) and the shard key then hashes the cleaned ids; clean ids are hashed raw
+    (~10x cheaper), and group the rows alike."""
+    from funnel import api
+    from funnel.api import analyze
+    from funnel.io.load import load_events
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    monkeypatch.setattr(api, "SCAN_SHARDS", scan_shards)
+    keys: list[bool] = []
+    real = parts.shard_key
+    monkeypatch.setattr(parts, "shard_key", lambda names, k, clean=False, owners=None:
+                        keys.append(clean) or real(names, k, clean, owners))
+    clean_file = tmp_path / "clean.parquet"
+    pl.read_csv(SAMPLE_EVENTS, try_parse_dates=True).write_parquet(clean_file)
+    for files, dirty in ((_messy_parquets(tmp_path), True), ([str(clean_file)], False)):
+        loaded = load_events(files, Config())
+        assert api.dirty_ids(api.project_input(loaded.lf, Config()), loaded) is dirty
+        said: list[str] = []
+        keys.clear()
+        one = analyze(files, shards=1, max_events_per_session=12)
+        many = analyze(files, shards=3, max_events_per_session=12, progress=said.append)
+        how = "reading the input in 3" if scan_shards >= 3 else "splitting the input into 3"
+        assert any(m.startswith(how) for m in said), said
+        assert keys and set(keys) == {not dirty}
+        assert many.report.to_dict() == one.report.to_dict()
+        assert many.carts.equals(one.carts) and many.rejects.equals(one.rejects)
+        if dirty:
+            causes = {c.key for c in one.report.input.rejected}
+            assert {"bad_timestamp", "duplicate", "empty_row", "session_cap"} <= causes, causes
+            assert one.report.input.sessionized
+            assert one.carts.filter(pl.col("user_id").str.starts_with("u_00007"))["user_id"].unique().len() == 1
+
+
 def _shard_dirs(root) -> list[str]:
     import os
 
