@@ -372,7 +372,7 @@ def _iso(ts: Any) -> str | None:
 
 def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
     users = prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
-    return _summary(prep.loaded, reject_counts(prep.rejects), prep.rows_read, users, prep.sessionized,
+    return _summary(source_of(prep.loaded), reject_counts(prep.rejects), prep.rows_read, users, prep.sessionized,
                     prep.sessions_log, p)
 
 
@@ -391,14 +391,20 @@ def merged_counts(counts: pl.DataFrame) -> pl.DataFrame:
     return counts.group_by(REJECT).agg(pl.exclude(REJECT).sum()).sort(REJECT)
 
 
-def _summary(loaded: Loaded, counts: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
+def source_of(loaded: Loaded) -> dict[str, Any]:
+    """What the input summary says of the input files (``_summary``'s ``source``): their paths,
+    format and column roles."""
+    return {"files": [str(f.path) for f in loaded.files], "format": loaded.format, "columns": dict(loaded.columns)}
+
+
+def _summary(source: dict[str, Any], counts: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
              sessions_log: str | None, p: parts.Partials) -> InputSummary:
-    """``counts``: ``reject_counts`` (of every shard, concatenated)."""
+    """The input summary of every engine. ``source``: ``source_of`` the input (the Spark engine
+    gives its own); ``counts``: ``reject_counts`` (of every shard, concatenated)."""
     rej = merged_counts(counts)
     totals = p["totals"].row(0, named=True)
     return InputSummary(
-        files=[str(f.path) for f in loaded.files], format=loaded.format,
-        columns=dict(loaded.columns), rows_read=rows_read, rows_rejected=int(rej["n"].sum()),
+        **source, rows_read=rows_read, rows_rejected=int(rej["n"].sum()),
         rejected=[Count(k, int(n)) for k, n in rej.select(REJECT, "n").iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
         period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=sessions_log,
@@ -663,7 +669,7 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
     p = parts.merge(partials)
     say("building the report")
     built = any(s.sessionized for s in shards)
-    inp = _summary(loaded, _counts(shards), sum(s.rows_read for s in shards), users, built,
+    inp = _summary(source_of(loaded), _counts(shards), sum(s.rows_read for s in shards), users, built,
                    log.name if log else None, p)
     report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
     return report, carts

@@ -255,10 +255,9 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     Spark read them from; row numbers are unknown there). ``period``, ``compare`` and
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
-    from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, build_report,
-                      merged_counts, read_sessions_log, reject_table)
+    from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
+                      read_sessions_log, reject_table)
     from .io.detect import detect_roles
-    from .model import Count, InputSummary, Period
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
@@ -332,23 +331,16 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     if "_input" not in p:
         _no_usable_rows(sources)
     meta = p.pop("_input").row(0, named=True)
-    rej = merged_counts(p.pop("_rejects"))
-    from .api import _iso
+    counts = p.pop("_rejects")
+    source = {"files": list(sources), "format": "events", "columns": dict(roles)}
 
     def report_of(prefix: str):
         part = {name[len(prefix):]: df for name, df in p.items() if name.startswith(prefix)}
         if "totals" not in part:
             return None
-        totals, users = part["totals"].row(0, named=True), part.pop("_users")["n_users"][0]
-        inp = InputSummary(
-            files=list(sources), format="events", columns=dict(roles), rows_read=int(meta["n_rows"]),
-            rows_rejected=int(rej["n"].sum()),
-            rejected=[Count(k, int(n)) for k, n in rej.select(REJECT, "n").iter_rows()],
-            events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0),
-            users=int(users), period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])),
-            sessionized=bool(meta["n_sessionized"]), capped_sessions=int(rej["n_capped"].sum()),
-            sessions_log=log.name if log else None,
-        )
+        users = part.pop("_users")["n_users"][0]
+        inp = _summary(source, counts, int(meta["n_rows"]), int(users), bool(meta["n_sessionized"]),
+                       log.name if log else None, part)
         return build_report(part, cfg, inp, attrs)
 
     say("building the report")

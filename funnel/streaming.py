@@ -107,7 +107,7 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
     p = parts.merge([r[0] for r in results])
     rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
     # (no session is capped here: a shard with a session over the cap takes the materialising path)
-    inp = api._summary(loaded, pl.concat([r[3] for r in results]), int(rows), users, False, None, p)
+    inp = api._summary(api.source_of(loaded), pl.concat([r[3] for r in results]), int(rows), users, False, None, p)
     return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results]
 
 
