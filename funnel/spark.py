@@ -82,12 +82,27 @@ def spark_session():
 
 # --- on the driver: reading ---------------------------------------------------------------
 
+def _numbered(frame):
+    """Parquet rows with their 1-based row in their file in ``_row`` (``_metadata.row_index``,
+    Spark 3.5+), as the local engine numbers them, so that rejected rows are named by file and
+    row. Spark cannot number the rows of text files (one file is read by several tasks)."""
+    from pyspark.sql import functions as F
+    from pyspark.errors import AnalysisException
+
+    from .schema import ROW
+
+    try:
+        return frame.withColumn(ROW, F.col("_metadata.row_index") + 1)
+    except AnalysisException:   # (a Spark without the row index: rows stay unnumbered)
+        return frame
+
+
 def _reader(spark, path: str):
     low = path.lower().rstrip("/")
     for comp in (".gz", ".zst", ".bz2"):
         low = low.removesuffix(comp)
     if low.endswith(".parquet") or low.endswith(".pq"):
-        return spark.read.parquet(path)
+        return _numbered(spark.read.parquet(path))
     if low.endswith((".json", ".ndjson", ".jsonl")):
         return spark.read.json(path)
     if low.endswith((".csv", ".tsv", ".txt")):
@@ -97,7 +112,7 @@ def _reader(spark, path: str):
     if p.is_dir():
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
         if kinds <= {".parquet"} and kinds:
-            return spark.read.parquet(path)
+            return _numbered(spark.read.parquet(path))
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
 
@@ -134,7 +149,8 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tu
     if not batches:
         return pl.DataFrame(), pl.DataFrame()
     df = pl.from_arrow(pa.Table.from_batches(batches))
-    lf = df.lazy().rename(rename).with_columns(pl.lit(None, pl.Int64).alias(ROW))
+    row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
+    lf = df.lazy().rename(rename).with_columns(row.alias(ROW))
     out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
@@ -252,7 +268,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
                   progress=None, spark=None, tables: bool = True, period=None, compare=None):
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry the file
-    Spark read them from; row numbers are unknown there). ``period``, ``compare`` and
+    Spark read them from, and their row in it for Parquet: ``_numbered``). ``period``, ``compare`` and
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
@@ -273,7 +289,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
     raw = _read(spark, list(sources))
-    names = list(raw.columns)
+    names = [c for c in raw.columns if c != ROW]   # (ROW: the Parquet row numbers)
     roles = detect_roles(names, cfg.columns, where=", ".join(sources))
     rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
     others = [c for c in names if c not in rename]
