@@ -86,8 +86,8 @@ def _numbered(frame):
     """Parquet rows with their 1-based row in their file in ``_row`` (``_metadata.row_index``,
     Spark 3.5+), as the local engine numbers them, so that rejected rows are named by file and
     row. Spark cannot number the rows of text files (one file is read by several tasks)."""
-    from pyspark.sql import functions as F
     from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
 
     from .schema import ROW
 
