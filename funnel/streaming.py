@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .config import Config
-from .core.normalize import _BOOKKEEPING, DETAIL, normalize
+from .core.normalize import _BOOKKEEPING, DETAIL, needs_cleaning, normalize
 from .core.sessions import KEY2, entity_keys, funnel_base, map_steps, shared_key
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
@@ -43,9 +43,10 @@ SHARD_ROWS = 10_000_000        # funnel-only: rows per shard (the narrow frame, 
 CLEAN_SHARD_ROWS = 20_000_000  # funnel-only on clean typed input: ~50 bytes a row held (~3.0 GB peak)
 
 
-def shard_count(loaded, rows_per_shard: int = SHARD_ROWS) -> int:
-    """How many user shards to read the input in (1 for ordinary logs)."""
-    return max(1, -(-loaded.rows // rows_per_shard))
+def shard_count(loaded, rows_per_shard: int | None = None) -> int:
+    """How many user shards of ``rows_per_shard`` (default ``SHARD_ROWS``) rows to read the
+    input in (1 for ordinary logs)."""
+    return max(1, -(-loaded.rows // (rows_per_shard or SHARD_ROWS)))
 
 
 def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
@@ -113,7 +114,8 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
 
 IDS = "ids"     # _clean_shard declined: an id needs cleaning (the raw-id shards are not user shards)
 INPUT = "input"  # ... the input's column types need the row-level rules
-ROWS = "rows"    # ... some rows of this shard need them (rejects, duplicates, the cap)
+ROWS = "rows"    # ... some rows of this shard need them (values to clean, rows to sessionize, the cap)
+LARGE = "large"  # ... as ROWS, in a shard over SHARD_ROWS rows: the whole input takes the row-level route
 
 
 def _typed_input(rows: pl.LazyFrame) -> bool:
@@ -134,18 +136,47 @@ def _row_key() -> pl.Expr:
     return pl.col(ENTITY) ^ pl.col(TS).dt.epoch("us").hash(11) ^ pl.col(EVENT).hash(12)
 
 
-def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
-    """The fast path for typed input with nothing to clean: (partials, totals, no rejects) of
-    the shard ``raw`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
-    ``INPUT`` or ``ROWS`` (then ``_shard`` runs).
+def _checks(lf: pl.LazyFrame, masked: bool) -> tuple:
+    """The clean route's aggregates over the narrow frame ``lf`` (in memory), computed together:
+    (totals, entities, distinct users, events, currencies, the step events). ``masked``: some
+    rows are rejected (``_rejected``); every aggregate but the row counts is then taken over
+    the usable rows, masked rather than filtered (no copy of the frame)."""
+    ok = ~pl.col("_rejected")
+    use = (lambda x: pl.when(ok).then(x)) if masked else (lambda x: x)
+    key = use(_row_key())
+    dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")
+    totals = lf.select(
+        pl.len().alias("rows"),
+        pl.col("_rejected").sum().alias("rejected"),
+        pl.col("_unsessioned").any().alias("unsessioned"),
+        use(pl.col("_dirty_id")).any().alias("dirty_id"),
+        (key.drop_nulls() if masked else key).n_unique().alias("keys"),
+        use(pl.col(TS)).min().alias("min_ts"), use(pl.col(TS)).max().alias("max_ts"),
+    )
+    entities = lf.group_by(ENTITY).agg((ok.sum() if masked else pl.len()).alias("n"), shared_key().alias("shared")) \
+        .select((pl.col("n") > 0).sum().alias("entities"), pl.col("n").max().alias("most"), pl.col("shared").any())
+    distinct = [lf.select(use(pl.col(c)).alias(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
+                for c in (USER, EVENT, CURRENCY)]
+    steps = lf.filter(pl.col(STEP).is_not_null() & ok if masked else pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
+    r, e, u, ev, cur, st = pl.collect_all([totals, entities, *distinct, steps], engine="streaming")
+    return r.row(0, named=True), e.row(0, named=True), u, ev, cur, st
 
-    A few aggregates over every row prove the shard clean — a typed timestamp, no row meeting a
-    reject rule (``normalize.typed``, the rules ``normalize`` applies), no string that
-    ``normalize`` would change (checked on the distinct values), a session id on every row, no
-    two rows alike in every column (a cheap (entity, time, event) key first; only if that
-    repeats, whole rows as ``_shard`` compares them) and no session over the cap. Then nothing is rejected and the raw values are the normalised ones, so the funnel
+
+def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
+    """The fast path for typed input with nothing to clean: (partials, totals, rejected rows)
+    of the shard ``raw`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
+    ``INPUT``, ``ROWS`` (then ``_shard`` runs) or ``LARGE``.
+
+    A few aggregates over every row prove the shard clean — a typed timestamp, no string that
+    ``normalize`` would change (checked on the distinct values), a session id on every usable
+    row, and no session over the cap. Then the raw values are the normalised ones, so the funnel
     is counted without normalising a single row: the per-entity aggregate is computed only for
     entities with a step event (every other entity is at level 0 and adds only to the counts).
+    Rows that meet a reject rule (``normalize.typed``, the rules ``normalize`` applies) and
+    exact duplicates (a cheap (entity, time, event) key first; only if that repeats, whole rows
+    as ``_shard`` compares them) are handled here too, the usual dirt of real exports: the
+    rejected rows are left out of the counts, and only they are read again and normalised, for
+    their causes and the rejected-row table (``_set_aside``).
     Entities are keyed by a 64-bit hash of the id (``entity_keys``; a second hash proves that
     no two ids share a key, else the shard declines with ``ROWS``): integer group-bys, joins
     and sorts instead of string ones. The shard is read once, into a frame of the few columns
@@ -153,14 +184,14 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     The result equals ``_shard``'s (tests/test_funnel_only.py).
     """
     from . import api
-    from .core.normalize import ensure_columns, needs_cleaning, typed
+    from .core.normalize import ensure_columns, typed
 
     if not _typed_input(raw):
         return INPUT   # text columns: the row-level rules do real work
     lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
     lf, rules = typed(lf, cfg.timezone)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
-    unusable = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
+    rejected = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
     lf = map_steps(lf.with_columns(pl.col("_ts_parsed").alias(TS),
                                    pl.col(f"_num_{CART_VALUE}").alias(CART_VALUE)), cfg)
     # The shard is read once, into the few columns the checks and counts use (~50 bytes a
@@ -169,51 +200,80 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     e1, e2 = entity_keys(pl.col(ENTITY))
     try:
         lf = lf.select(e1.alias(ENTITY), e2.alias(KEY2), TS, STEP, EVENT, USER, CART_VALUE, CURRENCY,
-                       (unusable | pl.col(SESSION).is_null()).alias("_unusable"),
+                       rejected.alias("_rejected"), (pl.col(SESSION).is_null() & ~rejected).alias("_unsessioned"),
                        needs_cleaning(pl.col(ENTITY)).alias("_dirty_id")).collect(engine="streaming").lazy()
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
-    dirty = lambda c: needs_cleaning(pl.col(c)).any().alias(f"dirty_{c}")
-    totals = lf.select(
-        pl.len().alias("rows"),
-        pl.col("_unusable").sum().alias("unusable"),
-        pl.col("_dirty_id").any().alias("dirty_id"),
-        _row_key().n_unique().alias("keys"),
-        pl.col(TS).min().alias("min_ts"), pl.col(TS).max().alias("max_ts"),
-    )
-    entities = lf.group_by(ENTITY).agg(pl.len().alias("n"), shared_key().alias("shared")).select(
-        pl.len().alias("entities"), pl.col("n").max().alias("most"), pl.col("shared").any())
-    distinct = [lf.select(pl.col(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
-                for c in (USER, EVENT, CURRENCY)]
-    steps = lf.filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
-    r, e, u, ev, cur, st = pl.collect_all([totals, entities, *distinct, steps], engine="streaming")
-    r, e = r.row(0, named=True), e.row(0, named=True)
+    masked = lf.select(pl.col("_rejected").any()).collect().item()
+    r, e, u, ev, cur, st = _checks(lf, masked)   # (the usable rows' ids, values and counts)
+    n_rows, n_rejected = r["rows"], r["rejected"]
+    needs_rows = ROWS if n_rows <= SHARD_ROWS else LARGE   # (the row-level rules hold the whole shard)
     if r["dirty_id"] or u.item(0, 1):
         return IDS
-    if r["unusable"] or (e["most"] or 0) > cfg.max_events_per_session or ev.item(0, 1) or cur.item(0, 1) \
+    if r["unsessioned"] or ev.item(0, 1) or cur.item(0, 1) or (e["most"] or 0) > cfg.max_events_per_session \
             or e["shared"]:   # two ids share a key (odds ~1e-7 at 2.5M ids): the row-level path keys by id
-        return ROWS
-    if r["keys"] != r["rows"]:   # rows alike in (entity, time, event): are any alike in every column?
-        whole = [c for c in raw.collect_schema().names() if c not in _BOOKKEEPING]
-        if raw.select(pl.struct(whole).hash(0).n_unique()).collect(engine="streaming").item() != r["rows"]:
-            return ROWS
+        return needs_rows
+    alike = pl.Series(TS, [], dtype=pl.Int64)   # when usable rows share a key: the times they share
+    if r["keys"] != n_rows - n_rejected:
+        key = _row_key().alias("_k")
+        usable = lf.filter(~pl.col("_rejected")) if masked else lf
+        repeats = usable.group_by(key).len().filter(pl.col("len") > 1).collect(engine="streaming")["_k"]
+        alike = usable.filter(key.is_in(repeats.implode())).select(pl.col(TS).dt.epoch("us").unique()).collect()[TS]
+    aside = _set_aside(raw, loaded, cfg, n_rejected, alike)
+    if aside is None:
+        return needs_rows
     # (in memory, not streaming, and an is_in rather than a semi join: ~1.4 s -> 0.9 s at 19.4M rows)
-    base = funnel_base(lf.filter(pl.col(ENTITY).is_in(st[ENTITY].unique().implode()))).collect()
+    cands = pl.col(ENTITY).is_in(st[ENTITY].unique().implode())
+    base = funnel_base(lf.filter(cands & ~pl.col("_rejected") if masked else cands)).collect()
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
-    # Entities without a step event are absent from ``base``: they count at level 0.
+    # Entities without a step event are absent from ``base``: they count at level 0. The
+    # events are the usable rows but their exact duplicates (as ``_shard`` counts them).
     t = p["totals"]
     p["totals"] = t.with_columns(
         pl.lit(e["entities"]).cast(t["n_entities"].dtype).alias("n_entities"),
-        pl.lit(r["rows"]).cast(t["n_events"].dtype).alias("n_events"),
+        pl.lit(n_rows - n_rejected - aside[1]).cast(t["n_events"].dtype).alias("n_events"),
         pl.lit(r["min_ts"]).cast(t["min_ts"].dtype).alias("min_ts"),
         pl.lit(r["max_ts"]).cast(t["max_ts"].dtype).alias("max_ts"),
     )
     lv = p["levels"]
     rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
     p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
-    tot = {"rows": r["rows"], "usable": r["rows"], "users": u.item(0, 0)}
-    no_rejects = _narrow(raw, cfg)[2].drop("_h").clear().collect()   # the rejects' columns, no rows
-    return p, tot, no_rejects
+    tot = {"rows": n_rows, "usable": n_rows - n_rejected, "users": u.item(0, 0)}
+    return p, tot, aside[0]
+
+
+def _set_aside(raw: pl.LazyFrame, loaded, cfg: Config, n_rejected: int, alike: pl.Series
+               ) -> tuple[pl.DataFrame, int] | None:
+    """The clean route's rejected rows of the shard ``raw``, as ``_shard`` gives them, and how
+    many are exact duplicates; None if normalising rejects other rows than the clean route's
+    rules found (it cannot, on clean strings: the shard then declines, to stay exact).
+
+    One pass over ``raw`` picks the ``n_rejected`` rows that meet a reject rule, and the usable
+    rows at the times in ``alike`` (µs; where usable rows share an (entity, time, event) key,
+    so where any exact duplicate is), in input order. Only the rejected rows are normalised
+    (``_narrow``; every rule looks at its row alone); of the others, the later ones of rows
+    alike in every column (as ``normalize.mark_duplicates`` takes them) are the duplicates."""
+    from . import api
+    from .core.normalize import ensure_columns, typed
+
+    if not n_rejected and not alike.len():
+        return _narrow(raw.clear(), cfg)[2].drop("_h").clear().collect(), 0   # the rejects' columns, no rows
+    names = raw.collect_schema().names()
+    typed_rows, rules = typed(ensure_columns(raw), cfg.timezone)
+    rej = pl.any_horizontal([cond for _, cond in rules])
+    at = pl.col("_ts_parsed").dt.epoch("us").is_in(alike.implode()).fill_null(False)
+    try:
+        picked = typed_rows.filter(rej | at).select(*names, rej.alias("_rej")).collect(engine="streaming")
+    except api.READ_ERRORS as exc:
+        raise api.read_error(loaded, exc) from None
+    aside = [_narrow(picked.lazy().filter("_rej").drop("_rej"), cfg)[2].drop("_h").collect()]
+    if aside[0].height != n_rejected or aside[0][REJECT].null_count():
+        return None
+    whole = pl.struct([c for c in names if c not in _BOOKKEEPING]).hash(0)
+    dups = picked.filter(~pl.col("_rej")).drop("_rej").filter(~whole.is_first_distinct())
+    if dups.height:
+        aside.append(_narrow(dups.lazy(), cfg)[0].with_columns(pl.lit("duplicate").alias(REJECT)).collect())
+    return pl.concat(aside, how="diagonal_relaxed"), dups.height
 
 
 def _row_level_rows(loaded, cfg: Config) -> pl.LazyFrame:
@@ -241,11 +301,12 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
         if not clean:
             return _shard(part, loaded, cfg)
         got = _clean_shard(part, loaded, cfg)
-        if got in (IDS, INPUT):
+        if got in (IDS, INPUT, LARGE):   # the whole input takes the row-level route
             return got
-        # Some rows of this shard need the row-level rules: run them on it. Its users are whole
-        # (the raw-id shards equal the user shards while no id needs cleaning, checked in every
-        # shard: one that does sends the whole input to the row-level route).
+        # Some rows of this shard need the row-level rules: run them on it (it is no larger
+        # than the row-level route's shards). Its users are whole (the raw-id shards equal the
+        # user shards while no id needs cleaning, checked in every shard: one that does sends
+        # the whole input to the row-level route).
         return _shard(part, loaded, cfg) if got == ROWS else got
 
     def each(parts_: list[pl.LazyFrame]) -> list | None:
