@@ -119,11 +119,12 @@ LARGE = "large"  # ... as ROWS, in a shard over SHARD_ROWS rows: the whole input
 
 
 def _typed_input(rows: pl.LazyFrame) -> bool:
-    """The input's columns are typed (Datetime timestamp, string ids, numeric values), so the
-    clean route can apply; text columns need the row-level rules. Decided by the schema alone."""
+    """The input's columns are typed (a Datetime or epoch-number timestamp, string ids, numeric
+    values), so the clean route can apply; text columns need the row-level rules. Decided by
+    the schema alone. (The route reads the timestamp as ``normalize.typed`` parses it.)"""
     schema = rows.collect_schema()
     kind = lambda c: schema.get(c, pl.Null)   # (a missing column is all null)
-    return isinstance(kind(TS), pl.Datetime) \
+    return (isinstance(kind(TS), pl.Datetime) or kind(TS).is_numeric()) \
         and all(kind(c) in (pl.String, pl.Null) for c in (EVENT, SESSION, USER, CURRENCY)) \
         and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
 

@@ -182,6 +182,23 @@ def test_clean_typed_input_takes_the_fast_path_with_equal_numbers(tmp_path, monk
     assert _abandonment_counts(fast["abandonment"]) == _abandonment_counts(full["abandonment"])
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_epoch_number_timestamps_take_the_clean_route(tmp_path, monkeypatch, unit):
+    """Exports with the time as an epoch number (seconds, ms or µs, as BigQuery and many
+    warehouses write it) are typed too: the clean route reads the time as the normaliser
+    parses it, with the row-level route's numbers; an epoch of 0 is rejected alike."""
+    p = tmp_path / f"epoch_{unit}.parquet"
+    log = _typed_log()
+    scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    epoch = pl.col("timestamp").dt.epoch("us") // scale
+    log = log.with_columns((epoch.cast(pl.Float64) if unit == "s" else epoch).alias("timestamp"))
+    pl.concat([log, log.head(1).with_columns(pl.lit(0).cast(log["timestamp"].dtype).alias("timestamp"))]).write_parquet(p)
+    fast, slow = _reports(str(p), monkeypatch)
+    assert fast is not None and fast == slow
+    assert fast["input"]["rejected"] == [{"key": "timestamp_out_of_range", "count": 1}]
+    assert fast["funnel"] == analyze(str(p)).report.to_dict()["funnel"]
+
+
 def test_fast_path_equals_full_analysis_on_user_level_and_shards(tmp_path, monkeypatch):
     from funnel import streaming
     from funnel.config import Config
