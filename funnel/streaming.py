@@ -118,14 +118,19 @@ ROWS = "rows"    # ... some rows of this shard need them (values to clean, rows 
 LARGE = "large"  # ... as ROWS, in a shard over SHARD_ROWS rows: the whole input takes the row-level route
 
 
+_IDS = (SESSION, USER)
+
+
 def _typed_input(rows: pl.LazyFrame) -> bool:
-    """The input's columns are typed (a Datetime or epoch-number timestamp, string ids, numeric
-    values), so the clean route can apply; text columns need the row-level rules. Decided by
-    the schema alone. (The route reads the timestamp as ``normalize.typed`` parses it.)"""
+    """The input's columns are typed (a Datetime or epoch-number timestamp, string or integer
+    ids, string event and currency, numeric values), so the clean route can apply; text columns
+    need the row-level rules. Decided by the schema alone. (The route reads the timestamp and
+    integer ids as ``normalize`` does.)"""
     schema = rows.collect_schema()
     kind = lambda c: schema.get(c, pl.Null)   # (a missing column is all null)
     return (isinstance(kind(TS), pl.Datetime) or kind(TS).is_numeric()) \
-        and all(kind(c) in (pl.String, pl.Null) for c in (EVENT, SESSION, USER, CURRENCY)) \
+        and all(kind(c) in (pl.String, pl.Null) or (c in _IDS and kind(c).is_integer())
+                for c in (EVENT, SESSION, USER, CURRENCY)) \
         and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
 
 
@@ -190,6 +195,8 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     if not _typed_input(raw):
         return INPUT   # text columns: the row-level rules do real work
     lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
+    # integer ids read as text, as ``normalize`` reads them (before its reject rules)
+    lf = lf.with_columns(pl.col(c).cast(pl.String) for c, t in lf.collect_schema().items() if c in _IDS and t.is_integer())
     lf, rules = typed(lf, cfg.timezone)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
     rejected = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])

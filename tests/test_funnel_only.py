@@ -199,6 +199,26 @@ def test_epoch_number_timestamps_take_the_clean_route(tmp_path, monkeypatch, uni
     assert fast["funnel"] == analyze(str(p)).report.to_dict()["funnel"]
 
 
+@pytest.mark.parametrize("level", ["session", "user"])
+def test_integer_ids_take_the_clean_route(tmp_path, monkeypatch, level):
+    """Warehouse exports often hold the user and session ids as integers: the clean route reads
+    them as text, as the normaliser does, with the row-level route's numbers, in one shard or
+    several (the shard key and the owner search read them as text too)."""
+    from funnel import streaming
+    from funnel.config import Config
+
+    p = tmp_path / "int_ids.parquet"
+    log = _typed_log().with_columns(pl.col(c).str.replace_all(r"\D", "").cast(pl.Int64) for c in ("session_id", "user_id"))
+    log = pl.concat([log, log.head(1)])   # and a duplicate
+    log.write_parquet(p)
+    cfg = Config().with_overrides(level=level)
+    fast, slow = _reports(str(p), monkeypatch, cfg)
+    assert fast is not None and fast == slow and fast["input"]["rows_rejected"] == 1
+    many = streaming.analyze_funnel_only([str(p)], cfg, lambda _m: None, shards=3)
+    assert many.report.to_dict() == fast
+    assert fast["funnel"] == analyze(str(p), cfg).report.to_dict()["funnel"]
+
+
 def test_fast_path_equals_full_analysis_on_user_level_and_shards(tmp_path, monkeypatch):
     from funnel import streaming
     from funnel.config import Config
