@@ -106,8 +106,10 @@ def _reader(spark, path: str):
     if low.endswith((".json", ".ndjson", ".jsonl")):
         return spark.read.json(path)
     if low.endswith((".csv", ".tsv", ".txt")):
+        # (quotes inside a field are doubled, as in RFC 4180 and the local reader; Spark's own
+        # default escapes them with a backslash)
         return spark.read.option("header", True).option("sep", "\t" if low.endswith(".tsv") else ",") \
-            .option("inferSchema", False).csv(path)
+            .option("inferSchema", False).option("escape", '"').csv(path)
     p = Path(path)
     if p.is_dir():
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
@@ -118,10 +120,59 @@ def _reader(spark, path: str):
 
 
 def _read(spark, sources: list[str]):
+    """The sources as one Spark DataFrame, each row with the file it came from (``_file``) and,
+    for Parquet, its row in it (``_row``)."""
     from functools import reduce
 
+    from pyspark.sql import functions as F
+
+    from .schema import SOURCE_FILE
+
     frames = [_reader(spark, s) for s in sources]
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    # (the file name now: after a mapInArrow Spark no longer knows it)
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames) \
+        .withColumn(SOURCE_FILE, F.input_file_name())
+
+
+def _empty(raw) -> pl.DataFrame:
+    """A polars frame with no rows and the schema of the Spark DataFrame ``raw``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    try:
+        arrow = to_arrow_schema(raw.schema, timezone="UTC")
+    except TypeError:   # (PySpark 3.5: no timezone argument; timestamps are UTC)
+        arrow = to_arrow_schema(raw.schema)
+    return pl.DataFrame(arrow.empty_table())
+
+
+def _vendor(raw, cfg: Config) -> str | None:
+    """The vendor export format of the Spark DataFrame ``raw`` (``--format``, else sniffed from
+    its schema as the local engine does), or None for a generic event table."""
+    from .io.load import _detect_vendor
+
+    return _detect_vendor(_empty(raw).schema, cfg.format)
+
+
+def _adapted(raw, vendor: str):
+    """A vendor export (``raw``) as generic events: the vendor's adapter (funnel.io.adapters,
+    the local engine's; row by row) run on every Arrow batch by ``mapInArrow``; the file and
+    row of each event pass through."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from .io.adapters import ADAPTERS
+
+    mod = ADAPTERS[vendor]
+    out = mod.adapt(_empty(raw).lazy()).collect().to_arrow()
+    # Arrow types Spark takes back (polars writes large strings and string views)
+    target = pa.schema([pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) or
+                                 pa.types.is_string_view(f.type) else f.type) for f in out.schema])
+
+    def run(batches):
+        for batch in batches:
+            frame = pl.from_arrow(pa.Table.from_batches([batch]))
+            yield from mod.adapt(frame.lazy()).collect().to_arrow().cast(target).to_batches()
+    return raw.mapInArrow(run, from_arrow_schema(target))
 
 
 # --- on the executors: one shard ----------------------------------------------------------
@@ -278,9 +329,6 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
 
     say = progress or (lambda _msg: None)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
-    if cfg.format not in ("auto", "events"):
-        raise ConfigError(f"--engine spark reads generic event tables, not {cfg.format!r} exports",
-                          "use --engine local for vendor exports")
     if isinstance(sources, str):
         sources = [sources]
     spark = spark or spark_session()
@@ -289,8 +337,13 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
     raw = _read(spark, list(sources))
-    names = [c for c in raw.columns if c != ROW]   # (ROW: the Parquet row numbers)
-    roles = detect_roles(names, cfg.columns, where=", ".join(sources))
+    vendor, mapping = _vendor(raw, cfg), None
+    if vendor:   # read as generic events, with the local engine's adapter
+        from .io.adapters import ADAPTERS
+
+        raw, mapping = _adapted(raw, vendor), dict(ADAPTERS[vendor].MAPPING)
+    names = [c for c in raw.columns if c not in (ROW, SOURCE_FILE)]
+    roles = detect_roles(names, {} if vendor else cfg.columns, where=", ".join(sources))
     rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
     others = [c for c in names if c not in rename]
     rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
@@ -321,7 +374,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         ids.insert(0, owner)
     key = F.coalesce(*ids) if ids else F.lit(0)
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
-    shards = raw.withColumn(SOURCE_FILE, F.input_file_name()).withColumn("__shard", key) \
+    shards = raw.withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
     span = prev_span = lo = hi = None
     if not _no_period(period) or compare is not None:
@@ -348,7 +401,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         _no_usable_rows(sources)
     meta = p.pop("_input").row(0, named=True)
     counts = p.pop("_rejects")
-    source = {"files": list(sources), "format": "events", "columns": dict(roles)}
+    source = {"files": list(sources), "format": vendor or "events", "columns": mapping or dict(roles)}
 
     def report_of(prefix: str):
         part = {name[len(prefix):]: df for name, df in p.items() if name.startswith(prefix)}
