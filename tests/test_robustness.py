@@ -20,6 +20,8 @@ from datetime import datetime, timezone, UTC
 from pathlib import Path
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from conftest import run_cli
@@ -825,6 +827,44 @@ def test_the_unsafe_character_test_agrees_with_its_regex_definition():
     regex = pl.select(pl.lit(s).str.contains(_UNSAFE)).to_series()
     assert fast.to_list() == regex.to_list()
     assert fast.sum() > 100   # the sample does contain unsafe characters
+
+
+def _times_both_ways(values: list, tz: str) -> tuple[list, list]:
+    """(``with_parsed_timestamp`` in steps, ``parse_timestamp`` in one expression) of text."""
+    from funnel.core.normalize import parse_timestamp, with_parsed_timestamp
+
+    lf = pl.LazyFrame({"ts": values}, schema={"ts": pl.String})
+    got = with_parsed_timestamp(lf, pl.String, tz).collect()["_ts_parsed"]
+    want = lf.select(parse_timestamp(pl.col("ts"), pl.String, tz)).collect().to_series()
+    return got.to_list(), want.to_list()
+
+
+def test_text_timestamps_parsed_in_steps_get_the_same_times():
+    """Text timestamps are read in steps (the usual ISO spellings directly, each on what the
+    ones before left; the general rules on the rest: 17.5 s -> 2.1 s for 20M values). Every
+    spelling gets the time the general rules alone give it: separators, fractions to the
+    nanosecond, 'Z', 'UTC', offsets with and without a colon, a bare hour offset, local times
+    in daylight-saving gaps and folds, impossible dates and times, epoch numbers, junk."""
+    dates = ["2026-03-29", "2026-10-25", "2026-03-08", "2024-02-29", "2026-02-30", "26-01-01", "2026-1-5"]
+    times = ["", "10:00", "03:30", "02:30:00", "03:30:00", "10:00:00", "10:00:00.5", "10:00:00.123456",
+             "10:00:00.123456789", "24:00:00", "10:00:60"]
+    suffixes = ["", "Z", "z", "UTC", "utc", "+02:00", "+0200", "-05", " +01:00", " -0330", "+14:00", "junk", " "]
+    values = [d + (sep + t if t else "") + suf for d in dates for sep in ("T", " ", "t") for t in times
+              for suf in suffixes]
+    values += ["0", "1790000000", "1790000000000", "1790000000000000", "1.79e9", "-5", "12.5", "", "  ", None,
+               "not a time", " 2026-10-01T10:00:00Z ", "2026-10-01T10:00:00ZZ"]
+    for tz in ("UTC", "Europe/Helsinki", "America/New_York"):
+        got, want = _times_both_ways(values, tz)
+        assert got == want, tz
+        assert sum(v is not None for v in got) > 800   # (of 3,016: the rest are not times)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789-:.TZ+ zU", max_size=30), min_size=1, max_size=20),
+       st.sampled_from(["UTC", "Europe/Helsinki"]))
+def test_any_text_timestamp_gets_the_same_time_in_steps(values, tz):
+    got, want = _times_both_ways(values, tz)
+    assert got == want
 
 
 def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():

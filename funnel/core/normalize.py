@@ -80,19 +80,65 @@ def parse_timestamp(col: pl.Expr, dtype: pl.DataType, tz: str) -> pl.Expr:
     if dtype.is_numeric():
         return pl.from_epoch(_epoch_to_us(col.cast(pl.Float64)), time_unit="us").dt.replace_time_zone("UTC")
     s = col.cast(pl.String).str.strip_chars()
-    numeric = s.str.contains(_NUMERIC)
-    iso = s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
+    return _from_text(s, _iso(s), tz)
+
+
+# Timestamp spellings parsed directly (format, zone: "UTC", the text's own "offset", or the
+# local time zone): the usual exports. Each is tried only on the values the ones before it
+# could not read; what is left takes ``parse_timestamp``'s general rules. Same times, ~7x
+# cheaper on a column of ISO-8601 text (tests/test_robustness.py).
+# (The space-separated one only with a 4-digit year and 2-digit month and day: the general
+# rules read a space there only then, and the formats alone take shorter numbers.)
+_DIRECT_TIMES = (("%Y-%m-%dT%H:%M:%S%.fZ", "UTC"), ("%Y-%m-%dT%H:%M:%S%.f%z", "offset"),
+                 ("%Y-%m-%d %H:%M:%S%.f", "local"), ("%Y-%m-%dT%H:%M:%S%.f", "local"))
+_SPACED = r"^\d{4}-\d{2}-\d{2} "
+
+
+def _local(naive: pl.Expr, tz: str) -> pl.Expr:
+    return naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+
+
+def with_parsed_timestamp(lf: pl.LazyFrame, dtype: pl.DataType, tz: str) -> pl.LazyFrame:
+    """``lf`` with ``_ts_parsed``: ``parse_timestamp`` of its ``ts`` column (of ``dtype``).
+    Text is parsed in steps, each a column of its own (an expression that repeats its input
+    would compute it again at each use): the ``_DIRECT_TIMES`` spellings first, each on the
+    values still unread (``_ts_text``), then the general rules on the rest (``_ts_iso``)."""
+    if dtype != pl.String:
+        return lf.with_columns(parse_timestamp(pl.col(TS), dtype, tz).alias("_ts_parsed"))
+    text, got = pl.col("_ts_text"), pl.col("_ts_parsed")
+    lf = lf.with_columns(pl.col(TS).str.strip_chars().alias("_ts_text"),
+                         pl.lit(None, pl.Datetime("us", "UTC")).alias("_ts_parsed"))
+    for fmt, zone in _DIRECT_TIMES:
+        src = pl.when(text.str.contains(_SPACED)).then(text) if " " in fmt else text
+        read = src.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zone == "offset" else None)
+        read = read.dt.replace_time_zone("UTC") if zone == "UTC" else _local(read, tz) if zone == "local" else read
+        lf = lf.with_columns(pl.coalesce(got, read).alias("_ts_parsed")) \
+            .with_columns(pl.when(got.is_null()).then(text).alias("_ts_text"))
+    lf = lf.with_columns(_iso(text).alias("_ts_iso"))
+    return lf.with_columns(pl.coalesce(got, _from_text(text, pl.col("_ts_iso"), tz)).alias("_ts_parsed"))
+
+
+def _iso(s: pl.Expr) -> pl.Expr:
+    """Stripped timestamp text in the one ISO form ``_from_text`` reads: a T between date and
+    time, 'Z'/'UTC' and a bare hour offset as +hh:mm, no space before the offset."""
+    return s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
         .str.replace(r"([+-]\d{2})$", "${1}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
+
+
+def _from_text(s: pl.Expr, iso: pl.Expr, tz: str) -> pl.Expr:
+    """Stripped timestamp text ``s`` (and its ``_iso`` form) -> Datetime(µs, UTC): an epoch
+    number by magnitude, ISO 8601 with an offset, or local time (``tz``) with seconds and
+    fraction, minutes, or a bare date; null where unparseable."""
     with_offset = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us",
                                       time_zone="UTC")
-    naive = pl.coalesce(
+    naive = _local(pl.coalesce(
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
         iso.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
         iso.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
-    ).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    ), tz)
     epoch = pl.from_epoch(_epoch_to_us(s.cast(pl.Float64, strict=False)), time_unit="us") \
         .dt.replace_time_zone("UTC")
-    return pl.when(numeric).then(epoch).otherwise(pl.coalesce(with_offset, naive))
+    return pl.when(s.str.contains(_NUMERIC)).then(epoch).otherwise(pl.coalesce(with_offset, naive))
 
 
 def parse_number(s: pl.Expr) -> pl.Expr:
@@ -183,8 +229,7 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
         money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
-    lf = lf.with_columns(parsed).with_columns(money_bad).with_columns(
-        parse_timestamp(pl.col(TS), schema[TS], tz).alias("_ts_parsed"),
+    lf = with_parsed_timestamp(lf.with_columns(parsed).with_columns(money_bad), schema[TS], tz).with_columns(
         pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
     )
     parsed_ts = pl.col("_ts_parsed")
@@ -202,7 +247,7 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
     return lf, rules
 
 
-_TEMPORARY = ("_ts_parsed", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad")
+_TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad")
                                                    for c in (CART_VALUE, SHIPPING, LOAD_MS)))
 
 
