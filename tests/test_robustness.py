@@ -867,6 +867,35 @@ def test_any_text_timestamp_gets_the_same_time_in_steps(values, tz):
     assert got == want
 
 
+def _numbers_both_ways(values: list) -> tuple[list, list]:
+    """(``with_parsed_numbers`` in steps, ``parse_number`` in one expression) of text."""
+    from funnel.core.normalize import parse_number, with_parsed_numbers
+
+    lf = pl.LazyFrame({"v": values}, schema={"v": pl.String})
+    got = with_parsed_numbers(lf, {"v": pl.String}).collect()["_num_v"]
+    want = lf.select(parse_number(pl.col("v"))).collect().to_series()
+    nan_as_null = lambda s: s.fill_nan(None).to_list()   # (NaN != NaN: compare them as missing)
+    return nan_as_null(got), nan_as_null(want)
+
+
+def test_text_numbers_parsed_in_steps_get_the_same_values():
+    """Text numbers are read in steps (the plain cast, then the other spellings on what it left:
+    1.0 s -> 0.27 s for 20M values); every spelling gets the value ``parse_number`` gives."""
+    bodies = ["12.50", "12,50", "1,234.50", "1.234,50", "1,500", "1.500", "-3", "+4.5", "1e3", "NaN", "inf",
+              "1,2,3", "12,5", "0", "", "abc", "12.50.1"]
+    values = [pre + b + post for b in bodies for pre in ("", " ", "€", "$ ", "EUR ") for post in ("", " ", " EUR", "€")]
+    got, want = _numbers_both_ways([*values, None])
+    assert got == want
+    assert sum(v is not None for v in got) > 150
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789.,-+ e$€EURnaif", max_size=14), min_size=1, max_size=20))
+def test_any_text_number_gets_the_same_value_in_steps(values):
+    got, want = _numbers_both_ways(values)
+    assert got == want
+
+
 def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():
     """``needs_cleaning`` (one regex; the clean routes and the shard keys trust it) is true
     exactly where the normaliser's string cleaning (``harmless``, then outer blanks stripped
