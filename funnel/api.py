@@ -518,8 +518,8 @@ def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], st
     whole: at 20M rows and 4 shards, 2.3 s instead of 6.3 s for writing the input to disk and
     reading it back (docs/scale.md); with more shards the id reads add up, and the input is
     split once to ``tmp()`` (``split_rows``; a temporary directory, only then asked for), as
-    text input always is. ``clean_ids``: hash the
-    raw ids (True: the caller proves that no id needs cleaning; None: ``dirty_ids`` decides)."""
+    text input always is. ``clean_ids``: hash the raw ids (True: the caller proves that no id
+    needs cleaning; None: ``dirty_ids`` decides)."""
     if clean_ids is None:
         clean_ids = not dirty_ids(rows, loaded)
     if k <= SCAN_SHARDS and all(f.format == "parquet" for f in loaded.files):

@@ -325,10 +325,12 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
                       read_sessions_log, reject_table)
     from .io.detect import detect_roles
+    from .io.load import check_format
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
+    check_format(cfg)
     if isinstance(sources, str):
         sources = [sources]
     spark = spark or spark_session()

@@ -218,6 +218,21 @@ def test_spark_reads_every_vendor_fixture_like_local(fixture, spark):
         assert remote["input"][key] == local["input"][key], key
 
 
+def test_spark_unknown_format_is_the_local_error(log, spark):
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.errors import ConfigError
+    from funnel.spark import analyze_spark
+
+    cfg = Config().with_overrides(format="ga5")
+    msgs = []
+    for run in (lambda: analyze(log, cfg), lambda: analyze_spark(log, cfg, spark=spark)):
+        with pytest.raises(ConfigError) as exc:
+            run()
+        msgs.append((str(exc.value), exc.value.hint))
+    assert msgs[0] == msgs[1] and "unknown input format 'ga5'" in msgs[0][0] and "ga4" in msgs[0][1]
+
+
 def test_missing_pyspark_is_a_clear_error(monkeypatch):
     import builtins
 

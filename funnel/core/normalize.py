@@ -198,7 +198,7 @@ def harmless(x: pl.Expr) -> pl.Expr:
 def needs_cleaning(x: pl.Expr) -> pl.Expr:
     """True where ``normalize`` would change a string value: unsafe characters (``harmless``),
     outer whitespace or an empty string (``_clean_string``). One regex: ~1.7x cheaper than the
-    two tests apart (the same truth, tests/test_normalize.py)."""
+    two tests apart (the same truth: tests/test_robustness.py)."""
     return x.str.contains(r"^\s|\s$|^$|" + _UNSAFE)
 
 

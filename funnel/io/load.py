@@ -60,12 +60,17 @@ def _detect_vendor(schema: pl.Schema, fmt: str) -> str | None:
         return None
 
 
-def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
+def check_format(cfg: Config) -> None:
+    """An unknown ``--format`` is a one-line error naming the known ones (every engine)."""
     if cfg.format not in INPUT_FORMATS:
         from ..errors import ConfigError, suggestion
 
         raise ConfigError(f"unknown input format {cfg.format!r}",
                           suggestion(cfg.format, INPUT_FORMATS) or f"choose one of: {', '.join(INPUT_FORMATS)}")
+
+
+def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
+    check_format(cfg)
     files = [sniff_format(p) for p in resolve_paths(specs)]
     frames: list[pl.LazyFrame] = []
     formats: set[str] = set()
