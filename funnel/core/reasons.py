@@ -46,6 +46,7 @@ from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PA
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
 from .funnel import LEVEL, RUN, step_time_col
 from .partials import NONE, bucket_expr, segment_columns
+from .sessions import _ORD, _order_key
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
                     wilson)
@@ -198,10 +199,14 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     names = set(ev.collect_schema().names())
     cols = [c for c in (ENTITY, TS, EVENT, URL, ERROR, LOAD_MS, SHIPPING, PAYMENT, STEP) if c in names]
     e = (
-        ev.select(cols)
+        ev.select(*cols, _order_key().alias(_ORD))   # (the order key before the join, which reorders rows)
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
-        .sort(RUN, TS, maintain_order=True)   # each entity's events together, in time order
+        # each entity's events together, in the order of the records: time, then step index,
+        # then input row (events at the same instant were in the join's arbitrary order, so a
+        # backtrack among them could come and go between runs)
+        .sort(RUN, _ORD)
+        .drop(_ORD)
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"))   # _i: that order
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
