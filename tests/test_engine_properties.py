@@ -355,3 +355,31 @@ def test_order_dependent_fields_equal_an_ordered_scan(data):
         want[ent] = (first(3), first(4), last(5), last(6), mine[-1][2], nxt)
     assert got == want
     assert got_collected == want
+
+
+def test_recovery_does_not_depend_on_the_order_of_the_records():
+    """Regression: a user's sessions were ordered by first event only, so sessions starting at
+    the same instant kept the records' order, which comes from a group-by and varies between
+    runs; whether an abandoned cart counted as recovered could then vary too. Every order of
+    the same records now gives the same flags (sessions at one instant: then by last event,
+    then purchase time)."""
+    import itertools
+    from datetime import UTC, datetime
+
+    from funnel.config import Config
+    from funnel.core.funnel import LEVEL, step_time_col
+    from funnel.core.sessions import with_recovery
+
+    cfg = Config()
+    k = len(cfg.steps)
+    t = lambda m: datetime(2026, 10, 1, 10, m, tzinfo=UTC)
+    rows = [("a", t(0), t(5), 2, None), ("b", t(0), t(20), k, t(15)), ("c", t(0), t(20), k, t(18)),
+            ("d", t(0), t(3), 1, None), ("e", t(30), t(40), 1, None)]
+    rec = pl.DataFrame({"_entity": [r[0] for r in rows], "user_id": ["u"] * len(rows),
+                        "first_ts": [r[1] for r in rows], "last_ts": [r[2] for r in rows],
+                        LEVEL: [r[3] for r in rows]}).with_columns(
+        *(pl.lit(None, pl.Datetime("us", "UTC")).alias(step_time_col(i)) for i in range(k - 1)),
+        pl.Series(step_time_col(k - 1), [r[4] for r in rows], dtype=pl.Datetime("us", "UTC")))
+    flags = {tuple(with_recovery(rec[list(p)].lazy(), cfg).collect().sort("_entity")["recovered"])
+             for p in itertools.permutations(range(len(rows)))}
+    assert flags == {(True, False, False, True, False)}   # a and d: b buys after they end

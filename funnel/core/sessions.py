@@ -200,13 +200,16 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
 
 def with_recovery(rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     """``recovered``: an abandoned cart whose user purchases in a later session within the
-    recovery horizon. Only meaningful for session-level funnels (a user funnel has no 'later')."""
+    recovery horizon. Only meaningful for session-level funnels (a user funnel has no 'later').
+    A user's sessions are ordered by first event, then last event, then purchase time: sessions
+    that start at the same instant are then in one order whatever order the records come in
+    (they come from a group-by, whose order varies between runs)."""
     k = len(cfg.steps)
     purchase_t = pl.when(pl.col(LEVEL) >= k).then(pl.col(step_time_col(k - 1)))
     if cfg.level != "session":
         return rec.with_columns(pl.lit(False).alias("recovered"))
     nxt = (
-        pl.col("_pt").shift(-1).backward_fill().over(USER, order_by="first_ts")
+        pl.col("_pt").shift(-1).backward_fill().over(USER, order_by=["first_ts", "last_ts", "_pt"])
     )
     out = rec.with_columns(purchase_t.alias("_pt")).with_columns(nxt.alias("_next_purchase"))
     abandoned = (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k)
