@@ -265,7 +265,7 @@ def _set_aside(raw: pl.LazyFrame, loaded, cfg: Config, n_rejected: int, alike: p
     from .core.normalize import ensure_columns, typed
 
     if not n_rejected and not alike.len():
-        return _narrow(raw.clear(), cfg)[2].drop("_h").clear().collect(), 0   # the rejects' columns, no rows
+        return _narrow(raw.clear(), cfg)[2].drop("_h").collect(), 0   # the rejects' columns, no rows
     names = raw.collect_schema().names()
     typed_rows, rules = typed(ensure_columns(raw), cfg.timezone)
     rej = pl.any_horizontal([cond for _, cond in rules])
