@@ -117,32 +117,47 @@ def dwell_thresholds(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalo
 
 # --- event-level signals -----------------------------------------------------------------
 
+_EV_L, _ERR_L, _PATH, _BY_ERR = "_ev_l", "_err_l", "_path", "_by_err"   # _row_inputs' columns
+
+
 def _lower_in(col: str, values: tuple[str, ...]) -> pl.Expr:
-    return pl.col(col).str.to_lowercase().is_in([v.lower() for v in values])
+    """``col`` (a lowercased column of ``_row_inputs``) is one of ``values``, case-insensitively."""
+    return pl.col(col).is_in([v.lower() for v in values]).fill_null(False)
+
+
+def _row_inputs(cat: Catalogue) -> list[list[pl.Expr]]:
+    """What ``_row_matchers`` reads, as columns added in these stages (one ``with_columns``
+    each): the lowercased event and error type, the URL's path, and whether the error type
+    decides the row's signal. As columns they are computed once: written into every matcher,
+    polars lowercased the events again at each use (the matchers of a 1.4M-event shard
+    ~1 s -> ~0.25 s)."""
+    known = sorted({e.lower() for s in cat.active for e in s.error_types})
+    claimed = tuple(sorted({e.lower() for s in cat.active for e in s.events}))
+    generic = _lower_in(_EV_L, GENERIC_EVENTS)
+    # the error type decides for generic or unlisted events; a listed specific event decides itself
+    by_error = pl.col(_ERR_L).is_in(known).fill_null(False) & (generic | ~_lower_in(_EV_L, claimed))
+    first = [pl.col(EVENT).str.to_lowercase().alias(_EV_L), pl.col(ERROR).str.to_lowercase().alias(_ERR_L)]
+    if any(s.url_regex for s in cat.active):
+        first.append(pl.col(URL).str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "").alias(_PATH))  # URL path only
+    return [first, [by_error.alias(_BY_ERR)]]
 
 
 def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]:
-    """signal id -> (row predicate, minimum count) for signals seen on single events."""
+    """signal id -> (row predicate, minimum count) for signals seen on single events; the
+    predicates read the columns of ``_row_inputs``."""
     th = cat.thresholds
-    known = sorted({e.lower() for s in cat.active for e in s.error_types})
-    claimed = sorted({e.lower() for s in cat.active for e in s.events})
-    known_err = pl.col(ERROR).str.to_lowercase().is_in(known).fill_null(False)
-    ev_l = pl.col(EVENT).str.to_lowercase()
-    generic = ev_l.is_in([g.lower() for g in GENERIC_EVENTS]).fill_null(False)
-    # the error type decides for generic or unlisted events; a listed specific event decides itself
-    by_error = known_err & (generic | ~ev_l.is_in(claimed).fill_null(False))
-    path = pl.col(URL).str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "")   # URL path only
+    by_error = pl.col(_BY_ERR)
     pay = cat.role_step("payment", cfg)
     out: dict[str, tuple[pl.Expr, int]] = {}
     for s in cat.active:
         if s.events or s.url_patterns or s.error_types:
             m = pl.lit(False)
             if s.error_types:
-                m = m | (by_error & _lower_in(ERROR, s.error_types).fill_null(False))
+                m = m | (by_error & _lower_in(_ERR_L, s.error_types))
             if s.events:
-                m = m | (~by_error & _lower_in(EVENT, s.events).fill_null(False))
+                m = m | (~by_error & _lower_in(_EV_L, s.events))
             if s.url_regex:
-                m = m | path.str.contains(s.url_regex).fill_null(False)
+                m = m | pl.col(_PATH).str.contains(s.url_regex).fill_null(False)
             out[s.id] = (m, 1)
     step = pl.col(STEP)
     # The rows are sorted by entity (``_event_aggregates``): "the last value before this row in
@@ -213,6 +228,8 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     if missing:
         e = e.with_columns(pl.lit(None, pl.String if c in (URL, ERROR, PAYMENT) else pl.Float64).alias(c)
                            for c in missing)
+    for stage in _row_inputs(cat):
+        e = e.with_columns(stage)
     matchers = _row_matchers(cat, cfg)
     e = e.with_columns(m.alias(f"_m__{sid}") for sid, (m, _) in matchers.items())
     at_exit = pl.col(TS) >= pl.col("exit_ts")
