@@ -22,7 +22,7 @@ from . import __version__
 from .config import Config
 from .core import finalize as fin
 from .core import partials as parts
-from .core.normalize import cap_sessions, mark_duplicates, needs_cleaning, normalize
+from .core.normalize import cap_sessions, mark_duplicates, may_repeat, needs_cleaning, normalize
 from .core.sessionize import sessionize
 from .core.sessions import funnel_base, hashed_entities, map_steps, session_records, with_recovery
 from . import gates, periods
@@ -157,16 +157,19 @@ _NEEDS_SESSION = pl.col(SESSION).is_null() & pl.col(USER).is_not_null() & pl.col
 
 
 def event_chain(lf: pl.LazyFrame, cfg: Config, build_sessions: bool, funnel_only: bool = False,
-                cap: bool = True) -> pl.LazyFrame:
+                cap: bool = True, dups: bool = True) -> pl.LazyFrame:
     """Normalised rows (``normalize``) -> sessions built for rows without a session id (when
-    ``build_sessions``) -> steps -> exact duplicates -> session cap (``cap``; else see
-    ``capped``) -> the columns kept. The one chain, run by ``prepare_rows`` and by the Spark
-    engine on each partition."""
+    ``build_sessions``) -> steps -> exact duplicates (unless ``dups`` is False: the caller
+    proved there are none, ``may_repeat``) -> session cap (``cap``; else see ``capped``) ->
+    the columns kept. The one chain, run by ``prepare_rows`` and by the Spark engine on each
+    partition."""
     if build_sessions:
         lf = sessionize(lf.with_columns(_NEEDS_SESSION.alias("_built_session")), cfg.session_timeout)
     else:   # no row order is relied on
         lf = lf.with_columns(pl.lit(False).alias("_built_session"))
-    lf = mark_duplicates(map_steps(lf, cfg))
+    lf = map_steps(lf, cfg)
+    if dups:
+        lf = mark_duplicates(lf)
     if cap:
         lf = cap_sessions(lf, ENTITY, cfg.max_events_per_session)
     return collected_columns(lf, cfg, funnel_only)
@@ -198,7 +201,7 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     else:   # every column is kept anyway: read and normalise once, then the chain in memory
         norm = _collect_input(lf, loaded)
         build = norm.select(_NEEDS_SESSION.any()).item()
-        df = capped(event_chain(norm.lazy(), cfg, build, cap=False).collect(), cfg)
+        df = capped(event_chain(norm.lazy(), cfg, build, cap=False, dups=may_repeat(norm)).collect(), cfg)
         del norm
     say(f"read {df.height:,} rows")
     if df[REJECT].null_count() == df.height:   # nothing rejected (the usual case): no copies

@@ -936,3 +936,36 @@ def test_empty_rows_in_typed_input_are_told_apart_from_missing_timestamps(tmp_pa
     assert ev["event"].to_list() == ["a", "b"]
     assert causes == {"empty_row": 2, "missing_timestamp": 2}
     assert prep.rejects.filter(pl.col("_reject") == "empty_row")["_row"].sort().to_list() == [2, 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["a", "b"]), st.sampled_from(["s1", "s2", None]),
+                               st.sampled_from(["u1", None]), st.sampled_from(["/x", "/y"])), max_size=12))
+def test_duplicate_pretest_is_a_proof(rows):
+    """``may_repeat`` False (the in-memory route then skips ``mark_duplicates``) only when
+    ``mark_duplicates`` would mark nothing; and whether it is skipped or not, the rows are the same."""
+    from funnel.api import event_chain
+    from funnel.core.normalize import mark_duplicates, may_repeat
+
+    df = pl.DataFrame(rows, schema={"t": pl.Int64, "event": pl.String, "session_id": pl.String,
+                                    "user_id": pl.String, "url": pl.String}, orient="row")
+    df = df.select(pl.from_epoch("t").dt.replace_time_zone("UTC").alias("ts"), pl.exclude("t"),
+                   pl.lit(None, pl.String).alias("_reject"))
+    marked = mark_duplicates(df.lazy()).collect()
+    if not may_repeat(df):
+        assert marked["_reject"].null_count() == df.height
+    cfg = Config().with_overrides(steps="a,b")
+    both = [event_chain(df.lazy(), cfg, False, dups=d).collect() for d in (True, may_repeat(df))]
+    assert both[0].equals(both[1])
+
+
+def test_duplicate_pretest_finds_the_duplicate_in_a_shard(tmp_path):
+    """An exact duplicate in the full analysis's in-memory route is still rejected once."""
+    from funnel.core.normalize import may_repeat
+
+    p = tmp_path / "d.csv"
+    p.write_text("timestamp,session_id,user_id,event\n2026-10-01T10:00:00Z,s,u,a\n"
+                 "2026-10-01T10:00:01Z,s,u,b\n2026-10-01T10:00:00Z,s,u,a\n")
+    prep, ev, causes = _prep(p)
+    assert causes == {"duplicate": 1} and prep.rejects["_row"].to_list() == [3]
+    assert may_repeat(pl.concat([ev, ev]))

@@ -317,6 +317,17 @@ def mark_duplicates(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def may_repeat(df: pl.DataFrame) -> bool:
+    """Whether two rows of the normalised ``df`` may be exact duplicates; False is a proof that
+    none are: there are as many (time, event, session, user) keys as rows, and equal rows have
+    equal keys. Then ``mark_duplicates`` has nothing to mark, and its hash of every column of
+    every row can be skipped (~3x this test's cost). The key XORs four 64-bit hashes: a
+    collision only sends the rows to ``mark_duplicates``."""
+    key = pl.col(TS).dt.epoch("us").hash(11) ^ pl.col(EVENT).hash(12) ^ pl.col(SESSION).hash(13) \
+        ^ pl.col(USER).hash(14)
+    return df.height > 1 and df.select(key.n_unique()).item() < df.height
+
+
 def cap_sessions(lf: pl.LazyFrame, entity_col: str, cap: int) -> pl.LazyFrame:
     """Events beyond ``cap`` per session (bot-like) are rejected as 'session_cap'."""
     usable_ts = pl.when(pl.col(REJECT).is_null()).then(pl.col(TS))
