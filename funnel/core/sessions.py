@@ -121,6 +121,10 @@ def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+_LIGHT_NULLS = {CART_VALUE: pl.Float64, SHIPPING: pl.Float64, CURRENCY: pl.String, PAYMENT: pl.String,
+                "last_event": pl.String, "last_page": pl.String}   # (a record without a step event)
+
+
 def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
     """``ev``: usable events with ``_entity`` and ``_step``. One row per entity.
 
@@ -130,6 +134,13 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     backtrack and repeat counts. Given the events collected (a DataFrame), a column without
     nulls takes its first/last value from the entity's first/last event (one min and one max
     of the key, then a gather) instead of an order statistic of its own (``_order_picks``).
+
+    An entity without a step event (most of a log) has level 0, no step time, exit or
+    backtrack, and nothing of it is read but its ids, times, event count and attributes (the
+    totals, segments and trend; ``explain`` its ids): its record holds just those, and null
+    cart value, shipping, currency, payment, last event and last page. Those are the order
+    statistics on nullable columns, so they are taken over the step entities' events only
+    (records of a 4.8M-event shard ~1.05 s -> ~0.75 s).
     """
     frame = ev if isinstance(ev, pl.DataFrame) else None
     ev = ev.lazy()
@@ -143,7 +154,9 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     if cfg.exclude:
         exc = ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS)
         levels = apply_exclusions(levels, exc)
+    # (keyed before the split: the key's row is the row of ``frame``, which _order_picks gathers from)
     keyed = ev.with_columns(_order_key().alias(_ORD))
+    stepped = pl.col(ENTITY).is_in(steps.select(pl.col(ENTITY).unique()).collect().to_series().implode())
     # Backtracks and repeats among step events, in (time, step) order. One sort by entity puts
     # each entity's events together, so "the row above in the entity" is a guarded plain shift
     # (``shift_in_entity``), and the running max of the steps so far is one cum_max of (run,
@@ -161,18 +174,21 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
         .drop(RUN)
     )
-    firsts = [(SESSION, SESSION), (USER, USER), (CURRENCY, CURRENCY), *((a, a) for a in attrs)]
-    lasts = [(PAYMENT, PAYMENT), (URL, "last_page")]
-    base = _order_picks(keyed, frame, firsts, lasts, [(EVENT, "last_event")], [
-        pl.col(TS).min().alias("first_ts"),
-        pl.col(TS).max().alias("last_ts"),
-        pl.len().cast(pl.Int32).alias("n_events"),
-        pl.col(CART_VALUE).max().alias(CART_VALUE),
-        pl.col(SHIPPING).max().alias(SHIPPING),
-    ]).select(ENTITY, SESSION, USER, "first_ts", "last_ts", "n_events", CART_VALUE, SHIPPING, CURRENCY,
-              PAYMENT, "last_event", "last_page", *attrs)
+    firsts = [(SESSION, SESSION), (USER, USER), *((a, a) for a in attrs)]
+    plain = [pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
+             pl.len().cast(pl.Int32).alias("n_events")]
+    cols = [ENTITY, SESSION, USER, "first_ts", "last_ts", "n_events", CART_VALUE, SHIPPING, CURRENCY,
+            PAYMENT, "last_event", "last_page", *attrs]
+    full = _order_picks(keyed.filter(stepped), frame, [*firsts, (CURRENCY, CURRENCY)],
+                        [(PAYMENT, PAYMENT), (URL, "last_page")], [(EVENT, "last_event")], [
+        *plain, pl.col(CART_VALUE).max().alias(CART_VALUE), pl.col(SHIPPING).max().alias(SHIPPING),
+    ]).select(cols)
+    light = _order_picks(keyed.filter(~stepped), frame, firsts, [], [], plain) \
+        .with_columns(pl.lit(None, t).alias(c) for c, t in _LIGHT_NULLS.items())
+    light = light.select(pl.col(c).cast(t) for c, t in full.collect_schema().items())
     rec = (
-        base.join(levels, on=ENTITY, how="left")
+        pl.concat([full, light])
+        .join(levels, on=ENTITY, how="left")
         .join(flags, on=ENTITY, how="left")
         .with_columns(
             pl.col(LEVEL).fill_null(0).cast(pl.Int32),
