@@ -36,3 +36,30 @@ def test_small_groups_are_other(tmp_path):
     country = next(s for s in a.report.segments if s.column == "country")
     assert country.other and "(other)" in {g.value for g in country.groups}
     assert all(v not in {g.value for g in country.groups} for v in country.other)
+
+
+def test_segment_by_a_column_the_record_holds(tmp_path):
+    """``--segment payment_method`` / ``currency`` (columns every record already holds) crashed
+    with a duplicate column. They segment by the record's value: the session's last payment
+    method and first currency; sessions without one are '(none)'. The shards agree."""
+    import polars as pl
+
+    from conftest import run_cli
+    from funnel.api import analyze
+
+    ev = pl.read_csv(SAMPLE_EVENTS)
+    last_pay = ev.filter(pl.col("payment_method").is_not_null()).sort("timestamp") \
+        .group_by("session_id").agg(pl.col("payment_method").last())
+    for col in ("payment_method", "currency"):
+        one, two = (analyze(str(SAMPLE_EVENTS), segments=(col,), shards=k).report for k in (1, 3))
+        seg = next(s for s in one.segments if s.column == col)
+        assert seg.groups and sum(g.sessions for g in seg.groups) == one.funnel.entities - one.funnel.excluded
+        assert [s.to_dict() for s in two.segments] == [s.to_dict() for s in one.segments]
+    seg = next(s for s in analyze(str(SAMPLE_EVENTS), segments=("payment_method",)).report.segments)
+    sizes = {g.value: g.sessions for g in seg.groups}
+    want = last_pay.group_by("payment_method").len()
+    for value, n in want.iter_rows():
+        if value in sizes:
+            assert sizes[value] == n
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--segment", "payment_method", "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
