@@ -43,8 +43,8 @@ def test_segment_by_a_column_the_record_holds(tmp_path):
     with a duplicate column. They segment by the record's value: the session's last payment
     method and first currency; sessions without one are '(none)'. The shards agree."""
     import polars as pl
-
     from conftest import run_cli
+
     from funnel.api import analyze
 
     ev = pl.read_csv(SAMPLE_EVENTS)

@@ -129,8 +129,9 @@ def _row_inputs(cat: Catalogue) -> list[list[pl.Expr]]:
     """What ``_row_matchers`` reads, as columns added in these stages (one ``with_columns``
     each): the lowercased event and error type, the URL's path, and whether the error type
     decides the row's signal. As columns they are computed once: written into every matcher,
-    polars lowercased the events again at each use (the matchers of a 1.4M-event shard
-    ~1 s -> ~0.25 s)."""
+    polars lowercased the events again at each use (the matchers of a 1.4M-event shard,
+    evaluated alone, 0.94 s -> 0.18 s with their inputs; the whole aggregates, whose plan
+    shared some of it, 0.97-1.04 s -> 0.87-0.93 s)."""
     known = sorted({e.lower() for s in cat.active for e in s.error_types})
     claimed = tuple(sorted({e.lower() for s in cat.active for e in s.events}))
     generic = _lower_in(_EV_L, GENERIC_EVENTS)

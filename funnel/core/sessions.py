@@ -140,7 +140,8 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     totals, segments and trend; ``explain`` its ids): its record holds just those, and null
     cart value, shipping, currency, payment, last event and last page. Those are the order
     statistics on nullable columns, so they are taken over the step entities' events only
-    (records of a 4.8M-event shard ~1.05 s -> ~0.75 s).
+    (the order statistics of a 4.8M-event shard 0.70 s -> 0.55 s). A segment attribute that
+    is one of those columns (``--segment payment_method``) is computed for every entity.
     """
     frame = ev if isinstance(ev, pl.DataFrame) else None
     ev = ev.lazy()
