@@ -180,17 +180,19 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     firsts = [(SESSION, SESSION), (USER, USER)]
     plain = [pl.col(TS).min().alias("first_ts"), pl.col(TS).max().alias("last_ts"),
              pl.len().cast(pl.Int32).alias("n_events")]
-    held = [(CURRENCY, CURRENCY)], [(PAYMENT, PAYMENT), (URL, "last_page")], [(EVENT, "last_event")], \
-        [pl.col(CART_VALUE).max().alias(CART_VALUE), pl.col(SHIPPING).max().alias(SHIPPING)]
+    # (the columns of _LIGHT_NULLS: null on an entity without a step event)
+    held_firsts, held_lasts, held_at_last = [(CURRENCY, CURRENCY)], [(PAYMENT, PAYMENT), (URL, "last_page")], \
+        [(EVENT, "last_event")]
+    held_plain = [pl.col(CART_VALUE).max().alias(CART_VALUE), pl.col(SHIPPING).max().alias(SHIPPING)]
     own = [a for a in attrs if a not in (SESSION, USER, *_LIGHT_NULLS)]
     firsts += [(a, a) for a in own]
     cols = [ENTITY, SESSION, USER, "first_ts", "last_ts", "n_events", *_LIGHT_NULLS, *own]
-    full = _order_picks(keyed.filter(stepped), frame, [*firsts, *held[0]], held[1], held[2],
-                        [*plain, *held[3]]).select(cols)
+    full = _order_picks(keyed.filter(stepped), frame, [*firsts, *held_firsts], held_lasts, held_at_last,
+                        [*plain, *held_plain]).select(cols)
     # (entities without a step event: only what is read of them, attributes included)
     seg = lambda pairs: [(c, a) for c, a in pairs if a in attrs]
-    light = _order_picks(keyed.filter(~stepped), frame, [*firsts, *seg(held[0])], seg(held[1]), seg(held[2]),
-                         [*plain, *(e for e in held[3] if e.meta.output_name() in attrs)])
+    light = _order_picks(keyed.filter(~stepped), frame, [*firsts, *seg(held_firsts)], seg(held_lasts),
+                         seg(held_at_last), [*plain, *(e for e in held_plain if e.meta.output_name() in attrs)])
     light = light.with_columns(pl.lit(None, t).alias(c) for c, t in _LIGHT_NULLS.items()
                                if c not in light.collect_schema().names())
     light = light.select(pl.col(c).cast(t) for c, t in full.collect_schema().items())
