@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
+from . import __version__, allocator
 from .errors import ConfigError, FunnelError
 
 app = typer.Typer(
@@ -173,6 +173,9 @@ def analyze(
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
+    only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
+    if not only:   # the full analysis's user shards reuse freed memory (before polars loads)
+        allocator.tune()
     machine_stdout = json_out == "-" or markdown == "-"
     human, err = _consoles(machine_stdout)
     try:
@@ -193,7 +196,6 @@ def analyze(
         if funnel_only and (html or markdown or carts):
             raise ConfigError("--funnel-only computes the funnel and abandonment counts only",
                               "drop --html/--markdown/--carts, or run without --funnel-only")
-        only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
         with _Progress(err) as progress:
             if engine == "spark":
                 from .spark import analyze_spark
@@ -309,6 +311,7 @@ def validate(
     json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the findings as JSON to FILE or -.")] = None,
 ) -> None:
     """Read the input and report what was detected; exit 2 when it is unusable."""
+    allocator.tune()   # (user shards, as the full analysis)
     human, err = _consoles(json_out == "-")
     try:
         from .validate import describe_input, print_description
@@ -374,6 +377,7 @@ def explain(
 ) -> None:
     """Why is this visitor counted as dropped? Its events in order, which one satisfied each step,
     why later ones did not (tie, window, order), its exit step and the diagnosed reason."""
+    allocator.tune()   # (user shards, as the full analysis)
     human, err = _consoles(json_out == "-")
     try:
         from .core.explain import explain as run
