@@ -35,8 +35,8 @@ def allocator_conf(current: str | None) -> str:
 
 
 def tune() -> bool:
-    """Give this process's polars funnel's decay times, if polars has not loaded yet; whether
-    they will apply."""
+    """Set funnel's decay times for this process's polars, if polars has not loaded yet, and
+    return whether they will apply."""
     if "polars" in sys.modules:
         return False
     os.environ[VAR] = allocator_conf(os.environ.get(VAR))

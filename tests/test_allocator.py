@@ -47,8 +47,9 @@ def test_jemalloc_takes_funnels_decay_times(inherited):
     funnel's decay times; also in a process started by one that had loaded polars, which
     inherits polars' own decay times in the variable (the benchmark script's children did)."""
     if inherited == "polars":
-        inherited = _run(f"import os, polars; print(os.environ['{VAR}'])").stdout.strip()
-        assert "decay" in inherited
+        inherited = _run(f"import os, polars; print(os.environ.get('{VAR}', ''))").stdout.strip()
+        if "decay" not in inherited:
+            pytest.skip("this polars does not write its decay times into the variable")
     code = (f"import os; from funnel import allocator; allocator.tune(); os.environ['{VAR}'] += ',stats_print:true'; "
             "import polars as pl; pl.DataFrame({'a': [1]})")
     err = _run(code, inherited).stderr
@@ -63,10 +64,14 @@ def test_jemalloc_takes_funnels_decay_times(inherited):
     (["analyze", SAMPLE, "-q"], True),                                      # the full analysis
     (["analyze", SAMPLE, "-q", "--period", "last-7d", "--compare", "previous"], True),   # the weekly CI job
     (["validate", SAMPLE], True),
+    (["explain", "__first__", SAMPLE], True),
     (["analyze", SAMPLE, "-q", "--steps", "add_to_cart,purchase", "--json", "-"], False),  # funnel only: polars' own
     (["analyze", SAMPLE, "-q", "--funnel-only", "--json", "-"], False),
 ])
 def test_the_cli_tunes_the_allocator_for_user_shards_only(args, tuned, monkeypatch, tmp_path):
+    if "__first__" in args:   # a session of the sample
+        first = Path(SAMPLE).read_text().splitlines()[:2]
+        args = [a if a != "__first__" else first[1].split(",")[first[0].split(",").index("session_id")] for a in args]
     calls = []
     monkeypatch.setattr(allocator, "tune", lambda: calls.append(1) or False)
     monkeypatch.chdir(tmp_path)
