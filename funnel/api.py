@@ -817,9 +817,12 @@ def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> Non
 
 def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
     """Rejected rows as written by ``--rejects``: file, row, cause, the offending raw value
-    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any)."""
+    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any). Rows of
+    NDJSON files are numbered by their line (``line_numbers``)."""
+    from .io.sources import line_numbers
     from .schema import ROW, SOURCE_FILE, STEP
 
+    rejects = line_numbers(rejects)
     special = ("_detail", "_extra")
     keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP, *special)]
     detail = pl.col("_detail") if "_detail" in rejects.columns else pl.lit(None, pl.String)

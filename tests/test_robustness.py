@@ -969,3 +969,34 @@ def test_duplicate_pretest_finds_the_duplicate_in_a_shard(tmp_path):
     prep, ev, causes = _prep(p)
     assert causes == {"duplicate": 1} and prep.rejects["_row"].to_list() == [3]
     assert may_repeat(pl.concat([ev, ev]))
+
+
+@pytest.mark.parametrize("kind", ["plain", "crlf", "gz"])
+@pytest.mark.parametrize("route", [{}, {"shards": 2}, {"funnel_only": True}])
+def test_bug_ndjson_rows_after_a_blank_line_were_numbered_one_short(tmp_path, kind, route):
+    """polars' NDJSON reader skips blank lines, so the rejected rows were numbered by record:
+    each blank line above one put its number one short of the line an editor shows. They are
+    now numbered by line, on every route."""
+    from funnel.api import analyze
+
+    good = '{"timestamp":"2026-10-01T10:0%d:00Z","event":"%s","session_id":"s%d","user_id":"u%d"}'
+    lines = [good % (0, "page_view", 1, 1), "", '{"timestamp":"bad-1","event":"a","session_id":"s1"}',
+             good % (1, "add_to_cart", 1, 1), "   ", "\t", '{"timestamp":"bad-2","event":"a","session_id":"s2"}',
+             good % (2, "purchase", 2, 2), '{"timestamp":"bad-3","event":"a","session_id":"s3"}', ""]
+    text = ("\r\n" if kind == "crlf" else "\n").join(lines).encode()
+    p = tmp_path / ("log.ndjson.gz" if kind == "gz" else "log.ndjson")
+    p.write_bytes(gzip.compress(text, mtime=0) if kind == "gz" else text)
+    table = analyze(str(p), **route).rejects
+    assert table["detail"].to_list() == ["ts: bad-1", "ts: bad-2", "ts: bad-3"]
+    for row, detail in table.select("row", "detail").iter_rows():
+        assert detail.removeprefix("ts: ") in lines[row - 1]
+    assert table["row"].to_list() == [3, 7, 9]
+
+
+def test_ndjson_rows_without_blank_lines_are_their_records(tmp_path):
+    p = tmp_path / "log.ndjson"
+    p.write_text('{"timestamp":"bad","event":"a","session_id":"s1"}\n'
+                 '{"timestamp":"2026-10-01T10:00:00Z","event":"a","session_id":"s1"}\n'
+                 '{"timestamp":"2026-10-01T10:00:01Z","event":null,"session_id":"s1"}\n')
+    table = reject_table(prepare([str(p)], Config()).rejects)
+    assert table.select("row", "cause").rows() == [(1, "bad_timestamp"), (3, "missing_event")]

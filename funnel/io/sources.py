@@ -305,6 +305,8 @@ def _text_path(src: SourceFile) -> Path:
 _HEADERLESS: set = set()
 _HEADERS: dict[tuple[str, int, int], list[str]] = {}
 _NDJSON: dict[tuple[str, int, int], pl.Schema] = {}
+_NDJSON_FILES: dict[str, SourceFile] = {}   # the ``_file`` value of each NDJSON file scanned -> its source
+_BLANK_LINES: dict[tuple[str, int, int], pl.Series] = {}
 
 
 def _key(src: SourceFile) -> tuple[str, int, int]:
@@ -364,7 +366,8 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
         schema = _ndjson_schema(src, path)
         if text:
             schema = pl.Schema({k: pl.String for k in schema.names()})
-        lf = pl.scan_ndjson(path, schema=schema).with_row_index(ROW, offset=1)
+        lf = pl.scan_ndjson(path, schema=schema).with_row_index(ROW, offset=1)   # (records: see line_numbers)
+        _NDJSON_FILES[p] = src
     else:
         sep = src.sep
         names = _csv_header(src, path, sep)
@@ -388,6 +391,44 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
     if src.format == "ndjson" and text:
         lf = lf.with_columns(_blank(list(schema.names()), []))
     return lf.with_columns(pl.lit(p).alias(SOURCE_FILE))
+
+
+def _records_before_blank_lines(src: SourceFile) -> pl.Series:
+    """For each blank line of the NDJSON file ``src`` (empty or JSON whitespace only), in order:
+    how many records precede it. polars' reader skips blank lines, so ``_row`` counts records;
+    record r is on line r + (how many of these are below r). One pass over the file's lines,
+    cached."""
+    key = _key(src)
+    if key not in _BLANK_LINES:
+        try:
+            _BLANK_LINES[key] = (
+                pl.scan_lines(_text_path(src), name="text").with_row_index("line", offset=1)
+                .filter(pl.col("text").str.strip_chars(" \t\r\n") == "")
+                .with_row_index("blank", offset=1)
+                .select((pl.col("line") - pl.col("blank")).alias("records"))
+                .collect()["records"]
+            )
+        except READ_ERRORS as exc:
+            raise read_error(src, exc) from None
+    return _BLANK_LINES[key]
+
+
+def line_numbers(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (with ``_file`` and ``_row``, e.g. rejected rows) with the ``_row`` of an NDJSON
+    file's records turned into their line in the file, as an editor counts lines: polars' reader
+    skips blank lines, so counted as read, records after a blank line were numbered one short.
+    Only files with rows here are looked at (one pass over their lines, only if they have some)."""
+    if not rows.height or SOURCE_FILE not in rows.columns or ROW not in rows.columns:
+        return rows
+    for name in rows[SOURCE_FILE].unique().drop_nulls().to_list():
+        src = _NDJSON_FILES.get(name)
+        before = _records_before_blank_lines(src) if src is not None else None
+        if before is None or not before.len():
+            continue
+        row = pl.col(ROW)
+        shift = pl.lit(before).search_sorted(row, side="left").cast(rows[ROW].dtype)
+        rows = rows.with_columns(pl.when(pl.col(SOURCE_FILE) == name).then(row + shift).otherwise(row).alias(ROW))
+    return rows
 
 
 def _blank(names: list[str], extras: list[str]) -> pl.Expr:
