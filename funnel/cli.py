@@ -174,7 +174,7 @@ def analyze(
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
     only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
-    if not only:   # the full analysis's user shards reuse freed memory (before polars loads)
+    if not only:   # the full analysis's shards reuse freed memory (set before polars loads)
         allocator.tune()
     machine_stdout = json_out == "-" or markdown == "-"
     human, err = _consoles(machine_stdout)
@@ -311,7 +311,7 @@ def validate(
     json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the findings as JSON to FILE or -.")] = None,
 ) -> None:
     """Read the input and report what was detected; exit 2 when it is unusable."""
-    allocator.tune()   # (user shards, as the full analysis)
+    allocator.tune()   # (shards as the full analysis's)
     human, err = _consoles(json_out == "-")
     try:
         from .validate import describe_input, print_description
@@ -377,7 +377,7 @@ def explain(
 ) -> None:
     """Why is this visitor counted as dropped? Its events in order, which one satisfied each step,
     why later ones did not (tie, window, order), its exit step and the diagnosed reason."""
-    allocator.tune()   # (user shards, as the full analysis)
+    allocator.tune()   # (shards as the full analysis's)
     human, err = _consoles(json_out == "-")
     try:
         from .core.explain import explain as run
