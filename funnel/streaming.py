@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .config import Config
-from .core.normalize import _BOOKKEEPING, DETAIL, needs_cleaning, normalize
+from .core.normalize import DETAIL, needs_cleaning, normalize, row_hash
 from .core.sessions import KEY2, entity_keys, funnel_base, map_steps, shared_key
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
@@ -265,7 +265,7 @@ def _set_aside(raw: pl.LazyFrame, loaded, cfg: Config, n_rejected: int, alike: p
     from .core.normalize import ensure_columns, typed
 
     if not n_rejected and not alike.len():
-        return _narrow(raw.clear(), cfg)[2].drop("_h").collect(), 0   # the rejects' columns, no rows
+        return _narrow(raw.clear(), cfg)[1].drop("_h").collect(), 0   # the rejects' columns, no rows
     names = raw.collect_schema().names()
     typed_rows, rules = typed(ensure_columns(raw), cfg.timezone)
     rej = pl.any_horizontal([cond for _, cond in rules])
@@ -274,11 +274,10 @@ def _set_aside(raw: pl.LazyFrame, loaded, cfg: Config, n_rejected: int, alike: p
         picked = typed_rows.filter(rej | at).select(*names, rej.alias("_rej")).collect(engine="streaming")
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
-    aside = [_narrow(picked.lazy().filter("_rej").drop("_rej"), cfg)[2].drop("_h").collect()]
+    aside = [_narrow(picked.lazy().filter("_rej").drop("_rej"), cfg)[1].drop("_h").collect()]
     if aside[0].height != n_rejected or aside[0][REJECT].null_count():
         return None
-    whole = pl.struct([c for c in names if c not in _BOOKKEEPING]).hash(0)
-    dups = picked.filter(~pl.col("_rej")).drop("_rej").filter(~whole.is_first_distinct())
+    dups = picked.filter(~pl.col("_rej")).drop("_rej").filter(~row_hash(names).is_first_distinct())
     if dups.height:
         aside.append(_narrow(dups.lazy(), cfg)[0].with_columns(pl.lit("duplicate").alias(REJECT)).collect())
     return pl.concat(aside, how="diagonal_relaxed"), dups.height
@@ -338,18 +337,16 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
         return each([part for part, _ in api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None)])
 
 
-def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.LazyFrame]:
-    """A shard's rows (``_row_level_rows``) normalised (lazy), its row columns, and the narrow
-    frame of it."""
+def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """A shard's rows (``_row_level_rows``) normalised (lazy), and the narrow frame of it."""
     lf = map_steps(normalize(rows, cfg.timezone), cfg)
-    row_cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
     have = lf.collect_schema().names()
     kept = [c for c in (SOURCE_FILE, ROW, DETAIL, EVENT) if c in have]
     narrow = lf.select(ENTITY, TS, STEP, USER, SESSION, CART_VALUE, CURRENCY, REJECT, *kept,
-                       pl.struct(row_cols).hash(0).alias("_h"))
-    return lf, row_cols, narrow
+                       row_hash(have).alias("_h"))
+    return lf, narrow
 
 
 def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
@@ -357,7 +354,7 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
     shard); None: needs the materialising path."""
     from . import api
 
-    lf, row_cols, narrow = _narrow(rows, cfg)
+    lf, narrow = _narrow(rows, cfg)
     usable = pl.col(REJECT).is_null()
     try:
         whole = narrow.collect(engine="streaming")
@@ -381,7 +378,7 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
         return None
     dups = int(tot["usable"] - tot["distinct"])
     if dups:  # name the duplicate rows too (rare): one more pass over the usable rows
-        dup_rows = lf.filter(usable).filter(~pl.struct(row_cols).hash(0).is_first_distinct()) \
+        dup_rows = lf.filter(usable).filter(~row_hash(lf.collect_schema().names()).is_first_distinct()) \
             .with_columns(pl.lit("duplicate").alias(REJECT)).collect()
         rej = pl.concat([rej, dup_rows], how="diagonal_relaxed")
     p = api.shard_funnel(pl.LazyFrame(), cfg, base=ent.lazy(), steps=st.lazy())

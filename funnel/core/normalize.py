@@ -305,12 +305,17 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     )
 
 
+def row_hash(names: list[str]) -> pl.Expr:
+    """One 64-bit hash of a row's columns ``names`` but the bookkeeping ones (file, row, ...):
+    what "exact duplicate" compares. Two different rows share it only on a hash collision
+    (~2^-64 per pair). The one definition, for every route that looks for duplicates."""
+    return pl.struct([c for c in names if c not in _BOOKKEEPING]).hash(0)
+
+
 def mark_duplicates(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Exact duplicate usable events (all columns but file/row) are rejected as 'duplicate'."""
-    cols = [c for c in lf.collect_schema().names() if c not in _BOOKKEEPING]
-    # One 64-bit hash per row, first occurrence kept: ~9x faster than a window over every column.
-    # Two different rows are taken for duplicates only on a hash collision (~2^-64 per pair).
-    first = pl.struct(cols).hash(0).is_first_distinct()
+    # One hash per row, first occurrence kept: ~9x faster than a window over every column.
+    first = row_hash(lf.collect_schema().names()).is_first_distinct()
     return lf.with_columns(
         pl.when(pl.col(REJECT).is_null() & ~first).then(pl.lit("duplicate")).otherwise(pl.col(REJECT))
         .alias(REJECT)
