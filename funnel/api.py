@@ -262,13 +262,20 @@ def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
+DEFERRED = "_deferred"   # a funnel-only shard's records of shared users (shard_funnel)
+
+
 def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None,
-                 steps: pl.LazyFrame | None = None) -> parts.Partials:
+                 steps: pl.LazyFrame | None = None, shared: pl.Series | None = None) -> parts.Partials:
     """Funnel-only pass on a shard: totals, levels, step times and abandonment counts (value,
     currency, recovery) without diagnosis or paths. Same numbers as the full pass's partials.
 
     ``base`` (funnel_base) and ``steps`` (entity, ts, step of the step events) may be given
-    precomputed, as the streaming funnel-only path does."""
+    precomputed, as the streaming funnel-only path does. ``shared``: users whose sessions other
+    shards may hold too (``user_shards``). Whether their carts were recovered needs all their
+    sessions, so their records are left out of ``abandonment`` (the one partial that reads
+    ``recovered``) and kept under ``DEFERRED``: ``merge_funnel_only`` counts them once every
+    shard's are in."""
     from .core.funnel import LEVEL, apply_exclusions, funnel_levels, step_time_col
 
     k = len(cfg.steps)
@@ -288,8 +295,45 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     rec = with_recovery(rec.with_columns(exit_t.alias("exit_ts")), cfg) \
         .with_columns(pl.lit(None, pl.String).alias("reason")).collect()
     lazy = parts.funnel_partials(rec.lazy(), cfg, [])
+    deferred = None
+    if shared is not None and shared.len() and cfg.level == "session":
+        theirs = pl.col(USER).is_in(shared.implode()).fill_null(False)
+        deferred = rec.filter(theirs).drop(ENTITY)
+        lazy["abandonment"] = parts.funnel_partials(rec.lazy().filter(~theirs), cfg, [])["abandonment"]
     names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency")
-    return dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
+    out = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
+    if deferred is not None and deferred.height:
+        out[DEFERRED] = deferred
+    return out
+
+
+def merge_funnel_only(partials: list[parts.Partials], cfg: Config) -> parts.Partials:
+    """``parts.merge`` of funnel-only shards' partials (``shard_funnel``), with the
+    ``abandonment`` of the shared users' records each kept aside: recovered or not over all
+    their sessions, whichever shard holds them."""
+    deferred = [p.pop(DEFERRED) for p in partials if DEFERRED in p]
+    if deferred:
+        rec = with_recovery(pl.concat(deferred, how="diagonal_relaxed").lazy(), cfg)
+        partials = [*partials, {"abandonment": parts.funnel_partials(rec, cfg, [])["abandonment"].collect()}]
+    return parts.merge(partials)
+
+
+def shared_recovery(records: list[pl.LazyFrame], shared: pl.Series, cfg: Config) -> list[pl.DataFrame]:
+    """Whether each cart of the users in ``shared`` (``user_shards``: users whose sessions
+    several shards may hold) was recovered, over all their sessions: per shard (one frame of
+    per-entity ``records`` each, from ``entity_records``), ``ENTITY`` and ``recovered`` of
+    those users' records (``with_recovery`` on the union of all shards' records of them)."""
+    from .core.funnel import LEVEL, step_time_col
+
+    if not shared.len() or cfg.level != "session":
+        return [pl.DataFrame() for _ in records]
+    k = len(cfg.steps)
+    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, step_time_col(k - 1)]
+    theirs = pl.concat([r.filter(pl.col(USER).is_in(shared.implode())).select(cols)
+                        .with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, r in enumerate(records)],
+                       how="vertical_relaxed")
+    fixed = with_recovery(theirs, cfg).select("_shard", ENTITY, "recovered").collect()
+    return [fixed.filter(pl.col("_shard") == i).drop("_shard") for i in range(len(records))]
 
 
 def shard_diagnosis(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: parts.Partials,
@@ -472,11 +516,14 @@ def session_owners(lf: pl.LazyFrame, loaded: Loaded, clean_ids: bool = False) ->
         raise read_error(loaded, exc) from None
 
 
-def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bool = False) -> list[list[str]]:
+def split_rows(lf: pl.LazyFrame, loaded: Loaded, k: int, tmp: str, clean_ids: bool = False,
+               owners: pl.DataFrame | None = None) -> list[list[str]]:
     """One streaming pass over the input rows ``lf``, written to Parquet in ``tmp``, partitioned
-    by user shard (``shard_key``; ``clean_ids``: its raw-id form). Returns each shard's files, in
-    input order (none for an empty shard). Read errors name the file."""
-    owners = session_owners(lf, loaded, clean_ids)
+    by user shard (``shard_key``; ``clean_ids``: its raw-id form; ``owners``: its
+    ``session_owners``, searched here if not given). Returns each shard's files, in input
+    order (none for an empty shard). Read errors name the file."""
+    if owners is None:
+        owners = session_owners(lf, loaded, clean_ids)
     if owners.height:   # the owners joined on (a partition key must be elementwise; read_shard drops them)
         lf = parts.with_owners(lf, owners, clean_ids)
     key = parts.shard_key(lf.collect_schema().names(), k, clean_ids).alias("_shard")
@@ -512,9 +559,10 @@ def dirty_ids(rows: pl.LazyFrame, loaded: Loaded) -> bool:
 
 
 def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], str], say: Progress,
-                clean_ids: bool | None = None) -> list[tuple[pl.LazyFrame, list[str]]]:
+                clean_ids: bool | None = None) -> tuple[list[tuple[pl.LazyFrame, list[str]]], pl.Series]:
     """The input rows ``rows`` in ``k`` user shards (``shard_key``), each as (its rows, the
-    temporary files they are read from: delete them once read).
+    temporary files they are read from: delete them once read), and the users that more than
+    one shard may hold (``partials.shared_users``: count users with ``partials.user_tally``).
 
     Parquet input in up to ``SCAN_SHARDS`` shards: each shard is a filtered scan of the input.
     Every row's ids are read again for each shard, but only the shard's rows are decoded
@@ -525,12 +573,14 @@ def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], st
     needs cleaning; None: ``dirty_ids`` decides)."""
     if clean_ids is None:
         clean_ids = not dirty_ids(rows, loaded)
-    if k <= SCAN_SHARDS and all(f.format == "parquet" for f in loaded.files):
-        say(f"reading the input in {k} user shards")
-        owners = session_owners(rows, loaded, clean_ids)   # sessions to keep whole: see shard_key
-        return [(parts.shard_rows(rows, i, k, clean_ids, owners), []) for i in range(k)]
-    say(f"splitting the input into {k} user shards")
-    return [(read_shard(files), files) for files in split_rows(rows, loaded, k, tmp(), clean_ids) if files]
+    scan = k <= SCAN_SHARDS and all(f.format == "parquet" for f in loaded.files)
+    say(f"reading the input in {k} user shards" if scan else f"splitting the input into {k} user shards")
+    owners = session_owners(rows, loaded, clean_ids)   # sessions to keep whole: see shard_key
+    shared = parts.shared_users(owners)
+    if scan:
+        return [(parts.shard_rows(rows, i, k, clean_ids, owners), []) for i in range(k)], shared
+    split = split_rows(rows, loaded, k, tmp(), clean_ids, owners)
+    return [(read_shard(files), files) for files in split if files], shared
 
 
 def time_bounds(ev: pl.DataFrame | pl.LazyFrame) -> tuple:
@@ -556,6 +606,7 @@ class _Shard:
     sessionized: bool
     attrs: list[str]
     bounds: tuple[Any, Any]       # the first and last usable event time ((None, None): none)
+    shared: pl.Series             # the users other shards may hold too (user_shards): user_tally
 
 
 @dataclass(frozen=True)
@@ -568,7 +619,7 @@ class _Spilled:
 
 def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Loaded, cfg: Config,
                    log: SessionsLog | None, tmp: str, funnel_only: bool, keep: bool,
-                   tables: bool = True) -> tuple[_Shard, pl.DataFrame]:
+                   tables: bool = True, shared: pl.Series | None = None) -> tuple[_Shard, pl.DataFrame]:
     """Normalise etc. one user shard's input rows (``prepare_rows``) and delete the ``files``
     they were split to: (the shard, its usable events). Its rejected rows are counted, and go
     to a file when ``tables``; so do its events when ``keep`` (a period is analysed: the events
@@ -585,8 +636,9 @@ def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Load
     if keep:
         events = os.path.join(tmp, f"{name}-events.arrow")
         ev.write_ipc(events, compression="lz4")
+    shared = pl.Series(USER, [], pl.String) if shared is None else shared
     return _Shard(rejects, reject_counts(prep.rejects), events, prep.rows_read, prep.sessionized, prep.attrs,
-                  time_bounds(ev)), ev
+                  time_bounds(ev), shared), ev
 
 
 def prepared_shards(loaded: Loaded, cfg: Config, k: int, tmp: str, say: Progress, into: list[_Shard],
@@ -596,10 +648,11 @@ def prepared_shards(loaded: Loaded, cfg: Config, k: int, tmp: str, say: Progress
     included), each prepared once (``_prepare_shard``; split input files then deleted): its
     usable events, one shard at a time; ``into`` receives each ``_Shard``. Shared by
     ``analyze``, ``validate`` and ``explain``."""
-    shards = user_shards(project_input(loaded.lf, cfg), loaded, k, lambda: tmp, say)
+    shards, shared = user_shards(project_input(loaded.lf, cfg), loaded, k, lambda: tmp, say)
     for i, (rows, files) in enumerate(shards):
         say(f"preparing shard {i + 1} of {len(shards)}")
-        shard, ev = _prepare_shard(rows, files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep, tables)
+        shard, ev = _prepare_shard(rows, files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep, tables,
+                                   shared)
         into.append(shard)
         yield ev
         del ev   # (before the next shard is prepared: one shard's events held at a time)
@@ -638,7 +691,7 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
     partials (``shard_funnel``). ``shards`` (filled while ``evs`` is read) give the input
     summary."""
     spilled: list[_Spilled] = []
-    partials, carts, users = [], [], 0
+    partials, carts, users = [], [], []
     # (no enumerate(): its cached result tuple would keep the last shard's events alive while
     # the next shard is prepared)
     i = -1
@@ -646,9 +699,10 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
         i += 1
         if not ev.height:
             continue
-        users += ev.select(pl.col(USER).drop_nulls().n_unique()).item()
+        shared = shards[i].shared
+        users.append(parts.user_tally(ev, shared))
         if funnel_only:
-            partials.append(shard_funnel(ev.lazy(), cfg))
+            partials.append(shard_funnel(ev.lazy(), cfg, shared=shared))
         else:
             spilled.append(_pass1(ev, f"{tag}-{i:05d}", cfg, shards[i].attrs, tmp))
         del ev
@@ -657,22 +711,26 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
     attrs = shards[0].attrs
     if spilled:
         baseline = parts.merge([s.baseline for s in spilled])
+        # the carts of users that several shards hold: recovered over all their sessions
+        fixed = shared_recovery([pl.scan_ipc(s.files["records"]) for s in spilled], shards[0].shared, cfg)
         for n, s in enumerate(spilled):
             say(f"analysing shard {n + 1} of {len(spilled)}")
             ev = pl.read_ipc(s.files["steps"]).lazy()
-            diag = shard_diagnosis(ev, cfg, attrs, baseline, pl.read_ipc(s.files["records"]),
-                                   pl.read_ipc(s.files["aggregates"]))
+            rec = pl.read_ipc(s.files["records"])
+            if fixed[n].height:
+                rec = rec.update(fixed[n], on=ENTITY)
+            diag = shard_diagnosis(ev, cfg, attrs, baseline, rec, pl.read_ipc(s.files["aggregates"]))
             partials.append(shard_partials(ev, cfg, attrs, baseline, diag))
             if tables:
                 carts.append(os.path.join(tmp, f"{tag}-{n:05d}-carts.arrow"))
                 carts_table(diag, cfg).write_ipc(carts[-1], compression="lz4")
-            del ev, diag
+            del ev, diag, rec
             for f in s.files.values():
                 os.remove(f)
-    p = parts.merge(partials)
+    p = merge_funnel_only(partials, cfg) if funnel_only else parts.merge(partials)
     say("building the report")
     built = any(s.sessionized for s in shards)
-    inp = _summary(source_of(loaded), _counts(shards), sum(s.rows_read for s in shards), users, built,
+    inp = _summary(source_of(loaded), _counts(shards), sum(s.rows_read for s in shards), parts.users_of(users), built,
                    log.name if log else None, p)
     report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
     return report, carts

@@ -28,6 +28,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import DETAIL, needs_cleaning, normalize, row_hash
+from .core.partials import tally, user_counts
 from .core.sessions import KEY2, entity_keys, funnel_base, map_steps, shared_key
 from .schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, LOAD_MS, REJECT, ROW, SESSION, SHIPPING,
                      SOURCE_FILE, STEP, TS, USER)
@@ -105,8 +106,8 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
         return None
     if not sum(r[1]["usable"] for r in results):
         return None   # the row-level path says why nothing is usable
-    p = parts.merge([r[0] for r in results])
-    rows, users = sum(r[1]["rows"] for r in results), sum(r[1]["users"] for r in results)
+    p = api.merge_funnel_only([r[0] for r in results], cfg)
+    rows, users = sum(r[1]["rows"] for r in results), parts.users_of([r[1]["users"] for r in results])
     # (no session is capped here: a shard with a session over the cap takes the materialising path)
     inp = api._summary(api.source_of(loaded), pl.concat([r[3] for r in results]), int(rows), users, False, None, p)
     return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results]
@@ -142,11 +143,13 @@ def _row_key() -> pl.Expr:
     return pl.col(ENTITY) ^ pl.col(TS).dt.epoch("us").hash(11) ^ pl.col(EVENT).hash(12)
 
 
-def _checks(lf: pl.LazyFrame, masked: bool) -> tuple:
+def _checks(lf: pl.LazyFrame, masked: bool, shared: pl.Series | None = None) -> tuple:
     """The clean route's aggregates over the narrow frame ``lf`` (in memory), computed together:
     (totals, entities, distinct users, events, currencies, the step events). ``masked``: some
     rows are rejected (``_rejected``); every aggregate but the row counts is then taken over
-    the usable rows, masked rather than filtered (no copy of the frame)."""
+    the usable rows, masked rather than filtered (no copy of the frame). Each distinct-value
+    frame holds the count ``n`` and whether a value needs cleaning; the users' count leaves out
+    the ``shared`` users, listed in ``seen`` (``partials.user_counts``)."""
     ok = ~pl.col("_rejected")
     use = (lambda x: pl.when(ok).then(x)) if masked else (lambda x: x)
     key = use(_row_key())
@@ -161,14 +164,15 @@ def _checks(lf: pl.LazyFrame, masked: bool) -> tuple:
     )
     entities = lf.group_by(ENTITY).agg((ok.sum() if masked else pl.len()).alias("n"), shared_key().alias("shared")) \
         .select((pl.col("n") > 0).sum().alias("entities"), pl.col("n").max().alias("most"), pl.col("shared").any())
-    distinct = [lf.select(use(pl.col(c)).alias(c).unique()).select(pl.col(c).drop_nulls().len().alias("n"), dirty(c))
+    counts = lambda c: user_counts(shared) if c == USER else [pl.col(c).drop_nulls().len().alias("n")]
+    distinct = [lf.select(use(pl.col(c)).alias(c).unique()).select(*counts(c), dirty(c))
                 for c in (USER, EVENT, CURRENCY)]
     steps = lf.filter(pl.col(STEP).is_not_null() & ok if masked else pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
     r, e, u, ev, cur, st = pl.collect_all([totals, entities, *distinct, steps], engine="streaming")
     return r.row(0, named=True), e.row(0, named=True), u, ev, cur, st
 
 
-def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
+def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | None = None):
     """The fast path for typed input with nothing to clean: (partials, totals, rejected rows)
     of the shard ``raw`` (``_row_level_rows`` of a user shard), or why it declines: ``IDS``,
     ``INPUT``, ``ROWS`` (then ``_shard`` runs) or ``LARGE``.
@@ -213,10 +217,10 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
     masked = lf.select(pl.col("_rejected").any()).collect().item()
-    r, e, u, ev, cur, st = _checks(lf, masked)   # (the usable rows' ids, values and counts)
+    r, e, u, ev, cur, st = _checks(lf, masked, shared)   # (the usable rows' ids, values and counts)
     n_rows, n_rejected = r["rows"], r["rejected"]
     needs_rows = ROWS if n_rows <= SHARD_ROWS else LARGE   # (the row-level rules hold the whole shard)
-    if r["dirty_id"] or u.item(0, 1):
+    if r["dirty_id"] or u.item(0, f"dirty_{USER}"):
         return IDS
     if r["unsessioned"] or ev.item(0, 1) or cur.item(0, 1) or (e["most"] or 0) > cfg.max_events_per_session \
             or e["shared"]:   # two ids share a key (odds ~1e-7 at 2.5M ids): the row-level path keys by id
@@ -233,7 +237,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     # (in memory, not streaming, and an is_in rather than a semi join: ~1.4 s -> 0.9 s at 19.4M rows)
     cands = pl.col(ENTITY).is_in(st[ENTITY].unique().implode())
     base = funnel_base(lf.filter(cands & ~pl.col("_rejected") if masked else cands)).collect()
-    p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy())
+    p = api.shard_funnel(pl.LazyFrame(), cfg, base=base.lazy(), steps=st.lazy(), shared=shared)
     # Entities without a step event are absent from ``base``: they count at level 0. The
     # events are the usable rows but their exact duplicates (as ``_shard`` counts them).
     t = p["totals"]
@@ -246,7 +250,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config):
     lv = p["levels"]
     rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
     p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
-    tot = {"rows": n_rows, "usable": n_rows - n_rejected, "users": u.item(0, 0)}
+    tot = {"rows": n_rows, "usable": n_rows - n_rejected, "users": tally(u.item(0, "n"), u["seen"][0])}
     return p, tot, aside[0]
 
 
@@ -303,18 +307,19 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
     from . import api
 
     rows = _row_level_rows(loaded, cfg)   # the clean route keeps the bookkeeping too: see below
+    shared = None   # the users that several shards may hold (api.user_shards)
 
     def count(part: pl.LazyFrame):
         if not clean:
-            return _shard(part, loaded, cfg)
-        got = _clean_shard(part, loaded, cfg)
+            return _shard(part, loaded, cfg, shared)
+        got = _clean_shard(part, loaded, cfg, shared)
         if got in (IDS, INPUT, LARGE):   # the whole input takes the row-level route
             return got
         # Some rows of this shard need the row-level rules: run them on it (it is no larger
         # than the row-level route's shards). Its users are whole (the raw-id shards equal the
         # user shards while no id needs cleaning, checked in every shard: one that does sends
         # the whole input to the row-level route).
-        return _shard(part, loaded, cfg) if got == ROWS else got
+        return _shard(part, loaded, cfg, shared) if got == ROWS else got
 
     def each(parts_: list[pl.LazyFrame]) -> list | None:
         results = []
@@ -334,7 +339,8 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
     with contextlib.ExitStack() as stack:   # (the temporary directory only if the input is split)
         tmp = lambda: stack.enter_context(api.shard_dir())
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
-        return each([part for part, _ in api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None)])
+        split, shared = api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None)
+        return each([part for part, _ in split])
 
 
 def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -349,9 +355,10 @@ def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame
     return lf, narrow
 
 
-def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
+def _shard(rows: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | None = None):
     """(partials, totals, rejected rows) of the shard ``rows`` (``_row_level_rows`` of a user
-    shard); None: needs the materialising path."""
+    shard; ``shared``: the users other shards may hold too); None: needs the materialising
+    path."""
     from . import api
 
     lf, narrow = _narrow(rows, cfg)
@@ -368,12 +375,12 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
         (pl.len() + rej.height).alias("rows"),
         pl.len().alias("usable"),
         pl.col("_h").n_unique().alias("distinct"),
-        pl.col(USER).drop_nulls().n_unique().alias("users"),
         (pl.col(SESSION).is_null() & pl.col(USER).is_not_null()).sum().alias("unsessioned"),
     )
     steps = df.lazy().filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
-    ent, tot, st = pl.collect_all([per_entity, overall, steps])
-    tot = tot.row(0, named=True)
+    users = df.lazy().select(pl.col(USER).unique()).select(user_counts(shared))
+    ent, tot, st, u = pl.collect_all([per_entity, overall, steps, users])
+    tot = tot.row(0, named=True) | {"users": tally(u.item(0, "n"), u["seen"][0])}
     if tot["unsessioned"] or int(ent["n_events"].max() or 0) > cfg.max_events_per_session:
         return None
     dups = int(tot["usable"] - tot["distinct"])
@@ -381,7 +388,7 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config):
         dup_rows = lf.filter(usable).filter(~row_hash(lf.collect_schema().names()).is_first_distinct()) \
             .with_columns(pl.lit("duplicate").alias(REJECT)).collect()
         rej = pl.concat([rej, dup_rows], how="diagonal_relaxed")
-    p = api.shard_funnel(pl.LazyFrame(), cfg, base=ent.lazy(), steps=st.lazy())
+    p = api.shard_funnel(pl.LazyFrame(), cfg, base=ent.lazy(), steps=st.lazy(), shared=shared)
     # Events per entity above count duplicates; the total must not (as in the row-level path).
     p["totals"] = p["totals"].with_columns(pl.lit(tot["distinct"]).cast(p["totals"]["n_events"].dtype).alias("n_events"))
     return p, tot, rej

@@ -8,19 +8,21 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import REJECT_CAUSES
-from .schema import EVENT, REJECT, ROLES, SESSION, USER
+from .schema import EVENT, REJECT, ROLES, SESSION
 
 
-def _facts(ev: pl.DataFrame, cfg: Config) -> dict[str, Any]:
+def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> dict[str, Any]:
     """What ``describe_input`` reports of usable events ``ev``, in parts that merge across user
-    shards (counts add; sessions and users too, as a user's events are in one shard)."""
+    shards (counts add; sessions too, as a session is in one shard; users as a
+    ``partials.user_tally``, ``shared``: the users other shards may hold too)."""
     from . import api
+    from .core.partials import user_tally
 
     return {
         "usable": ev.height,
         "bounds": api.time_bounds(ev),
         "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
-        "users": int(ev[USER].drop_nulls().n_unique()) if ev.height else 0,
+        "users": user_tally(ev, shared),
         "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
         "steps": {s.name: ev.filter(pl.col(EVENT).is_in(list(s.events))).height for s in cfg.steps},
     }
@@ -34,6 +36,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     at a time, as ``analyze`` reads them, so memory stays bounded; ``progress`` (a callable)
     hears each step."""
     from . import api
+    from .core.partials import users_of
     from .core.signals import catalogue
     from .io.load import load_events
     from .streaming import shard_count
@@ -45,7 +48,9 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     if k > 1:
         with api.shard_dir() as tmp:
             done: list = []
-            facts = [_facts(ev, cfg) for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
+            # (done[-1]: the shard whose events ev are, appended as they are yielded)
+            facts = [_facts(ev, cfg, done[-1].shared)
+                     for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
             counts = api._counts(done) if done else None
         rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
             (done[0].attrs if done else [])
@@ -73,7 +78,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                        "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},
         "sessions": sum(f["sessions"] for f in facts),
         "sessions_built_from_inactivity": sessionized,
-        "users": sum(f["users"] for f in facts),
+        "users": users_of([f["users"] for f in facts]),
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
         "funnel_steps_found": {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps},
     }

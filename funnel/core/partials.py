@@ -63,15 +63,16 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
     """Sessions that a user-id shard key would split — rows with a user id and rows without, or
     several user ids — each with the user whose shard takes it whole: its smallest user id.
     (Anonymous browsing, then a login mid-session, is the usual case.) Columns ``session``,
-    ``owner``; empty when there is no such session, the usual case, found by one cheap pass
-    over the two id columns (64-bit hashes; a hash collision can only add a session here,
-    which then still goes whole to one shard).
+    ``owner`` and ``users`` (the session's user ids: ``shared_users``); empty when there is no
+    such session, the usual case, found by one cheap pass over the two id columns (64-bit
+    hashes; a hash collision can only add a session here, which then still goes whole to one
+    shard).
 
     That pass holds one hash-table entry per session; ``buckets`` > 1 bounds it for very large
     inputs: one pass per bucket of sessions (by hash), each holding 1/``buckets`` of them."""
     from ..schema import SESSION, USER
 
-    empty = pl.DataFrame(schema={"session": pl.String, "owner": pl.String})
+    empty = pl.DataFrame(schema={"session": pl.String, "owner": pl.String, "users": pl.List(pl.String)})
     names = lf.collect_schema().names()
     if SESSION not in names or USER not in names:
         return empty
@@ -103,10 +104,65 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
         lf.filter(ds.hash(0).is_in(split["s"].implode()))
         .select(s.alias("session"), u.alias("owner"))
         .group_by("session")
-        .agg(pl.col("owner").min())
+        .agg(pl.col("owner").min(), pl.col("owner").drop_nulls().unique().sort().alias("users"))
         .filter(pl.col("owner").is_not_null())
         .collect(engine="streaming")
     )
+
+
+def shared_users(owners: pl.DataFrame) -> pl.Series:
+    """The users whose sessions user shards may spread over several shards: those in a session
+    of ``owners`` (``session_owners``) that another user owns. Every other user's events are
+    in one shard — each of their sessions goes to their own shard — so a shard counts them
+    alone; these few are counted as a set (``user_tally``). Sorted, no nulls."""
+    from ..schema import USER
+
+    if not owners.height:
+        return pl.Series(USER, [], pl.String)
+    return (owners.explode("users").filter(pl.col("users") != pl.col("owner"))
+            .get_column("users").unique().sort().rename(USER))
+
+
+def user_counts(shared: pl.Series | None = None) -> list[pl.Expr]:
+    """Over a column of a shard's distinct users (``USER``, nulls dropped or not): how many
+    are not in ``shared`` (``shared_users``) as ``n``, and those that are as a list, ``seen``
+    (``tally``)."""
+    from ..schema import USER
+
+    u = pl.col(USER).drop_nulls()
+    seen = u.is_in(shared.implode()) if shared is not None and shared.len() else pl.lit(False)
+    return [u.filter(~seen).len().alias("n"), u.filter(seen).cast(pl.String).implode().alias("seen")]
+
+
+def tally(n: int, seen: pl.Series) -> pl.DataFrame:
+    """A shard's distinct users as a partial that merges by addition (``merge``) into the
+    distinct users of all shards (``users_of``): a row (null, ``n``) with how many are not
+    shared (each of those is in this shard alone), and a row (user, 1) for each shared user
+    ``seen`` here (those may be in other shards too). ``user_counts`` gives both."""
+    from ..schema import USER
+
+    return pl.DataFrame({USER: [None, *seen.to_list()], "n": [n] + [1] * seen.len()},
+                        schema={USER: pl.String, "n": pl.Int64})
+
+
+def user_tally(ev: pl.LazyFrame | pl.DataFrame, shared: pl.Series | None = None) -> pl.DataFrame:
+    """The ``tally`` of the distinct users of a shard's usable events ``ev`` (``shared``: the
+    users other shards may hold too, ``shared_users``)."""
+    from ..schema import USER
+
+    got = ev.lazy().select(pl.col(USER).unique()).select(user_counts(shared)).collect()
+    return tally(got.item(0, 0), got["seen"][0])
+
+
+def users_of(tallies: list[pl.DataFrame] | pl.DataFrame) -> int:
+    """The distinct users of shards whose ``user_tally`` are ``tallies`` (or their merge)."""
+    from ..schema import USER
+
+    t = tallies if isinstance(tallies, pl.DataFrame) else pl.concat(tallies, how="vertical_relaxed")
+    if not t.height:
+        return 0
+    alone = t.filter(pl.col(USER).is_null())["n"].sum()
+    return int(alone or 0) + t.filter(pl.col(USER).is_not_null())[USER].n_unique()
 
 
 def with_owners(lf: pl.LazyFrame, owners: pl.DataFrame, clean: bool = False) -> pl.LazyFrame:
@@ -114,7 +170,7 @@ def with_owners(lf: pl.LazyFrame, owners: pl.DataFrame, clean: bool = False) -> 
     for a partitioned sink, whose key must be elementwise (``shard_key`` then reads it)."""
     from ..schema import SESSION
 
-    right = owners.lazy().rename({"owner": OWNER, "session": "_owned_session"})
+    right = owners.lazy().select(pl.col("session").alias("_owned_session"), pl.col("owner").alias(OWNER))
     return lf.join(right, left_on=_id(SESSION, clean), right_on="_owned_session", how="left",
                    maintain_order="left").drop("_owned_session", strict=False)
 
