@@ -240,9 +240,14 @@ def _pass0(rename, cfg):
     return run
 
 
-def _pass1(rename, cfg, attrs, log, spans):
+TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, not added
+SHARED = "shared"   # pass 1's table of the shared users' records (recovery over all shards)
+
+
+def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
     def run(batches):
         from .api import entity_records, shard_baseline
+        from .schema import USER
 
         usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0:
@@ -250,17 +255,20 @@ def _pass1(rename, cfg, attrs, log, spans):
         for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
             if frame.height:
                 rec = entity_records(frame, cfg, attrs).collect()
-                yield from _blobs({prefix + k: v for k, v in shard_baseline(frame.lazy(), cfg, attrs, rec).items()})
+                out = {prefix + k: v for k, v in shard_baseline(frame.lazy(), cfg, attrs, rec).items()}
+                theirs = rec.filter(pl.col(USER).is_in(shared.implode())) \
+                    if shared.len() and cfg.level == "session" else rec.clear()
+                if theirs.height:   # their recovery is decided on the driver, over all shards
+                    out[TABLE + prefix + SHARED] = theirs
+                yield from _blobs(out)
     return run
 
 
-TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, not added
-
-
-def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans):
+def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans, shared: pl.Series,
+           fixed_ipc: dict[str, bytes]):
     def run(batches):
         from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials
-        from .schema import USER
+        from .schema import ENTITY
 
         usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0 and rejects.height == 0:
@@ -283,8 +291,10 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
                             if k.startswith(prefix)}
                 ev = frame.lazy()
                 rec = entity_records(frame, cfg, attrs).collect()
+                if prefix in fixed_ipc:   # the shared users' carts: recovered over all shards (driver)
+                    rec = rec.update(pl.read_ipc(io.BytesIO(fixed_ipc[prefix])), on=ENTITY)
                 diag = shard_diagnosis(ev, cfg, attrs, baseline, rec)
-                p[prefix + "_users"] = pl.DataFrame({"n_users": [frame[USER].drop_nulls().n_unique()]})  # shards hold disjoint users
+                p[prefix + "_users"] = parts.user_tally(frame, shared)   # merged by addition: users_of
                 p.update({prefix + k: v for k, v in shard_partials(ev, cfg, attrs, baseline, diag).items()})
                 if tables and prefix == CURRENT:
                     p[TABLE + "carts"] = carts_table(diag, cfg)
@@ -323,7 +333,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
-                      read_sessions_log, reject_table)
+                      read_sessions_log, reject_table, shared_recovery)
     from .io.detect import detect_roles
     from .io.load import check_format
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
@@ -375,6 +385,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
                        F.min(F.col(user_src).cast("string")).over(Window.partitionBy(sess_src)))
         ids.insert(0, owner)
     key = F.coalesce(*ids) if ids else F.lit(0)
+    shared = _shared_users(raw, user_src, sess_src)
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
     shards = raw.withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
@@ -389,14 +400,18 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         _check_gates(rules, prev_span)
     spans = [(CURRENT, span)] + ([(PREVIOUS, prev_span)] if prev_span is not None else [])
     say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped, spans), PARTIAL_SCHEMA))
-    ipc = {}
-    for k, v in baseline.items():
-        buf = io.BytesIO()
-        v.write_ipc(buf)
-        ipc[k] = buf.getvalue()
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped, spans, shared),
+                                                   PARTIAL_SCHEMA))
+    fixed = {}   # per period, the shared users' carts recovered or not over all their sessions
+    for prefix, _ in spans:
+        theirs = baseline.pop(TABLE + prefix + SHARED, None)
+        got = shared_recovery([theirs.lazy()], shared, cfg)[0] if theirs is not None else pl.DataFrame()
+        if got.height:
+            fixed[prefix] = _ipc(got)
+    ipc = {k: _ipc(v) for k, v in baseline.items()}
     say("pass 2: diagnosis and partials per shard")
-    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables, spans), PARTIAL_SCHEMA))
+    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables, spans, shared, fixed),
+                                            PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if "_input" not in p:
@@ -409,8 +424,8 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         part = {name[len(prefix):]: df for name, df in p.items() if name.startswith(prefix)}
         if "totals" not in part:
             return None
-        users = part.pop("_users")["n_users"][0]
-        inp = _summary(source, counts, int(meta["n_rows"]), int(users), bool(meta["n_sessionized"]),
+        users = parts.users_of(part.pop("_users"))
+        inp = _summary(source, counts, int(meta["n_rows"]), users, bool(meta["n_sessionized"]),
                        log.name if log else None, part)
         return build_report(part, cfg, inp, attrs)
 
@@ -425,6 +440,34 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     return Analysis(report=report, carts=carts.sort("session_id") if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))
+
+
+def _ipc(df: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.write_ipc(buf)
+    return buf.getvalue()
+
+
+def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
+    """The users a shard may not hold alone, as the partitions read them (cleaned), for
+    ``partials.user_tally`` and the recovery over all shards: every user id of a session with
+    several (the session goes to the shard of the smallest), and ids with outer blanks (the
+    shard key reads ids raw, the partitions clean them: one user, two keys). One job over the
+    two id columns; empty without both."""
+    from .core.partials import _id
+    from .schema import USER
+
+    if not (user_src and sess_src):
+        return pl.Series(USER, [], pl.String)
+    from pyspark.sql import functions as F
+
+    u, s = F.col(user_src).cast("string"), F.col(sess_src)
+    several = raw.where(s.isNotNull() & u.isNotNull()).groupBy(s).agg(F.collect_set(u).alias("us")) \
+        .where(F.size("us") > 1).select(F.explode("us").alias("u"))
+    padded = raw.where(u.isNotNull() & (u != F.trim(u))).select(u.alias("u"))
+    got = [r["u"] for r in several.union(padded).distinct().collect()]
+    return pl.DataFrame({USER: got}, schema={USER: pl.String}).select(_id(USER, False)) \
+        .to_series().drop_nulls().unique().sort()
 
 
 def _no_usable_rows(sources) -> None:

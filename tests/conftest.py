@@ -31,6 +31,25 @@ def sample_analysis():
     return analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS))
 
 
+def bought_with_a_guest(ev, guest: str = "0-guest"):
+    """``ev`` (a generated log) typed, without repeated (session, time, event) keys, where every
+    session that buys ends with a row of another user id, ``guest`` (as a shared device or a
+    placeholder id would give; smaller than every generated id, it owns those sessions). That
+    session goes whole to the guest's shard, so a buyer's earlier abandoned cart, recovered by
+    this purchase, sits in another shard for most buyers."""
+    import polars as pl
+
+    if ev["timestamp"].dtype == pl.String:
+        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
+    ev = ev.unique(subset=["session_id", "timestamp", "event"], keep="first", maintain_order=True)
+    bought = ev.filter(pl.col("event") == "purchase")["session_id"].unique()
+    ends = ev.filter(pl.col("session_id").is_in(bought.implode())).group_by("session_id") \
+        .agg(pl.all().sort_by("timestamp").last())
+    extra = ends.with_columns(pl.lit(guest).alias("user_id"), pl.col("timestamp") + pl.duration(seconds=1),
+                              pl.lit("page_view").alias("event")).select(ev.columns)
+    return pl.concat([ev, extra]).sort("timestamp", "session_id")
+
+
 def anonymous_until_login(ev, share: int = 4, other_user: bool = False):
     """``ev`` (a generated log) with the early half of one session in ``share`` anonymous (no
     user id: logged in at the cart, the usual case) — rows a user-id shard key would split; with

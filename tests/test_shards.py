@@ -11,10 +11,10 @@ import random
 
 import polars as pl
 import pytest
+from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS
 from funnel.api import build_report, input_summary, prepare, shard_baseline, shard_partials
 from funnel.config import Config
 from funnel.core import partials as parts
@@ -373,6 +373,7 @@ def _login_mid_session_log(two_users: bool = False) -> pl.DataFrame:
     """A typed log where a quarter of the sessions start anonymous and log in at the cart
     (``conftest.anonymous_until_login``; ``two_users``: another quarter with two user ids)."""
     from conftest import anonymous_until_login
+
     from funnel.io.sample import generate_sample
 
     ev = generate_sample(n_sessions=400, seed=5).events
@@ -458,26 +459,15 @@ def test_a_session_with_two_user_ids_stays_whole(tmp_path, monkeypatch):
     assert one.report.to_dict()["input"]["users"] == 287
 
 
-GUEST = "0-guest"   # a user id smaller than every generated one: it owns the sessions it is in
+GUEST = "0-guest"   # a user id smaller than every generated one: it owns the sessions it is in (conftest)
 
 
 def _bought_with_a_guest_log() -> pl.DataFrame:
-    """A typed log where every session that buys ends with a row of another user id
-    (``GUEST``, as a shared device or a placeholder id would give). That session goes whole to
-    the guest's shard, so a buyer's earlier abandoned cart, recovered by this purchase, sits in
-    another shard for three in four buyers."""
+    from conftest import bought_with_a_guest
+
     from funnel.io.sample import generate_sample
 
-    ev = generate_sample(n_sessions=600, seed=5).events
-    if ev["timestamp"].dtype == pl.String:
-        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
-    ev = ev.unique(subset=["session_id", "timestamp", "event"], keep="first", maintain_order=True)
-    bought = ev.filter(pl.col("event") == "purchase")["session_id"].unique()
-    ends = ev.filter(pl.col("session_id").is_in(bought.implode())).group_by("session_id") \
-        .agg(pl.all().sort_by("timestamp").last())
-    guest = ends.with_columns(pl.lit(GUEST).alias("user_id"), pl.col("timestamp") + pl.duration(seconds=1),
-                              pl.lit("page_view").alias("event")).select(ev.columns)
-    return pl.concat([ev, guest]).sort("timestamp", "session_id")
+    return bought_with_a_guest(generate_sample(n_sessions=600, seed=5).events, GUEST)
 
 
 @pytest.mark.parametrize("route", ["full", "full, split input", "CI mode", "funnel-only clean",
@@ -735,10 +725,9 @@ def test_explain_in_user_shards_equals_one_pass():
     the explanation — diagnosis from the merged baseline included — equals the one-pass one for
     diagnosed abandoned carts, a converter and a user-level id, and an unknown id gets the same
     error (closest ids, or sorted neighbours, and the id count) from the shards' hints."""
+    from funnel.api import analyze
     from funnel.core.explain import explain
     from funnel.errors import InputError
-
-    from funnel.api import analyze
 
     cfg = Config()
     carts = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), shards=1).carts

@@ -135,6 +135,35 @@ def test_spark_ci_mode_matches_local(log, spark, spec):
     assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
 
 
+@pytest.mark.parametrize("spec", [None, {"period": "2026-W44", "compare": "previous"}])
+def test_spark_counts_a_user_in_two_shards_once_and_recovers_their_cart(tmp_path, spark, spec):
+    """A buyer whose purchase sits in a session another (smaller) user id owns, and users whose
+    id has outer blanks in some sessions (Spark's shard key reads ids raw): their sessions are
+    in several shards, yet each is counted once in ``input.users`` and their abandoned carts
+    are recovered over all their sessions, as the local engine does."""
+    from conftest import bought_with_a_guest
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.periods import PeriodSpec
+    from funnel.spark import analyze_spark
+
+    ev = bought_with_a_guest(generate_sample(n_sessions=1500, seed=3).events)
+    padded = pl.when(pl.col("session_id").hash(5) % 5 == 0).then(pl.col("user_id") + " ").otherwise("user_id")
+    path = tmp_path / "events.parquet"
+    ev.with_columns(padded.alias("user_id")).write_parquet(path)
+    period = PeriodSpec(**spec) if spec else None
+    here, there = analyze(str(path), period=period), analyze_spark(str(path), Config(), spark=spark, period=period)
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    assert local["abandonment"]["recovered"] > 0
+    for key in ("funnel", "abandonment"):
+        assert remote[key] == local[key], key
+    for key in ("rows_read", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+    assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
+
+
 def test_spark_period_without_data_is_the_local_error(log, spark):
     from funnel.api import analyze
     from funnel.config import Config
