@@ -753,6 +753,23 @@ def test_explain_in_user_shards_equals_one_pass():
         assert msgs[0] == msgs[1], (wrong, msgs)
 
 
+def test_explain_in_user_shards_sees_a_purchase_in_another_shard(tmp_path):
+    """``funnel explain`` of a cart recovered by a purchase that another user's shard holds
+    (``_bought_with_a_guest_log``) says "recovered later", as one pass does: that user's events
+    are gathered from every shard."""
+    from funnel.api import analyze
+    from funnel.core.explain import explain
+
+    p = tmp_path / "log.parquet"
+    _bought_with_a_guest_log().write_parquet(p)
+    carts = analyze(str(p), shards=1).carts
+    back = carts.filter(pl.col("recovered"))["session_id"].sort().to_list()
+    assert len(back) >= 5
+    for sid in back[:5]:
+        a, b = explain([str(p)], sid, Config(), shards=1), explain([str(p)], sid, Config(), shards=4)
+        assert b == a and a.recovered
+
+
 def test_the_weekly_job_goes_red_in_shards_from_the_cli(tmp_path, monkeypatch):
     """End to end through the CLI: the weekly job (a week, the previous one, gates) on an input
     large enough to be sharded writes the same JSON as one pass, and exits 1 when a gate fires."""

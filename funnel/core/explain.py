@@ -379,6 +379,14 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
     if found is None:
         raise _unknown(entity, pl.Series(sorted(set(hints)), dtype=pl.String), cfg, n_ids)
     mine, pool, attrs = found
+    users = mine[USER].drop_nulls().unique()
+    if diagnose and users.is_in(done[0].shared.implode()).any():
+        # A user whose sessions other shards hold too (api.user_shards): their events from
+        # every shard, for the recovery (a second reading of the input; rare).
+        with api.shard_dir() as tmp:
+            pool = pl.concat([ev.filter(pl.col(USER).is_in(users.implode()) | (pl.col(ENTITY) == entity))
+                              for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, [], log,
+                                                            tables=False)], how="diagonal_relaxed")
     return _explained(entity, mine, cfg, attrs, diagnose, lambda: pool.lazy(), lambda: parts.merge(baselines))
 
 
