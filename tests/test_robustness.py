@@ -644,6 +644,53 @@ def test_bug_malformed_csv_quoting_did_not_name_the_line(tmp_path, row, line, wh
     assert f"line {line}" in msg and why in msg and str(p) in msg, msg
 
 
+def _swallowing(rows: int, opened: int = 3) -> bytes:
+    """A CSV whose data row ``opened - 1`` opens a quote that a stray quote ``rows`` rows
+    later closes: the reader takes the rows between for part of one field."""
+    lines = ["timestamp,session_id,event,page"] + [f"2026-10-01T10:00:{i:02d}Z,s1,view,/p{i}" for i in range(40)]
+    lines[opened - 1] = lines[opened - 1].replace(",view,", ',"view,')
+    lines[opened + rows] = lines[opened + rows] + '"'
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("crlf", [False, True])
+def test_bug_a_quote_closed_rows_later_swallowed_them_silently(tmp_path, crlf, compression):
+    """Regression: an unclosed quote that a stray quote rows further down closes made polars
+    read every row between as part of one field: 30 rows vanished, with no error and no
+    rejected row. Loading now names the line and the rows (a file whose lines are as many as
+    its records, the usual case, is proven fine by two native counts)."""
+    import gzip
+
+    data = _swallowing(30)
+    if crlf:
+        data = data.replace(b"\n", b"\r\n")
+    p = tmp_path / ("q.csv.gz" if compression else "q.csv")
+    p.write_bytes(gzip.compress(data) if compression else data)
+    msg = _error(p)
+    assert "line 3 has malformed quoting" in msg and "closed only on line 34" in msg and "30 rows" in msg, msg
+    assert str(p) in msg
+
+
+def test_a_quoted_field_that_spans_lines_is_not_rows_swallowed(tmp_path):
+    """A text field may hold line breaks (and a few commas): read as one value, no error."""
+    p = tmp_path / "ok.csv"
+    p.write_text('timestamp,session_id,event,page\n2026-10-01T10:00:00Z,s1,add_to_cart,"first line\n'
+                 'second, with a comma\nthird"\n2026-10-01T10:01:00Z,s1,purchase,/c\n')
+    _, ev, causes = _prep(p)
+    assert causes == {} and ev["event"].to_list() == ["add_to_cart", "purchase"]
+
+
+def test_rows_swallowed_by_a_quote_fail_every_command_with_exit_2(tmp_path):
+    p = tmp_path / "q.csv"
+    p.write_bytes(_swallowing(5, opened=10))
+    for args in (["analyze", str(p)], ["analyze", str(p), "--steps", "view,buy", "--json", str(tmp_path / "f.json")],
+                 ["validate", str(p)], ["explain", "s1", str(p)]):
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "line 10 has malformed quoting" in r.stderr and "5 rows" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_bug_old_mac_cr_line_ends_read_zero_rows(tmp_path):
     p = tmp_path / "cr.csv"
     p.write_bytes(b'timestamp,session_id,"event"\r2026-10-01T10:00:00Z,s1,add_to_cart\r'

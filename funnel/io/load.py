@@ -15,7 +15,7 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, file_schema, read_error, resolve_paths, scan_file,
+from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, file_schema, read_error, resolve_paths, scan_file,
                       sniff_format)
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
@@ -80,6 +80,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
         schema = file_schema(src)
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
             raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
+        check_quoting(src)   # (rows swallowed by a quote closed rows later: an error, not a loss)
         vendor = _detect_vendor(schema, cfg.format)
         # Generic event tables are read as text (types are parsed per row by the normalizer).
         lf = scan_file(src, text=not vendor)
@@ -125,6 +126,7 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
                              "name it session_id or set [columns] session_id in funnel.toml")
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
+        check_quoting(src)
         q = scan_file(src, text=True).select(pl.col(sid).cast(pl.String).alias(SESSION),
                                              *(pl.col(c).cast(pl.String) for c in keep))
         # Read now (one row per session, small next to the events): a damaged sessions log is
