@@ -375,14 +375,14 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
                               f"available: {', '.join(extras + (log.attrs if log else [])) or 'none'}")
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
-    ids = [F.col(c).cast("string") for c in (user_src, sess_src) if c]
+    ids = [_spark_id(c) for c in (user_src, sess_src) if c]
     if user_src and sess_src:
         # A session goes whole to the shard of its smallest user id (rows without a user id
         # and rows with one, or several users: as funnel.core.partials.session_owners).
         from pyspark.sql import Window
 
-        owner = F.when(F.col(sess_src).isNotNull(),
-                       F.min(F.col(user_src).cast("string")).over(Window.partitionBy(sess_src)))
+        owner = F.when(_spark_id(sess_src).isNotNull(),
+                       F.min(_spark_id(user_src)).over(Window.partitionBy(_spark_id(sess_src))))
         ids.insert(0, owner)
     key = F.coalesce(*ids) if ids else F.lit(0)
     shared = _shared_users(raw, user_src, sess_src)
@@ -448,12 +448,21 @@ def _ipc(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def _spark_id(c: str):
+    """Id column ``c`` for the shard key: outer spaces trimmed, blank = missing, as the
+    partitions will read it (``partials._id``: they also strip other whitespace and control
+    characters, which an id rarely has)."""
+    from pyspark.sql import functions as F
+
+    t = F.trim(F.col(c).cast("string"))
+    return F.when(t != "", t)
+
+
 def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
     """The users a shard may not hold alone, as the partitions read them (cleaned), for
     ``partials.user_tally`` and the recovery over all shards: every user id of a session with
-    several (the session goes to the shard of the smallest), and ids with outer blanks (the
-    shard key reads ids raw, the partitions clean them: one user, two keys). One job over the
-    two id columns; empty without both."""
+    several (the session goes to the shard of the smallest). One job over the two id columns;
+    empty without both."""
     from .core.partials import _id
     from .schema import USER
 
@@ -461,11 +470,10 @@ def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
         return pl.Series(USER, [], pl.String)
     from pyspark.sql import functions as F
 
-    u, s = F.col(user_src).cast("string"), F.col(sess_src)
+    u, s = _spark_id(user_src), _spark_id(sess_src)
     several = raw.where(s.isNotNull() & u.isNotNull()).groupBy(s).agg(F.collect_set(u).alias("us")) \
         .where(F.size("us") > 1).select(F.explode("us").alias("u"))
-    padded = raw.where(u.isNotNull() & (u != F.trim(u))).select(u.alias("u"))
-    got = [r["u"] for r in several.union(padded).distinct().collect()]
+    got = [r["u"] for r in several.distinct().collect()]
     return pl.DataFrame({USER: got}, schema={USER: pl.String}).select(_id(USER, False)) \
         .to_series().drop_nulls().unique().sort()
 

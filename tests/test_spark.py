@@ -137,10 +137,11 @@ def test_spark_ci_mode_matches_local(log, spark, spec):
 
 @pytest.mark.parametrize("spec", [None, {"period": "2026-W44", "compare": "previous"}])
 def test_spark_counts_a_user_in_two_shards_once_and_recovers_their_cart(tmp_path, spark, spec):
-    """A buyer whose purchase sits in a session another (smaller) user id owns, and users whose
-    id has outer blanks in some sessions (Spark's shard key reads ids raw): their sessions are
-    in several shards, yet each is counted once in ``input.users`` and their abandoned carts
-    are recovered over all their sessions, as the local engine does."""
+    """A buyer whose purchase sits in a session another (smaller) user id owns: their sessions
+    are in several shards, yet each is counted once in ``input.users`` and their abandoned
+    carts are recovered over all their sessions, as the local engine does. Ids with outer
+    blanks on some rows — user ids, and session ids of sessions without a user — are keyed
+    as the partitions read them (trimmed), so those users and sessions are not split."""
     from conftest import bought_with_a_guest
 
     from funnel.api import analyze
@@ -150,9 +151,11 @@ def test_spark_counts_a_user_in_two_shards_once_and_recovers_their_cart(tmp_path
     from funnel.spark import analyze_spark
 
     ev = bought_with_a_guest(generate_sample(n_sessions=1500, seed=3).events)
-    padded = pl.when(pl.col("session_id").hash(5) % 5 == 0).then(pl.col("user_id") + " ").otherwise("user_id")
+    h, odd = pl.col("session_id").hash(5) % 5, pl.int_range(pl.len()).over("session_id") % 2 == 1
+    user = pl.when(h == 0).then(pl.col("user_id") + " ").when(h == 1).then(None).otherwise("user_id")
+    session = pl.when((h == 1) & odd).then(" " + pl.col("session_id")).otherwise("session_id")
     path = tmp_path / "events.parquet"
-    ev.with_columns(padded.alias("user_id")).write_parquet(path)
+    ev.with_columns(user.alias("user_id"), session.alias("session_id")).write_parquet(path)
     period = PeriodSpec(**spec) if spec else None
     here, there = analyze(str(path), period=period), analyze_spark(str(path), Config(), spark=spark, period=period)
     local, remote = here.report.to_dict(), there.report.to_dict()

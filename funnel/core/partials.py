@@ -130,7 +130,9 @@ def user_counts(shared: pl.Series | None = None) -> list[pl.Expr]:
     from ..schema import USER
 
     u = pl.col(USER).drop_nulls()
-    seen = u.is_in(shared.implode()) if shared is not None and shared.len() else pl.lit(False)
+    if shared is None or not shared.len():   # (the usual case)
+        return [u.len().alias("n"), pl.lit(pl.Series([[]], dtype=pl.List(pl.String))).alias("seen")]
+    seen = u.is_in(shared.implode())
     return [u.filter(~seen).len().alias("n"), u.filter(seen).cast(pl.String).implode().alias("seen")]
 
 
