@@ -559,10 +559,16 @@ def dirty_ids(rows: pl.LazyFrame, loaded: Loaded) -> bool:
 
 
 def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], str], say: Progress,
-                clean_ids: bool | None = None) -> tuple[list[tuple[pl.LazyFrame, list[str]]], pl.Series]:
+                clean_ids: bool | None = None, whole_sessions: bool = True
+                ) -> tuple[list[tuple[pl.LazyFrame, list[str]]], pl.Series]:
     """The input rows ``rows`` in ``k`` user shards (``shard_key``), each as (its rows, the
     temporary files they are read from: delete them once read), and the users that more than
     one shard may hold (``partials.shared_users``: count users with ``partials.user_tally``).
+
+    ``whole_sessions``: every session in one shard (``session_owners``), what a session-level
+    analysis needs. Without, each row goes to the shard of its own user id (else session id):
+    every entity of a user-level funnel (``coalesce(user, session)``) whole in one shard, no
+    user shared, and no owner search.
 
     Parquet input in up to ``SCAN_SHARDS`` shards: each shard is a filtered scan of the input.
     Every row's ids are read again for each shard, but only the shard's rows are decoded
@@ -575,12 +581,20 @@ def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], st
         clean_ids = not dirty_ids(rows, loaded)
     scan = k <= SCAN_SHARDS and all(f.format == "parquet" for f in loaded.files)
     say(f"reading the input in {k} user shards" if scan else f"splitting the input into {k} user shards")
-    owners = session_owners(rows, loaded, clean_ids)   # sessions to keep whole: see shard_key
-    shared = parts.shared_users(owners)
+    owners = session_owners(rows, loaded, clean_ids) if whole_sessions else None   # see shard_key
+    shared = parts.shared_users(owners) if owners is not None else pl.Series(USER, [], pl.String)
     if scan:
         return [(parts.shard_rows(rows, i, k, clean_ids, owners), []) for i in range(k)], shared
-    split = split_rows(rows, loaded, k, tmp(), clean_ids, owners)
+    split = split_rows(rows, loaded, k, tmp(), clean_ids, owners if owners is not None else parts.NO_OWNERS)
     return [(read_shard(files), files) for files in split if files], shared
+
+
+def whole_entities(cfg: Config) -> bool:
+    """``user_shards``' ``whole_sessions`` for an analysis of ``cfg``: sessions whole for a
+    session-level funnel; a user-level funnel's entity is the row's user (else session), which
+    a shard by the row's own ids keeps whole (with session owners, a user in another user's
+    session would be in two shards: two entities)."""
+    return cfg.level == "session"
 
 
 def time_bounds(ev: pl.DataFrame | pl.LazyFrame) -> tuple:
@@ -643,12 +657,14 @@ def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Load
 
 def prepared_shards(loaded: Loaded, cfg: Config, k: int, tmp: str, say: Progress, into: list[_Shard],
                     log: SessionsLog | None = None, funnel_only: bool = False, keep: bool = False,
-                    tables: bool = True) -> Iterator[pl.DataFrame]:
+                    tables: bool = True, whole_sessions: bool = True) -> Iterator[pl.DataFrame]:
     """The input in ``k`` user shards (``user_shards`` of its projected rows, bookkeeping
     included), each prepared once (``_prepare_shard``; split input files then deleted): its
     usable events, one shard at a time; ``into`` receives each ``_Shard``. Shared by
-    ``analyze``, ``validate`` and ``explain``."""
-    shards, shared = user_shards(project_input(loaded.lf, cfg), loaded, k, lambda: tmp, say)
+    ``analyze``, ``validate`` and ``explain`` (``whole_sessions``: see ``user_shards``; an
+    analysis keeps its entities whole: ``whole_entities``)."""
+    shards, shared = user_shards(project_input(loaded.lf, cfg), loaded, k, lambda: tmp, say,
+                                 whole_sessions=whole_sessions)
     for i, (rows, files) in enumerate(shards):
         say(f"preparing shard {i + 1} of {len(shards)}")
         shard, ev = _prepare_shard(rows, files, f"shard-{i:05d}", loaded, cfg, log, tmp, funnel_only, keep, tables,
@@ -778,7 +794,8 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
     with shard_dir() as tmp:
         log = read_sessions_log(sessions, cfg)
         shards: list[_Shard] = []
-        prepared = lambda: prepared_shards(loaded, cfg, k, tmp, say, shards, log, funnel_only, timed, tables)
+        prepared = lambda: prepared_shards(loaded, cfg, k, tmp, say, shards, log, funnel_only, timed, tables,
+                                           whole_entities(cfg))
 
         def table(what: str, files: list[str], key: str | list[str]) -> pl.DataFrame:
             if not tables:
@@ -791,7 +808,7 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
             return _merged(files, key).collect()
 
         def finish(report: Report, carts: list[str]) -> Analysis:   # (while the parts exist)
-            return Analysis(report=report, carts=table("carts", carts, "session_id"),
+            return Analysis(report=report, carts=table("carts", carts, CART_ORDER),
                             rejects=table("rejects", [s.rejects for s in shards], ["file", "row"]))
 
         def why_nothing():   # no usable row at all: say why, as the one-pass run does
@@ -890,8 +907,12 @@ def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
                           *extra).sort("file", "row")
 
 
+CART_ORDER = ["session_id", "user_id"]   # the cart table's order: unique (a user-level entity is
+# its user, whose first session another, anonymous entity may have too)
+
+
 def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-    """The per-cart table (abandoned carts), as written by ``--carts``."""
+    """The per-cart table (abandoned carts), as written by ``--carts``, in ``CART_ORDER``."""
     from .core.funnel import LEVEL
 
     names = list(cfg.step_names)
@@ -905,7 +926,7 @@ def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
             pl.col("confidence").round(3), pl.col("evidence").list.join(";").alias("evidence"),
             pl.col("recovered"),
         )
-        .sort("session_id")
+        .sort(CART_ORDER)
     )
 
 

@@ -333,7 +333,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
-                      read_sessions_log, reject_table, shared_recovery)
+                      CART_ORDER, read_sessions_log, reject_table, shared_recovery, whole_entities)
     from .io.detect import detect_roles
     from .io.load import check_format
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
@@ -376,16 +376,18 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
     ids = [_spark_id(c) for c in (user_src, sess_src) if c]
-    if user_src and sess_src:
+    whole_sessions = bool(user_src and sess_src) and whole_entities(cfg)
+    if whole_sessions:
         # A session goes whole to the shard of its smallest user id (rows without a user id
-        # and rows with one, or several users: as funnel.core.partials.session_owners).
+        # and rows with one, or several users: as funnel.core.partials.session_owners). A
+        # user-level funnel's entity is the row's own user id (else session id): the key as it is.
         from pyspark.sql import Window
 
         owner = F.when(_spark_id(sess_src).isNotNull(),
                        F.min(_spark_id(user_src)).over(Window.partitionBy(_spark_id(sess_src))))
         ids.insert(0, owner)
     key = F.coalesce(*ids) if ids else F.lit(0)
-    shared = _shared_users(raw, user_src, sess_src)
+    shared = _shared_users(raw, user_src if whole_sessions else None, sess_src)   # (none by the row's own ids)
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
     shards = raw.withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
@@ -437,7 +439,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         raise _no_entities_in(span, lo, hi, cfg)
     before = report_of(PREVIOUS) if prev_span is not None else None
     report = _ci_report(report, span, prev_span, before, rules)
-    return Analysis(report=report, carts=carts.sort("session_id") if carts.height else carts,
+    return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))
 

@@ -339,7 +339,8 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
     with contextlib.ExitStack() as stack:   # (the temporary directory only if the input is split)
         tmp = lambda: stack.enter_context(api.shard_dir())
         # the clean path hashes raw ids: it then proves that no id needed cleaning, or declines
-        split, shared = api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None)
+        split, shared = api.user_shards(rows, loaded, k, tmp, say, clean_ids=clean or None,
+                                        whole_sessions=api.whole_entities(cfg))
         return each([part for part, _ in split])
 
 

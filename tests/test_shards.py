@@ -516,6 +516,37 @@ def test_a_buyer_in_another_users_session_counts_once_and_recovers(route, tmp_pa
     assert sum(seen) > 10
 
 
+@pytest.mark.parametrize("route", ["full", "full, split input", "funnel-only clean", "funnel-only row-level",
+                                   "explain"])
+def test_a_user_level_funnel_keeps_each_user_in_one_shard(route, tmp_path, monkeypatch):
+    """Regression: a user-level funnel's entity is the row's user id (else its session id),
+    but the shard key sent a session with several user ids whole to its smallest user's shard,
+    so another user of it was in two shards: two entities (612 users at level user for 572, in
+    4 shards). A user-level analysis now shards rows by their own ids (no owner search)."""
+    from conftest import anonymous_until_login
+    from funnel import streaming
+    from funnel.api import analyze
+    from funnel.core.explain import explain
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    log = anonymous_until_login(_bought_with_a_guest_log(), other_user=True)
+    p = tmp_path / ("log.csv" if route in ("full, split input", "funnel-only row-level") else "log.parquet")
+    (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
+    cfg = Config().with_overrides(level="user")
+    if route == "explain":
+        users = log.filter(pl.col("session_id").is_in(parts.session_owners(log.lazy())["session"].implode()))
+        for user in users["user_id"].drop_nulls().unique().sort().head(4):
+            assert explain([str(p)], user, cfg, shards=4) == explain([str(p)], user, cfg, shards=1)
+        return
+    if route.startswith("funnel-only"):
+        one, many = (streaming.analyze_funnel_only([str(p)], cfg, lambda _m: None, shards=n) for n in (1, 4))
+    else:
+        one, many = analyze(str(p), cfg, shards=1), analyze(str(p), cfg, shards=4)
+        assert many.carts.equals(one.carts)
+    assert many.report.to_dict() == one.report.to_dict()
+    assert one.report.to_dict()["input"]["sessions"] == log.select(pl.coalesce("user_id", "session_id").n_unique()).item()
+
+
 def test_validate_counts_a_user_in_two_shards_once(tmp_path):
     from funnel.validate import describe_input
 

@@ -167,6 +167,27 @@ def test_spark_counts_a_user_in_two_shards_once_and_recovers_their_cart(tmp_path
     assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
 
 
+def test_spark_user_level_funnel_keeps_each_user_in_one_shard(tmp_path, spark):
+    """A user-level funnel on Spark: rows go to the shard of their own user id (else session
+    id), so a user in another user's session is one entity, as locally."""
+    from conftest import anonymous_until_login, bought_with_a_guest
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.spark import analyze_spark
+
+    path = tmp_path / "events.parquet"
+    anonymous_until_login(bought_with_a_guest(generate_sample(n_sessions=800, seed=4).events), other_user=True) \
+        .write_parquet(path)
+    cfg = Config().with_overrides(level="user")
+    local = analyze(str(path), cfg).report.to_dict()
+    remote = analyze_spark(str(path), cfg, spark=spark, tables=False).report.to_dict()
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    for key in ("rows_read", "events", "sessions", "users"):
+        assert remote["input"][key] == local["input"][key], key
+
+
 def test_spark_period_without_data_is_the_local_error(log, spark):
     from funnel.api import analyze
     from funnel.config import Config

@@ -357,7 +357,8 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
         log = api.read_sessions_log(sessions, cfg)
         done: list = []
         baselines, hints, n_ids, found = [], [], 0, None
-        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log, tables=False):
+        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log, tables=False,
+                                      whole_sessions=api.whole_entities(cfg)):
             if not ev.height:
                 continue
             if diagnose:
@@ -386,7 +387,8 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
         with api.shard_dir() as tmp:
             pool = pl.concat([ev.filter(pl.col(USER).is_in(users.implode()) | (pl.col(ENTITY) == entity))
                               for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, [], log,
-                                                            tables=False)], how="diagonal_relaxed")
+                                                            tables=False, whole_sessions=api.whole_entities(cfg))],
+                             how="diagonal_relaxed")
     return _explained(entity, mine, cfg, attrs, diagnose, lambda: pool.lazy(), lambda: parts.merge(baselines))
 
 

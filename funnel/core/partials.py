@@ -33,6 +33,7 @@ def _id(c: str, clean: bool) -> pl.Expr:
 
 
 OWNER = "_owner"   # a session's owner (``session_owners``) joined onto its rows for the split
+NO_OWNERS = pl.DataFrame(schema={"session": pl.String, "owner": pl.String, "users": pl.List(pl.String)})
 
 
 def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFrame | None = None) -> pl.Expr:
@@ -72,10 +73,9 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
     inputs: one pass per bucket of sessions (by hash), each holding 1/``buckets`` of them."""
     from ..schema import SESSION, USER
 
-    empty = pl.DataFrame(schema={"session": pl.String, "owner": pl.String, "users": pl.List(pl.String)})
     names = lf.collect_schema().names()
     if SESSION not in names or USER not in names:
-        return empty
+        return NO_OWNERS
     # Found on the raw ids with outer blanks stripped (blank = missing): ~3x cheaper than the
     # normaliser's full cleaning, which only the few sessions found are read with below. (It
     # misses only a session whose ids differ in inner control characters alone, and has rows
@@ -96,7 +96,7 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
         .collect(engine="streaming")
         for b in range(max(1, buckets))])
     if not split.height:
-        return empty
+        return NO_OWNERS
     s, u = _id(SESSION, clean), _id(USER, clean)
     if clean:   # the raw ids: a blank one is missing too
         u = pl.when(u.str.contains(r"^\s*$")).then(None).otherwise(u)
