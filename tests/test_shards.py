@@ -547,6 +547,26 @@ def test_a_user_level_funnel_keeps_each_user_in_one_shard(route, tmp_path, monke
     assert one.report.to_dict()["input"]["sessions"] == log.select(pl.coalesce("user_id", "session_id").n_unique()).item()
 
 
+@pytest.mark.parametrize("level", ["session", "user"])
+def test_an_any_order_funnel_with_a_skipped_step(level, tmp_path, monkeypatch):
+    """Regression: in an 'any'-order funnel an entity reaches a later step without an earlier
+    one, so the time between those two steps is null; the full analysis then failed with a
+    TypeError (the dwell and step-time histograms took a null bucket). Such an entity now adds
+    no time between the steps it skipped; one pass and shards agree."""
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    log = pl.read_csv(SAMPLE_EVENTS, infer_schema=False)
+    skip = (pl.col("event") == "begin_checkout") & (pl.col("session_id").hash(1) % 3 == 0)
+    p = tmp_path / "log.csv"
+    log.filter(~skip).write_csv(p)
+    cfg = Config().with_overrides(order="any", level=level)
+    one, many = analyze(str(p), cfg, shards=1), analyze(str(p), cfg, shards=3)
+    assert many.report.to_dict() == one.report.to_dict() and many.carts.equals(one.carts)
+    steps = one.report.to_dict()["funnel"]["steps"]
+    assert steps[1]["median_seconds_from_previous"] is not None and steps[2]["sessions"] > 0
+
+
 def test_validate_counts_a_user_in_two_shards_once(tmp_path):
     from funnel.validate import describe_input
 

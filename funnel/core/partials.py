@@ -259,7 +259,8 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
                 bucket_expr(_seconds(step_time_col(i - 1), step_time_col(i))).alias("bucket"))
         for i in range(1, k)
     ]
-    out["step_time"] = pl.concat(gaps).group_by("step", "bucket").agg(pl.len().alias("n"))
+    # (an 'any'-order funnel may reach a step without the one before it: no time between them)
+    out["step_time"] = pl.concat(gaps).drop_nulls("bucket").group_by("step", "bucket").agg(pl.len().alias("n"))
     # Dwell at the exit step for abandoners (exit step -> last event of the entity).
     carts = inc.filter(pl.col(LEVEL) >= 1)
     aband = carts.filter(pl.col(LEVEL) < k)

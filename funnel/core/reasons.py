@@ -90,7 +90,9 @@ def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
                             .dt.total_microseconds() / 1e6).alias("bucket"))
         for i in range(k - 1)
     ]
-    dwell = pl.concat(parts).group_by("step", "bucket").agg(pl.len().cast(pl.Int64).alias("n_movers"))
+    # (an 'any'-order funnel may reach a step without the one before it: no dwell between them)
+    dwell = pl.concat(parts).drop_nulls("bucket").group_by("step", "bucket") \
+        .agg(pl.len().cast(pl.Int64).alias("n_movers"))
     cat = catalogue(cfg)
     d, order = _signal_table(ev, rec.filter(pl.col(LEVEL) >= 1), cfg, cat, {}, agg)   # the rows read below
     return {"base:dwell": dwell, "base:signals": _hazard_rows(d, order, k, cat)}
