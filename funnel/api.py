@@ -296,8 +296,8 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
         .with_columns(pl.lit(None, pl.String).alias("reason")).collect()
     lazy = parts.funnel_partials(rec.lazy(), cfg, [])
     deferred = None
-    if shared is not None and shared.len() and cfg.level == "session":
-        theirs = pl.col(USER).is_in(shared.implode()).fill_null(False)
+    if shared is not None and shared.len():   # (a user-level run has none: whole_entities)
+        theirs = parts.of_shared(shared)
         deferred = rec.filter(theirs).drop(ENTITY)
         lazy["abandonment"] = parts.funnel_partials(rec.lazy().filter(~theirs), cfg, [])["abandonment"]
     names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency")
@@ -325,11 +325,11 @@ def shared_recovery(records: list[pl.LazyFrame], shared: pl.Series, cfg: Config)
     those users' records (``with_recovery`` on the union of all shards' records of them)."""
     from .core.funnel import LEVEL, step_time_col
 
-    if not shared.len() or cfg.level != "session":
+    if not shared.len():
         return [pl.DataFrame() for _ in records]
     k = len(cfg.steps)
     cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, step_time_col(k - 1)]
-    theirs = pl.concat([r.filter(pl.col(USER).is_in(shared.implode())).select(cols)
+    theirs = pl.concat([r.filter(parts.of_shared(shared)).select(cols)
                         .with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, r in enumerate(records)],
                        how="vertical_relaxed")
     fixed = with_recovery(theirs, cfg).select("_shard", ENTITY, "recovered").collect()
@@ -582,7 +582,7 @@ def user_shards(rows: pl.LazyFrame, loaded: Loaded, k: int, tmp: Callable[[], st
     scan = k <= SCAN_SHARDS and all(f.format == "parquet" for f in loaded.files)
     say(f"reading the input in {k} user shards" if scan else f"splitting the input into {k} user shards")
     owners = session_owners(rows, loaded, clean_ids) if whole_sessions else None   # see shard_key
-    shared = parts.shared_users(owners) if owners is not None else pl.Series(USER, [], pl.String)
+    shared = parts.shared_users(owners) if owners is not None else parts.NO_SHARED
     if scan:
         return [(parts.shard_rows(rows, i, k, clean_ids, owners), []) for i in range(k)], shared
     split = split_rows(rows, loaded, k, tmp(), clean_ids, owners if owners is not None else parts.NO_OWNERS)
@@ -650,7 +650,7 @@ def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Load
     if keep:
         events = os.path.join(tmp, f"{name}-events.arrow")
         ev.write_ipc(events, compression="lz4")
-    shared = pl.Series(USER, [], pl.String) if shared is None else shared
+    shared = parts.NO_SHARED if shared is None else shared
     return _Shard(rejects, reject_counts(prep.rejects), events, prep.rows_read, prep.sessionized, prep.attrs,
                   time_bounds(ev), shared), ev
 

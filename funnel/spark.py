@@ -247,7 +247,6 @@ SHARED = "shared"   # pass 1's table of the shared users' records (recovery over
 def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
     def run(batches):
         from .api import entity_records, shard_baseline
-        from .schema import USER
 
         usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
         if usable.height == 0:
@@ -256,8 +255,7 @@ def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
             if frame.height:
                 rec = entity_records(frame, cfg, attrs).collect()
                 out = {prefix + k: v for k, v in shard_baseline(frame.lazy(), cfg, attrs, rec).items()}
-                theirs = rec.filter(pl.col(USER).is_in(shared.implode())) \
-                    if shared.len() and cfg.level == "session" else rec.clear()
+                theirs = rec.filter(parts.of_shared(shared)) if shared.len() else rec.clear()
                 if theirs.height:   # their recovery is decided on the driver, over all shards
                     out[TABLE + prefix + SHARED] = theirs
                 yield from _blobs(out)
@@ -469,7 +467,7 @@ def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
     from .schema import USER
 
     if not (user_src and sess_src):
-        return pl.Series(USER, [], pl.String)
+        return parts.NO_SHARED
     from pyspark.sql import functions as F
 
     u, s = _spark_id(user_src), _spark_id(sess_src)

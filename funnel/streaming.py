@@ -250,7 +250,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | Non
     lv = p["levels"]
     rest = pl.DataFrame({lv.columns[0]: [0], "n": [e["entities"] - base.height]}, schema=lv.schema)
     p["levels"] = pl.concat([lv, rest]).group_by(lv.columns[0]).agg(pl.col("n").sum()).filter(pl.col("n") > 0)
-    tot = {"rows": n_rows, "usable": n_rows - n_rejected, "users": tally(u.item(0, "n"), u["seen"][0])}
+    tot = {"rows": n_rows, "usable": n_rows - n_rejected, "users": tally(u)}
     return p, tot, aside[0]
 
 
@@ -381,7 +381,7 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | None = N
     steps = df.lazy().filter(pl.col(STEP).is_not_null()).select(ENTITY, TS, STEP)
     users = df.lazy().select(pl.col(USER).unique()).select(user_counts(shared))
     ent, tot, st, u = pl.collect_all([per_entity, overall, steps, users])
-    tot = tot.row(0, named=True) | {"users": tally(u.item(0, "n"), u["seen"][0])}
+    tot = tot.row(0, named=True) | {"users": tally(u)}
     if tot["unsessioned"] or int(ent["n_events"].max() or 0) > cfg.max_events_per_session:
         return None
     dups = int(tot["usable"] - tot["distinct"])

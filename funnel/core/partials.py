@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..config import Config
-from ..schema import CART_VALUE, TS
+from ..schema import CART_VALUE, TS, USER
 from .funnel import LEVEL, entity_run, shift_in_entity, step_time_col
 from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
 
@@ -34,6 +34,7 @@ def _id(c: str, clean: bool) -> pl.Expr:
 
 OWNER = "_owner"   # a session's owner (``session_owners``) joined onto its rows for the split
 NO_OWNERS = pl.DataFrame(schema={"session": pl.String, "owner": pl.String, "users": pl.List(pl.String)})
+NO_SHARED = pl.Series(USER, [], pl.String)   # no user that several shards may hold (shared_users)
 
 
 def shard_key(names: list[str], k: int, clean: bool = False, owners: pl.DataFrame | None = None) -> pl.Expr:
@@ -115,20 +116,21 @@ def shared_users(owners: pl.DataFrame) -> pl.Series:
     of ``owners`` (``session_owners``) that another user owns. Every other user's events are
     in one shard — each of their sessions goes to their own shard — so a shard counts them
     alone; these few are counted as a set (``user_tally``). Sorted, no nulls."""
-    from ..schema import USER
-
     if not owners.height:
-        return pl.Series(USER, [], pl.String)
+        return NO_SHARED
     return (owners.explode("users").filter(pl.col("users") != pl.col("owner"))
             .get_column("users").unique().sort().rename(USER))
+
+
+def of_shared(shared: pl.Series) -> pl.Expr:
+    """Whether a row's (or record's) user is one of the ``shared`` users (``shared_users``)."""
+    return pl.col(USER).is_in(shared.implode()).fill_null(False)
 
 
 def user_counts(shared: pl.Series | None = None) -> list[pl.Expr]:
     """Over a column of a shard's distinct users (``USER``, nulls dropped or not): how many
     are not in ``shared`` (``shared_users``) as ``n``, and those that are as a list, ``seen``
-    (``tally``)."""
-    from ..schema import USER
-
+    (``tally`` reads both)."""
     u = pl.col(USER).drop_nulls()
     if shared is None or not shared.len():   # (the usual case)
         return [u.len().alias("n"), pl.lit(pl.Series([[]], dtype=pl.List(pl.String))).alias("seen")]
@@ -136,13 +138,12 @@ def user_counts(shared: pl.Series | None = None) -> list[pl.Expr]:
     return [u.filter(~seen).len().alias("n"), u.filter(seen).cast(pl.String).implode().alias("seen")]
 
 
-def tally(n: int, seen: pl.Series) -> pl.DataFrame:
+def tally(counts: pl.DataFrame) -> pl.DataFrame:
     """A shard's distinct users as a partial that merges by addition (``merge``) into the
-    distinct users of all shards (``users_of``): a row (null, ``n``) with how many are not
-    shared (each of those is in this shard alone), and a row (user, 1) for each shared user
-    ``seen`` here (those may be in other shards too). ``user_counts`` gives both."""
-    from ..schema import USER
-
+    distinct users of all shards (``users_of``), from ``counts`` (the row of ``user_counts``):
+    a row (null, ``n``) with how many are not shared (each of those is in this shard alone),
+    and a row (user, 1) for each shared user ``seen`` here (those may be in other shards too)."""
+    n, seen = counts.item(0, "n"), counts["seen"][0]
     return pl.DataFrame({USER: [None, *seen.to_list()], "n": [n] + [1] * seen.len()},
                         schema={USER: pl.String, "n": pl.Int64})
 
@@ -150,16 +151,11 @@ def tally(n: int, seen: pl.Series) -> pl.DataFrame:
 def user_tally(ev: pl.LazyFrame | pl.DataFrame, shared: pl.Series | None = None) -> pl.DataFrame:
     """The ``tally`` of the distinct users of a shard's usable events ``ev`` (``shared``: the
     users other shards may hold too, ``shared_users``)."""
-    from ..schema import USER
-
-    got = ev.lazy().select(pl.col(USER).unique()).select(user_counts(shared)).collect()
-    return tally(got.item(0, 0), got["seen"][0])
+    return tally(ev.lazy().select(pl.col(USER).unique()).select(user_counts(shared)).collect())
 
 
 def users_of(tallies: list[pl.DataFrame] | pl.DataFrame) -> int:
     """The distinct users of shards whose ``user_tally`` are ``tallies`` (or their merge)."""
-    from ..schema import USER
-
     t = tallies if isinstance(tallies, pl.DataFrame) else pl.concat(tallies, how="vertical_relaxed")
     if not t.height:
         return 0

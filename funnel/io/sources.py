@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import polars as pl
 
@@ -42,6 +42,7 @@ _EXT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".parquet": 
 EXTRA = "_extra"            # surplus fields of a CSV row longer than its header (else null)
 BLANK = "_blank"            # true for a blank line / a row whose every field is empty (text formats)
 _N_EXTRA = 8                # surplus fields kept for the rejects file (more are still detected)
+_EXTRAS = [f"_extra_field_{i}" for i in range(_N_EXTRA)]   # the columns the CSV reader gives them
 _SNIFF = 65536
 # What reading a damaged file can raise. A corrupt Parquet page can make polars panic
 # (PanicException derives from BaseException, so ``except Exception`` misses it).
@@ -371,12 +372,11 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
     else:
         sep = src.sep
         names = _csv_header(src, path, sep)
-        extras = [f"_extra_field_{i}" for i in range(_N_EXTRA)]
-        schema = {**{n: pl.String for n in names}, **{x: pl.String for x in extras}}
+        extras = _EXTRAS
         # No header mode with surplus columns: row 0 is the header, long rows fill the extras.
         headerless = _key(src) in _HEADERLESS   # Snowplow enriched TSV: data from line 1
         lf = (
-            _csv_scan(src, path, schema, headerless)
+            _csv_scan(src, path, names, headerless)
             .with_row_index(ROW, offset=1 if headerless else 0)
             .filter(pl.col(ROW) > 0)
         )
@@ -391,9 +391,10 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
     return lf.with_columns(pl.lit(p).alias(SOURCE_FILE))
 
 
-def _csv_scan(src: SourceFile, path: Path, schema: dict[str, Any], headerless: bool) -> pl.LazyFrame:
+def _csv_scan(src: SourceFile, path: Path, names: list[str], headerless: bool) -> pl.LazyFrame:
     """The CSV/TSV reader of ``scan_file``: every line a record, the header included, unless a
-    quoted field spans lines."""
+    quoted field spans lines; the header's ``names`` and, for long rows, ``_EXTRAS``, all text."""
+    schema = {n: pl.String for n in [*names, *_EXTRAS]}
     return pl.scan_csv(path, separator=src.sep, has_header=False, schema=schema, encoding="utf8-lossy",
                        truncate_ragged_lines=True, missing_columns="insert", quote_char=None if headerless else '"')
 
@@ -411,9 +412,8 @@ def check_quoting(src: SourceFile) -> None:
         return
     path = _text_path(src)
     names = _csv_header(src, path, src.sep)
-    schema = {**{n: pl.String for n in names}, **{f"_extra_field_{i}": pl.String for i in range(_N_EXTRA)}}
     try:
-        records = _csv_scan(src, path, schema, False).select(pl.len()).collect().item()
+        records = _csv_scan(src, path, names, False).select(pl.len()).collect().item()
         lines = pl.scan_lines(path).select(pl.len()).collect().item()
     except READ_ERRORS as exc:
         raise read_error(src, exc) from None
