@@ -145,12 +145,12 @@ def _empty(raw) -> pl.DataFrame:
     return pl.DataFrame(arrow.empty_table())
 
 
-def _vendor(raw, cfg: Config) -> str | None:
+def _vendor(raw, cfg: Config, where: str) -> str | None:
     """The vendor export format of the Spark DataFrame ``raw`` (``--format``, else sniffed from
     its schema as the local engine does), or None for a generic event table."""
     from .io.load import _detect_vendor
 
-    return _detect_vendor(_empty(raw).schema, cfg.format)
+    return _detect_vendor(_empty(raw).schema, cfg.format, where)
 
 
 def _adapted(raw, vendor: str):
@@ -347,7 +347,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
     raw = _read(spark, list(sources))
-    vendor, mapping = _vendor(raw, cfg), None
+    vendor, mapping = _vendor(raw, cfg, ", ".join(sources)), None
     if vendor:   # read as generic events, with the local engine's adapter
         from .io.adapters import ADAPTERS
 

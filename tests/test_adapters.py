@@ -102,6 +102,7 @@ def test_registry_contract():
         assert set(CANONICAL_COLUMNS) <= set(mod.MAPPING)
         assert all(isinstance(v, str) and v for v in mod.MAPPING.values())
         assert callable(mod.sniff) and callable(mod.adapt)
+        assert isinstance(mod.NEEDS, str) and "\n" not in mod.NEEDS
 
 
 @pytest.mark.parametrize("path, name", [
@@ -122,6 +123,29 @@ def test_detect_format_generic_csv(tmp_path):
     p2 = tmp_path / "events2.csv"
     p2.write_text("ts,user_id,event_name,type,name\n1709632800,u1,purchase,x,y\n")
     assert A.detect_format(scan(p2).collect_schema()) is None
+
+
+FIXTURE_OF = {"ga4": GA4_NDJSON, "segment": SEGMENT, "snowplow": SNOWPLOW, "shopify": SHOPIFY}
+
+
+def test_a_named_format_that_does_not_fit_is_a_clear_error():
+    """``--format X`` on a file that is not an X export (found by the CLI flag fuzz: --format ga4
+    on a generic CSV crashed with a TypeError, the other adapters read every row as rejected,
+    which hid the cause): exit 2, one line naming the file, what an X export has and what the
+    file looks like; on its own export the named format still reads it."""
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    for fmt in A.ADAPTERS:
+        others = [("generic", SAMPLE_EVENTS)] + [(n, p) for n, p in FIXTURE_OF.items() if n != fmt]
+        for looks, path in others[:2] if fmt != "ga4" else others:   # (every file once, the CLI is slow)
+            res = run_cli("analyze", str(path), "--format", fmt, "-q", "--json", "-")
+            lines = res.stderr.strip().splitlines()
+            assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, (fmt, path, res.stderr)
+            assert f"{path}: --format {fmt} does not fit this file — a {fmt} export has {A.ADAPTERS[fmt].NEEDS}" \
+                in lines[0]
+            assert (f"use --format {looks} or auto" if looks != "generic" else "use --format auto") in lines[0]
+    res = run_cli("validate", str(SEGMENT), "--format", "segment")
+    assert res.returncode == 0, res.stderr
 
 
 def test_adapt_unknown_name():

@@ -284,6 +284,15 @@ def test_spark_unknown_format_is_the_local_error(log, spark):
             run()
         msgs.append((str(exc.value), exc.value.hint))
     assert msgs[0] == msgs[1] and "unknown input format 'ga5'" in msgs[0][0] and "ga4" in msgs[0][1]
+    # a named format the input does not fit: the local error too (the adapter would read nothing)
+    from funnel.errors import InputError
+
+    cfg, msgs = Config().with_overrides(format="ga4"), []
+    for run in (lambda: analyze(log, cfg), lambda: analyze_spark(log, cfg, spark=spark)):
+        with pytest.raises(InputError) as exc:
+            run()
+        msgs.append((str(exc.value), exc.value.hint))
+    assert msgs[0] == msgs[1] and "--format ga4 does not fit this file" in msgs[0][0], msgs
 
 
 def test_missing_pyspark_is_a_clear_error(monkeypatch):

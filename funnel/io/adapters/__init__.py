@@ -1,6 +1,7 @@
 """Vendor export adapters: GA4, Segment, Snowplow and Shopify logs -> canonical event columns.
 
-Each adapter module has ``NAME``, ``DESCRIPTION`` (one line), ``MAPPING`` (canonical column ->
+Each adapter module has ``NAME``, ``DESCRIPTION`` (one line), ``NEEDS`` (the columns ``sniff``
+checks, in words), ``MAPPING`` (canonical column ->
 where it comes from, shown by ``funnel validate``), ``sniff(schema)`` (decides from the raw
 column names and types only) and ``adapt(lf)`` (lazy, pure polars expressions).
 

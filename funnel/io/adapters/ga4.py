@@ -16,6 +16,7 @@ from . import as_float, as_int, as_str, epoch_us_ts, finish, first_of, get, iso_
 
 NAME = "ga4"
 DESCRIPTION = "GA4 BigQuery export (events_*), NDJSON or Parquet"
+NEEDS = "event_timestamp, event_name, user_pseudo_id and a nested event_params list"   # (what ``sniff`` checks, for messages)
 MAPPING: dict[str, str] = {
     "ts": "event_timestamp (µs since epoch, UTC)",
     "event": "event_name (GA4 names kept: add_to_cart, begin_checkout, add_shipping_info, "
@@ -43,7 +44,7 @@ _VALUE_FIELDS = ("string_value", "int_value", "double_value", "float_value")
 
 
 def sniff(schema: pl.Schema) -> bool:
-    """GA4 export: event_timestamp, event_name, user_pseudo_id and a nested event_params list."""
+    """The columns ``NEEDS`` names."""
     return all(c in schema for c in _REQUIRED) and isinstance(schema["event_params"], pl.List)
 
 

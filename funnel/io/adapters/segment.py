@@ -13,6 +13,7 @@ from . import any_ts, as_float, as_int, as_str, finish, first_of, get, ua_browse
 
 NAME = "segment"
 DESCRIPTION = "Segment spec v2 messages (track calls), NDJSON"
+NEEDS = "type, event, timestamp, and anonymousId or userId (camelCase)"   # (what ``sniff`` checks, for messages)
 MAPPING: dict[str, str] = {
     "ts": "timestamp (ISO 8601), else originalTimestamp",
     "event": "event for type=track ('Checkout Step Completed' with properties.shipping_method -> "
@@ -37,7 +38,7 @@ MAPPING: dict[str, str] = {
 
 
 def sniff(schema: pl.Schema) -> bool:
-    """Segment message: type, event, timestamp plus anonymousId or userId (camelCase)."""
+    """The columns ``NEEDS`` names."""
     return (all(c in schema for c in ("type", "event", "timestamp"))
             and ("anonymousId" in schema or "userId" in schema))
 

@@ -14,6 +14,7 @@ from . import any_ts, as_float, as_str, finish, first_of, get, ua_browser, ua_de
 
 NAME = "shopify"
 DESCRIPTION = "Shopify Web Pixels customer events, NDJSON"
+NEEDS = "name, timestamp, clientId, and a context or data object"   # (what ``sniff`` checks, for messages)
 MAPPING: dict[str, str] = {
     "ts": "timestamp (ISO 8601)",
     "event": "name (Shopify names kept)",
@@ -39,7 +40,7 @@ MAPPING: dict[str, str] = {
 
 
 def sniff(schema: pl.Schema) -> bool:
-    """Web Pixels event: name, timestamp, clientId and a context or data object."""
+    """The columns ``NEEDS`` names."""
     return (all(c in schema for c in ("name", "timestamp", "clientId"))
             and ("context" in schema or "data" in schema))
 

@@ -27,6 +27,7 @@ from . import any_ts, as_float, as_int, as_str, finish, first_of, get, nonempty,
 
 NAME = "snowplow"
 DESCRIPTION = "Snowplow enriched events with the e-commerce plugin (CSV/TSV/Parquet/NDJSON)"
+NEEDS = "event_id, collector_tstamp, event_name and platform (the atomic events layout, any case)"   # (what ``sniff`` checks, for messages)
 MAPPING: dict[str, str] = {
     "ts": "derived_tstamp, else collector_tstamp (UTC)",
     "event": "snowplow_ecommerce_action.type, renamed: add_to_cart -> add_to_cart; checkout_step "
@@ -117,7 +118,7 @@ def is_enriched_tsv_line(line: str | bytes) -> bool:
 
 
 def sniff(schema: pl.Schema) -> bool:
-    """Atomic events layout: event_id, collector_tstamp, event_name, platform (any case)."""
+    """The columns ``NEEDS`` names."""
     names = {n.lower() for n in schema.names()}
     return all(c in names for c in _REQUIRED)
 
