@@ -60,6 +60,13 @@ def _consoles(machine_to_stdout: bool):
     return human, err
 
 
+def _wrote(console, path) -> None:
+    """'wrote PATH' (a path is text, not markup: 'reports/[w47]/…' keeps its brackets)."""
+    from rich.markup import escape
+
+    console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
 def _fail(err_console, exc: FunnelError) -> None:
     from rich.markup import escape
 
@@ -275,7 +282,7 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
 
         print_report(report, human)
     for w in written:
-        human.print(f"wrote {w}", highlight=False, soft_wrap=True)
+        _wrote(human, w)
 
 
 @app.command()
@@ -296,7 +303,7 @@ def sample(
 
             raise OutputError(f"cannot write to {out} ({exc.strerror})", "choose a writable folder with --out") from None
         for p in paths:
-            human.print(f"wrote {p}", highlight=False)
+            _wrote(human, p)
     except FunnelError as exc:
         _fail(err, exc)
 
@@ -353,7 +360,7 @@ def init(
         from .io.writers import write_text_atomic
 
         write_text_atomic(out, text)
-        human.print(f"wrote {out}", highlight=False)
+        _wrote(human, out)
     except FunnelError as exc:
         _fail(err, exc)
 
@@ -414,7 +421,7 @@ def explain(
         if ex.diagnosis_note:
             human.print(escape(ex.diagnosis_note), highlight=False, soft_wrap=True)
         if json_out and json_out != "-":
-            human.print(f"wrote {json_out}", highlight=False, soft_wrap=True)
+            _wrote(human, json_out)
     except FunnelError as exc:
         _fail(err, exc)
 

@@ -78,6 +78,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                        "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},
         "sessions": sum(f["sessions"] for f in facts),
         "sessions_built_from_inactivity": sessionized,
+        "session_timeout": api._duration(cfg.session_timeout),
         "users": users_of([f["users"] for f in facts]),
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
         "funnel_steps_found": {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps},
@@ -97,8 +98,8 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
         t.add_row(role, escape(str(col)))
     console.print(t)
     tr = desc["time_range"]
-    console.print(f"time range {tr['start']} → {tr['end']} · {desc['sessions']:,} sessions"
-                  f"{' (built from 30-minute inactivity)' if desc['sessions_built_from_inactivity'] else ''}"
+    built = f" (built from {desc['session_timeout']} of inactivity)" if desc["sessions_built_from_inactivity"] else ""
+    console.print(f"time range {tr['start']} → {tr['end']} · {desc['sessions']:,} sessions{built}"
                   f" · {desc['users']:,} users · {desc['usable_rows']:,} of {desc['rows_read']:,} rows usable")
     e = Table(title="Events", title_justify="left")
     e.add_column("event")
@@ -109,8 +110,8 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     console.print(e)
     missing = [s for s, n in desc["funnel_steps_found"].items() if n == 0]
     if missing:
-        console.print(f"[yellow]warning:[/] no events for funnel steps {', '.join(missing)} — "
-                      "set [funnel] steps in funnel.toml or use --steps")
+        console.print(f"[yellow]warning:[/] no events for funnel steps {escape(', '.join(missing))} — "
+                      f"set {escape('[funnel]')} steps in funnel.toml or use --steps", soft_wrap=True)
     if desc["rejected"]:
         r = Table(title="Rejected rows", title_justify="left")
         r.add_column("cause")

@@ -85,6 +85,25 @@ def test_validate_reports_detection():
     assert doc["funnel_steps_found"]["purchase"] > 0
 
 
+def test_terminal_text_is_not_read_as_markup(tmp_path):
+    """Text in the terminal output is printed as written, not as rich markup (found by the CLI
+    flag fuzz): the hint '[funnel] steps' had lost its brackets, and so would a path such as
+    'reports/[week]/r.json'. The sessionizing note names the configured inactivity, not 30m."""
+    log = tmp_path / "log.csv"
+    log.write_text("timestamp,user_id,event\n2026-10-01T10:00:00Z,u1,add_to_cart\n"
+                   "2026-10-01T10:20:00Z,u1,purchase\n")
+    (tmp_path / "funnel.toml").write_text('[time]\nsession_timeout = "10m"\n')
+    r = run_cli("validate", str(log), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "set [funnel] steps in funnel.toml" in r.stdout
+    assert "2 sessions (built from 10m of inactivity)" in r.stdout
+    assert json.loads(run_cli("validate", str(log), "--json", "-", cwd=tmp_path).stdout)["session_timeout"] == "10m"
+    out = tmp_path / "[week]"
+    out.mkdir()
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", str(out / "r.json"), "--markdown", str(out / "r.md"))
+    assert r.returncode == 0 and f"wrote {out / 'r.json'}" in r.stdout and f"wrote {out / 'r.md'}" in r.stdout
+
+
 def test_validate_unusable_exits_2(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("timestamp,session_id,event\nnope,s,a\n")
