@@ -154,7 +154,11 @@ def _coerce(key: str, value: Any) -> Any:
     if key == "timezone":
         return validate_timezone(value)
     if key in ("exclude", "segments", "fail_on"):
-        return (value,) if isinstance(value, str) else tuple(value)
+        return (value,) if isinstance(value, str) else _strings(list(value), key, "")
+    if key in ("max_events_per_session", "min_segment_size"):
+        return _count(value, key, "", 1)
+    if key == "include_ids":
+        return _expect(value, bool, key, "")
     return value
 
 
@@ -181,20 +185,57 @@ def _check_keys(table: dict[str, Any], section: str, src: str) -> None:
             raise ConfigError(f"{src}: unknown key {key!r} in {where}", hint)
 
 
+def _at(src: str) -> str:
+    return f"{src}: " if src else ""
+
+
+_TYPE_NAMES = {str: "a string", dict: "a table", list: "a list", int: "a whole number", bool: "true or false"}
+
+
 def _expect(value: Any, typ: type | tuple[type, ...], key: str, src: str) -> Any:
-    if not isinstance(value, typ):
-        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise ConfigError(f"{src}: {key} must be a {names}, got {value!r}")
+    """``value`` if it is a ``typ`` (TOML's booleans are not numbers here), else a ConfigError."""
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+        raise ConfigError(f"{_at(src)}{key} must be {names}, got {value!r}")
     return value
 
 
+def _strings(value: Any, key: str, src: str) -> tuple[str, ...]:
+    """A TOML list of strings (event and column names, gate rules)."""
+    items = _expect(value, list, key, src)
+    for i, v in enumerate(items):
+        _expect(v, str, f"{key}[{i}]", src)
+    return tuple(items)
+
+
+def _count(value: Any, key: str, src: str, least: int) -> int:
+    if _expect(value, int, key, src) < least:
+        raise ConfigError(f"{_at(src)}{key} must be {least} or more, got {value!r}")
+    return value
+
+
+def _section(data: dict[str, Any], section: str, src: str) -> dict[str, Any]:
+    """The table ``[section]`` of ``data`` (empty when absent), its keys checked."""
+    table = _expect(data.get(section, {}), dict, f"[{section}]", src)
+    _check_keys(table, section, src)
+    return table
+
+
 def config_from_mapping(data: dict[str, Any], src: str, base: Config | None = None) -> Config:
-    """Validate a parsed TOML mapping and merge it over ``base``."""
-    cfg = base or Config()
+    """Validate a parsed TOML mapping and merge it over ``base``. Every error names ``src``."""
+    try:
+        return _from_mapping(data, src, base or Config())
+    except ConfigError as exc:
+        if exc.message.startswith(src):
+            raise
+        raise ConfigError(f"{src}: {exc.message}", exc.hint) from None
+
+
+def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
     _check_keys(data, "", src)
     kw: dict[str, Any] = {"source": src}
-    cols = data.get("columns", {})
-    _expect(cols, dict, "[columns]", src)
+    cols = _expect(data.get("columns", {}), dict, "[columns]", src)
     for role, col in cols.items():
         if role not in ROLE_BY_NAME:
             raise ConfigError(f"{src}: unknown column role {role!r} in [columns]",
@@ -202,14 +243,12 @@ def config_from_mapping(data: dict[str, Any], src: str, base: Config | None = No
         _expect(col, str, f"columns.{role}", src)
     if cols:
         kw["columns"] = {**cfg.columns, **cols}
-    t = data.get("time", {})
-    _check_keys(t, "time", src)
+    t = _section(data, "time", src)
     if "timezone" in t:
         kw["timezone"] = validate_timezone(_expect(t["timezone"], str, "time.timezone", src))
     if "session_timeout" in t:
         kw["session_timeout"] = parse_duration(t["session_timeout"], "time.session_timeout")
-    f = data.get("funnel", {})
-    _check_keys(f, "funnel", src)
+    f = _section(data, "funnel", src)
     if "steps" in f:
         steps = []
         for i, s in enumerate(_expect(f["steps"], list, "funnel.steps", src)):
@@ -220,43 +259,42 @@ def config_from_mapping(data: dict[str, Any], src: str, base: Config | None = No
                                       suggestion(k, ("name", "events")) or "keys: name, events")
             name = _expect(s.get("name"), str, f"funnel.steps[{i}].name", src)
             evs = s.get("events", [name])
-            evs = [evs] if isinstance(evs, str) else _expect(evs, list, f"funnel.steps[{i}].events", src)
-            steps.append(Step(name, tuple(str(e) for e in evs)))
+            evs = (evs,) if isinstance(evs, str) else _strings(evs, f"funnel.steps[{i}].events", src)
+            if not evs:
+                raise ConfigError(f"{src}: funnel.steps[{i}].events is empty",
+                                  f"list the events that satisfy step {name!r}, or leave 'events' out to use its name")
+            steps.append(Step(name, evs))
         _check_steps(steps, f"{src} [funnel].steps")
         kw["steps"] = tuple(steps)
     if "window" in f:
         kw["window"] = parse_duration(f["window"], "funnel.window")
     if "order" in f:
-        kw["order"] = validate_choice(f["order"], ORDERS, "funnel.order")
+        kw["order"] = validate_choice(_expect(f["order"], str, "funnel.order", src), ORDERS, "funnel.order")
     if "level" in f:
-        kw["level"] = validate_choice(f["level"], LEVELS, "funnel.level")
+        kw["level"] = validate_choice(_expect(f["level"], str, "funnel.level", src), LEVELS, "funnel.level")
     if "exclude" in f:
-        kw["exclude"] = tuple(_expect(f["exclude"], list, "funnel.exclude", src))
+        kw["exclude"] = _strings(f["exclude"], "funnel.exclude", src)
     if "recovery_horizon" in f:
         kw["recovery_horizon"] = parse_duration(f["recovery_horizon"], "funnel.recovery_horizon")
-    seg = data.get("segments", {})
-    _check_keys(seg, "segments", src)
+    seg = _section(data, "segments", src)
     if "columns" in seg:
-        kw["segments"] = tuple(_expect(seg["columns"], list, "segments.columns", src))
+        kw["segments"] = _strings(seg["columns"], "segments.columns", src)
     if "min_size" in seg:
-        kw["min_segment_size"] = int(_expect(seg["min_size"], int, "segments.min_size", src))
+        kw["min_segment_size"] = _count(seg["min_size"], "segments.min_size", src, 1)
     if "signals" in data or "thresholds" in data:
         kw["signals"] = {"signals": data.get("signals", {}), "thresholds": data.get("thresholds", {}),
                          "source": src}
-    g = data.get("gates", {})
-    _check_keys(g, "gates", src)
+    g = _section(data, "gates", src)
     if "fail_on" in g:
-        kw["fail_on"] = tuple(_expect(g["fail_on"], list, "gates.fail_on", src))
-    inp = data.get("input", {})
-    _check_keys(inp, "input", src)
+        kw["fail_on"] = _strings(g["fail_on"], "gates.fail_on", src)
+    inp = _section(data, "input", src)
     if "format" in inp:
-        kw["format"] = str(inp["format"])
+        kw["format"] = _expect(inp["format"], str, "input.format", src)
     if "max_events_per_session" in inp:
-        kw["max_events_per_session"] = int(inp["max_events_per_session"])
-    rep = data.get("report", {})
-    _check_keys(rep, "report", src)
+        kw["max_events_per_session"] = _count(inp["max_events_per_session"], "input.max_events_per_session", src, 1)
+    rep = _section(data, "report", src)
     if "include_ids" in rep:
-        kw["include_ids"] = bool(rep["include_ids"])
+        kw["include_ids"] = _expect(rep["include_ids"], bool, "report.include_ids", src)
     return replace(cfg, **kw)
 
 

@@ -84,6 +84,48 @@ def test_invalid_toml_and_timezone(tmp_path):
         load_config(p)
 
 
+BAD_VALUES = [   # (funnel.toml text, what the one-line error must say); found by a fuzz of config files
+    ("time = 5", "[time] must be a table, got 5"),
+    ('funnel = "x"', "[funnel] must be a table, got 'x'"),
+    ('[funnel]\nexclude = ["view_cart", 1]', "funnel.exclude[1] must be a string, got 1"),
+    ("[funnel]\norder = 1", "funnel.order must be a string, got 1"),
+    ('[funnel]\nlevel = "cart"', "invalid funnel.level 'cart'"),
+    ('[funnel]\nsteps = [{name="a", events=[1]}, {name="b"}]', "funnel.steps[0].events[0] must be a string"),
+    ('[funnel]\nsteps = [{name="a", events=[]}, {name="purchase"}]', "funnel.steps[0].events is empty"),
+    ("[time]\nsession_timeout = 30", "invalid time.session_timeout 30"),
+    ("[segments]\ncolumns = [1]", "segments.columns[0] must be a string, got 1"),
+    ("[segments]\nmin_size = -5", "segments.min_size must be 1 or more, got -5"),
+    ("[gates]\nfail_on = [1]", "gates.fail_on[0] must be a string, got 1"),
+    ('[input]\nmax_events_per_session = "x"', "input.max_events_per_session must be a whole number, got 'x'"),
+    ("[input]\nmax_events_per_session = 0", "input.max_events_per_session must be 1 or more, got 0"),
+    ("[input]\nmax_events_per_session = 2.5", "must be a whole number, got 2.5"),
+    ("[input]\nformat = 5", "input.format must be a string, got 5"),
+    ('[report]\ninclude_ids = "no"', "report.include_ids must be true or false, got 'no'"),
+    ("[report]\ninclude_ids = 0", "report.include_ids must be true or false, got 0"),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD_VALUES)
+def test_a_value_of_the_wrong_kind_is_a_clear_error(tmp_path, text, words):
+    """Each was a traceback ('unexpected TypeError'), a silent misreading (include_ids = "no"
+    put the ids into the HTML report; events = [] made a step no event reaches) or every row
+    rejected (max_events_per_session = 0). Every message names the file."""
+    p = tmp_path / "funnel.toml"
+    p.write_text(text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: ") and words in str(e.value), str(e.value)
+
+
+def test_a_config_mistake_from_the_cli_is_one_line(tmp_path):
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    for text, words in BAD_VALUES[:4]:
+        (tmp_path / "funnel.toml").write_text(text + "\n")
+        r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", cwd=tmp_path)
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_library_keywords_take_the_forms_a_caller_writes():
     """funnel.analyze(..., steps=..., window=...) goes through Config.with_overrides: the
     natural Python forms are accepted and checked as the config file's values are."""
@@ -102,7 +144,10 @@ def test_library_keywords_take_the_forms_a_caller_writes():
     assert listed.step_names == ("add_to_cart", "purchase") and listed.window == 10**6
     for bad, msg in [({"steps": ["add_to_cart"]}, "at least two steps"), ({"window": "soon"}, "invalid window"),
                      ({"window": 0}, "invalid window"), ({"order": "sorted"}, "invalid order"),
-                     ({"timezone": "Mars/Olympus"}, "unknown time zone"), ({"windw": "1h"}, "unknown setting 'windw'")]:
+                     ({"timezone": "Mars/Olympus"}, "unknown time zone"), ({"windw": "1h"}, "unknown setting 'windw'"),
+                     ({"max_events_per_session": 0}, "max_events_per_session must be 1 or more"),
+                     ({"include_ids": "no"}, "include_ids must be true or false"),
+                     ({"exclude": ["refund", 1]}, r"exclude\[1\] must be a string")]:
         with pytest.raises(ConfigError, match=msg):
             Config().with_overrides(**bad)
 
