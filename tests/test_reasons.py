@@ -202,6 +202,15 @@ def test_unknown_config_keys_suggest():
         build_catalogue({"signals": {"returns": {"url_patterns": ["(unclosed"]}}})
     with pytest.raises(ConfigError, match="between 0 and 1"):
         build_catalogue({"thresholds": {"shipping_share": 3}})
+    # not-a-number and infinite weights and thresholds (TOML has nan and inf): a weight of nan
+    # had moved most payment carts to other reasons
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="weight must be a number >= 0"):
+            build_catalogue({"signals": {"payment": {"retry": {"weight": bad}}}, "source": "f.toml"})
+        with pytest.raises(ConfigError, match="slow_page_ms must be a number"):
+            build_catalogue({"thresholds": {"slow_page_ms": bad}})
+    with pytest.raises(ConfigError, match=r"^f.toml: invalid thresholds.quick_exit 5"):
+        build_catalogue({"thresholds": {"quick_exit": 5}, "source": "f.toml"})
 
 
 def test_signal_override_replace_and_disable():

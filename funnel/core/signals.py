@@ -42,6 +42,7 @@ Unknown keys are ``ConfigError`` with a "did you mean".
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -295,9 +296,12 @@ def _thresholds(raw: dict[str, Any], src: str) -> Thresholds:
                               or f"allowed keys: {', '.join(_THRESHOLD_KEYS)}")
         kind = _THRESHOLD_KEYS[key]
         if kind == "duration":
-            kw["quick_exit_us"] = parse_duration(value, f"thresholds.{key}")
+            try:
+                kw["quick_exit_us"] = parse_duration(value, f"thresholds.{key}")
+            except ConfigError as exc:
+                raise ConfigError(f"{src}: {exc.message}", exc.hint) from None
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{src}: thresholds.{key} must be a number, got {value!r}")
         ok = {"fraction": 0 <= value <= 1, "positive": value > 0, "nonneg": value >= 0,
               "count": value >= 1 and float(value).is_integer()}[kind]
@@ -371,7 +375,7 @@ def _signal_override(sig: Signal, body: Any, where: str, src: str) -> Signal:
             sig = _merge(sig, key, vals, rep)
     if "weight" in body:
         w = body["weight"]
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise ConfigError(f"{src}: {where}.weight must be a number >= 0, got {w!r}")
         sig = replace(sig, weight=float(w))
     if "enabled" in body:
