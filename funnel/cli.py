@@ -67,6 +67,21 @@ def _wrote(console, path) -> None:
     console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
+def _distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
+    """Two outputs must not share stdout ('-', JSON and Markdown) or a file: each would
+    overwrite or interleave with the other."""
+    seen: dict[str, str] = {}
+    for flag, target in outputs.items():
+        if not target:
+            continue
+        key = "-" if str(target) == "-" else str(Path(target).expanduser().resolve())
+        if key in seen:
+            where = "stdout" if key == "-" else str(target)
+            raise ConfigError(f"{seen[key]} and {flag} would both write to {where}",
+                              "send one of them to a file" if key == "-" else "give each output its own file")
+        seen[key] = flag
+
+
 def _fail(err_console, exc: FunnelError) -> None:
     from rich.markup import escape
 
@@ -191,6 +206,8 @@ def analyze(
         cfg = cfg.with_overrides(segments=tuple(segment) if segment else None, include_ids=include_ids or None)
         if plotlyjs not in ("inline", "cdn"):
             raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
+        _distinct_outputs({"--json": json_out, "--markdown": markdown, "--html": html, "--carts": carts,
+                           "--rejects": rejects})
         from .periods import PeriodSpec
 
         spec = PeriodSpec(period=period, since=since, until=until, as_of=as_of, compare=compare)

@@ -104,6 +104,17 @@ def test_terminal_text_is_not_read_as_markup(tmp_path):
     assert r.returncode == 0 and f"wrote {out / 'r.json'}" in r.stdout and f"wrote {out / 'r.md'}" in r.stdout
 
 
+def test_two_outputs_cannot_share_stdout_or_a_file(tmp_path):
+    """--json - with --markdown - wrote both documents into one stream (found by the CLI flag
+    fuzz: neither part parsed), and two outputs named alike overwrote each other: exit 2 first."""
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--json", "-", "--markdown", "-")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == "error: --json and --markdown would both write to stdout — send one of them to a file"
+    out = tmp_path / "r.out"
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", str(out), "--carts", str(tmp_path / "." / "r.out"))
+    assert r.returncode == 2 and "--json and --carts would both write to" in r.stderr and not out.exists()
+
+
 def test_validate_unusable_exits_2(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("timestamp,session_id,event\nnope,s,a\n")
