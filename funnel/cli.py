@@ -69,10 +69,11 @@ def _wrote(console, path) -> None:
 
 def _distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
     """Two outputs must not share stdout ('-', JSON and Markdown) or a file: each would
-    overwrite or interleave with the other."""
+    overwrite or interleave with the other. (A folder may be shared: each output writes its
+    own file there, ``_in_folder``.)"""
     seen: dict[str, str] = {}
     for flag, target in outputs.items():
-        if not target:
+        if not target or Path(target).is_dir() or str(target).endswith(("/", os.sep)):
             continue
         key = "-" if str(target) == "-" else str(Path(target).expanduser().resolve())
         if key in seen:

@@ -113,6 +113,9 @@ def test_two_outputs_cannot_share_stdout_or_a_file(tmp_path):
     out = tmp_path / "r.out"
     r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", str(out), "--carts", str(tmp_path / "." / "r.out"))
     assert r.returncode == 2 and "--json and --carts would both write to" in r.stderr and not out.exists()
+    # a folder is shared as before: each output writes its own file in it
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", f"{tmp_path}/", "--markdown", str(tmp_path))
+    assert r.returncode == 0 and {p.suffix for p in tmp_path.iterdir()} == {".json", ".md"}, r.stderr
 
 
 def test_validate_unusable_exits_2(tmp_path):
