@@ -46,7 +46,7 @@ class Prepared:
     loaded: Loaded
     attrs: list[str]              # segment attributes available per entity
     sessionized: bool
-    sessions_log: str | None
+    sessions_log: SessionsLog | None
     rows_read: int
 
 
@@ -136,6 +136,7 @@ class SessionsLog:
     name: str
     lf: pl.LazyFrame
     attrs: list[str]
+    rejected: dict[str, int] = dataclasses.field(default_factory=dict)   # rows not used, per cause
 
     def joined_attrs(self, attrs: list[str]) -> list[str]:
         """The events' attributes ``attrs`` once this log is joined: its own last (they win)."""
@@ -225,7 +226,7 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
                               f"available: {', '.join(attrs) or 'none'}")
         if s not in attrs:
             attrs.append(s)
-    return Prepared(ev, rejects, loaded, attrs, sessionized, log.name if log else None, df.height)
+    return Prepared(ev, rejects, loaded, attrs, sessionized, log, df.height)
 
 
 def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | None
@@ -241,8 +242,7 @@ def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | Non
 def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:
     if sessions is None:
         return None
-    slf, sattrs = load_sessions(sessions, cfg)
-    return SessionsLog(sessions, slf, sattrs)
+    return SessionsLog(sessions, *load_sessions(sessions, cfg))
 
 
 def entity_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[str]) -> pl.LazyFrame:
@@ -445,16 +445,18 @@ def source_of(loaded: Loaded) -> dict[str, Any]:
 
 
 def _summary(source: dict[str, Any], counts: pl.DataFrame, rows_read: int, users: int, sessionized: bool,
-             sessions_log: str | None, p: parts.Partials) -> InputSummary:
+             log: SessionsLog | None, p: parts.Partials) -> InputSummary:
     """The input summary of every engine. ``source``: ``source_of`` the input (the Spark engine
-    gives its own); ``counts``: ``reject_counts`` (of every shard, concatenated)."""
+    gives its own); ``counts``: ``reject_counts`` (of every shard, concatenated); ``log``: the
+    sessions log, with the rows of it not used."""
     rej = merged_counts(counts)
     totals = p["totals"].row(0, named=True)
     return InputSummary(
         **source, rows_read=rows_read, rows_rejected=int(rej["n"].sum()),
         rejected=[Count(k, int(n)) for k, n in rej.select(REJECT, "n").iter_rows()],
         events=int(totals["n_events"] or 0), sessions=int(totals["n_entities"] or 0), users=int(users),
-        period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=sessions_log,
+        period=Period(_iso(totals["min_ts"]), _iso(totals["max_ts"])), sessions_log=log.name if log else None,
+        sessions_log_rejected=[Count(k, n) for k, n in sorted(log.rejected.items())] if log else [],
         sessionized=sessionized, capped_sessions=int(rej["n_capped"].sum()),
     )
 
@@ -747,7 +749,7 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
     say("building the report")
     built = any(s.sessionized for s in shards)
     inp = _summary(source_of(loaded), _counts(shards), sum(s.rows_read for s in shards), parts.users_of(users), built,
-                   log.name if log else None, p)
+                   log, p)
     report = build_report(p, cfg, inp, attrs, funnel_only=funnel_only)
     return report, carts
 

@@ -240,6 +240,13 @@ def analyze(
 
             raise InputError(f"--strict: {report.input.rows_rejected} rows rejected ({causes})",
                              "fix the input, or run without --strict (write them out with --rejects FILE)")
+        if strict and report.input.sessions_log_rejected:
+            unused = report.input.sessions_log_rejected
+            from .errors import InputError
+
+            raise InputError(f"--strict: {sum(c.count for c in unused)} rows of the sessions log {report.input.sessions_log} "
+                             f"not used ({', '.join(f'{c.key} {c.count}' for c in unused)})",
+                             "give every row a session id, once, or run without --strict")
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
                        quiet=quiet, tables_written=engine != "spark" and not strict)

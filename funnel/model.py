@@ -65,6 +65,7 @@ class InputSummary(Record):
     sessions_log: str | None = None
     sessionized: bool = False          # sessions built from user + inactivity timeout
     capped_sessions: int = 0
+    sessions_log_rejected: list[Count] = field(default_factory=list)   # rows of it not used, per cause
 
 
 @dataclass(frozen=True)

@@ -425,8 +425,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         if "totals" not in part:
             return None
         users = parts.users_of(part.pop("_users"))
-        inp = _summary(source, counts, int(meta["n_rows"]), users, bool(meta["n_sessionized"]),
-                       log.name if log else None, part)
+        inp = _summary(source, counts, int(meta["n_rows"]), users, bool(meta["n_sessionized"]), log, part)
         return build_report(part, cfg, inp, attrs)
 
     say("building the report")

@@ -950,14 +950,14 @@ def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():
     the middle and at the end of a value, and on random text."""
     import random
 
-    from funnel.core.normalize import _clean_string, harmless, needs_cleaning
+    from funnel.core.normalize import clean_string, harmless, needs_cleaning
 
     points = [*range(0x250), *range(0x2000, 0x2100), 0x3000, 0xFEFF, 0xFFFD, 0x1F600]
     rnd = random.Random(5)
     values = [v for c in points for v in (chr(c), "a" + chr(c), chr(c) + "a", "a" + chr(c) + "b")] + [
         "".join(chr(rnd.choice(points)) for _ in range(rnd.randrange(0, 8))) for _ in range(3000)] + [""]
     df = pl.DataFrame({"x": values}).with_columns(harmless(pl.col("x")).alias("x")).select(
-        pl.Series("raw", values), _clean_string("x").alias("cleaned"))
+        pl.Series("raw", values), clean_string("x").alias("cleaned"))
     changed = (pl.col("cleaned") != pl.col("raw")).fill_null(True)   # (null: a blank became missing)
     got = df.select(needs_cleaning(pl.col("raw")).alias("needs"), changed.alias("changed"))
     assert got["needs"].to_list() == got["changed"].to_list()
@@ -1047,3 +1047,41 @@ def test_ndjson_rows_without_blank_lines_are_their_records(tmp_path):
                  '{"timestamp":"2026-10-01T10:00:01Z","event":null,"session_id":"s1"}\n')
     table = reject_table(prepare([str(p)], Config()).rejects)
     assert table.select("row", "cause").rows() == [(1, "bad_timestamp"), (3, "missing_event")]
+
+
+def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
+    """Rows of the sessions log that cannot be used were dropped silently: a second row of a
+    session id (its attributes lost to the first row's) and a row without a session id. They
+    are counted per cause in input.sessions_log_rejected, said on the terminal, in Markdown and
+    in the HTML, and fail --strict; the first row of a session is used; ids are read as the
+    events' are (outer blanks stripped), so a padded id joins. Sharded runs say the same."""
+    from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS
+
+    from funnel.api import analyze
+
+    lines = SAMPLE_SESSIONS.read_text().splitlines()
+    head, first = lines[0], lines[1].split(",")
+    assert head.startswith("session_id,user_id,device") and first[0] == "s_000001"
+    second = lines[2].split(",")
+    other = "desktop" if first[2] != "desktop" else "mobile"
+    padded = ",".join([f"  {second[0]} ", *second[1:]])
+    log = tmp_path / "sessions.csv"
+    log.write_text("\n".join([head, lines[1], padded, *lines[3:],
+                              ",".join([first[0], first[1], other, *first[3:]]),   # a second row of s_000001
+                              ",".join(["", *first[1:]])]) + "\n")   # no session id
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--sessions", str(log), "--json", str(tmp_path / "r.json"),
+                "--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    unused = [{"key": "duplicate_session", "count": 1}, {"key": "missing_id", "count": 1}]
+    assert doc["input"]["sessions_log_rejected"] == unused
+    assert "sessions log: 2 rows not used (duplicate_session 1, missing_id 1" in r.stdout
+    assert "Sessions log rows not used: duplicate_session 1, missing_id 1." in (tmp_path / "r.md").read_text()
+    assert "rows not used: duplicate_session 1, missing_id 1" in (tmp_path / "r.html").read_text()
+    # the first row's attributes are used, and the padded id joins: the same segments as the clean log
+    clean = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), tables=False).report.to_dict()
+    assert doc["segments"] == clean["segments"] and clean["input"]["sessions_log_rejected"] == []
+    sharded = analyze(str(SAMPLE_EVENTS), sessions=str(log), shards=3, tables=False).report.to_dict()
+    assert sharded["input"] == {**doc["input"], "sessions_log": str(log)} and sharded["segments"] == doc["segments"]
+    strict = run_cli("analyze", str(SAMPLE_EVENTS), "--sessions", str(log), "--strict", "-q")
+    assert strict.returncode == 2 and "--strict: 2 rows of the sessions log" in strict.stderr

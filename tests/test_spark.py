@@ -109,6 +109,7 @@ def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark):
     assert here["segments"] and there["segments"] == here["segments"]
     assert there["funnel"] == here["funnel"] and there["abandonment"] == here["abandonment"]
     assert there["input"]["sessions_log"] == here["input"]["sessions_log"] == sessions_log
+    assert there["input"]["sessions_log_rejected"] == here["input"]["sessions_log_rejected"]
 
 
 @pytest.mark.parametrize("spec", [dict(period="last-7d", compare="previous"), dict(since="2026-10-20")])

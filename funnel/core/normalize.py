@@ -184,7 +184,7 @@ def _spelled_number(t: pl.Expr) -> pl.Expr:
     return fixed.cast(pl.Float64, strict=False)
 
 
-def _clean_string(c: str) -> pl.Expr:
+def clean_string(c: str) -> pl.Expr:
     """Outer blanks stripped; blank = missing. (``replace``: ~2x cheaper than a when/then,
     which computes the stripped text twice.)"""
     return pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c)
@@ -198,7 +198,7 @@ def harmless(x: pl.Expr) -> pl.Expr:
 
 def needs_cleaning(x: pl.Expr) -> pl.Expr:
     """True where ``normalize`` would change a string value: unsafe characters (``harmless``),
-    outer whitespace or an empty string (``_clean_string``). One regex: ~1.7x cheaper than the
+    outer whitespace or an empty string (``clean_string``). One regex: ~1.7x cheaper than the
     two tests apart (the same truth: tests/test_robustness.py)."""
     return x.str.contains(r"^\s|\s$|^$|" + _UNSAFE)
 
@@ -279,7 +279,7 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
     if text_cols:
         lf = lf.with_columns(harmless(pl.col(c)) for c in text_cols)
     lf = lf.with_columns(
-        *(_clean_string(c) for c in _STRING_COLS),
+        *(clean_string(c) for c in _STRING_COLS),
         (pl.col(CHECKOUT_STEP).str.strip_chars() if schema[CHECKOUT_STEP] == pl.String else pl.col(CHECKOUT_STEP))
         .cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
     )

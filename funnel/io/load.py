@@ -117,8 +117,16 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
 
 
-def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
-    """The optional sessions log: session id + attributes (device, channel, country, ...)."""
+SESSIONS_LOG_CAUSES = {   # rows of the sessions log that are not used, by cause
+    "missing_id": "no session id: nothing to join it to",
+    "duplicate_session": "a session id already on an earlier row: the first row's attributes are used",
+}
+
+
+def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict[str, int]]:
+    """The optional sessions log: session id + attributes (device, channel, country, ...), one
+    row per session (the first of each id, in file and row order), and how many rows were not
+    used per cause (``SESSIONS_LOG_CAUSES``)."""
     files = [sniff_format(p) for p in resolve_paths([spec])]
     frames = []
     attrs: list[str] = []
@@ -145,5 +153,12 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str]]:
             frames.append(q.collect(engine="streaming").lazy())
         except READ_ERRORS as exc:
             raise read_error(src, exc) from None
-    lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-    return lf.unique(SESSION, keep="first"), attrs
+    from ..core.normalize import clean_string, harmless
+
+    df = (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")).lazy() \
+        .with_columns(harmless(pl.all())).with_columns(clean_string(SESSION)).collect()   # (as the events' are)
+    ids = df[SESSION]
+    missing = ids.null_count()
+    rejected = {"missing_id": missing, "duplicate_session": df.height - missing - ids.drop_nulls().n_unique()}
+    first = df.filter(pl.col(SESSION).is_not_null() & pl.col(SESSION).is_first_distinct())
+    return first.lazy(), attrs, {k: int(n) for k, n in rejected.items() if n}

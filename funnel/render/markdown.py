@@ -25,8 +25,11 @@ def render_markdown(report: Report, **_: Any) -> str:
     out.append(f"**{fmt_int(ab.carts)} carts, {fmt_pct(ab.rate)} abandoned** "
                f"(95% CI {fmt_ci(ab.ci95)}; industry average {fmt_pct(ab.benchmark_rate)}, Baymard Institute). "
                f"Value at stake: **{fmt_money(ab.value_at_stake, cur)}**; recovered later: {fmt_int(ab.recovered)}.  ")
+    unused = ""
+    if inp.sessions_log_rejected:
+        unused = " Sessions log rows not used: " + ", ".join(f"{c.key} {fmt_int(c.count)}" for c in inp.sessions_log_rejected) + "."
     out.append(f"Period {period} · {fmt_int(inp.sessions)} {fn.unit}s · {fmt_int(inp.rows_read)} rows read, "
-               f"{fmt_int(inp.rows_rejected)} rejected.\n")
+               f"{fmt_int(inp.rows_rejected)} rejected.{unused}\n")
     if report.gates:
         out.append("## Gates\n")
         out.append("| rule | value | result |\n|---|---:|---|")
