@@ -117,16 +117,11 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
 
 
-SESSIONS_LOG_CAUSES = {   # rows of the sessions log that are not used, by cause
-    "missing_id": "no session id: nothing to join it to",
-    "duplicate_session": "a session id already on an earlier row: the first row's attributes are used",
-}
-
-
 def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict[str, int]]:
     """The optional sessions log: session id + attributes (device, channel, country, ...), one
     row per session (the first of each id, in file and row order), and how many rows were not
-    used per cause (``SESSIONS_LOG_CAUSES``)."""
+    used per cause: ``missing_id`` (no session id, nothing to join it to) and
+    ``duplicate_session`` (a session id already on an earlier row)."""
     files = [sniff_format(p) for p in resolve_paths([spec])]
     frames = []
     attrs: list[str] = []
@@ -155,7 +150,7 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict
             raise read_error(src, exc) from None
     from ..core.normalize import clean_string, harmless
 
-    df = (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")).lazy() \
+    df = (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")) \
         .with_columns(harmless(pl.all())).with_columns(clean_string(SESSION)).collect()   # (as the events' are)
     ids = df[SESSION]
     missing = ids.null_count()
