@@ -120,6 +120,7 @@ LARGE = "large"  # ... as ROWS, in a shard over SHARD_ROWS rows: the whole input
 
 
 _IDS = (SESSION, USER)
+_TEXT = (EVENT, SESSION, USER, CURRENCY)   # the text columns the clean route reads
 
 
 def _typed_input(rows: pl.LazyFrame) -> bool:
@@ -131,7 +132,7 @@ def _typed_input(rows: pl.LazyFrame) -> bool:
     kind = lambda c: schema.get(c, pl.Null)   # (a missing column is all null)
     return (isinstance(kind(TS), pl.Datetime) or kind(TS).is_numeric()) \
         and all(kind(c) in (pl.String, pl.Null) or (c in _IDS and kind(c).is_integer())
-                for c in (EVENT, SESSION, USER, CURRENCY)) \
+                for c in _TEXT) \
         and all(kind(c).is_numeric() or kind(c) == pl.Null for c in (CART_VALUE, SHIPPING, LOAD_MS))
 
 
@@ -199,8 +200,10 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | Non
     if not _typed_input(raw):
         return INPUT   # text columns: the row-level rules do real work
     lf = ensure_columns(raw.select(*(c for c in _COLUMNS if c in raw.collect_schema().names())))
-    # integer ids read as text, as ``normalize`` reads them (before its reject rules)
-    lf = lf.with_columns(pl.col(c).cast(pl.String) for c, t in lf.collect_schema().items() if c in _IDS and t.is_integer())
+    # integer ids read as text, as ``normalize`` reads them (before its reject rules); so is a
+    # text column with no value at all (a Parquet column of nulls, or one the input lacks)
+    lf = lf.with_columns(pl.col(c).cast(pl.String) for c, t in lf.collect_schema().items()
+                         if c in _TEXT and (t == pl.Null or c in _IDS and t.is_integer()))
     lf, rules = typed(lf, cfg.timezone)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
     rejected = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
