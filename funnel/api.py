@@ -963,8 +963,12 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     """
     sinks = {what: path for what, path in (("carts", carts_to), ("rejects", rejects_to)) if path is not None}
     asked = dict(sinks)
-    result = _analyze(sources, config, sessions, progress, period, compare, funnel_only, shards,
-                      tables or bool(sinks), sinks, overrides)
+    cfg = (config or Config()).with_overrides(**overrides)
+    result = _analyze(sources, cfg, sessions, progress, period, compare, funnel_only, shards,
+                      tables or bool(sinks), sinks, {})
+    if any(s.sessions == 0 for s in result.report.funnel.steps):   # (rare: a misnamed step, usually)
+        warned = step_warnings(result.report, lambda: event_names(sources, cfg))
+        result = dataclasses.replace(result, report=dataclasses.replace(result.report, warnings=warned))
     if not asked:
         return result
     from .io.writers import write_frame
@@ -973,6 +977,41 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
         write_frame(path, getattr(result, what))
     emptied = ("carts", "rejects") if not tables else asked   # (written: not returned too)
     return dataclasses.replace(result, **{what: pl.DataFrame() for what in emptied})
+
+
+def event_names(sources: Any, cfg: Config) -> set[str]:
+    """The distinct event names of the input, as read (one more pass over the event column)."""
+    sources = [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
+    col = load_events(sources, cfg).lf.select(pl.col(EVENT).cast(pl.String).str.strip_chars().unique())
+    return set(col.collect(engine="streaming")[EVENT].drop_nulls())
+
+
+def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[str]:
+    """Why funnel steps that no entity reached have none: their event names are not in the
+    input (``names()``: its distinct event names; None where they cannot be read), with the
+    closest names there, or its events occur but never after the step before within the
+    window. One line each; empty when every step was reached."""
+    from .errors import suggestion
+
+    unreached = [s for s in report.funnel.steps if s.sessions == 0]
+    if not unreached:
+        return []
+    unit = f"{report.funnel.unit}s"
+    seen = names() if names is not None else None
+    if seen is None:
+        s = unreached[0]
+        return [f"no {unit} reached step {s.name!r} (events: {', '.join(s.events)}) — check the step's event "
+                "names against the input with 'funnel validate'"]
+    out = []
+    for s in unreached:
+        if not any(e in seen for e in s.events):
+            hints = [h for h in (suggestion(e, seen) for e in s.events) if h]
+            out.append(f"no event in the input is named {' or '.join(map(repr, s.events))} (step {s.name!r}), so no "
+                       f"{unit} reached it — " + (hints[0] if hints else "run 'funnel validate' to list the event names"))
+        elif not out:   # (the first unreached step, its events there; later steps follow from it)
+            out.append(f"no {unit} reached step {s.name!r}: its events occur, but never after the step before "
+                       f"within the {report.settings.window} window (order: {report.funnel.order})")
+    return out
 
 
 def _analyze(sources: Any, config: Config | None, sessions: Any, progress: Progress | None, period: Any,

@@ -250,9 +250,11 @@ def analyze(
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
                        quiet=quiet, tables_written=engine != "spark" and not strict)
-        if quiet:  # the terminal tables (which list the gates) were skipped: still say what fired
+        if quiet:  # the terminal tables (which list warnings and gates) were skipped: still say them
             from rich.markup import escape
 
+            for w in report.warnings:
+                err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
             for g in report.gates:
                 if g.fired:
                     human.print(f"gate {escape(g.rule)}: {'n/a' if g.value is None else f'{g.value:.4g}'} "

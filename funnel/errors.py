@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -33,12 +34,19 @@ class OutputError(FunnelError):
     """An output file cannot be written."""
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """The words of a name in sorted order: 'checkout_begin' and 'Begin Checkout' alike."""
+    return tuple(sorted(w for w in re.split(r"[\W_]+", text.lower()) if w))
+
+
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Closest candidates to ``word`` (case-insensitive), best first."""
+    """Closest candidates to ``word`` (case-insensitive), best first: the same words in
+    another order ('checkout_begin' for 'begin_checkout') first, then by spelling."""
     cands = list(candidates)
     lower = {c.lower(): c for c in cands}
+    same = [c for c in cands if _words(c) == _words(word) and _words(word)]
     hits = difflib.get_close_matches(word.lower(), list(lower), n=n, cutoff=0.6)
-    return [lower[h] for h in hits]
+    return list(dict.fromkeys([*same, *(lower[h] for h in hits)]))[:n]
 
 
 def suggestion(word: str, candidates: Iterable[str]) -> str | None:

@@ -318,3 +318,4 @@ class Report(Record):
     trend: list[TrendPoint]
     comparison: Comparison | None = None
     gates: list[GateResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # what may make the numbers misleading

@@ -25,6 +25,7 @@ this engine: vendor export formats.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -331,7 +332,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
-                      CART_ORDER, read_sessions_log, reject_table, shared_recovery, whole_entities)
+                      CART_ORDER, read_sessions_log, reject_table, shared_recovery, step_warnings, whole_entities)
     from .io.detect import detect_roles
     from .io.load import check_format
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
@@ -436,6 +437,8 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         raise _no_entities_in(span, lo, hi, cfg)
     before = report_of(PREVIOUS) if prev_span is not None else None
     report = _ci_report(report, span, prev_span, before, rules)
+    # (a step no entity reached: said without the input's event names, which Spark would read again)
+    report = dataclasses.replace(report, warnings=step_warnings(report, None))
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))

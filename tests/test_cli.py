@@ -193,3 +193,29 @@ def test_bad_signal_config_fails_before_reading(tmp_path):
     p.write_text("[thresholds]\nshiping_share = 0.2\n")
     r = run_cli("analyze", "does-not-exist.csv", "--config", str(p))
     assert r.returncode == 2 and "shipping_share" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_step_no_session_reached_is_explained(tmp_path):
+    """A misnamed step gave a funnel of zeros and 100% abandonment without a word: a step that
+    no entity reached now carries a one-line warning in every output, naming the events the
+    input lacks and the closest names it has (word order too), or saying that its events occur
+    but never in order within the window. The bundled sample has none."""
+    from funnel.api import analyze, step_warnings
+
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,checkout_begin,purchase",
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    said = ("no event in the input is named 'checkout_begin' (step 'checkout_begin'), so no sessions reached it "
+            "— did you mean 'begin_checkout'?")
+    assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [said]   # (purchase follows from it)
+    assert f"warning: {said}" in r.stdout and f"> **Warning:** {said}" in (tmp_path / "r.md").read_text()
+    assert said.replace("'", "&#39;") in (tmp_path / "r.html").read_text()
+    quiet = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,checkout_begin,purchase", "-q",
+                    "--json", "-")
+    assert quiet.returncode == 0 and f"warning: {said}" in quiet.stderr and json.loads(quiet.stdout)["warnings"]
+    rep = analyze(str(SAMPLE_EVENTS), steps="purchase,add_to_cart", window="1s", funnel_only=True).report
+    assert rep.warnings == ["no sessions reached step 'add_to_cart': its events occur, but never after the step "
+                            "before within the 1s window (order: ordered)"]
+    assert step_warnings(rep, None) == ["no sessions reached step 'add_to_cart' (events: add_to_cart) — check the "
+                                        "step's event names against the input with 'funnel validate'"]   # (Spark)
+    assert analyze(str(SAMPLE_EVENTS), funnel_only=True).report.warnings == []

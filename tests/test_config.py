@@ -159,3 +159,12 @@ def test_analyze_accepts_steps_as_a_list(tmp_path):
 
     rep = funnel.analyze(SAMPLE_EVENTS, steps=["add_to_cart", "purchase"], funnel_only=True).report
     assert [s.name for s in rep.funnel.steps] == ["add_to_cart", "purchase"]
+
+
+def test_did_you_mean_knows_the_same_words_in_another_order():
+    from funnel.errors import did_you_mean
+
+    names = ["add_to_cart", "begin_checkout", "add_payment_info", "purchase", "view_cart"]
+    assert did_you_mean("checkout_begin", names) == ["begin_checkout"]   # (spelling alone finds nothing)
+    assert did_you_mean("Begin Checkout", names)[0] == "begin_checkout"
+    assert did_you_mean("purchased", names) == ["purchase"] and did_you_mean("__", names) == []

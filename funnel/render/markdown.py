@@ -30,6 +30,8 @@ def render_markdown(report: Report, **_: Any) -> str:
         unused = " Sessions log rows not used: " + ", ".join(f"{c.key} {fmt_int(c.count)}" for c in inp.sessions_log_rejected) + "."
     out.append(f"Period {period} · {fmt_int(inp.sessions)} {fn.unit}s · {fmt_int(inp.rows_read)} rows read, "
                f"{fmt_int(inp.rows_rejected)} rejected.{unused}\n")
+    for w in report.warnings:
+        out.append(f"> **Warning:** {_cell(w)}\n")
     if report.gates:
         out.append("## Gates\n")
         out.append("| rule | value | result |\n|---|---:|---|")

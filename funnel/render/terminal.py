@@ -27,6 +27,8 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
         console.print(f"[yellow]sessions log:[/] {fmt_int(sum(c.count for c in inp.sessions_log_rejected))} rows "
                       "not used (" + ", ".join(f"{c.key} {fmt_int(c.count)}" for c in inp.sessions_log_rejected)
                       + "; the first row of a session is used)", soft_wrap=True)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     t = Table(title=f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})", title_justify="left")
     for col, just in (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
                       ("95% CI", "right"), ("from start", "right"), ("dropped", "right"), ("median time", "right")):
