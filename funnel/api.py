@@ -1000,8 +1000,8 @@ def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[
     seen = names() if names is not None else None
     if seen is None:
         s = unreached[0]
-        return [f"no {unit} reached step {s.name!r} (events: {', '.join(s.events)}) — check the step's event "
-                "names against the input with 'funnel validate'"]
+        return [(f"no {unit} reached step {s.name!r} (events: {', '.join(s.events)}) — check the step's event "
+                 "names against the input with 'funnel validate'")]
     out = []
     for s in unreached:
         if not any(e in seen for e in s.events):

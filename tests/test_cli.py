@@ -214,8 +214,8 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
                     "--json", "-")
     assert quiet.returncode == 0 and f"warning: {said}" in quiet.stderr and json.loads(quiet.stdout)["warnings"]
     rep = analyze(str(SAMPLE_EVENTS), steps="purchase,add_to_cart", window="1s", funnel_only=True).report
-    assert rep.warnings == ["no sessions reached step 'add_to_cart': its events occur, but never after the step "
-                            "before within the 1s window (order: ordered)"]
-    assert step_warnings(rep, None) == ["no sessions reached step 'add_to_cart' (events: add_to_cart) — check the "
-                                        "step's event names against the input with 'funnel validate'"]   # (Spark)
+    assert rep.warnings == [("no sessions reached step 'add_to_cart': its events occur, but never after the step "
+                             "before within the 1s window (order: ordered)")]
+    assert step_warnings(rep, None) == [("no sessions reached step 'add_to_cart' (events: add_to_cart) — check the "
+                                         "step's event names against the input with 'funnel validate'")]   # (Spark)
     assert analyze(str(SAMPLE_EVENTS), funnel_only=True).report.warnings == []
