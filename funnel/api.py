@@ -964,10 +964,11 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     sinks = {what: path for what, path in (("carts", carts_to), ("rejects", rejects_to)) if path is not None}
     asked = dict(sinks)
     cfg = (config or Config()).with_overrides(**overrides)
-    result = _analyze(sources, cfg, sessions, progress, period, compare, funnel_only, shards,
-                      tables or bool(sinks), sinks, {})
-    if any(s.sessions == 0 for s in result.report.funnel.steps):   # (rare: a misnamed step, usually)
-        warned = step_warnings(result.report, lambda: event_names(sources, cfg))
+    result = _analyze(_paths(sources), cfg, sessions, progress, period, compare, funnel_only, shards,
+                      tables or bool(sinks), sinks)
+    # (a step no entity reached, rare: a misnamed step, usually; only then are the names read)
+    warned = step_warnings(result.report, lambda: event_names(sources, cfg))
+    if warned:
         result = dataclasses.replace(result, report=dataclasses.replace(result.report, warnings=warned))
     if not asked:
         return result
@@ -979,10 +980,14 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     return dataclasses.replace(result, **{what: pl.DataFrame() for what in emptied})
 
 
+def _paths(sources: Any) -> list[str]:
+    """``analyze``'s ``sources`` (a path, or several) as a list of path strings."""
+    return [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
+
+
 def event_names(sources: Any, cfg: Config) -> set[str]:
     """The distinct event names of the input, as read (one more pass over the event column)."""
-    sources = [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
-    col = load_events(sources, cfg).lf.select(pl.col(EVENT).cast(pl.String).str.strip_chars().unique())
+    col = load_events(_paths(sources), cfg).lf.select(pl.col(EVENT).cast(pl.String).str.strip_chars().unique())
     return set(col.collect(engine="streaming")[EVENT].drop_nulls())
 
 
@@ -1014,17 +1019,15 @@ def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[
     return out
 
 
-def _analyze(sources: Any, config: Config | None, sessions: Any, progress: Progress | None, period: Any,
-             compare: Any, funnel_only: bool, shards: int | None, tables: bool, sinks: dict[str, Any],
-             overrides: dict[str, Any]) -> Analysis:
-    """``analyze``; a sharded run writes the tables named in ``sinks`` itself and removes them."""
-    cfg = (config or Config()).with_overrides(**overrides)
+def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress | None, period: Any,
+             compare: Any, funnel_only: bool, shards: int | None, tables: bool, sinks: dict[str, Any]) -> Analysis:
+    """``analyze`` (``sources``: ``_paths``; ``cfg`` with the overrides applied); a sharded run
+    writes the tables named in ``sinks`` itself and removes them."""
     rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
     from .core.signals import catalogue
 
     catalogue(cfg)  # signal rules from funnel.toml are validated before any data is read
     funnel_only = funnel_only and compare is None and not getattr(period, "compare", None) and not rules
-    sources = [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
     if sessions is not None:
         sessions = os.fspath(sessions)
     say = progress or (lambda _msg: None)

@@ -253,8 +253,9 @@ def analyze(
         if quiet:  # the terminal tables (which list warnings and gates) were skipped: still say them
             from rich.markup import escape
 
-            for w in report.warnings:
-                err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+            from .render.terminal import print_warnings
+
+            print_warnings(report, err)
             for g in report.gates:
                 if g.fired:
                     human.print(f"gate {escape(g.rule)}: {'n/a' if g.value is None else f'{g.value:.4g}'} "

@@ -21,6 +21,11 @@ def fmt_int(v: float | None) -> str:
     return NA if _missing(v) else f"{int(round(v)):,}"  # type: ignore[arg-type]
 
 
+def fmt_counts(counts: Sequence) -> str:
+    """Counts per key (``model.Count``: rejected rows per cause): ``duplicate 1, missing_id 2``."""
+    return ", ".join(f"{c.key} {fmt_int(c.count)}" for c in counts)
+
+
 def fmt_pct(v: float | None, digits: int = 1) -> str:
     """A fraction as a percentage: ``0.7019`` -> ``70.2%``."""
     return NA if _missing(v) else f"{v * 100:.{digits}f}%"  # type: ignore[operator]
@@ -83,6 +88,7 @@ def fmt_ts(v: str | None) -> str:
 
 FILTERS = {
     "fmt_int": fmt_int,
+    "fmt_counts": fmt_counts,
     "fmt_pct": fmt_pct,
     "fmt_ci": fmt_ci,
     "fmt_money": fmt_money,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import Report
-from .filters import fmt_ci, fmt_int, fmt_money, fmt_pct, fmt_seconds
+from .filters import fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
 
 
 def _cell(text: Any) -> str:
@@ -27,7 +27,7 @@ def render_markdown(report: Report, **_: Any) -> str:
                f"Value at stake: **{fmt_money(ab.value_at_stake, cur)}**; recovered later: {fmt_int(ab.recovered)}.  ")
     unused = ""
     if inp.sessions_log_rejected:
-        unused = " Sessions log rows not used: " + ", ".join(f"{c.key} {fmt_int(c.count)}" for c in inp.sessions_log_rejected) + "."
+        unused = f" Sessions log rows not used: {fmt_counts(inp.sessions_log_rejected)}."
     out.append(f"Period {period} · {fmt_int(inp.sessions)} {fn.unit}s · {fmt_int(inp.rows_read)} rows read, "
                f"{fmt_int(inp.rows_rejected)} rejected.{unused}\n")
     for w in report.warnings:

@@ -7,7 +7,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..model import Report
-from .filters import fmt_ci, fmt_int, fmt_money, fmt_pct, fmt_seconds
+from .filters import fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
+
+
+def print_warnings(report: Report, console: Console) -> None:
+    """The report's warnings, one line each (also printed alone when the tables are not)."""
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
 def print_report(report: Report, console: Console, top: int = 5) -> None:
@@ -21,14 +27,13 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
     console.print(
         f"period {inp.period.start} → {inp.period.end} · {fmt_int(inp.sessions)} {fn.unit}s · "
         f"{fmt_int(inp.rows_read)} rows read, {fmt_int(inp.rows_rejected)} rejected"
-        + (" (" + ", ".join(f"{escape(c.key)} {fmt_int(c.count)}" for c in inp.rejected) + ")" if inp.rejected else "")
+        + (f" ({escape(fmt_counts(inp.rejected))})" if inp.rejected else "")
     )
     if inp.sessions_log_rejected:
         console.print(f"[yellow]sessions log:[/] {fmt_int(sum(c.count for c in inp.sessions_log_rejected))} rows "
-                      "not used (" + ", ".join(f"{c.key} {fmt_int(c.count)}" for c in inp.sessions_log_rejected)
-                      + "; the first row of a session is used)", soft_wrap=True)
-    for w in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+                      f"not used ({escape(fmt_counts(inp.sessions_log_rejected))}; the first row of a session is used)",
+                      soft_wrap=True)
+    print_warnings(report, console)
     t = Table(title=f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})", title_justify="left")
     for col, just in (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
                       ("95% CI", "right"), ("from start", "right"), ("dropped", "right"), ("median time", "right")):
