@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -137,6 +137,7 @@ class SessionsLog:
     lf: pl.LazyFrame
     attrs: list[str]
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)   # rows not used, per cause
+    rows: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)   # those rows (``load_sessions``)
 
     def joined_attrs(self, attrs: list[str]) -> list[str]:
         """The events' attributes ``attrs`` once this log is joined: its own last (they win)."""
@@ -799,19 +800,21 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
         prepared = lambda: prepared_shards(loaded, cfg, k, tmp, say, shards, log, funnel_only, timed, tables,
                                            whole_entities(cfg))
 
-        def table(what: str, files: list[str], key: str | list[str]) -> pl.DataFrame:
+        def table(what: str, files: list[str], key: str | list[str], log: SessionsLog | None = None
+                  ) -> pl.DataFrame:
             if not tables:
                 return pl.DataFrame()
+            merged = with_log_rows(_merged(files, key), log)
             if what in sinks:   # streamed to its file, never held whole
                 from .io.writers import write_frame
 
-                write_frame(sinks.pop(what), _merged(files, key))
+                write_frame(sinks.pop(what), merged)
                 return pl.DataFrame()
-            return _merged(files, key).collect()
+            return merged.collect()
 
         def finish(report: Report, carts: list[str]) -> Analysis:   # (while the parts exist)
             return Analysis(report=report, carts=table("carts", carts, CART_ORDER),
-                            rejects=table("rejects", [s.rejects for s in shards], ["file", "row"]))
+                            rejects=table("rejects", [s.rejects for s in shards], ["file", "row"], log))
 
         def why_nothing():   # no usable row at all: say why, as the one-pass run does
             _no_usable_rows(loaded, sum(s.rows_read for s in shards), _counts(shards))
@@ -892,10 +895,11 @@ def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> Non
                      "check the timestamp, event and id columns with 'funnel validate'")
 
 
-def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
+def reject_table(rejects: pl.DataFrame, log: SessionsLog | None = None) -> pl.DataFrame:
     """Rejected rows as written by ``--rejects``: file, row, cause, the offending raw value
-    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any). Rows of
-    NDJSON files are numbered by their line (``line_numbers``)."""
+    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any), sorted
+    by file and row; then the rows of the sessions ``log`` not used (``with_log_rows``). Rows
+    of NDJSON files are numbered by their line (``line_numbers``)."""
     from .io.sources import line_numbers
     from .schema import ROW, SOURCE_FILE, STEP
 
@@ -904,9 +908,25 @@ def reject_table(rejects: pl.DataFrame) -> pl.DataFrame:
     keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP, *special)]
     detail = pl.col("_detail") if "_detail" in rejects.columns else pl.lit(None, pl.String)
     extra = [pl.col("_extra").alias("extra_fields")] if "_extra" in rejects.columns else []
-    return rejects.select(pl.col(SOURCE_FILE).alias("file"), pl.col(ROW).alias("row"),
-                          pl.col(REJECT).alias("cause"), detail.alias("detail"), *keep,
-                          *extra).sort("file", "row")
+    table = rejects.select(pl.col(SOURCE_FILE).alias("file"), pl.col(ROW).alias("row"),
+                           pl.col(REJECT).alias("cause"), detail.alias("detail"), *keep,
+                           *extra).sort("file", "row")
+    return with_log_rows(table, log) if log is not None else table
+
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+def with_log_rows(table: FrameT, log: SessionsLog | None) -> FrameT:
+    """The rejected-row table ``table`` (``reject_table``: eager, or a lazy merge of the
+    shards' parts) followed by the rows of the sessions ``log`` not used, in the same columns
+    (the log's attributes added): nothing the run did not use is left out of ``--rejects``."""
+    if log is None or not log.rows.height:
+        return table
+    rows = reject_table(log.rows)
+    if isinstance(table, pl.LazyFrame):
+        return pl.concat([table, rows.lazy()], how="diagonal_relaxed")
+    return pl.concat([table, rows], how="diagonal_relaxed") if table.width else rows
 
 
 CART_ORDER = ["session_id", "user_id"]   # the cart table's order: unique (a user-level entity is
@@ -1065,7 +1085,7 @@ def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress 
         p = shard_funnel(prep.events, cfg)
         report = build_report(p, cfg, input_summary(prep, p), prep.attrs, funnel_only=True)
         return Analysis(report=_ci_report(report, span, None, None, ()), carts=pl.DataFrame(),
-                        rejects=reject_table(prep.rejects) if tables else pl.DataFrame())
+                        rejects=reject_table(prep.rejects, prep.sessions_log) if tables else pl.DataFrame())
     p, diag = _one_shard(prep.events, cfg, prep.attrs, say)
     say("building the report")
     report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
@@ -1076,7 +1096,7 @@ def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress 
     report = _ci_report(report, span, prev_span, before, rules)
     if not tables:
         return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
-    return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects))
+    return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects, prep.sessions_log))
 
 
 def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],

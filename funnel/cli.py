@@ -234,19 +234,8 @@ def analyze(
                              tables=bool(carts or rejects), carts_to=None if strict else carts,
                              rejects_to=None if strict else rejects)
         report = result.report
-        if strict and report.input.rows_rejected:
-            causes = ", ".join(f"{c.key} {c.count}" for c in report.input.rejected)
-            from .errors import InputError
-
-            raise InputError(f"--strict: {report.input.rows_rejected} rows rejected ({causes})",
-                             "fix the input, or run without --strict (write them out with --rejects FILE)")
-        if strict and report.input.sessions_log_rejected:
-            unused = report.input.sessions_log_rejected
-            from .errors import InputError
-
-            raise InputError(f"--strict: {sum(c.count for c in unused)} rows of the sessions log {report.input.sessions_log} "
-                             f"not used ({', '.join(f'{c.key} {c.count}' for c in unused)})",
-                             "give every row a session id, once, or run without --strict")
+        if strict:
+            _strict(report)
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
                        quiet=quiet, tables_written=engine != "spark" and not strict)
@@ -281,6 +270,23 @@ def _in_folder(path: str, report, ext: str) -> Path:
     if target.is_dir() or path.endswith(("/", os.sep)):
         return target / f"funnel-{_period_label(report)}.{ext}"
     return target
+
+
+def _strict(report) -> None:
+    """``--strict``: any row of the input not used (rejected events, sessions-log rows) is an
+    error, one line naming both."""
+    inp = report.input
+    unused = []
+    if inp.rows_rejected:
+        unused.append(f"{inp.rows_rejected} rows rejected ({', '.join(f'{c.key} {c.count}' for c in inp.rejected)})")
+    if inp.sessions_log_rejected:
+        unused.append(f"{sum(c.count for c in inp.sessions_log_rejected)} rows of the sessions log {inp.sessions_log} "
+                      f"not used ({', '.join(f'{c.key} {c.count}' for c in inp.sessions_log_rejected)})")
+    if unused:
+        from .errors import InputError
+
+        raise InputError("--strict: " + "; ".join(unused),
+                         "fix the input, or run without --strict (write them out with --rejects FILE)")
 
 
 def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,

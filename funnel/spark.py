@@ -441,7 +441,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     report = dataclasses.replace(report, warnings=step_warnings(report, None))
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
-                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String})))
+                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))
 
 
 def _ipc(df: pl.DataFrame) -> bytes:

@@ -1049,6 +1049,27 @@ def test_ndjson_rows_without_blank_lines_are_their_records(tmp_path):
     assert table.select("row", "cause").rows() == [(1, "bad_timestamp"), (3, "missing_event")]
 
 
+def test_sessions_log_rows_not_used_name_their_file_row_and_the_row_used(tmp_path):
+    """In a sessions log of several files, a blank line is an empty_row, a repeated session id
+    names the file and row whose attributes are used, and NDJSON rows are numbered by line."""
+    from funnel.api import reject_table
+    from funnel.io.load import load_sessions
+
+    a = tmp_path / "a.csv"
+    a.write_text("session_id,device\ns1,mobile\n\ns2,desktop\n")
+    b = tmp_path / "b.ndjson"
+    b.write_text('{"session_id":"s2","device":"tablet"}\n\n{"session_id":null,"device":"tv"}\n'
+                 '{"session_id":" s3 ","device":"mobile"}\n')
+    lf, attrs, counts, rows = load_sessions(str(tmp_path / "*"), Config())
+    assert attrs == ["device"] and counts == {"empty_row": 1, "duplicate_session": 1, "missing_id": 1}
+    assert lf.collect().sort("session_id").rows() == [("s1", "mobile"), ("s2", "desktop"), ("s3", "mobile")]
+    table = reject_table(rows)
+    assert table.select("file", "row", "cause", "detail", "device").rows() == [
+        (str(a), 2, "empty_row", None, None),
+        (str(b), 1, "duplicate_session", f"{a} row 3 is used", "tablet"),
+        (str(b), 3, "missing_id", None, "tv")]
+
+
 def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
     """Rows of the sessions log that cannot be used were dropped silently: a second row of a
     session id (its attributes lost to the first row's) and a row without a session id. They
@@ -1070,7 +1091,8 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
                               ",".join([first[0], first[1], other, *first[3:]]),   # a second row of s_000001
                               ",".join(["", *first[1:]])]) + "\n")   # no session id
     r = run_cli("analyze", str(SAMPLE_EVENTS), "--sessions", str(log), "--json", str(tmp_path / "r.json"),
-                "--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"))
+                "--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"),
+                "--rejects", str(tmp_path / "rejects.csv"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     unused = [{"key": "duplicate_session", "count": 1}, {"key": "missing_id", "count": 1}]
@@ -1078,6 +1100,15 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
     assert "sessions log: 2 rows not used (duplicate_session 1, missing_id 1" in r.stdout
     assert "Sessions log rows not used: duplicate_session 1, missing_id 1." in (tmp_path / "r.md").read_text()
     assert "rows not used: duplicate_session 1, missing_id 1" in (tmp_path / "r.html").read_text()
+    # --rejects holds them (after the events' rows), with their row, cause and values
+    table = pl.read_csv(tmp_path / "rejects.csv", infer_schema=False)
+    n = len(lines)   # (the header, data rows 1..n-1, then the two appended)
+    assert table.select("file", "row", "cause", "detail", "session_id", "device").rows() == [
+        (str(log), str(n), "duplicate_session", "row 1 is used", first[0], other),
+        (str(log), str(n + 1), "missing_id", None, None, first[2])]
+    sharded_rows = analyze(str(SAMPLE_EVENTS), sessions=str(log), shards=3).rejects
+    assert sharded_rows.equals(analyze(str(SAMPLE_EVENTS), sessions=str(log)).rejects)
+    assert sharded_rows.height == 2
     # the first row's attributes are used, and the padded id joins: the same segments as the clean log
     clean = analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), tables=False).report.to_dict()
     assert doc["segments"] == clean["segments"] and clean["input"]["sessions_log_rejected"] == []
@@ -1085,3 +1116,8 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
     assert sharded["input"] == {**doc["input"], "sessions_log": str(log)} and sharded["segments"] == doc["segments"]
     strict = run_cli("analyze", str(SAMPLE_EVENTS), "--sessions", str(log), "--strict", "-q")
     assert strict.returncode == 2 and "--strict: 2 rows of the sessions log" in strict.stderr
+    events = tmp_path / "events.csv"   # rejected events too: one line names both
+    events.write_text(SAMPLE_EVENTS.read_text() + "not a time,s_000001,u_00001,page_view" +
+                      "," * (SAMPLE_EVENTS.read_text().splitlines()[0].count(",") - 3) + "\n")
+    both = run_cli("analyze", str(events), "--sessions", str(log), "--strict", "-q")
+    _one_line_error(both, "--strict: 1 rows rejected (bad_timestamp 1); 2 rows of the sessions log")

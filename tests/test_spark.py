@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -97,19 +98,34 @@ def test_spark_counts_rejects_per_cause_and_capped_sessions_like_local(log, spar
         assert remote[key] == local[key], key
 
 
-def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark):
+def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark, tmp_path):
     """--sessions: the log is read on the driver, shipped to the shards and joined there; the
-    segments (device, channel, country from the sessions log) equal the local engine's."""
+    segments (device, channel, country from the sessions log) equal the local engine's, and so
+    do the log's rows not used (a second row of a session, a row without an id): counted, and
+    in the rejected-row table after the events' rows."""
     from funnel.api import analyze
     from funnel.config import Config
     from funnel.spark import analyze_spark
 
-    here = analyze(log, sessions=sessions_log).report.to_dict()
-    there = analyze_spark(log, Config(), sessions=sessions_log, spark=spark, tables=False).report.to_dict()
+    lines = Path(sessions_log).read_text().splitlines()
+    first = lines[1].split(",")
+    dirty = tmp_path / "sessions.csv"
+    dirty.write_text("\n".join([*lines, lines[1], ",".join(["", *first[1:]])]) + "\n")
+    local = analyze(log, sessions=str(dirty))
+    here = local.report.to_dict()
+    remote = analyze_spark(log, Config(), sessions=str(dirty), spark=spark)
+    there = remote.report.to_dict()
     assert here["segments"] and there["segments"] == here["segments"]
     assert there["funnel"] == here["funnel"] and there["abandonment"] == here["abandonment"]
-    assert there["input"]["sessions_log"] == here["input"]["sessions_log"] == sessions_log
+    assert there["input"]["sessions_log"] == here["input"]["sessions_log"] == str(dirty)
+    assert here["input"]["sessions_log_rejected"] == [{"key": "duplicate_session", "count": 1},
+                                                       {"key": "missing_id", "count": 1}]
     assert there["input"]["sessions_log_rejected"] == here["input"]["sessions_log_rejected"]
+    unused = local.rejects.filter(pl.col("file") == str(dirty))
+    assert unused.select("row", "cause").rows() == [(len(lines), "duplicate_session"),
+                                                     (len(lines) + 1, "missing_id")]
+    mine = remote.rejects.filter(pl.col("file") == str(dirty))
+    assert mine.select(unused.columns).equals(unused)
 
 
 @pytest.mark.parametrize("spec", [dict(period="last-7d", compare="previous"), dict(since="2026-10-20")])

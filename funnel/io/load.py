@@ -117,11 +117,13 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
 
 
-def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict[str, int]]:
+def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict[str, int], pl.DataFrame]:
     """The optional sessions log: session id + attributes (device, channel, country, ...), one
-    row per session (the first of each id, in file and row order), and how many rows were not
-    used per cause: ``missing_id`` (no session id, nothing to join it to) and
-    ``duplicate_session`` (a session id already on an earlier row)."""
+    row per session (the first of each id, in file and row order); how many rows were not
+    used per cause: ``empty_row`` (a blank line, or every field empty), ``missing_id`` (no
+    session id, nothing to join it to) and ``duplicate_session`` (a session id already on an
+    earlier row); and those rows, as rejected events are held (``_file``, ``_row``,
+    ``_reject``, ``_detail``: for a duplicate, the row that is used; then their values)."""
     files = [sniff_format(p) for p in resolve_paths([spec])]
     frames = []
     attrs: list[str] = []
@@ -140,20 +142,33 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
         check_quoting(src)
-        q = scan_file(src, text=True).select(pl.col(sid).cast(pl.String).alias(SESSION),
-                                             *(pl.col(c).cast(pl.String) for c in keep))
+        lf = scan_file(src, text=True)
+        blank = pl.col(BLANK) if BLANK in lf.collect_schema().names() else pl.lit(False)
+        q = lf.select(pl.col(SOURCE_FILE), pl.col(ROW), blank.alias(BLANK),
+                      pl.col(sid).cast(pl.String).alias(SESSION), *(pl.col(c).cast(pl.String) for c in keep))
         # Read now (one row per session, small next to the events): a damaged sessions log is
         # reported here, naming the file and line, not later from inside the analysis.
         try:
             frames.append(q.collect(engine="streaming").lazy())
         except READ_ERRORS as exc:
             raise read_error(src, exc) from None
-    from ..core.normalize import clean_string, harmless
+    from ..core.normalize import DETAIL, clean_string, harmless
+    from ..schema import REJECT
 
     df = (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")) \
-        .with_columns(harmless(pl.all())).with_columns(clean_string(SESSION)).collect()   # (as the events' are)
-    ids = df[SESSION]
-    missing = ids.null_count()
-    rejected = {"missing_id": missing, "duplicate_session": df.height - missing - ids.drop_nulls().n_unique()}
-    first = df.filter(pl.col(SESSION).is_not_null() & pl.col(SESSION).is_first_distinct())
-    return first.lazy(), attrs, {k: int(n) for k, n in rejected.items() if n}
+        .with_columns(harmless(pl.all().exclude(SOURCE_FILE, ROW, BLANK))) \
+        .with_columns(clean_string(SESSION)).collect()   # (as the events' are)
+    sid = pl.col(SESSION)
+    used = sid.is_not_null() & sid.is_first_distinct()
+    at = pl.col(SOURCE_FILE).first().over(SESSION), pl.col(ROW).first().over(SESSION)
+    df = df.with_columns(
+        pl.when(used).then(None).when(pl.col(BLANK)).then(pl.lit("empty_row"))
+        .when(sid.is_null()).then(pl.lit("missing_id")).otherwise(pl.lit("duplicate_session")).alias(REJECT),
+        pl.when(sid.is_not_null() & ~used)
+        .then(pl.format("row {} is used", at[1]) if len(files) == 1 else pl.format("{} row {} is used", *at))
+        .alias(DETAIL),
+    ).drop(BLANK)
+    rows = df.filter(pl.col(REJECT).is_not_null())
+    rejected = dict(rows.group_by(REJECT).len().iter_rows())
+    first = df.filter(pl.col(REJECT).is_null()).drop(SOURCE_FILE, ROW, REJECT, DETAIL)
+    return first.lazy(), attrs, {k: int(n) for k, n in rejected.items()}, rows
