@@ -58,13 +58,16 @@ def test_timestamp_forms_and_timezone(tmp_path):
                  "1759312800,s,c\n"                  # epoch seconds
                  "1759312800000,s,d\n"               # epoch ms
                  "1759312800000000,s,e\n"            # epoch us
-                 "2026-10-01T10:00:00.5Z,s,f\n")
+                 "2026-10-01T10:00:00.5Z,s,f\n"
+                 "2026-10-01,s,g\n"                  # a bare date: local midnight (was a bad timestamp)
+                 "2026-10-01 10:00:00 -05,s,h\n")    # a bare hour offset after a time
     ev = _events([p], timezone="Europe/Helsinki")
     ts = dict(zip(ev["event"], ev["ts"], strict=True))
     assert ts["a"] == datetime(2026, 10, 1, 10, tzinfo=UTC)
     assert ts["b"] == datetime(2026, 10, 1, 7, tzinfo=UTC)  # Helsinki is UTC+3 in October
     assert ts["c"] == ts["d"] == ts["e"] == datetime(2025, 10, 1, 10, tzinfo=UTC)
     assert ts["f"].microsecond == 500_000
+    assert ts["g"] == datetime(2026, 9, 30, 21, tzinfo=UTC) and ts["h"] == datetime(2026, 10, 1, 15, tzinfo=UTC)
 
 
 def test_sessionize_without_session_id(tmp_path):

@@ -121,9 +121,10 @@ def with_parsed_timestamp(lf: pl.LazyFrame, dtype: pl.DataType, tz: str) -> pl.L
 
 def _iso(s: pl.Expr) -> pl.Expr:
     """Stripped timestamp text in the one ISO form ``_from_text`` reads: a T between date and
-    time, 'Z'/'UTC' and a bare hour offset as +hh:mm, no space before the offset."""
+    time, 'Z'/'UTC' and a bare hour offset after a time as +hh:mm (a bare date's day is no
+    offset), no space before the offset."""
     return s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
-        .str.replace(r"([+-]\d{2})$", "${1}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
+        .str.replace(r"(:\d{2}(?:\.\d*)?) ?([+-]\d{2})$", "${1}${2}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
 
 
 def _from_text(s: pl.Expr, iso: pl.Expr, tz: str) -> pl.Expr:
