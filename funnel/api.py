@@ -1016,8 +1016,6 @@ def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[
     input (``names()``: its distinct event names; None where they cannot be read), with the
     closest names there, or its events occur but never after the step before within the
     window. One line each; empty when every step was reached."""
-    from .errors import suggestion
-
     unreached = [s for s in report.funnel.steps if s.sessions == 0]
     if not unreached:
         return []
@@ -1030,13 +1028,23 @@ def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[
     out = []
     for s in unreached:
         if not any(e in seen for e in s.events):
-            hints = [h for h in (suggestion(e, seen) for e in s.events) if h]
-            out.append(f"no event in the input is named {' or '.join(map(repr, s.events))} (step {s.name!r}), so no "
-                       f"{unit} reached it — " + (hints[0] if hints else "run 'funnel validate' to list the event names"))
+            out.append(unnamed_step(s.name, s.events, seen, unit))
         elif not out:   # (the first unreached step, its events there; later steps follow from it)
             out.append(f"no {unit} reached step {s.name!r}: its events occur, but never after the step before "
                        f"within the {report.settings.window} window (order: {report.funnel.order})")
     return out
+
+
+def unnamed_step(name: str, events: Sequence[str], seen: set[str], unit: str,
+                 otherwise: str = "run 'funnel validate' to list the event names") -> str:
+    """The warning for step ``name`` when none of its ``events`` is among the input's event
+    names ``seen``, with the closest of them, else ``otherwise`` (``unit``: "sessions" or
+    "users"). ``analyze`` and ``funnel validate`` say it alike."""
+    from .errors import suggestion
+
+    hints = [h for h in (suggestion(e, seen) for e in events) if h]
+    return (f"no event in the input is named {' or '.join(map(repr, events))} (step {name!r}), so no {unit} "
+            "reached it — " + (hints[0] if hints else otherwise))
 
 
 def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress | None, period: Any,

@@ -251,8 +251,17 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
     f = _section(data, "funnel", src)
     if "steps" in f:
         steps = []
-        for i, s in enumerate(_expect(f["steps"], list, "funnel.steps", src)):
-            _expect(s, dict, f"funnel.steps[{i}]", src)
+        given = f["steps"]   # (a string, or strings among the tables: written as --steps takes them)
+        given = [p.strip() for p in given.split(",") if p.strip()] if isinstance(given, str) else given
+        for i, s in enumerate(_expect(given, list, "funnel.steps", src)):
+            if isinstance(_expect(s, (str, dict), f"funnel.steps[{i}]", src), str):
+                try:
+                    steps.append(_parse_step(s))
+                except ConfigError:
+                    raise ConfigError(f"{src}: invalid step {s!r} in funnel.steps",
+                                      "write a step as \"event\", \"name=event1|event2\" or a [[funnel.steps]] "
+                                      "table") from None
+                continue
             for k in s:
                 if k not in ("name", "events"):
                     raise ConfigError(f"{src}: unknown key {k!r} in funnel.steps[{i}]",
@@ -264,7 +273,7 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
                 raise ConfigError(f"{src}: funnel.steps[{i}].events is empty",
                                   f"list the events that satisfy step {name!r}, or leave 'events' out to use its name")
             steps.append(Step(name, evs))
-        _check_steps(steps, f"{src} [funnel].steps")
+        _check_steps(steps, f"{_at(src)}funnel.steps")
         kw["steps"] = tuple(steps)
     if "window" in f:
         kw["window"] = parse_duration(f["window"], "funnel.window")

@@ -8,7 +8,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import REJECT_CAUSES
-from .schema import EVENT, REJECT, ROLES, SESSION
+from .schema import EVENT, REJECT, ROLES, SESSION, TS
 
 
 def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> dict[str, Any]:
@@ -25,6 +25,9 @@ def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> di
         "users": user_tally(ev, shared),
         "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
         "steps": {s.name: ev.filter(pl.col(EVENT).is_in(list(s.events))).height for s in cfg.steps},
+        # events with a time of day (local midnight is what a date without a time reads as)
+        "timed": ev.select((pl.col(TS).dt.convert_time_zone(cfg.timezone).dt.time() != pl.time(0)).sum()).item()
+        if ev.height else 0,
     }
 
 
@@ -63,6 +66,8 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         .sort(["n", EVENT], descending=[True, False])
     lo, hi = api.merged_bounds(f["bounds"] for f in facts)
     step_of = {e: s.name for s in cfg.steps for e in s.events}
+    found = {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps}
+    seen = set(per_event[EVENT].drop_nulls())
     return {
         "files": [str(f.path) for f in loaded.files],
         "file_formats": {str(f.path): f.format + (f"+{f.compression}" if f.compression else "")
@@ -81,8 +86,23 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         "session_timeout": api._duration(cfg.session_timeout),
         "users": users_of([f["users"] for f in facts]),
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
-        "funnel_steps_found": {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps},
+        "funnel_steps_found": found,
+        "warnings": [*(api.unnamed_step(s.name, s.events, seen, f"{cfg.level}s",
+                                        "the input's event names are listed under events")
+                       for s in cfg.steps if not found[s.name]),
+                     *_dates_only(sum(f["usable"] for f in facts), sum(f["timed"] for f in facts),
+                                  loaded.columns.get("timestamp"))],
     }
+
+
+def _dates_only(usable: int, timed: int, column: str | None) -> list[str]:
+    """The warning for timestamps that are all at midnight: a date without a time of day, with
+    which steps on one day cannot be ordered (and rows alike but for the time are duplicates)."""
+    if usable < 2 or timed:
+        return []
+    return [(f"every timestamp ({column or 'ts'}) is at midnight: the input seems to hold dates without a time of "
+             "day, so steps on the same day cannot be ordered and repeated rows are rejected as duplicates — "
+             "export the event time with its time of day")]
 
 
 def print_description(desc: dict[str, Any], console: Any) -> None:
@@ -108,10 +128,10 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     for row in desc["events"][:30]:
         e.add_row(escape(str(row["event"])), f"{row['rows']:,}", escape(row["step"] or ""))
     console.print(e)
-    missing = [s for s, n in desc["funnel_steps_found"].items() if n == 0]
-    if missing:
-        console.print(f"[yellow]warning:[/] no events for funnel steps {escape(', '.join(missing))} — "
-                      f"set {escape('[funnel]')} steps in funnel.toml or use --steps", soft_wrap=True)
+    for w in desc["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    if any(n == 0 for n in desc["funnel_steps_found"].values()):
+        console.print(f"set {escape('[funnel]')} steps in funnel.toml or use --steps", soft_wrap=True)
     if desc["rejected"]:
         r = Table(title="Rejected rows", title_justify="left")
         r.add_column("cause")

@@ -85,6 +85,29 @@ def test_validate_reports_detection():
     assert doc["funnel_steps_found"]["purchase"] > 0
 
 
+def test_validate_warns_when_timestamps_are_dates_without_a_time(tmp_path):
+    """A timestamp column of dates (a Parquet date column, or text such as 2026-10-01, which
+    was read as a bad timestamp) is read as local midnight; steps on one day then cannot be
+    ordered, so validate says so. Times of day, even in another zone, raise nothing."""
+    import datetime as dt
+
+    import polars as pl
+
+    days = [dt.date(2026, 10, 1), dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    rows = {"session_id": ["s1", "s1", "s2"], "event": ["add_to_cart", "purchase", "add_to_cart"]}
+    pl.DataFrame({"timestamp": days, **rows}).write_parquet(tmp_path / "d.parquet")
+    pl.DataFrame({"timestamp": [str(d) for d in days], **rows}).write_csv(tmp_path / "d.csv")
+    pl.DataFrame({"timestamp": [f"{d}T00:00:01Z" for d in days], **rows}).write_csv(tmp_path / "t.csv")
+    for name, tz in (("d.parquet", "UTC"), ("d.csv", "Europe/Helsinki")):
+        r = run_cli("validate", str(tmp_path / name), "--timezone", tz, "--json", "-")
+        doc = json.loads(r.stdout)
+        assert doc["usable_rows"] == 3 and doc["warnings"][-1].startswith(
+            "every timestamp (timestamp) is at midnight: the input seems to hold dates without a time of day"), name
+        assert "is at midnight" in run_cli("validate", str(tmp_path / name), "--timezone", tz).stdout
+    doc = json.loads(run_cli("validate", str(tmp_path / "t.csv"), "--json", "-").stdout)
+    assert not any("midnight" in w for w in doc["warnings"])
+
+
 def test_terminal_text_is_not_read_as_markup(tmp_path):
     """Text in the terminal output is printed as written, not as rich markup (found by the CLI
     flag fuzz): the hint '[funnel] steps' had lost its brackets, and so would a path such as
@@ -219,3 +242,9 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     assert step_warnings(rep, None) == [("no sessions reached step 'add_to_cart' (events: add_to_cart) — check the "
                                          "step's event names against the input with 'funnel validate'")]   # (Spark)
     assert analyze(str(SAMPLE_EVENTS), funnel_only=True).report.warnings == []
+    # funnel validate says the same (it said "no events for funnel steps checkout_begin", no more)
+    (tmp_path / "funnel.toml").write_text('[funnel]\nsteps = ["add_to_cart", "checkout_begin", "purchase"]\n')
+    v = run_cli("validate", str(SAMPLE_EVENTS), cwd=tmp_path)
+    assert v.returncode == 0 and f"warning: {said}" in v.stdout, v.stdout
+    doc = json.loads(run_cli("validate", str(SAMPLE_EVENTS), "--json", "-", cwd=tmp_path).stdout)
+    assert doc["warnings"] == [said] and doc["funnel_steps_found"]["checkout_begin"] == 0

@@ -92,6 +92,9 @@ BAD_VALUES = [   # (funnel.toml text, what the one-line error must say); found b
     ('[funnel]\nlevel = "cart"', "invalid funnel.level 'cart'"),
     ('[funnel]\nsteps = [{name="a", events=[1]}, {name="b"}]', "funnel.steps[0].events[0] must be a string"),
     ('[funnel]\nsteps = [{name="a", events=[]}, {name="purchase"}]', "funnel.steps[0].events is empty"),
+    ('[funnel]\nsteps = ["a", 3]', "funnel.steps[1] must be a string or a table, got 3"),
+    ('[funnel]\nsteps = ["a", "=b"]', "invalid step '=b' in funnel.steps"),
+    ('[funnel]\nsteps = "purchase"', "funnel.steps needs at least two steps"),
     ("[time]\nsession_timeout = 30", "invalid time.session_timeout 30"),
     ("[segments]\ncolumns = [1]", "segments.columns[0] must be a string, got 1"),
     ("[segments]\nmin_size = -5", "segments.min_size must be 1 or more, got -5"),
@@ -103,6 +106,19 @@ BAD_VALUES = [   # (funnel.toml text, what the one-line error must say); found b
     ('[report]\ninclude_ids = "no"', "report.include_ids must be true or false, got 'no'"),
     ("[report]\ninclude_ids = 0", "report.include_ids must be true or false, got 0"),
 ]
+
+
+def test_steps_in_the_config_may_be_written_as_the_steps_flag_takes_them(tmp_path):
+    """steps = ["add_to_cart", "checkout=begin_checkout|checkout_started", ...] (or one string,
+    "a,b,c") reads as --steps does, and may mix with tables; it was "must be a table"."""
+    p = tmp_path / "funnel.toml"
+    want = load_config(None).with_overrides(steps="add_to_cart,checkout=begin_checkout|checkout_started,purchase").steps
+    for text in ('steps = ["add_to_cart", "checkout=begin_checkout|checkout_started", "purchase"]',
+                 'steps = "add_to_cart, checkout=begin_checkout|checkout_started, purchase"',
+                 ('steps = ["add_to_cart", {name="checkout", events=["begin_checkout", "checkout_started"]}, '
+                  '"purchase"]')):
+        p.write_text(f"[funnel]\n{text}\n")
+        assert load_config(p).steps == want, text
 
 
 @pytest.mark.parametrize("text, words", BAD_VALUES)
