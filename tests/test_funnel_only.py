@@ -142,6 +142,26 @@ def test_shard_count_from_size(log):
     assert streaming.shard_count(loaded, rows_per_shard=1000) > 1
 
 
+def test_csv_rows_are_counted_not_estimated(tmp_path):
+    """A CSV's rows (for the shard count, so for the memory a shard takes) are the records the
+    quoting check counts, not the file size / 100 bytes: a narrow log of 30-byte rows was taken
+    for a third of its rows, and its shards for three times the size they should be."""
+    import gzip
+
+    from funnel import streaming
+    from funnel.config import Config
+    from funnel.io.load import load_events
+
+    body = "".join(f"2026-10-01T10:00:{i % 60:02d}Z,s{i},e\n" for i in range(3000))
+    (tmp_path / "narrow.csv").write_text("ts,session_id,event\n" + body)
+    (tmp_path / "narrow.csv.gz").write_bytes(gzip.compress(("ts,session_id,event\n" + body).encode()))
+    (tmp_path / "blank.csv").write_text("ts,session_id,event\n\n" + body)   # a blank line is a row read
+    for name, rows in (("narrow.csv", 3000), ("narrow.csv.gz", 3000), ("blank.csv", 3001)):
+        loaded = load_events([str(tmp_path / name)], Config())
+        assert loaded.rows == rows == loaded.lf.select(pl.len()).collect().item(), name
+        assert streaming.shard_count(loaded, rows_per_shard=1000) == -(-rows // 1000), name
+
+
 # --- the clean-input fast path (streaming._clean_shard) ------------------------------------
 
 def _typed_log() -> pl.DataFrame:

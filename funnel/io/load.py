@@ -15,8 +15,8 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, file_schema, read_error, resolve_paths, scan_file,
-                      sniff_format)
+from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, counted_rows, file_schema, read_error,
+                      resolve_paths, scan_file, sniff_format)
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
 INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
@@ -32,14 +32,16 @@ class Loaded:
 
     @cached_property
     def rows(self) -> int:
-        """The input's rows, worked out once: exact for Parquet (from the files' metadata),
-        estimated for text (~100 bytes per event is typical of analytics exports)."""
+        """The input's rows, worked out once: exact for Parquet (from the files' metadata) and
+        CSV (``check_quoting`` counted its records), estimated for NDJSON (~100 bytes per event
+        is typical of analytics exports)."""
         total = 0
         for f in self.files:
             if f.format == "parquet":
                 total += pl.scan_parquet(str(f.path)).select(pl.len()).collect().item()
             else:
-                total += f.size // 100 * (5 if f.compression else 1)
+                counted = counted_rows(f)
+                total += counted if counted is not None else f.size // 100 * (5 if f.compression else 1)
         return total
 
 

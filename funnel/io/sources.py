@@ -308,6 +308,7 @@ _HEADERS: dict[tuple[str, int, int], list[str]] = {}
 _NDJSON: dict[tuple[str, int, int], pl.Schema] = {}
 _NDJSON_FILES: dict[str, SourceFile] = {}   # the ``_file`` value of each NDJSON file scanned -> its source
 _BLANK_LINES: dict[tuple[str, int, int], pl.Series] = {}
+_RECORDS: dict[tuple[str, int, int], int] = {}   # data rows of a CSV/TSV file, as check_quoting counted them
 
 
 def _key(src: SourceFile) -> tuple[str, int, int]:
@@ -417,11 +418,18 @@ def check_quoting(src: SourceFile) -> None:
         lines = pl.scan_lines(path).select(pl.len()).collect().item()
     except READ_ERRORS as exc:
         raise read_error(src, exc) from None
+    _RECORDS[_key(src)] = records - 1   # (the header is the first record)
     if lines <= records:
         return
     bad = _bad_csv_line(src, len(names))
     if bad is not None:
         raise _quoting_error(src, *bad)
+
+
+def counted_rows(src: SourceFile) -> int | None:
+    """The data rows of CSV/TSV file ``src`` if ``check_quoting`` counted them (it reads every
+    record anyway), else None."""
+    return _RECORDS.get(_key(src))
 
 
 def _quoting_error(src: SourceFile, line: int, why: str) -> InputError:
