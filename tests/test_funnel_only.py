@@ -143,9 +143,10 @@ def test_shard_count_from_size(log):
 
 
 def test_csv_rows_are_counted_not_estimated(tmp_path):
-    """A CSV's rows (for the shard count, so for the memory a shard takes) are the records the
-    quoting check counts, not the file size / 100 bytes: a narrow log of 30-byte rows was taken
-    for a third of its rows, and its shards for three times the size they should be."""
+    """A text file's rows (for the shard count, so for the memory a shard takes) are counted
+    (CSV: the records the quoting check reads; NDJSON: its lines), not the file size / 100
+    bytes: a narrow log of 30-byte rows was taken for a third of its rows, and its shards for
+    three times the size they should be."""
     import gzip
 
     from funnel import streaming
@@ -156,7 +157,9 @@ def test_csv_rows_are_counted_not_estimated(tmp_path):
     (tmp_path / "narrow.csv").write_text("ts,session_id,event\n" + body)
     (tmp_path / "narrow.csv.gz").write_bytes(gzip.compress(("ts,session_id,event\n" + body).encode()))
     (tmp_path / "blank.csv").write_text("ts,session_id,event\n\n" + body)   # a blank line is a row read
-    for name, rows in (("narrow.csv", 3000), ("narrow.csv.gz", 3000), ("blank.csv", 3001)):
+    lines = "".join(f'{{"ts":"2026-10-01T10:00:00Z","session_id":"s{i}","event":"e"}}\n' for i in range(3000))
+    (tmp_path / "log.ndjson.gz").write_bytes(gzip.compress(lines.encode()))   # 60-byte lines, 5x compressed
+    for name, rows in (("narrow.csv", 3000), ("narrow.csv.gz", 3000), ("blank.csv", 3001), ("log.ndjson.gz", 3000)):
         loaded = load_events([str(tmp_path / name)], Config())
         assert loaded.rows == rows == loaded.lf.select(pl.len()).collect().item(), name
         assert streaming.shard_count(loaded, rows_per_shard=1000) == -(-rows // 1000), name

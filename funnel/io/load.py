@@ -33,8 +33,8 @@ class Loaded:
     @cached_property
     def rows(self) -> int:
         """The input's rows, worked out once: exact for Parquet (from the files' metadata) and
-        CSV (``check_quoting`` counted its records), estimated for NDJSON (~100 bytes per event
-        is typical of analytics exports)."""
+        text (``counted_rows``: CSV records, NDJSON lines); else estimated from the size (~100
+        bytes per event is typical of analytics exports)."""
         total = 0
         for f in self.files:
             if f.format == "parquet":
