@@ -136,8 +136,12 @@ class SessionsLog:
     name: str
     lf: pl.LazyFrame
     attrs: list[str]
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)   # rows not used, per cause
-    rows: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)   # those rows (``load_sessions``)
+    rows: pl.DataFrame = dataclasses.field(default_factory=pl.DataFrame)   # its rows not used (``load_sessions``)
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """How many of its rows were not used, per cause."""
+        return dict(self.rows.group_by(REJECT).len().iter_rows()) if self.rows.height else {}
 
     def joined_attrs(self, attrs: list[str]) -> list[str]:
         """The events' attributes ``attrs`` once this log is joined: its own last (they win)."""
@@ -924,9 +928,7 @@ def with_log_rows(table: FrameT, log: SessionsLog | None) -> FrameT:
     if log is None or not log.rows.height:
         return table
     rows = reject_table(log.rows)
-    if isinstance(table, pl.LazyFrame):
-        return pl.concat([table, rows.lazy()], how="diagonal_relaxed")
-    return pl.concat([table, rows], how="diagonal_relaxed") if table.width else rows
+    return pl.concat([table, rows.lazy() if isinstance(table, pl.LazyFrame) else rows], how="diagonal_relaxed")
 
 
 CART_ORDER = ["session_id", "user_id"]   # the cart table's order: unique (a user-level entity is

@@ -276,12 +276,13 @@ def _strict(report) -> None:
     """``--strict``: any row of the input not used (rejected events, sessions-log rows) is an
     error, one line naming both."""
     inp = report.input
+    causes = lambda counts: ", ".join(f"{c.key} {c.count}" for c in counts)   # (plain numbers, as in CI logs)
     unused = []
     if inp.rows_rejected:
-        unused.append(f"{inp.rows_rejected} rows rejected ({', '.join(f'{c.key} {c.count}' for c in inp.rejected)})")
+        unused.append(f"{inp.rows_rejected} rows rejected ({causes(inp.rejected)})")
     if inp.sessions_log_rejected:
         unused.append(f"{sum(c.count for c in inp.sessions_log_rejected)} rows of the sessions log {inp.sessions_log} "
-                      f"not used ({', '.join(f'{c.key} {c.count}' for c in inp.sessions_log_rejected)})")
+                      f"not used ({causes(inp.sessions_log_rejected)})")
     if unused:
         from .errors import InputError
 

@@ -56,9 +56,14 @@ LEVELS = ("session", "user")
 
 def parse_steps(spec: str) -> tuple[Step, ...]:
     """``a,b,c`` or ``cart=add_to_cart|Product Added,checkout=begin_checkout``."""
-    steps = [_parse_step(part) for part in (p.strip() for p in spec.split(",")) if part]
+    steps = [_parse_step(part) for part in _step_parts(spec)]
     _check_steps(steps, "--steps")
     return tuple(steps)
+
+
+def _step_parts(spec: str) -> list[str]:
+    """The steps of a ``--steps`` list, one text each (``_parse_step`` reads one)."""
+    return [part for part in (p.strip() for p in spec.split(",")) if part]
 
 
 def _parse_step(part: str) -> Step:
@@ -252,7 +257,7 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
     if "steps" in f:
         steps = []
         given = f["steps"]   # (a string, or strings among the tables: written as --steps takes them)
-        given = [p.strip() for p in given.split(",") if p.strip()] if isinstance(given, str) else given
+        given = _step_parts(given) if isinstance(given, str) else given
         for i, s in enumerate(_expect(given, list, "funnel.steps", src)):
             if isinstance(_expect(s, (str, dict), f"funnel.steps[{i}]", src), str):
                 try:

@@ -1052,7 +1052,7 @@ def test_ndjson_rows_without_blank_lines_are_their_records(tmp_path):
 def test_sessions_log_rows_not_used_name_their_file_row_and_the_row_used(tmp_path):
     """In a sessions log of several files, a blank line is an empty_row, a repeated session id
     names the file and row whose attributes are used, and NDJSON rows are numbered by line."""
-    from funnel.api import reject_table
+    from funnel.api import SessionsLog, reject_table
     from funnel.io.load import load_sessions
 
     a = tmp_path / "a.csv"
@@ -1060,7 +1060,8 @@ def test_sessions_log_rows_not_used_name_their_file_row_and_the_row_used(tmp_pat
     b = tmp_path / "b.ndjson"
     b.write_text('{"session_id":"s2","device":"tablet"}\n\n{"session_id":null,"device":"tv"}\n'
                  '{"session_id":" s3 ","device":"mobile"}\n')
-    lf, attrs, counts, rows = load_sessions(str(tmp_path / "*"), Config())
+    lf, attrs, rows = load_sessions(str(tmp_path / "*"), Config())
+    counts = SessionsLog("log", lf, attrs, rows).rejected
     assert attrs == ["device"] and counts == {"empty_row": 1, "duplicate_session": 1, "missing_id": 1}
     assert lf.collect().sort("session_id").rows() == [("s1", "mobile"), ("s2", "desktop"), ("s3", "mobile")]
     table = reject_table(rows)

@@ -13,7 +13,7 @@ import polars as pl
 
 from ..config import Config
 from ..errors import InputError
-from ..schema import CANONICAL_COLUMNS, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
+from ..schema import CANONICAL_COLUMNS, REJECT, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
 from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, counted_rows, file_schema, read_error,
                       resolve_paths, scan_file, sniff_format)
@@ -119,13 +119,13 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
 
 
-def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict[str, int], pl.DataFrame]:
+def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.DataFrame]:
     """The optional sessions log: session id + attributes (device, channel, country, ...), one
-    row per session (the first of each id, in file and row order); how many rows were not
-    used per cause: ``empty_row`` (a blank line, or every field empty), ``missing_id`` (no
-    session id, nothing to join it to) and ``duplicate_session`` (a session id already on an
-    earlier row); and those rows, as rejected events are held (``_file``, ``_row``,
-    ``_reject``, ``_detail``: for a duplicate, the row that is used; then their values)."""
+    row per session (the first of each id, in file and row order); the attribute names; and
+    the rows not used, as rejected events are held (``_file``, ``_row``, ``_reject``,
+    ``_detail``, then their values), per cause: ``empty_row`` (a blank line, or every field
+    empty), ``missing_id`` (no session id, nothing to join it to) and ``duplicate_session`` (a
+    session id already on an earlier row; ``_detail``: the row that is used)."""
     files = [sniff_format(p) for p in resolve_paths([spec])]
     frames = []
     attrs: list[str] = []
@@ -155,7 +155,6 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict
         except READ_ERRORS as exc:
             raise read_error(src, exc) from None
     from ..core.normalize import DETAIL, clean_string, harmless
-    from ..schema import REJECT
 
     df = (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")) \
         .with_columns(harmless(pl.all().exclude(SOURCE_FILE, ROW, BLANK))) \
@@ -170,7 +169,5 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], dict
         .then(pl.format("row {} is used", at[1]) if len(files) == 1 else pl.format("{} row {} is used", *at))
         .alias(DETAIL),
     ).drop(BLANK)
-    rows = df.filter(pl.col(REJECT).is_not_null())
-    rejected = dict(rows.group_by(REJECT).len().iter_rows())
     first = df.filter(pl.col(REJECT).is_null()).drop(SOURCE_FILE, ROW, REJECT, DETAIL)
-    return first.lazy(), attrs, {k: int(n) for k, n in rejected.items()}, rows
+    return first.lazy(), attrs, df.filter(pl.col(REJECT).is_not_null())
