@@ -990,6 +990,9 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
                       tables or bool(sinks), sinks)
     # (a step no entity reached, rare: a misnamed step, usually; only then are the names read)
     warned = step_warnings(result.report, lambda: event_names(sources, cfg))
+    # (first and last event at local midnight, rare: dates without a time, usually; only then
+    # are the timestamps read)
+    warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg))
     if warned:
         result = dataclasses.replace(result, report=dataclasses.replace(result.report, warnings=warned))
     if not asked:
@@ -1035,6 +1038,45 @@ def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[
             out.append(f"no {unit} reached step {s.name!r}: its events occur, but never after the step before "
                        f"within the {report.settings.window} window (order: {report.funnel.order})")
     return out
+
+
+def timed(tz: str) -> pl.Expr:
+    """True for a usable event time (``ts``) with a time of day in zone ``tz``: not at local
+    midnight, which is what a date without a time reads as."""
+    return pl.col(TS).dt.convert_time_zone(tz).dt.time() != pl.time(0)
+
+
+def dates_only(usable: int, n_timed: int, column: str | None) -> list[str]:
+    """The warning for timestamps that are all at midnight (``n_timed`` of ``usable`` events
+    have a time of day): dates without a time, with which steps on one day cannot be ordered
+    (and rows alike but for the time are duplicates). ``analyze`` and ``funnel validate`` say
+    it alike."""
+    if usable < 2 or n_timed:
+        return []
+    return [(f"every timestamp ({column or 'ts'}) is at midnight: the input seems to hold dates without a time of "
+             "day, so steps on the same day cannot be ordered and repeated rows are rejected as duplicates — "
+             "export the event time with its time of day")]
+
+
+def midnight_warning(report: Report, cfg: Config, n_timed: Callable[[], int]) -> list[str]:
+    """``dates_only`` for an analysis. The report's first and last event both at local midnight
+    is the cheap test; only then is ``n_timed()`` asked (the input's usable events with a time
+    of day: one more pass over the input locally, a count the shards return on Spark)."""
+    inp = report.input
+    ends = pl.DataFrame({TS: [inp.period.start, inp.period.end]}) \
+        .select(pl.col(TS).str.to_datetime(time_zone="UTC", strict=False))
+    if inp.events < 2 or ends[TS].null_count() or ends.select(timed(cfg.timezone).any()).item():
+        return []
+    return dates_only(inp.events, n_timed(), inp.columns.get("timestamp"))
+
+
+def timed_events(sources: Any, cfg: Config) -> int:
+    """How many usable events of the input have a time of day (``timed``): the input read once
+    more and normalised (``normalize``'s reject rules; duplicates and the session cap, which do
+    not change what times occur, aside)."""
+    loaded = load_events(_paths(sources), cfg)
+    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone).filter(pl.col(REJECT).is_null())
+    return int(_collect_input(lf.select(timed(cfg.timezone).sum()), loaded).item() or 0)
 
 
 def unnamed_step(name: str, events: Sequence[str], seen: set[str], unit: str,

@@ -266,7 +266,7 @@ def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
 def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans, shared: pl.Series,
            fixed_ipc: dict[str, bytes]):
     def run(batches):
-        from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials
+        from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials, timed
         from .schema import ENTITY
 
         usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
@@ -276,6 +276,7 @@ def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool
             "_input": pl.DataFrame({
                 "n_rows": [usable.height + rejects.height],
                 "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
+                "n_timed": [usable.select(timed(cfg.timezone).sum()).item() if usable.height else 0],   # (dates only?)
             }),
             "_rejects": reject_counts(rejects),   # per cause, and the capped sessions: as the local engine
         }
@@ -332,7 +333,8 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
-                      CART_ORDER, read_sessions_log, reject_table, shared_recovery, step_warnings, whole_entities)
+                      CART_ORDER, midnight_warning, read_sessions_log, reject_table, shared_recovery, step_warnings,
+                      whole_entities)
     from .io.detect import detect_roles
     from .io.load import check_format
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
@@ -438,7 +440,8 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     before = report_of(PREVIOUS) if prev_span is not None else None
     report = _ci_report(report, span, prev_span, before, rules)
     # (a step no entity reached: said without the input's event names, which Spark would read again)
-    report = dataclasses.replace(report, warnings=step_warnings(report, None))
+    report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
+        report, cfg, lambda: int(meta["n_timed"] or 0)))
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))

@@ -8,7 +8,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import REJECT_CAUSES
-from .schema import EVENT, REJECT, ROLES, SESSION, TS
+from .schema import EVENT, REJECT, ROLES, SESSION
 
 
 def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> di
         "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
         "steps": {s.name: ev.filter(pl.col(EVENT).is_in(list(s.events))).height for s in cfg.steps},
         # events with a time of day (local midnight is what a date without a time reads as)
-        "timed": ev.select((pl.col(TS).dt.convert_time_zone(cfg.timezone).dt.time() != pl.time(0)).sum()).item()
+        "timed": ev.select(api.timed(cfg.timezone).sum()).item()
         if ev.height else 0,
     }
 
@@ -90,19 +90,9 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         "warnings": [*(api.unnamed_step(s.name, s.events, seen, f"{cfg.level}s",
                                         "the input's event names are listed under events")
                        for s in cfg.steps if not found[s.name]),
-                     *_dates_only(sum(f["usable"] for f in facts), sum(f["timed"] for f in facts),
+                     *api.dates_only(sum(f["usable"] for f in facts), sum(f["timed"] for f in facts),
                                   loaded.columns.get("timestamp"))],
     }
-
-
-def _dates_only(usable: int, timed: int, column: str | None) -> list[str]:
-    """The warning for timestamps that are all at midnight: a date without a time of day, with
-    which steps on one day cannot be ordered (and rows alike but for the time are duplicates)."""
-    if usable < 2 or timed:
-        return []
-    return [(f"every timestamp ({column or 'ts'}) is at midnight: the input seems to hold dates without a time of "
-             "day, so steps on the same day cannot be ordered and repeated rows are rejected as duplicates — "
-             "export the event time with its time of day")]
 
 
 def print_description(desc: dict[str, Any], console: Any) -> None:

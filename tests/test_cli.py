@@ -108,6 +108,41 @@ def test_validate_warns_when_timestamps_are_dates_without_a_time(tmp_path):
     assert not any("midnight" in w for w in doc["warnings"])
 
 
+def test_analyze_warns_when_timestamps_are_dates_without_a_time(tmp_path):
+    """``analyze`` says what ``validate`` says of dates without a time, in every route (one
+    pass, user shards, funnel-only): the report's warnings (JSON, terminal). Its cheap test is
+    the first and last event at local midnight, so a log whose ends fall there but which has
+    times of day between them gets no warning, nor does a log of times in another zone."""
+    import datetime as dt
+
+    import polars as pl
+
+    import funnel
+
+    days = [dt.date(2026, 10, 1), dt.date(2026, 10, 1), dt.date(2026, 10, 2), dt.date(2026, 10, 3)]
+    rows = {"session_id": ["s1", "s1", "s2", "s3"], "event": ["add_to_cart", "purchase", "add_to_cart", "view_item"]}
+    pl.DataFrame({"timestamp": days, **rows}).write_parquet(tmp_path / "d.parquet")
+    pl.DataFrame({"timestamp": [str(d) for d in days], **rows}).write_csv(tmp_path / "d.csv")
+    ends = ["2026-10-01T00:00:00Z", "2026-10-01T10:15:00Z", "2026-10-02T00:00:00Z", "2026-10-03T00:00:00Z"]
+    pl.DataFrame({"timestamp": ends, **rows}).write_csv(tmp_path / "ends.csv")
+    said = lambda report: [w for w in report.warnings if "is at midnight" in w]
+    steps = "add_to_cart,purchase"
+    for name, tz in (("d.parquet", "UTC"), ("d.csv", "Europe/Helsinki")):
+        doc = json.loads(run_cli("analyze", str(tmp_path / name), "--steps", steps, "--timezone", tz,
+                                 "--json", "-", "-q").stdout)
+        assert [w for w in doc["warnings"] if w.startswith(
+            "every timestamp (timestamp) is at midnight: the input seems to hold dates without a time of day")], name
+        assert "is at midnight" in run_cli("analyze", str(tmp_path / name), "--steps", steps, "--timezone", tz).stdout
+        for kw in ({"shards": 2}, {"funnel_only": True}, {"funnel_only": True, "shards": 2}):
+            assert len(said(funnel.analyze(tmp_path / name, steps=steps, timezone=tz, **kw).report)) == 1, kw
+    # UTC midnights are not midnight in Helsinki; times of day between the ends
+    utc = pl.DataFrame({"timestamp": days, **rows}).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
+    utc.write_parquet(tmp_path / "utc.parquet")
+    assert said(funnel.analyze(tmp_path / "utc.parquet", steps=steps).report)
+    assert not said(funnel.analyze(tmp_path / "utc.parquet", steps=steps, timezone="Europe/Helsinki").report)
+    assert not said(funnel.analyze(tmp_path / "ends.csv", steps=steps).report)
+
+
 def test_terminal_text_is_not_read_as_markup(tmp_path):
     """Text in the terminal output is printed as written, not as rich markup (found by the CLI
     flag fuzz): the hint '[funnel] steps' had lost its brackets, and so would a path such as

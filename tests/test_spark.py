@@ -329,3 +329,25 @@ def test_missing_pyspark_is_a_clear_error(monkeypatch):
     with pytest.raises(FunnelError, match="PySpark") as e:
         _require_spark()
     assert "pip install" in e.value.hint and e.value.exit_code == 2
+
+
+def test_spark_warns_of_dates_without_a_time_like_local(tmp_path, spark):
+    """Timestamps that are all at midnight (dates) get the local engine's warning; the shards
+    count the events with a time of day, asked only when the first and last are at midnight."""
+    import datetime as dt
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    days = [dt.datetime(2026, 10, d, tzinfo=dt.UTC) for d in (1, 1, 2, 3)]
+    rows = {"session_id": ["s1", "s1", "s2", "s3"], "event": ["add_to_cart", "purchase", "add_to_cart", "view_item"]}
+    pl.DataFrame({"timestamp": days, **rows}).write_parquet(tmp_path / "d.parquet")
+    timed = days[:1] + [days[1] + dt.timedelta(hours=10)] + days[2:]
+    pl.DataFrame({"timestamp": timed, **rows}).write_parquet(tmp_path / "t.parquet")
+    cfg = Config().with_overrides(steps="add_to_cart,purchase")
+    for name, warned in (("d.parquet", True), ("t.parquet", False)):
+        local = analyze(str(tmp_path / name), cfg).report.warnings
+        remote = analyze_spark(str(tmp_path / name), cfg, spark=spark).report.warnings
+        assert [w for w in remote if "is at midnight" in w] == [w for w in local if "is at midnight" in w]
+        assert any("is at midnight" in w for w in remote) == warned, name
