@@ -453,13 +453,22 @@ def _ipc(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+# ``partials._id`` (``normalize.harmless``, then outer white space stripped) in Java's regex
+# syntax, for the shard key: the partitions then hold every row of an id as they will read it.
+_J_BREAKS = "[\\t\\n\\r\\u000B\\f]+"
+_J_UNSAFE = "[\\p{Cc}\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]"
+_J_OUTER_BLANKS = "^\\p{IsWhite_Space}+|\\p{IsWhite_Space}+$"
+
+
 def _spark_id(c: str):
-    """Id column ``c`` for the shard key: outer spaces trimmed, blank = missing, as the
-    partitions will read it (``partials._id``: they also strip other whitespace and control
-    characters, which an id rarely has)."""
+    """Id column ``c`` for the shard key, as the partitions will read it (``partials._id``):
+    line breaks and tabs one space, other control and bidi-override characters U+FFFD, outer
+    white space stripped, blank = missing (tests/test_spark.py compares them on every such
+    character)."""
     from pyspark.sql import functions as F
 
-    t = F.trim(F.col(c).cast("string"))
+    t = F.regexp_replace(F.regexp_replace(F.col(c).cast("string"), _J_BREAKS, " "), _J_UNSAFE, "\uFFFD")
+    t = F.regexp_replace(t, _J_OUTER_BLANKS, "")
     return F.when(t != "", t)
 
 

@@ -351,3 +351,48 @@ def test_spark_warns_of_dates_without_a_time_like_local(tmp_path, spark):
         remote = analyze_spark(str(tmp_path / name), cfg, spark=spark).report.warnings
         assert [w for w in remote if "is at midnight" in w] == [w for w in local if "is at midnight" in w]
         assert any("is at midnight" in w for w in remote) == warned, name
+
+
+def test_spark_shard_key_reads_ids_as_the_partitions_do(spark):
+    """The Spark shard key (``_spark_id``, Java regexes) cleans an id exactly as the partitions
+    will (``partials._id``, which ``normalize`` agrees with), on every control, bidi-override
+    and white-space character, at either end or inside: before, it trimmed spaces only, so
+    ``"s1\\t"`` and ``"s1"``, one session to the partitions, went to two shards."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from funnel.core.partials import _id
+    from funnel.spark import _spark_id
+
+    special = [*range(0x21), *range(0x7F, 0xA1), 0x1680, *range(0x2000, 0x200C), 0x200E, 0x200F,
+               *range(0x2028, 0x2030), 0x205F, *range(0x2066, 0x206A), 0x3000, 0xFEFF, 0xFFFD]
+    ids = [None, "", "s1", "a b"]
+    for c in map(chr, special):
+        ids += [c, c * 2, f"{c}s1", f"s1{c}", f"{c}s{c}1{c}", f" {c} s1 {c} "]
+    df = spark.createDataFrame([(i,) for i in ids], StructType([StructField("sid", StringType())]))
+    got = [r[0] for r in df.select(_spark_id("sid")).collect()]
+    want = pl.DataFrame({"sid": ids}, schema={"sid": pl.String}).select(_id("sid", False)).to_series().to_list()
+    assert [(i, g) for i, g, w in zip(ids, got, want) if g != w] == []
+
+
+def test_spark_keeps_a_session_whole_whose_ids_differ_in_outer_white_space(tmp_path, spark):
+    """Rows of one session whose id is written with a trailing tab, a no-break space or a
+    newline on some rows are one session to the partitions, so they must share a shard: the
+    funnel and the input counts equal the local engine's."""
+    import datetime as dt
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    t0 = dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)
+    rows = []
+    for n in range(40):
+        for i, (ev, pad) in enumerate((("add_to_cart", ""), ("begin_checkout", "\t"), ("purchase", "\u00a0\n"))):
+            if i < 2 or n % 2:
+                rows.append((t0 + dt.timedelta(minutes=n * 10 + i), f"s{n}{pad}", ev))
+    pl.DataFrame(rows, schema=["timestamp", "session_id", "event"], orient="row").write_parquet(tmp_path / "w.parquet")
+    cfg = Config().with_overrides(steps="add_to_cart,begin_checkout,purchase")
+    local = analyze(str(tmp_path / "w.parquet"), cfg).report.to_dict()
+    remote = analyze_spark(str(tmp_path / "w.parquet"), cfg, spark=spark).report.to_dict()
+    assert local["input"]["sessions"] == 40 and [s["sessions"] for s in local["funnel"]["steps"]] == [40, 40, 20]
+    assert remote["funnel"] == local["funnel"] and remote["input"]["sessions"] == 40
