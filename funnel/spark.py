@@ -105,12 +105,9 @@ def _reader(spark, path: str):
     if low.endswith(".parquet") or low.endswith(".pq"):
         return _numbered(spark.read.parquet(path))
     if low.endswith((".json", ".ndjson", ".jsonl")):
-        return spark.read.json(path)
+        return _ndjson(spark, path)
     if low.endswith((".csv", ".tsv", ".txt")):
-        # (quotes inside a field are doubled, as in RFC 4180 and the local reader; Spark's own
-        # default escapes them with a backslash)
-        return spark.read.option("header", True).option("sep", "\t" if low.endswith(".tsv") else ",") \
-            .option("inferSchema", False).option("escape", '"').csv(path)
+        return _csv(spark, path, "\t" if low.endswith(".tsv") else ",")
     p = Path(path)
     if p.is_dir():
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
@@ -118,6 +115,67 @@ def _reader(spark, path: str):
             return _numbered(spark.read.parquet(path))
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
+
+
+def _csv(spark, path: str, sep: str):
+    """A CSV/TSV file (or directory) as the local reader reads it (``sources.scan_file``): every
+    field text; a quoted field may span lines (``multiLine``: each file is then read by one
+    task, so split a large CSV into several files, or use Parquet); quotes inside a field are
+    doubled (RFC 4180; Spark's own default escapes them with a backslash). A row longer than
+    its header keeps its surplus fields in ``_extra`` (rejected as ``extra_fields``: Spark
+    would drop them silently), and ``_blank`` says every field is empty."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from .io.sources import _EXTRAS, BLANK, EXTRA
+
+    _quiet_header_check(spark)
+    reader = spark.read.option("sep", sep).option("escape", '"').option("multiLine", True).option("header", True)
+    names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
+    # the header's columns, then room for surplus fields, by position (the header row is skipped)
+    schema = StructType([StructField(c, StringType()) for c in [*names, *_EXTRAS]])
+    raw = reader.option("enforceSchema", True).schema(schema).csv(path)
+    surplus = [F.col(x) for x in _EXTRAS]
+    return raw.select(
+        *names,
+        F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
+        F.least(*(F.col(c).isNull() for c in [*names, *_EXTRAS])).alias(BLANK),
+    )
+
+
+def _ndjson(spark, path: str):
+    """NDJSON as the local reader takes it: a line that is not a JSON object is an error naming
+    the file and the line's text (Spark cannot number it; the local engine names its line),
+    where Spark would make it a row of nulls."""
+    from pyspark.sql import functions as F
+
+    from .errors import InputError
+
+    raw = spark.read.json(path)
+    corrupt = spark.conf.get("spark.sql.columnNameOfCorruptRecord", "_corrupt_record")
+    if corrupt not in raw.columns:
+        return raw
+    # (every column referenced: Spark refuses a query of a raw file's corrupt-record column alone)
+    bad = raw.where(F.col(corrupt).isNotNull()).withColumn("__file", F.input_file_name()).limit(1).collect()
+    if not bad:
+        return raw.drop(corrupt)
+    line = " ".join(str(bad[0][corrupt]).split())
+    line = line if len(line) <= 80 else line[:77] + "..."
+    raise InputError(f"{bad[0]['__file']}: a line is not a JSON object: {line!r}",
+                     "fix or remove that line (NDJSON needs one JSON object per line); "
+                     "'funnel validate' (the local engine) names its line number")
+
+
+def _quiet_header_check(spark) -> None:
+    """Spark warns of every CSV file whose header is shorter than the schema, which ``_csv``'s
+    room for surplus fields always makes it: that one logger is set to errors only (where the
+    JVM is reachable: not on Spark Connect)."""
+    try:
+        jvm = spark.sparkContext._jvm
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+            "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker", jvm.org.apache.logging.log4j.Level.ERROR)
+    except Exception:   # (no JVM gateway, or another logging backend: the warning stays)
+        pass
 
 
 def _read(spark, sources: list[str]):
@@ -337,6 +395,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
                       whole_entities)
     from .io.detect import detect_roles
     from .io.load import check_format
+    from .io.sources import BLANK, EXTRA
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
@@ -355,7 +414,7 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
         from .io.adapters import ADAPTERS
 
         raw, mapping = _adapted(raw, vendor), dict(ADAPTERS[vendor].MAPPING)
-    names = [c for c in raw.columns if c not in (ROW, SOURCE_FILE)]
+    names = [c for c in raw.columns if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]
     roles = detect_roles(names, {} if vendor else cfg.columns, where=", ".join(sources))
     rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
     others = [c for c in names if c not in rename]

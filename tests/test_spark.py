@@ -396,3 +396,41 @@ def test_spark_keeps_a_session_whole_whose_ids_differ_in_outer_white_space(tmp_p
     remote = analyze_spark(str(tmp_path / "w.parquet"), cfg, spark=spark).report.to_dict()
     assert local["input"]["sessions"] == 40 and [s["sessions"] for s in local["funnel"]["steps"]] == [40, 40, 20]
     assert remote["funnel"] == local["funnel"] and remote["input"]["sessions"] == 40
+
+
+DIRTY = Path(__file__).parent / "fixtures" / "dirty"
+
+
+@pytest.mark.parametrize("name", ["ragged.csv", "bom_crlf_quoted.csv", "hostile.csv", "latin1.csv",
+                                  "mixed_time.csv", "partly_bad.csv"])
+def test_spark_reads_dirty_csv_like_local(name, spark):
+    """Damaged CSV gives the local engine's input counts and rejected rows on Spark: a row
+    longer than its header is rejected as ``extra_fields`` with its surplus fields (Spark
+    dropped them silently and used the row), and a quoted field spanning lines stays one
+    field (Spark read the lines apart: one more row, rejected as a bad timestamp)."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    here = analyze(str(DIRTY / name))
+    there = analyze_spark(str(DIRTY / name), Config(), spark=spark)
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+    assert remote["funnel"] == local["funnel"]
+    assert there.rejects.height == here.rejects.height
+    if here.rejects.height:
+        cols = ["cause", "detail", *(["extra_fields"] if "extra_fields" in here.rejects.columns else [])]
+        assert there.rejects.select(cols).sort(cols).equals(here.rejects.select(cols).sort(cols))
+
+
+def test_spark_names_a_line_that_is_not_json(spark):
+    """A line of an NDJSON file that is not a JSON object is the local engine's error (the
+    file and what is wrong, one line), not a row of nulls counted as rejected."""
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    with pytest.raises(InputError, match=r"bad_line\.ndjson: a line is not a JSON object: .*2026-10-01T10:02:00Z.*session_id") as e:
+        analyze_spark(str(DIRTY / "bad_line.ndjson"), Config(), spark=spark)
+    assert "\n" not in str(e.value)
