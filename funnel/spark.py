@@ -170,12 +170,18 @@ def _quiet_header_check(spark) -> None:
     """Spark warns of every CSV file whose header is shorter than the schema, which ``_csv``'s
     room for surplus fields always makes it: that one logger is set to errors only (where the
     JVM is reachable: not on Spark Connect)."""
+    from pyspark.errors import PySparkException
+
+    try:
+        from py4j.protocol import Py4JError
+    except ImportError:   # (a Spark Connect client without py4j)
+        Py4JError = PySparkException
     try:
         jvm = spark.sparkContext._jvm
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
             "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker", jvm.org.apache.logging.log4j.Level.ERROR)
-    except Exception:   # (no JVM gateway, or another logging backend: the warning stays)
-        pass
+    except (AttributeError, PySparkException, Py4JError):
+        return   # (no JVM gateway, or another logging backend: the warning stays)
 
 
 def _read(spark, sources: list[str]):
