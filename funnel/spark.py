@@ -19,8 +19,8 @@ locally. Executors need ``funnel`` importable (``pip install funnel`` on the nod
 CI mode (a period, ``--compare``, gates): a first pass returns each shard's first and last
 usable event time, from which the driver resolves the periods as ``api.analyze`` does; passes
 1 and 2 then run, in each shard, once per period on the entities that start in it (partials
-named ``cur/…`` and ``prev/…``), so the comparison costs no extra read. Not yet supported with
-this engine: vendor export formats.
+named ``cur/…`` and ``prev/…``), so the comparison costs no extra read. Vendor exports run
+through the local engine's adapters (a first ``mapInArrow``).
 """
 
 from __future__ import annotations
@@ -394,7 +394,53 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry the file
     Spark read them from, and their row in it for Parquet: ``_numbered``). ``period``, ``compare`` and
-    ``cfg.fail_on`` as in ``api.analyze`` (CI mode)."""
+    ``cfg.fail_on`` as in ``api.analyze`` (CI mode). A failed Spark job is a one-line error
+    (``spark_error``)."""
+    _require_spark()
+    from pyspark.errors import PySparkException
+
+    try:
+        from py4j.protocol import Py4JJavaError
+    except ImportError:   # (a Spark Connect client without py4j)
+        Py4JJavaError = PySparkException
+    try:
+        return _analyze_spark(sources, cfg, sessions=sessions, progress=progress, spark=spark, tables=tables,
+                              period=period, compare=compare)
+    except (Py4JJavaError, PySparkException) as exc:
+        raise spark_error(exc) from None
+
+
+def spark_error(exc: BaseException) -> FunnelError:
+    """The one-line error for a failed Spark job: a file Spark could not read is an
+    ``InputError`` naming it; an error funnel raised inside a task (e.g. an ``InputError``)
+    is raised again as itself; anything else is an ``EngineError`` with Spark's own first line
+    of the cause (its log, above it, has the rest)."""
+    import re
+
+    from . import errors
+
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    if java is not None:   # (the innermost cause says what went wrong)
+        cause = java
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        text += "\n" + str(cause.toString())
+    unread = re.search(r"\[FAILED_READ_FILE[^\]]*\] Encountered error while reading file (\S+?)\.?\s", text + " ")
+    if unread:
+        return errors.InputError(f"{unread.group(1)}: Spark could not read the file (corrupt or not what its "
+                                 "name says)", "check it with 'funnel validate' (the local engine names what is "
+                                 "wrong), or leave it out")
+    ours = re.search(r"funnel\.(?:\w+\.)*(InputError|ConfigError|OutputError): (.+)", text)
+    if ours:
+        return getattr(errors, ours.group(1))(ours.group(2).strip())
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
+    return EngineError(f"the Spark job failed: {last[:300]}", "see Spark's log above for the rest")
+
+
+def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
+                   progress=None, spark=None, tables: bool = True, period=None, compare=None):
+    """``analyze_spark``, whose Spark errors it turns into one line."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
                       CART_ORDER, midnight_warning, read_sessions_log, reject_table, shared_recovery, step_warnings,

@@ -434,3 +434,47 @@ def test_spark_names_a_line_that_is_not_json(spark):
     with pytest.raises(InputError, match=r"bad_line\.ndjson: a line is not a JSON object: .*2026-10-01T10:02:00Z.*session_id") as e:
         analyze_spark(str(DIRTY / "bad_line.ndjson"), Config(), spark=spark)
     assert "\n" not in str(e.value)
+
+
+def test_spark_names_a_file_it_cannot_read(spark):
+    """A corrupt Parquet file fails the Spark job; the error is one line naming the file (it was
+    "unexpected Py4JJavaError … a bug in funnel")."""
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    with pytest.raises(InputError, match=r"corrupt_page\.parquet: Spark could not read the file") as e:
+        analyze_spark(str(DIRTY / "corrupt_page.parquet"), Config(), spark=spark)
+    assert "\n" not in str(e.value)
+
+
+def test_spark_job_failures_are_one_line_errors():
+    """``spark_error``: funnel's own error raised in a task comes back as itself; any other
+    failure is an EngineError with the innermost cause's message, on one line."""
+    from funnel.errors import ConfigError
+    from funnel.spark import EngineError, spark_error
+
+    class Java:   # (a JVM exception as py4j shows it: toString and a chain of causes)
+        def __init__(self, text, cause=None):
+            self.text, self.cause = text, cause
+
+        def toString(self):
+            return self.text
+
+        def getCause(self):
+            return self.cause
+
+    class Failed(Exception):
+        def __init__(self, java):
+            super().__init__("An error occurred while calling o1.collectToPython.")
+            self.java_exception = java
+
+    ours = Failed(Java("org.apache.spark.SparkException: Job aborted", Java(
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n  File …\n"
+        "funnel.errors.ConfigError: segment column 'x' not found — available: device")))
+    got = spark_error(ours)
+    assert isinstance(got, ConfigError) and str(got) == "segment column 'x' not found — available: device"
+    other = spark_error(Failed(Java("org.apache.spark.SparkException: Job aborted",
+                                    Java("java.lang.OutOfMemoryError: Java heap space"))))
+    assert isinstance(other, EngineError) and "java.lang.OutOfMemoryError: Java heap space" in str(other)
+    assert "\n" not in str(other)
