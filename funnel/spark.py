@@ -111,8 +111,16 @@ def _reader(spark, path: str):
     p = Path(path)
     if p.is_dir():
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
-        if kinds <= {".parquet"} and kinds:
+        if kinds <= {".parquet"} and kinds:   # a Parquet dataset: one read
             return _numbered(spark.read.parquet(path))
+        from functools import reduce
+
+        from .io.sources import resolve_paths
+
+        # any other folder (CSV, NDJSON, mixed, nested): its files by the local engine's rules
+        # (recursive, hidden files skipped), each read by its own format and header
+        frames = [_reader(spark, str(f)) for f in resolve_paths([path])]
+        return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
 

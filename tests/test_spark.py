@@ -478,3 +478,35 @@ def test_spark_job_failures_are_one_line_errors():
                                     Java("java.lang.OutOfMemoryError: Java heap space"))))
     assert isinstance(other, EngineError) and "java.lang.OutOfMemoryError: Java heap space" in str(other)
     assert "\n" not in str(other)
+
+
+def test_spark_reads_a_folder_of_text_files_like_local(tmp_path, spark):
+    """A local folder of CSV and NDJSON files (nested, compressed, each file with its own
+    column order; hidden files skipped) is read by the local engine's folder rules and each
+    file by its own format: the same input counts and funnel. Before, only a folder of Parquet
+    files was accepted."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.spark import analyze_spark
+
+    ev = generate_sample(n_sessions=300, seed=5).events
+    if ev["timestamp"].dtype != pl.String:
+        ev = ev.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    half = ev.height // 2
+    folder = tmp_path / "exports"
+    (folder / "day2").mkdir(parents=True)
+    (folder / ".cache").mkdir()
+    ev.head(half).write_csv(folder / "day1.csv")
+    ev.tail(ev.height - half).select(list(reversed(ev.columns))).write_csv(folder / "day2" / "part.csv")
+    import gzip
+
+    with gzip.open(folder / "day2" / "more.ndjson.gz", "wb") as f:
+        ev.head(50).write_ndjson(f)
+    (folder / ".cache" / "junk.csv").write_text("not,an,event\n1,2,3\n")
+    local = analyze(str(folder)).report.to_dict()
+    remote = analyze_spark(str(folder), Config(), spark=spark).report.to_dict()
+    assert local["input"]["rows_read"] == ev.height + 50
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
