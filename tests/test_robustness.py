@@ -197,7 +197,10 @@ def test_absurd_values_are_rejected(tmp_path):
                  "2026-10-01T10:00:04Z,s,e,,,99999999\n"
                  "2026-10-01T10:00:05Z,s,f,twelve,,\n")
     _, ev, causes = _prep(p)
-    assert ev["event"].to_list() == ["a"] and causes == {"bad_value": 5}
+    # ("nan" is how pandas and R write a missing number: missing, not bad; see
+    # test_null_markers_in_number_fields_are_missing_values)
+    assert ev["event"].to_list() == ["a", "b"] and causes == {"bad_value": 4}
+    assert ev["cart_value"].to_list() == [12.5, None]
 
 
 def test_bug_bot_cap_counted_rejected_rows_against_the_session(tmp_path):
@@ -385,6 +388,36 @@ def test_ndjson_nested_values_and_nulls(tmp_path):
                  '{"timestamp":"2026-10-01T10:00:01Z","session_id":"s","event":true}\n')
     _, ev, causes = _prep(p)
     assert causes == {"missing_timestamp": 1} and ev.height == 2
+
+
+def test_null_markers_in_number_fields_are_missing_values(tmp_path):
+    """How exports spell a missing number — SQL NULL, MySQL \\N, None, NaN, NA, N/A, #N/A,
+    undefined, a dash — reads as missing, not as a bad value that rejects the row (a cart event
+    with cart_value NULL was lost from the funnel). Text that is no number is still rejected;
+    every route reads them alike (one pass, user shards, funnel-only)."""
+    import funnel
+
+    markers = ["NULL", "null", "\\N", "None", "NaN", "nan", "NA", "N/A", "#N/A", "undefined", "-", " null "]
+    rows = ["timestamp,session_id,event,cart_value,shipping_cost,load_ms"]
+    for i, m in enumerate(markers):
+        rows.append(f"2026-10-01T10:{i:02d}:00Z,s{i},add_to_cart,{m},{m},{m}")
+        rows.append(f'2026-10-01T10:{i:02d}:30Z,s{i},begin_checkout,"12,50",{markers[-1 - i]},')
+    rows.append("2026-10-01T11:00:00Z,s99,add_to_cart,abc,1,2")     # not a number: still bad
+    rows.append("2026-10-01T11:01:00Z,s98,add_to_cart,-5,1,2")      # negative: still bad
+    p = tmp_path / "nulls.csv"
+    p.write_text("\n".join(rows) + "\n")
+    _, ev, causes = _prep(p)
+    assert causes == {"bad_value": 2} and ev.height == 2 * len(markers)
+    firsts = ev.filter(pl.col("event") == "add_to_cart")
+    assert firsts.select("cart_value", "shipping_cost", "load_ms").null_count().row(0) == (len(markers),) * 3
+    assert ev.filter(pl.col("event") == "begin_checkout")["cart_value"].to_list() == [12.5] * len(markers)
+    steps = "add_to_cart,begin_checkout"
+    one = funnel.analyze(p, steps=steps).report.to_dict()
+    assert one["input"]["rejected"] == [{"key": "bad_value", "count": 2}]
+    assert one["abandonment"]["carts"] == len(markers)   # (s98's and s99's rows are rejected: no cart)
+    for kw in ({"shards": 3}, {"funnel_only": True}):
+        other = funnel.analyze(p, steps=steps, **kw).report.to_dict()
+        assert other["input"] == one["input"] and other["funnel"] == one["funnel"], kw
 
 
 def test_parquet_with_typed_columns(tmp_path):

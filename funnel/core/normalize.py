@@ -42,6 +42,9 @@ DETAIL = "_detail"    # the raw value that got a row rejected (null for usable r
 BLANK = "_blank"      # true when every field of the source row was empty (funnel.io.sources)
 _BOOKKEEPING = (SOURCE_FILE, ROW, REJECT, EXTRA, DETAIL, BLANK)
 _NUMERIC = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+# How exports spell a missing number (SQL NULL, MySQL \N, Python None, pandas/R NaN and NA,
+# JavaScript undefined, Excel #N/A, a dash): read as missing, not as a bad value.
+NULL_MARKER = r"(?i)^\s*(?:null|\\n|none|nil|nan|na|n/a|#n/a|undefined|-+)\s*$"
 _BREAKS = r"[\t\n\r\v\f]+"
 _UNSAFE = r"[\p{Cc}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}]"
 # The same characters listed, for the test: contains_any (Aho-Corasick) is ~1.7x faster than the
@@ -244,12 +247,22 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
     future = now + timedelta(days=1)
     money = (CART_VALUE, SHIPPING, LOAD_MS)
     money_bad = []   # (each number is parsed once, into a temporary column _num_<col>)
+    marked = [c for c in money if schema[c] == pl.String]
     for c in money:
         n = pl.col(f"_num_{c}")
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
+        if c in marked:   # a null marker (NULL, None, NaN, ...) is a missing number, not a bad one
+            given = given & ~pl.col(f"_nil_{c}")
         money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
-    lf = with_parsed_numbers(lf, {c: schema[c] for c in money}).with_columns(money_bad)
+    lf = with_parsed_numbers(lf, {c: schema[c] for c in money})
+    if marked:   # (tested only where the number could not be read: the rest are nulls to the regex)
+        unread = lambda c: pl.col(f"_num_{c}").is_null() | pl.col(f"_num_{c}").is_nan()
+        lf = lf.with_columns(pl.when(unread(c)).then(pl.col(c)).str.contains(NULL_MARKER).fill_null(False)
+                             .alias(f"_nil_{c}") for c in marked)
+        lf = lf.with_columns(pl.when(pl.col(f"_nil_{c}")).then(None).otherwise(pl.col(f"_num_{c}"))
+                             .alias(f"_num_{c}") for c in marked)
+    lf = lf.with_columns(money_bad)
     lf = with_parsed_timestamp(lf, schema[TS], tz).with_columns(
         pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
     )
@@ -268,7 +281,7 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
     return lf, rules
 
 
-_TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad")
+_TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad", "nil")
                                                    for c in (CART_VALUE, SHIPPING, LOAD_MS)))
 
 
