@@ -1012,7 +1012,9 @@ def _paths(sources: Any) -> list[str]:
 
 def event_names(sources: Any, cfg: Config) -> set[str]:
     """The distinct event names of the input, as read (one more pass over the event column)."""
-    col = load_events(_paths(sources), cfg).lf.select(pl.col(EVENT).cast(pl.String).str.strip_chars().unique())
+    from .core.normalize import clean_string
+
+    col = load_events(_paths(sources), cfg).lf.select(clean_string(EVENT).unique())
     return set(col.collect(engine="streaming")[EVENT].drop_nulls())
 
 

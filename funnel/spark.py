@@ -582,13 +582,15 @@ _J_OUTER_BLANKS = "^\\p{IsWhite_Space}+|\\p{IsWhite_Space}+$"
 def _spark_id(c: str):
     """Id column ``c`` for the shard key, as the partitions will read it (``partials._id``):
     line breaks and tabs one space, other control and bidi-override characters U+FFFD, outer
-    white space stripped, blank = missing (tests/test_spark.py compares them on every such
-    character)."""
+    white space stripped, blank or a null spelled as text (``TEXT_NULLS``) = missing
+    (tests/test_spark.py compares them on every such character and spelling)."""
     from pyspark.sql import functions as F
+
+    from .core.normalize import TEXT_NULLS
 
     t = F.regexp_replace(F.regexp_replace(F.col(c).cast("string"), _J_BREAKS, " "), _J_UNSAFE, "\uFFFD")
     t = F.regexp_replace(t, _J_OUTER_BLANKS, "")
-    return F.when(t != "", t)
+    return F.when(~t.isin(*TEXT_NULLS), t)   # (blank, or a null spelled as text: missing)
 
 
 def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:

@@ -420,6 +420,34 @@ def test_null_markers_in_number_fields_are_missing_values(tmp_path):
         assert other["input"] == one["input"] and other["funnel"] == one["funnel"], kw
 
 
+def test_nulls_spelled_as_text_in_ids_and_names_are_missing(tmp_path):
+    """A user id written "undefined" or "null" (JavaScript trackers, Python's None) is no user:
+    before, it was one user shared by every anonymous session, whose later purchase marked the
+    others' abandoned carts as recovered, and whose sessions all went to one user shard. An
+    event named "NULL" is a row without an event name. Every route reads them alike."""
+    import funnel
+
+    rows = ["timestamp,session_id,user_id,event,cart_value"]
+    for i in range(6):   # anonymous sessions: a cart each, the last one buys
+        t = f"2026-10-0{1 + i}T10:00:00Z"
+        rows.append(f"{t},a{i},{['undefined', 'null', 'None'][i % 3]},add_to_cart,20")
+        if i == 5:
+            rows.append(f"2026-10-0{1 + i}T10:05:00Z,a{i},undefined,purchase,20")
+    rows += ["2026-10-01T09:00:00Z,s1,null,add_to_cart,10",        # logs in mid-session as u1
+             "2026-10-01T09:01:00Z,s1,u1,begin_checkout,10",
+             "2026-10-01T09:02:00Z,s1,u1,NULL,10"]                   # no event name: rejected
+    p = tmp_path / "anon.csv"
+    p.write_text("\n".join(rows) + "\n")
+    steps = "add_to_cart,begin_checkout,purchase"
+    one = funnel.analyze(p, steps=steps).report.to_dict()
+    assert one["input"]["users"] == 1 and one["input"]["rejected"] == [{"key": "missing_event", "count": 1}]
+    assert one["abandonment"]["carts"] == 7 and one["abandonment"]["recovered"] == 0
+    for kw in ({"shards": 3}, {"funnel_only": True}, {"funnel_only": True, "shards": 2}):
+        other = funnel.analyze(p, steps=steps, **kw).report.to_dict()
+        assert other["input"] == one["input"] and other["funnel"] == one["funnel"], kw
+        assert other["abandonment"]["recovered"] == 0, kw
+
+
 def test_parquet_with_typed_columns(tmp_path):
     df = pl.DataFrame({"ts": [datetime(2026, 10, 1, 10), None], "session_id": [1, 2], "event": ["a", None],
                        "cart_value": [1.5, -2.0]})
@@ -989,6 +1017,9 @@ def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():
     rnd = random.Random(5)
     values = [v for c in points for v in (chr(c), "a" + chr(c), chr(c) + "a", "a" + chr(c) + "b")] + [
         "".join(chr(rnd.choice(points)) for _ in range(rnd.randrange(0, 8))) for _ in range(3000)] + [""]
+    # nulls spelled as text, and near misses that are values
+    values += ["null", "NULL", " None ", "undefined", "NaN", "\\N", "nan\t", "nul", "nulls", "Nonesuch",
+               "NULl", "\\n", "N", "0", "-", "n/a"]
     df = pl.DataFrame({"x": values}).with_columns(harmless(pl.col("x")).alias("x")).select(
         pl.Series("raw", values), clean_string("x").alias("cleaned"))
     changed = (pl.col("cleaned") != pl.col("raw")).fill_null(True)   # (null: a blank became missing)

@@ -365,7 +365,7 @@ def test_spark_shard_key_reads_ids_as_the_partitions_do(spark):
 
     special = [*range(0x21), *range(0x7F, 0xA1), 0x1680, *range(0x2000, 0x200C), 0x200E, 0x200F,
                *range(0x2028, 0x2030), 0x205F, *range(0x2066, 0x206A), 0x3000, 0xFEFF, 0xFFFD]
-    ids = [None, "", "s1", "a b"]
+    ids = [None, "", "s1", "a b", "null", " NULL ", "None", "undefined\t", "NaN", "\\N", "nul", "NULl", "0"]
     for c in map(chr, special):
         ids += [c, c * 2, f"{c}s1", f"s1{c}", f"{c}s{c}1{c}", f" {c} s1 {c} "]
     df = spark.createDataFrame([(i,) for i in ids], StructType([StructField("sid", StringType())]))

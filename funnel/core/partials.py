@@ -24,12 +24,12 @@ NONE = "(none)"
 def _id(c: str, clean: bool) -> pl.Expr:
     """Id column ``c`` as the normaliser will read it (harmless text, outer blanks stripped,
     blank = missing); ``clean``: the raw value (see ``shard_key``)."""
-    from .normalize import harmless
+    from .normalize import harmless, missing_to_null
 
     if clean:
         return pl.col(c).cast(pl.String)
-    # (``replace``: cheaper than a when/then here)
-    return harmless(pl.col(c).cast(pl.String)).str.strip_chars().replace("", None)
+    # (elementwise: the split's partitioned sink takes it as its key)
+    return missing_to_null(harmless(pl.col(c).cast(pl.String)).str.strip_chars(), elementwise=True)
 
 
 OWNER = "_owner"   # a session's owner (``session_owners``) joined onto its rows for the split
@@ -81,12 +81,14 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
     # normaliser's full cleaning, which only the few sessions found are read with below. (It
     # misses only a session whose ids differ in inner control characters alone, and has rows
     # with and without a user id.) ``clean``: the raw ids as they are (see ``shard_key``).
-    strip = (lambda e: e) if clean else (lambda e: e.str.strip_chars())
+    from .normalize import missing_to_null
+
+    # (blank, or a null spelled as text: missing, as the normaliser reads it)
+    strip = (lambda e: e.replace("", None)) if clean else (lambda e: missing_to_null(e.str.strip_chars()))
     ds = strip(pl.col(SESSION).cast(pl.String))
     du = strip(pl.col(USER).cast(pl.String))
-    du = pl.when(du != "").then(du)
     uh = pl.when(du.is_not_null()).then(du.hash(1))   # (the hash of a null is not null)
-    ids = lf.select(ds.hash(0).alias("s"), uh.alias("u"), (ds != "").alias("has_s")).filter("has_s")
+    ids = lf.select(ds.hash(0).alias("s"), uh.alias("u"), ds.is_not_null().alias("has_s")).filter("has_s")
     split = pl.concat([
         (ids if buckets <= 1 else ids.filter(pl.col("s") % buckets == b))
         .group_by("s")
