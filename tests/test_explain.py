@@ -126,6 +126,16 @@ def test_unknown_session_is_an_input_error_with_did_you_mean():
     assert "Traceback" not in r.output
 
 
+def test_an_id_spelled_as_a_null_is_said_to_be_missing():
+    """``explain undefined`` (or null, None …): funnel reads such an id as missing, so it is
+    in no entity; the error says why instead of suggesting unrelated ids."""
+    for spelled in ("undefined", "null", "None"):
+        r = runner.invoke(app, ["explain", spelled, str(FIXTURE)])
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        assert f"'{spelled}' spells a missing session id: funnel reads it as no id" in r.stderr
+        assert "did you mean" not in r.stderr
+
+
 def test_unknown_id_far_from_all_gets_neighbours():
     r = runner.invoke(app, ["explain", "zzz", str(FIXTURE)])
     assert r.exit_code == 2 and "did you mean 's_window'" in r.stderr

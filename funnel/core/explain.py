@@ -340,6 +340,11 @@ def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None)
         near = ids.slice(max(0, i - 1), 2).to_list()
     what = "session" if cfg.level == "session" else "user"
     n_ids = ids.len() if n_ids is None else n_ids
+    from .normalize import TEXT_NULLS
+
+    if entity.strip() in TEXT_NULLS:   # (no id is spelled so: the normaliser reads it as missing)
+        return InputError(f"{entity!r} spells a missing {what} id: funnel reads it as no id, so no {what} has it "
+                          f"({n_ids:,} {what}s in the input)", f"list the {what} ids with 'funnel analyze --carts FILE'")
     return InputError(f"no {what} {entity!r} in the input ({n_ids:,} {what}s)",
                       ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?") if near
                       else f"list the {what} ids with 'funnel analyze --carts FILE'")
