@@ -448,6 +448,16 @@ def test_nulls_spelled_as_text_in_ids_and_names_are_missing(tmp_path):
         assert other["abandonment"]["recovered"] == 0, kw
 
 
+def test_a_timestamp_spelled_as_a_null_is_missing_not_unparseable(tmp_path):
+    """``NULL``, ``None``, pandas' ``NaT`` … in the timestamp column: the row is rejected as
+    ``missing_timestamp`` (no timestamp), not ``bad_timestamp`` (one that could not be read)."""
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,session_id,event\n2026-10-01T10:00:00Z,s,a\nNULL,s,b\n None ,s,c\nNaT,s,d\n"
+                 "\\N,s,e\nnever,s,f\n")
+    _, ev, causes = _prep(p)
+    assert ev["event"].to_list() == ["a"] and causes == {"missing_timestamp": 4, "bad_timestamp": 1}
+
+
 def test_parquet_with_typed_columns(tmp_path):
     df = pl.DataFrame({"ts": [datetime(2026, 10, 1, 10), None], "session_id": [1, 2], "event": ["a", None],
                        "cart_value": [1.5, -2.0]})

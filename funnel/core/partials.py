@@ -23,7 +23,8 @@ NONE = "(none)"
 
 def _id(c: str, clean: bool) -> pl.Expr:
     """Id column ``c`` as the normaliser will read it (harmless text, outer blanks stripped,
-    blank = missing); ``clean``: the raw value (see ``shard_key``)."""
+    blank or a null spelled as text = missing: ``normalize.clean_string``); ``clean``: the raw
+    value (see ``shard_key``)."""
     from .normalize import harmless, missing_to_null
 
     if clean:
