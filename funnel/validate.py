@@ -31,6 +31,28 @@ def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> di
     }
 
 
+def _read_as_missing(loaded: Any) -> list[dict[str, Any]]:
+    """Per column role, the rows whose value spells a null (``normalize.TEXT_NULLS`` in text,
+    ``NULL_MARKER`` in numbers: NULL, None, undefined, NaN, …), which the normaliser reads as
+    missing: one more pass over the input's text columns (none when every column is typed)."""
+    from . import api
+    from .core.normalize import _NULL_WORDS, _STRING_COLS, NULL_MARKER, TEXT_NULLS
+    from .schema import CART_VALUE, LOAD_MS, SHIPPING, TS
+
+    schema = loaded.lf.collect_schema()
+    text = lambda c: c in schema and schema[c] == pl.String
+    words = [t for t in TEXT_NULLS if t]
+    counts = [pl.col(c).str.strip_chars().is_in(words).sum().alias(c) for c in _STRING_COLS if text(c)]
+    counts += [pl.col(c).str.contains(NULL_MARKER).sum().alias(c) for c in (CART_VALUE, SHIPPING, LOAD_MS) if text(c)]
+    if text(TS):
+        counts.append(pl.col(TS).str.contains(r"^\s*" + _NULL_WORDS + r"\s*$").sum().alias(TS))
+    if not counts:
+        return []
+    got = api._collect_input(loaded.lf.select(counts), loaded).row(0, named=True)
+    return [{"role": r.name, "column": loaded.columns.get(r.name, r.name), "rows": int(got[r.column])}
+            for r in ROLES if got.get(r.column)]
+
+
 def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                    progress: Any = None) -> dict[str, Any]:
     """Format, column roles, time range, sessions, users, events per name, rejected rows.
@@ -87,6 +109,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         "users": users_of([f["users"] for f in facts]),
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
         "funnel_steps_found": found,
+        "read_as_missing": _read_as_missing(loaded),
         "warnings": [*(api.unnamed_step(s.name, s.events, seen, f"{cfg.level}s",
                                         "the input's event names are listed under events")
                        for s in cfg.steps if not found[s.name]),
@@ -122,6 +145,9 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if any(n == 0 for n in desc["funnel_steps_found"].values()):
         console.print(f"set {escape('[funnel]')} steps in funnel.toml or use --steps", soft_wrap=True)
+    if desc["read_as_missing"]:
+        console.print("read as missing (a null spelled as text: NULL, None, undefined, NaN, …): " + escape(", ".join(
+            f"{m['role']} ({m['column']}) {m['rows']:,} rows" for m in desc["read_as_missing"])), soft_wrap=True)
     if desc["rejected"]:
         r = Table(title="Rejected rows", title_justify="left")
         r.add_column("cause")

@@ -108,6 +108,24 @@ def test_validate_warns_when_timestamps_are_dates_without_a_time(tmp_path):
     assert not any("midnight" in w for w in doc["warnings"])
 
 
+def test_validate_counts_the_values_read_as_missing(tmp_path):
+    """Nulls spelled as text (NULL, None, undefined, NaN, \\N …) are read as missing; validate
+    says how many rows of which column were, naming the source column; none in a clean log."""
+    p = tmp_path / "n.csv"
+    p.write_text("time,sid,uid,event,value\n"
+                 "2026-10-01T10:00:00Z,s1,undefined,add_to_cart,NULL\n"
+                 "2026-10-01T10:01:00Z,s1,None,purchase,12\n"
+                 "2026-10-01T10:02:00Z,s2,u2,null,\\N\n"
+                 "NaT,s2,u2,add_to_cart,NaN\n")
+    doc = json.loads(run_cli("validate", str(p), "--json", "-").stdout)
+    assert doc["read_as_missing"] == [
+        {"role": "timestamp", "column": "time", "rows": 1}, {"role": "event", "column": "event", "rows": 1},
+        {"role": "user_id", "column": "uid", "rows": 2}, {"role": "cart_value", "column": "value", "rows": 3}]
+    out = run_cli("validate", str(p)).stdout
+    assert "read as missing" in out and "user_id (uid) 2 rows" in out
+    assert json.loads(run_cli("validate", str(SAMPLE_EVENTS), "--json", "-").stdout)["read_as_missing"] == []
+
+
 def test_analyze_warns_when_timestamps_are_dates_without_a_time(tmp_path):
     """``analyze`` says what ``validate`` says of dates without a time, in every route (one
     pass, user shards, funnel-only): the report's warnings (JSON, terminal). Its cheap test is
