@@ -244,7 +244,7 @@ def analyze(
 
             from .render.terminal import print_warnings
 
-            print_warnings(report, err)
+            print_warnings(report.warnings, err)
             for g in report.gates:
                 if g.fired:
                     human.print(f"gate {escape(g.rule)}: {'n/a' if g.value is None else f'{g.value:.4g}'} "

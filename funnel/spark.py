@@ -178,18 +178,25 @@ def _quiet_header_check(spark) -> None:
     """Spark warns of every CSV file whose header is shorter than the schema, which ``_csv``'s
     room for surplus fields always makes it: that one logger is set to errors only (where the
     JVM is reachable: not on Spark Connect)."""
-    from pyspark.errors import PySparkException
-
-    try:
-        from py4j.protocol import Py4JError
-    except ImportError:   # (a Spark Connect client without py4j)
-        Py4JError = PySparkException
     try:
         jvm = spark.sparkContext._jvm
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
             "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker", jvm.org.apache.logging.log4j.Level.ERROR)
-    except (AttributeError, PySparkException, Py4JError):
+    except (AttributeError, *_spark_errors("Py4JError")):
         return   # (no JVM gateway, or another logging backend: the warning stays)
+
+
+def _spark_errors(gateway: str) -> tuple[type[BaseException], ...]:
+    """PySpark's errors and py4j's error class named ``gateway`` (``Py4JError``: any from the
+    JVM gateway; ``Py4JJavaError``: an exception thrown in the JVM), where py4j is installed (a
+    Spark Connect client may lack it)."""
+    from pyspark.errors import PySparkException
+
+    try:
+        from py4j import protocol
+    except ImportError:
+        return (PySparkException,)
+    return PySparkException, getattr(protocol, gateway)
 
 
 def _read(spark, sources: list[str]):
@@ -405,16 +412,10 @@ def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, se
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode). A failed Spark job is a one-line error
     (``spark_error``)."""
     _require_spark()
-    from pyspark.errors import PySparkException
-
-    try:
-        from py4j.protocol import Py4JJavaError
-    except ImportError:   # (a Spark Connect client without py4j)
-        Py4JJavaError = PySparkException
     try:
         return _analyze_spark(sources, cfg, sessions=sessions, progress=progress, spark=spark, tables=tables,
                               period=period, compare=compare)
-    except (Py4JJavaError, PySparkException) as exc:
+    except _spark_errors("Py4JJavaError") as exc:
         raise spark_error(exc) from None
 
 

@@ -36,16 +36,13 @@ def _read_as_missing(loaded: Any) -> list[dict[str, Any]]:
     ``NULL_MARKER`` in numbers: NULL, None, undefined, NaN, …), which the normaliser reads as
     missing: one more pass over the input's text columns (none when every column is typed)."""
     from . import api
-    from .core.normalize import _NULL_WORDS, _STRING_COLS, NULL_MARKER, TEXT_NULLS
+    from .core.normalize import _STRING_COLS, NULL_MARKER, spelled_null
     from .schema import CART_VALUE, LOAD_MS, SHIPPING, TS
 
     schema = loaded.lf.collect_schema()
     text = lambda c: c in schema and schema[c] == pl.String
-    words = [t for t in TEXT_NULLS if t]
-    counts = [pl.col(c).str.strip_chars().is_in(words).sum().alias(c) for c in _STRING_COLS if text(c)]
+    counts = [spelled_null(pl.col(c)).sum().alias(c) for c in (TS, *_STRING_COLS) if text(c)]
     counts += [pl.col(c).str.contains(NULL_MARKER).sum().alias(c) for c in (CART_VALUE, SHIPPING, LOAD_MS) if text(c)]
-    if text(TS):
-        counts.append(pl.col(TS).str.contains(r"^\s*" + _NULL_WORDS + r"\s*$").sum().alias(TS))
     if not counts:
         return []
     got = api._collect_input(loaded.lf.select(counts), loaded).row(0, named=True)
@@ -122,6 +119,8 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from .render.terminal import print_warnings
+
     console.print(f"[bold]format[/] {escape(desc['format'])} · {len(desc['files'])} file(s): "
                   + escape(", ".join(f"{k} ({v})" for k, v in desc["file_formats"].items())), soft_wrap=True)
     t = Table(title="Column roles", title_justify="left")
@@ -141,8 +140,7 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     for row in desc["events"][:30]:
         e.add_row(escape(str(row["event"])), f"{row['rows']:,}", escape(row["step"] or ""))
     console.print(e)
-    for w in desc["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    print_warnings(desc["warnings"], console)
     if any(n == 0 for n in desc["funnel_steps_found"].values()):
         console.print(f"set {escape('[funnel]')} steps in funnel.toml or use --steps", soft_wrap=True)
     if desc["read_as_missing"]:

@@ -244,12 +244,10 @@ def _is_blank(c: str, dtype: pl.DataType, where: pl.Expr | None = None) -> pl.Ex
     return pl.col(c).is_null() | text.str.contains(r"^\s*$").fill_null(False)
 
 
-def _spelled_null(c: str, dtype: pl.DataType, where: pl.Expr) -> pl.Expr:
-    """Text column ``c`` spells a null (``TEXT_NULLS``), tested only on the rows ``where``
-    (e.g. where it could not be read: the regex skips the null-masked rest)."""
-    if dtype != pl.String:
-        return pl.lit(False)
-    return pl.when(where).then(pl.col(c)).str.contains(r"^\s*" + _NULL_WORDS + r"\s*$").fill_null(False)
+def spelled_null(text: pl.Expr) -> pl.Expr:
+    """Text that, outer blanks aside, spells a null (a ``TEXT_NULLS`` spelling, the blank
+    aside): what ``clean_string`` reads as missing besides blanks."""
+    return text.str.strip_chars().is_in([t for t in TEXT_NULLS if t])
 
 
 def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
@@ -296,10 +294,14 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
         pl.any_horizontal([pl.col(f"_bad_{c}") for c in money]).alias("_bad_value"),
     )
     parsed_ts = pl.col("_ts_parsed")
+    # (a timestamp spelled as a null has none; tested only where none could be read: the rest
+    # are nulls to the test)
+    spelled_ts = spelled_null(pl.when(parsed_ts.is_null()).then(pl.col(TS))).fill_null(False) \
+        if schema[TS] == pl.String else pl.lit(False)
     rules = [
         ("empty_row", empty_row),
         ("extra_fields", extra),
-        ("missing_timestamp", _is_blank(TS, schema[TS]) | _spelled_null(TS, schema[TS], parsed_ts.is_null())),
+        ("missing_timestamp", _is_blank(TS, schema[TS]) | spelled_ts),
         ("bad_timestamp", parsed_ts.is_null()),
         ("timestamp_out_of_range", (parsed_ts < _MIN_TS) | (parsed_ts > future)),
         ("missing_event", pl.col(EVENT).is_null()),

@@ -10,9 +10,9 @@ from ..model import Report
 from .filters import fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
 
 
-def print_warnings(report: Report, console: Console) -> None:
-    """The report's warnings, one line each (also printed alone when the tables are not)."""
-    for w in report.warnings:
+def print_warnings(warnings: list[str], console: Console) -> None:
+    """Warnings (a report's, or ``funnel validate``'s), one line each."""
+    for w in warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
@@ -33,7 +33,7 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
         console.print(f"[yellow]sessions log:[/] {fmt_int(sum(c.count for c in inp.sessions_log_rejected))} rows "
                       f"not used ({escape(fmt_counts(inp.sessions_log_rejected))}; the first row of a session is used)",
                       soft_wrap=True)
-    print_warnings(report, console)
+    print_warnings(report.warnings, console)
     t = Table(title=f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})", title_justify="left")
     for col, just in (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
                       ("95% CI", "right"), ("from start", "right"), ("dropped", "right"), ("median time", "right")):
