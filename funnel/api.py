@@ -305,7 +305,7 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
         theirs = parts.of_shared(shared)
         deferred = rec.filter(theirs).drop(ENTITY)
         lazy["abandonment"] = parts.funnel_partials(rec.lazy().filter(~theirs), cfg, [])["abandonment"]
-    names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency")
+    names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency", parts.CART_USERS)
     out = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
     if deferred is not None and deferred.height:
         out[DEFERRED] = deferred
@@ -415,6 +415,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
         segments=[] if funnel_only else fin.finalize_segments(p, cfg, parts.segment_columns(attrs, cfg)),
         paths=None if funnel_only else fin.finalize_paths(p, cfg),
         trend=[] if funnel_only else fin.finalize_trend(p, cfg),
+        warnings=fin.placeholder_warning(p, carts, cfg),
     )
 
 
@@ -994,7 +995,8 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     # are the timestamps read)
     warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg))
     if warned:
-        result = dataclasses.replace(result, report=dataclasses.replace(result.report, warnings=warned))
+        result = dataclasses.replace(result, report=dataclasses.replace(
+            result.report, warnings=[*warned, *result.report.warnings]))
     if not asked:
         return result
     from .io.writers import write_frame

@@ -113,6 +113,7 @@ class Config:
     segments: tuple[str, ...] = ()
     min_segment_size: int = 30
     max_events_per_session: int = 5000
+    missing_ids: tuple[str, ...] = ()   # session/user ids that stand for no id (guest, 0, ...)
     signals: dict[str, Any] = field(default_factory=dict)   # validated by funnel.core.signals
     fail_on: tuple[str, ...] = ()
     include_ids: bool = False
@@ -162,6 +163,8 @@ def _coerce(key: str, value: Any) -> Any:
         return (value,) if isinstance(value, str) else _strings(list(value), key, "")
     if key in ("max_events_per_session", "min_segment_size"):
         return _count(value, key, "", 1)
+    if key == "missing_ids":
+        return _ids((value,) if isinstance(value, str) else list(value), key, "")
     if key == "include_ids":
         return _expect(value, bool, key, "")
     return value
@@ -176,7 +179,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "funnel": ("steps", "window", "order", "level", "exclude", "recovery_horizon"),
     "segments": ("columns", "min_size"),
     "gates": ("fail_on",),
-    "input": ("format", "max_events_per_session"),
+    "input": ("format", "max_events_per_session", "missing_ids"),
     "report": ("include_ids",),
 }
 
@@ -212,6 +215,19 @@ def _strings(value: Any, key: str, src: str) -> tuple[str, ...]:
     for i, v in enumerate(items):
         _expect(v, str, f"{key}[{i}]", src)
     return tuple(items)
+
+
+def _ids(value: Any, key: str, src: str) -> tuple[str, ...]:
+    """``[input] missing_ids``: a list of ids (strings, or whole numbers for integer ids), each
+    as the reader compares it (outer blanks stripped; a blank one is missing anyway)."""
+    items = _expect(value, list, key, src)
+    out = []
+    for i, v in enumerate(items):
+        text = str(_expect(v, (str, int), f"{key}[{i}]", src)).strip()
+        if not text:
+            raise ConfigError(f"{_at(src)}{key}[{i}] is blank", "a blank id is read as missing already: drop it")
+        out.append(text)
+    return tuple(dict.fromkeys(out))
 
 
 def _count(value: Any, key: str, src: str, least: int) -> int:
@@ -306,6 +322,8 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
         kw["format"] = _expect(inp["format"], str, "input.format", src)
     if "max_events_per_session" in inp:
         kw["max_events_per_session"] = _count(inp["max_events_per_session"], "input.max_events_per_session", src, 1)
+    if "missing_ids" in inp:
+        kw["missing_ids"] = _ids(inp["missing_ids"], "input.missing_ids", src)
     rep = _section(data, "report", src)
     if "include_ids" in rep:
         kw["include_ids"] = _expect(rep["include_ids"], bool, "report.include_ids", src)

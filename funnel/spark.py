@@ -271,7 +271,7 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tu
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
     (``log``: the sessions log, joined as there)."""
     from .api import event_chain, project_input, with_sessions_log
-    from .core.normalize import normalize
+    from .core.normalize import missing_ids, normalize
     from .schema import REJECT, ROW
 
     import pyarrow as pa
@@ -281,7 +281,7 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tu
         return pl.DataFrame(), pl.DataFrame()
     df = pl.from_arrow(pa.Table.from_batches(batches))
     row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
-    lf = df.lazy().rename(rename).with_columns(row.alias(ROW))
+    lf = missing_ids(df.lazy().rename(rename).with_columns(row.alias(ROW)), cfg.missing_ids)
     out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
@@ -496,7 +496,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
                               f"available: {', '.join(extras + (log.attrs if log else [])) or 'none'}")
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
-    ids = [_spark_id(c) for c in (user_src, sess_src) if c]
+    ids = [_spark_id(c, cfg.missing_ids) for c in (user_src, sess_src) if c]
     whole_sessions = bool(user_src and sess_src) and whole_entities(cfg)
     if whole_sessions:
         # A session goes whole to the shard of its smallest user id (rows without a user id
@@ -504,11 +504,11 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         # user-level funnel's entity is the row's own user id (else session id): the key as it is.
         from pyspark.sql import Window
 
-        owner = F.when(_spark_id(sess_src).isNotNull(),
-                       F.min(_spark_id(user_src)).over(Window.partitionBy(_spark_id(sess_src))))
+        sid, uid = _spark_id(sess_src, cfg.missing_ids), _spark_id(user_src, cfg.missing_ids)
+        owner = F.when(sid.isNotNull(), F.min(uid).over(Window.partitionBy(sid)))
         ids.insert(0, owner)
     key = F.coalesce(*ids) if ids else F.lit(0)
-    shared = _shared_users(raw, user_src if whole_sessions else None, sess_src)   # (none by the row's own ids)
+    shared = _shared_users(raw, user_src if whole_sessions else None, sess_src, cfg.missing_ids)   # (none by the row's own ids)
     # Timestamps cross as strings only when Spark cannot type them (CSV); typed columns stay typed.
     shards = raw.withColumn("__shard", key) \
         .repartition("__shard").drop("__shard")   # (a window cannot be a repartition expression)
@@ -561,7 +561,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     report = _ci_report(report, span, prev_span, before, rules)
     # (a step no entity reached: said without the input's event names, which Spark would read again)
     report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
-        report, cfg, lambda: int(meta["n_timed"] or 0)))
+        report, cfg, lambda: int(meta["n_timed"] or 0)) + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))
@@ -580,21 +580,22 @@ _J_UNSAFE = "[\\p{Cc}\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]"
 _J_OUTER_BLANKS = "^\\p{IsWhite_Space}+|\\p{IsWhite_Space}+$"
 
 
-def _spark_id(c: str):
+def _spark_id(c: str, missing: tuple[str, ...] = ()):
     """Id column ``c`` for the shard key, as the partitions will read it (``partials._id``):
     line breaks and tabs one space, other control and bidi-override characters U+FFFD, outer
     white space stripped, blank or a null spelled as text (``TEXT_NULLS``) = missing
-    (tests/test_spark.py compares them on every such character and spelling)."""
+    (tests/test_spark.py compares them on every such character and spelling), and so is an id
+    listed in ``missing`` (``[input] missing_ids``: ``normalize.missing_ids``)."""
     from pyspark.sql import functions as F
 
     from .core.normalize import TEXT_NULLS
 
     t = F.regexp_replace(F.regexp_replace(F.col(c).cast("string"), _J_BREAKS, " "), _J_UNSAFE, "\uFFFD")
     t = F.regexp_replace(t, _J_OUTER_BLANKS, "")
-    return F.when(~t.isin(*TEXT_NULLS), t)   # (blank, or a null spelled as text: missing)
+    return F.when(~t.isin(*TEXT_NULLS, *missing), t)   # (blank, a null spelled as text, or a listed id: missing)
 
 
-def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
+def _shared_users(raw, user_src: str | None, sess_src: str | None, missing: tuple[str, ...] = ()) -> pl.Series:
     """The users a shard may not hold alone, as the partitions read them (cleaned), for
     ``partials.user_tally`` and the recovery over all shards: every user id of a session with
     several (the session goes to the shard of the smallest). One job over the two id columns;
@@ -606,7 +607,7 @@ def _shared_users(raw, user_src: str | None, sess_src: str | None) -> pl.Series:
         return parts.NO_SHARED
     from pyspark.sql import functions as F
 
-    u, s = _spark_id(user_src), _spark_id(sess_src)
+    u, s = _spark_id(user_src, missing), _spark_id(sess_src, missing)
     several = raw.where(s.isNotNull() & u.isNotNull()).groupBy(s).agg(F.collect_set(u).alias("us")) \
         .where(F.size("us") > 1).select(F.explode("us").alias("u"))
     got = [r["u"] for r in several.distinct().collect()]

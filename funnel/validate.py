@@ -178,6 +178,7 @@ def init_toml(sources: list[str], cfg: Config) -> str:
         "[input]",
         f"format = {_q(fmt)}            # auto | events | ga4 | segment | snowplow | shopify",
         "max_events_per_session = 5000   # events beyond this per session are rejected (bots)",
+        "# missing_ids = [\"guest\", 0]   # session/user ids that stand for no id (a shop's placeholder)",
         "",
         "[columns]",
         "# Which column plays which role. Detected from common names; uncomment to override.",

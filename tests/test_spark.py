@@ -510,3 +510,30 @@ def test_spark_reads_a_folder_of_text_files_like_local(tmp_path, spark):
     for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period"):
         assert remote["input"][key] == local["input"][key], key
     assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_spark_reads_placeholder_ids_like_local(tmp_path, spark, listed):
+    """A placeholder user id of every one-session visitor (padded on some rows): its warning,
+    and with ``[input] missing_ids`` its rows read as without a user id — in the shard key and
+    the partitions alike, so Spark gives the local report."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.spark import analyze_spark
+
+    ev = generate_sample(n_sessions=1500, seed=3).events
+    once = ev.group_by("user_id").agg(pl.col("session_id").n_unique().alias("n")).filter(pl.col("n") == 1)
+    guest = pl.col("user_id").is_in(once["user_id"].implode())
+    odd = pl.int_range(pl.len()) % 2 == 1
+    path = tmp_path / "events.parquet"
+    ev.with_columns(pl.when(guest).then(pl.when(odd).then(pl.lit(" 0-guest ")).otherwise(pl.lit("0-guest")))
+                    .otherwise("user_id").alias("user_id")).write_parquet(path)
+    cfg = Config().with_overrides(missing_ids=["0-guest"] if listed else None)
+    local, remote = analyze(str(path), config=cfg).report.to_dict(), \
+        analyze_spark(str(path), cfg, spark=spark).report.to_dict()
+    for key in ("funnel", "abandonment", "warnings"):
+        assert remote[key] == local[key], key
+    for key in ("rows_read", "events", "sessions", "users"):
+        assert remote["input"][key] == local["input"][key], key
+    assert any("one user id holds" in w for w in local["warnings"]) != listed

@@ -342,6 +342,10 @@ def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None)
     n_ids = ids.len() if n_ids is None else n_ids
     from .normalize import TEXT_NULLS
 
+    if entity.strip() in cfg.missing_ids:   # (a shop's placeholder id, listed by the user)
+        return InputError(f"{entity!r} is listed in [input] missing_ids ({cfg.source}): funnel reads it as no id, "
+                          f"so no {what} has it ({n_ids:,} {what}s in the input)",
+                          "drop it from missing_ids to analyse it as an id")
     if entity.strip() in TEXT_NULLS:   # (no id is spelled so: the normaliser reads it as missing)
         return InputError(f"{entity!r} spells a missing {what} id: funnel reads it as no id, so no {what} has it "
                           f"({n_ids:,} {what}s in the input)", f"list the {what} ids with 'funnel analyze --carts FILE'")

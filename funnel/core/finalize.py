@@ -11,9 +11,9 @@ from ..config import Config
 from ..model import (AfterExit, Count, ExitStep, FunnelResult, PathVariant, Paths, Rate,
                      SegmentBreakdown, SegmentGroup, StepResult, TimeDistribution, Transition,
                      TrendPoint)
-from ..schema import ALL_REASONS
+from ..schema import ALL_REASONS, USER
 from .funnel import LEVEL
-from .partials import NONE, OTHER, Partials
+from .partials import CART_USERS, NONE, OTHER, Partials
 from .stats import BUCKET_UPPER, benjamini_hochberg, histogram_quantile, ratio, two_proportion_test, wilson
 
 BENCHMARK_ABANDONMENT = 0.7019  # Baymard Institute, average of ~49 studies
@@ -89,6 +89,30 @@ def abandonment_counts(p: Partials, cfg: Config) -> dict[str, object]:
         currency = top["currency"][0] if top.height else None
     return {"carts": carts, "abandoned": abandoned, "recovered": recovered, "value": value,
             "by_step": by_step, "currency": currency}
+
+
+PLACEHOLDER_SHARE = 0.05   # one user id with this share of the carts ...
+PLACEHOLDER_CARTS = 20     # ... and at least this many: likely a placeholder for "no user"
+
+
+def placeholder_warning(p: Partials, carts: int, cfg: Config) -> list[str]:
+    """A warning when one user id holds an outsized share of the carts (``PLACEHOLDER_SHARE``
+    of them, and ``PLACEHOLDER_CARTS`` or more): usually a shop's placeholder for "no user"
+    (``guest``, ``0``), which joins unrelated visitors into one user, so that one guest's
+    purchase marks other guests' abandoned carts as recovered, and undercounts users. The id
+    is named only when the report may carry ids (``include_ids``). Session-level funnels only:
+    a user-level one counts each user once."""
+    cu = p.get(CART_USERS)
+    if cfg.level != "session" or cu is None or not cu.height or not carts:
+        return []
+    user, n = cu.sort(["n", USER], descending=[True, False]).row(0)
+    if n < max(PLACEHOLDER_CARTS, PLACEHOLDER_SHARE * carts):
+        return []
+    who = f"user id {user!r}" if cfg.include_ids else "one user id"
+    seen = "" if cfg.include_ids else " (--include-ids names it here)"
+    return [(f"{who} holds {n:,} of the {carts:,} carts ({n / carts:.1%}): if it is a placeholder for no user "
+             "(e.g. guest), it joins unrelated visitors into one user and its purchases mark their abandoned carts "
+             f"as recovered — list it under [input] missing_ids in funnel.toml{seen}")]
 
 
 def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[SegmentBreakdown]:

@@ -206,6 +206,19 @@ def missing_to_null(stripped: pl.Expr, elementwise: bool = False) -> pl.Expr:
     return stripped.replace(TEXT_NULLS, None)
 
 
+def missing_ids(lf: pl.LazyFrame, ids: tuple[str, ...]) -> pl.LazyFrame:
+    """Session and user ids listed in ``[input] missing_ids`` (a shop's placeholder for "no
+    id": ``guest``, ``0``, ...; outer blanks aside) read as missing, as a null spelled as text
+    is. Applied where the input is read (``load_events``, and Spark's shard key and
+    partitions), so every route sees the same ids; nothing to do without such ids."""
+    if not ids:
+        return lf
+    names = lf.collect_schema().names()
+    listed = lambda c: pl.col(c).cast(pl.String).str.strip_chars().is_in(list(ids))
+    return lf.with_columns(pl.when(listed(c)).then(None).otherwise(pl.col(c)).alias(c)
+                           for c in (SESSION, USER) if c in names)
+
+
 def clean_string(c: str) -> pl.Expr:
     """Outer blanks stripped; blank, or a null spelled as text (``TEXT_NULLS``) = missing.
     (``replace``: ~2x cheaper than a when/then, which computes the stripped text twice.)"""

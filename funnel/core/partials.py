@@ -19,6 +19,7 @@ Partials = dict[str, pl.DataFrame]
 OTHER = "(other)"
 EXIT = "(exit)"
 NONE = "(none)"
+CART_USERS = "cart_users"   # carts per user id (funnel_partials)
 
 
 def _id(c: str, clean: bool) -> pl.Expr:
@@ -275,6 +276,10 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
         .agg(pl.len().alias("n"), value.sum().alias("sum_value"))
     )
     out["currency"] = carts.group_by(pl.col("currency").fill_null(NONE)).agg(pl.len().alias("n"))
+    # Carts per user id, for the placeholder-id warning (finalize.placeholder_warning): one row
+    # per user with a cart, not small like the others, but exact whatever the shards (a cart
+    # is in one shard; a user's carts in several add up) at ~0.3 s per 3M rows merged.
+    out[CART_USERS] = carts.filter(pl.col(USER).is_not_null()).group_by(USER).agg(pl.len().alias("n"))
     for a in segment_columns(attrs, cfg):
         out[f"segment:{a}"] = (
             inc.group_by(pl.col(a).cast(pl.String).fill_null(NONE).alias("value"), LEVEL)

@@ -116,6 +116,9 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
             extras += [rename.get(c, c) for c in others if rename.get(c, c) not in extras]
         frames.append(lf)
     lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    from ..core.normalize import missing_ids
+
+    lf = missing_ids(lf, cfg.missing_ids)   # (a shop's placeholder ids, e.g. guest: no id)
     return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
 
 
