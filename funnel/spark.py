@@ -36,7 +36,7 @@ import polars as pl
 
 from .config import Config
 from .core import partials as parts
-from .errors import ConfigError, FunnelError
+from .errors import ConfigError, FunnelError, InputError
 
 SHUFFLE_PARTITIONS_LOCAL = 4
 PARTIAL_SCHEMA = "name string, blob binary"
@@ -108,6 +108,8 @@ def _reader(spark, path: str):
         return _ndjson(spark, path)
     if low.endswith((".csv", ".tsv", ".txt")):
         return _csv(spark, path, "\t" if low.endswith(".tsv") else ",")
+    if "://" in path or path.startswith("file:"):   # an object store (s3a://, gs://, abfss://, hdfs://) or a URI
+        return _dataset(spark, path)
     p = Path(path)
     if p.is_dir():
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
@@ -123,6 +125,21 @@ def _reader(spark, path: str):
         return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
+
+
+def _dataset(spark, uri: str):
+    """A folder URI with no format in its name (``s3a://bucket/events/``, hive partitions such
+    as ``date=2026-11-02/`` welcome): a Parquet dataset, as Spark writes one, read by Spark (which
+    lists it: the driver may not see that store). Anything else there is a one-line error."""
+    try:
+        return _numbered(spark.read.parquet(uri))
+    except _spark_errors("Py4JJavaError") as exc:   # (no such path, not Parquet, ...)
+        if isinstance(err := spark_error(exc), InputError) and "no such file" in str(err):
+            raise err from None
+        why = next((line.strip() for line in reversed(_java_text(exc).splitlines()) if line.strip()),
+                   type(exc).__name__)
+        raise InputError(f"{uri}: cannot be read as a Parquet dataset ({why[:200]})",
+                         f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
 
 def _csv(spark, path: str, sep: str):
@@ -428,13 +445,11 @@ def spark_error(exc: BaseException) -> FunnelError:
 
     from . import errors
 
-    java = getattr(exc, "java_exception", None)
-    text = str(java.toString()) if java is not None else str(exc)
-    if java is not None:   # (the innermost cause says what went wrong)
-        cause = java
-        while cause.getCause() is not None:
-            cause = cause.getCause()
-        text += "\n" + str(cause.toString())
+    text = _java_text(exc)
+    missing = re.search(r"\[PATH_NOT_FOUND\] Path does not exist: (\S+?)\.?\s", text + " ")
+    if missing:
+        return errors.InputError(f"{missing.group(1)}: no such file or folder",
+                                 "check the path, and that Spark is configured for that store")
     unread = re.search(r"\[FAILED_READ_FILE[^\]]*\] Encountered error while reading file (\S+?)\.?\s", text + " ")
     if unread:
         return errors.InputError(f"{unread.group(1)}: Spark could not read the file (corrupt or not what its "
@@ -445,6 +460,18 @@ def spark_error(exc: BaseException) -> FunnelError:
         return getattr(errors, ours.group(1))(ours.group(2).strip())
     last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
     return EngineError(f"the Spark job failed: {last[:300]}", "see Spark's log above for the rest")
+
+
+def _java_text(exc: BaseException) -> str:
+    """The text of a Spark error, its innermost Java cause (what went wrong) on the last line."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    if java is not None:
+        cause = java
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        text += "\n" + str(cause.toString())
+    return text
 
 
 def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,

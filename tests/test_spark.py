@@ -537,3 +537,42 @@ def test_spark_reads_placeholder_ids_like_local(tmp_path, spark, listed):
     for key in ("rows_read", "events", "sessions", "users"):
         assert remote["input"][key] == local["input"][key], key
     assert any("one user id holds" in w for w in local["warnings"]) != listed
+
+
+def test_spark_reads_a_parquet_dataset_named_by_a_folder_uri_like_local(tmp_path, spark):
+    """An object store's folder (``s3a://bucket/events/``, here a ``file:`` URI), hive
+    partitions and all, is a Parquet dataset that Spark lists and reads: the local engine's
+    report of the same folder. Before, a URI without a format in its name was refused."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.spark import analyze_spark
+
+    ev = generate_sample(n_sessions=300, seed=3).events
+    folder = tmp_path / "events"
+    ev.with_columns(pl.col("timestamp").dt.date().cast(pl.String).alias("date")) \
+        .write_parquet(folder, partition_by=["date"])
+    local = analyze(str(folder)).report.to_dict()
+    remote = analyze_spark(folder.as_uri(), Config(), spark=spark).report.to_dict()
+    for key in ("funnel", "abandonment", "segments"):
+        assert remote[key] == local[key], key
+    for key in ("rows_read", "events", "sessions", "users", "rows_rejected"):
+        assert remote["input"][key] == local["input"][key], key
+
+
+def test_spark_says_what_is_wrong_with_a_folder_uri(tmp_path, spark):
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    csvs = tmp_path / "csvs"
+    csvs.mkdir()
+    (csvs / "events.csv").write_text("timestamp,session_id,event\n2026-01-05T10:00:00Z,s1,add_to_cart\n")
+    with pytest.raises(InputError) as got:
+        analyze_spark(csvs.as_uri(), Config(), spark=spark)
+    said = " ".join(str(got.value).split())
+    assert said.startswith(f"{csvs.as_uri()}: cannot be read as a Parquet dataset (")
+    assert "is not a Parquet file" in said and f"e.g. {csvs.as_uri()}/*.csv" in said
+    for gone in (tmp_path / "nothing", tmp_path / "nothing.parquet"):
+        with pytest.raises(InputError, match=r"nothing(\.parquet)?: no such file or folder — check the path"):
+            analyze_spark(gone.as_uri(), Config(), spark=spark)
