@@ -391,11 +391,16 @@ def init(
         if out.exists() and not force:
             raise OutputError(f"{out} already exists", "use --force to overwrite it or --out to pick another name")
         cfg = _base_config(None, columns, fmt, None)
-        text = init_toml(events or [], cfg)
+        text, placeholders = init_toml(events or [], cfg)
         from .io.writers import write_text_atomic
 
         write_text_atomic(out, text)
         _wrote(human, out)
+        if placeholders:   # (the user's own file: the ids may be named)
+            from rich.markup import escape
+
+            human.print(escape(f"note: {len(placeholders)} likely placeholder id(s) listed under [input] missing_ids "
+                               f"(read as no id): {', '.join(repr(i) for i, _ in placeholders)} — check them in {out}"))
     except FunnelError as exc:
         _fail(err, exc)
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from .config import Config
 from .core.normalize import REJECT_CAUSES
-from .schema import EVENT, REJECT, ROLES, SESSION
+from .schema import EVENT, REJECT, ROLES, SESSION, USER
 
 
 def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> dict[str, Any]:
@@ -160,10 +160,44 @@ def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_toml(sources: list[str], cfg: Config) -> str:
-    """A commented funnel.toml: detected column roles (when inputs are given) and the funnel."""
+PLACEHOLDER_ROWS = 1_000_000   # funnel init looks for placeholder ids in this many rows
+
+
+def placeholder_ids(loaded, cfg: Config, rows: int = PLACEHOLDER_ROWS) -> list[tuple[str, str]]:
+    """Ids that likely stand for "no id", in the first ``rows`` rows of the input, each with
+    why: a user id holding ``PLACEHOLDER_SHARE`` of the sessions (and ``PLACEHOLDER_CARTS`` or
+    more; the report's warning uses the same marks on carts), or a session id with more events
+    than ``max_events_per_session`` (the bot cap would cut it). Ids are read as ``normalize``
+    reads them (outer blanks, nulls spelled as text); ``missing_ids`` already listed are gone."""
+    from . import api
+    from .core.finalize import PLACEHOLDER_CARTS, PLACEHOLDER_SHARE
+    from .core.normalize import missing_to_null
+
+    names = loaded.lf.collect_schema().names()
+    if SESSION not in names:
+        return []
+    read = lambda c: missing_to_null(pl.col(c).cast(pl.String).str.strip_chars()).alias(c)
+    ids = api._collect_input(loaded.lf.head(rows).select(read(SESSION), *([read(USER)] if USER in names else [])),
+                             loaded)
+    found: list[tuple[str, str]] = []
+    if USER in ids.columns:
+        sessions = ids[SESSION].drop_nulls().n_unique()
+        per = ids.drop_nulls().group_by(USER).agg(pl.col(SESSION).n_unique().alias("n")) \
+            .filter(pl.col("n") >= max(PLACEHOLDER_CARTS, PLACEHOLDER_SHARE * sessions)).sort("n", USER, descending=[True, False])
+        found += [(u, f"user id holding {n:,} of {sessions:,} sessions ({n / sessions:.1%})") for u, n in per.iter_rows()]
+    long = ids.drop_nulls(SESSION).group_by(SESSION).len() \
+        .filter(pl.col("len") > cfg.max_events_per_session).sort("len", SESSION, descending=[True, False])
+    found += [(sid, f"session id with {n:,} events") for sid, n in long.iter_rows()]
+    return found
+
+
+def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str]]]:
+    """A commented funnel.toml: detected column roles (when inputs are given), likely
+    placeholder ids (``placeholder_ids``, listed under ``missing_ids`` with the evidence) and
+    the funnel; and those ids."""
     detected: dict[str, str] = {}
     fmt = "auto"
+    placeholders: list[tuple[str, str]] = []
     if sources:
         from .io.load import load_events
 
@@ -171,6 +205,15 @@ def init_toml(sources: list[str], cfg: Config) -> str:
         fmt = loaded.format if "+" not in loaded.format else "auto"
         if loaded.format == "events":
             detected = dict(loaded.columns)
+        placeholders = placeholder_ids(loaded, cfg)
+    if placeholders:
+        where = f"the first {PLACEHOLDER_ROWS:,} rows" if loaded.rows > PLACEHOLDER_ROWS else "the input"
+        missing = [f"# Likely placeholders for no id in {where} (a guest or default id joins unrelated visitors",
+                   "# into one user or session); read as missing — drop any that is a real visitor:",
+                   *(f"#   {_q(i)}: {why}" for i, why in placeholders),
+                   "missing_ids = [" + ", ".join(_q(i) for i, _ in placeholders) + "]"]
+    else:
+        missing = ["# missing_ids = [\"guest\", 0]   # session/user ids that stand for no id (a shop's placeholder)"]
     lines = [
         "# funnel.toml — configuration for `funnel analyze` (see README: Configuration).",
         "# Unknown keys are errors, so typos are caught.",
@@ -178,7 +221,7 @@ def init_toml(sources: list[str], cfg: Config) -> str:
         "[input]",
         f"format = {_q(fmt)}            # auto | events | ga4 | segment | snowplow | shopify",
         "max_events_per_session = 5000   # events beyond this per session are rejected (bots)",
-        "# missing_ids = [\"guest\", 0]   # session/user ids that stand for no id (a shop's placeholder)",
+        *missing,
         "",
         "[columns]",
         "# Which column plays which role. Detected from common names; uncomment to override.",
@@ -225,7 +268,7 @@ def init_toml(sources: list[str], cfg: Config) -> str:
         *_threshold_lines(),
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), placeholders
 
 
 def _threshold_lines() -> list[str]:

@@ -151,3 +151,46 @@ def test_the_cli_reads_missing_ids_and_explain_says_why_a_listed_id_has_no_sessi
     err = " ".join(got.stderr.split())
     assert f"error: {GUEST!r} is listed in [input] missing_ids ({toml}): funnel reads it as no id" in err
     assert "drop it from missing_ids to analyse it as an id" in err and "Traceback" not in err
+
+
+def test_init_lists_a_likely_placeholder_with_its_evidence(logs, tmp_path):
+    """``funnel init EVENTS`` looks for placeholder ids and lists them under ``missing_ids``,
+    with why, in the user's own config (and says so); the config then gives the report of the
+    log without those ids. A log without one gets the commented example only."""
+    placeholder, empty = logs
+    p, q = tmp_path / "guest.csv", tmp_path / "empty.csv"
+    placeholder.write_csv(p)
+    empty.write_csv(q)
+    got = run_cli("init", str(p), "--out", str(tmp_path / "funnel.toml"), cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    text = (tmp_path / "funnel.toml").read_text()
+    sessions = placeholder["session_id"].n_unique()
+    held = placeholder.filter(pl.col("user_id") == GUEST)["session_id"].n_unique()
+    assert f'#   "{GUEST}": user id holding {held:,} of {sessions:,} sessions ({held / sessions:.1%})' in text
+    assert f'missing_ids = ["{GUEST}"]' in text
+    assert f"note: 1 likely placeholder id(s) listed under [input] missing_ids (read as no id): '{GUEST}'" \
+        in " ".join(got.stdout.split())
+    cfg = load_config(tmp_path / "funnel.toml")
+    assert cfg.missing_ids == (GUEST,)
+    assert _numbers(analyze(str(p), config=cfg).report.to_dict()) == _numbers(analyze(str(q)).report.to_dict())
+    got = run_cli("init", str(q), "--out", str(tmp_path / "other.toml"), cwd=tmp_path)
+    assert got.returncode == 0 and "note:" not in got.stdout
+    assert '# missing_ids = ["guest", 0]' in (tmp_path / "other.toml").read_text()
+
+
+def test_placeholder_ids_finds_a_session_id_past_the_bot_cap(tmp_path):
+    """A session id with more events than the bot cap (a default such as 0 for every session)
+    is listed too; ids already in ``missing_ids`` are not."""
+    from funnel.io.load import load_events
+    from funnel.validate import placeholder_ids
+
+    n = 40
+    df = pl.DataFrame({"timestamp": [f"2026-01-05T10:{i:02d}:00Z" for i in range(n)],
+                       "session_id": [" 0 " if i % 4 else f"s{i}" for i in range(n)],
+                       "event": ["page_view"] * n})
+    p = tmp_path / "log.csv"
+    df.write_csv(p)
+    cfg = Config().with_overrides(max_events_per_session=20)
+    assert placeholder_ids(load_events([str(p)], cfg), cfg) == [("0", "session id with 30 events")]
+    cfg = cfg.with_overrides(missing_ids=["0"])
+    assert placeholder_ids(load_events([str(p)], cfg), cfg) == []
