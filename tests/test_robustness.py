@@ -1178,9 +1178,9 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
     # --rejects holds them (after the events' rows), with their row, cause and values
     table = pl.read_csv(tmp_path / "rejects.csv", infer_schema=False)
     n = len(lines)   # (the header, data rows 1..n-1, then the two appended)
-    assert table.select("file", "row", "cause", "detail", "session_id", "device").rows() == [
-        (str(log), str(n), "duplicate_session", "row 1 is used", first[0], other),
-        (str(log), str(n + 1), "missing_id", None, None, first[2])]
+    assert table.select("file", "row", "cause", "detail", "session_id", "user_id", "device").rows() == [
+        (str(log), str(n), "duplicate_session", "row 1 is used", first[0], first[1], other),
+        (str(log), str(n + 1), "missing_id", None, None, first[1], first[2])]   # (user_id: the log's own)
     sharded_rows = analyze(str(SAMPLE_EVENTS), sessions=str(log), shards=3).rejects
     assert sharded_rows.equals(analyze(str(SAMPLE_EVENTS), sessions=str(log)).rejects)
     assert sharded_rows.height == 2

@@ -146,11 +146,15 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.D
                              "name it session_id or set [columns] session_id in funnel.toml")
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
+        # columns named as an event role (user_id, ...): not joined (the events hold them), but
+        # written with the rows not used, so that --rejects shows those rows whole
+        roles = [c for c in names if c != sid and c in CANONICAL_COLUMNS]
         check_quoting(src)
         lf = scan_file(src, text=True)
         blank = pl.col(BLANK) if BLANK in lf.collect_schema().names() else pl.lit(False)
         q = lf.select(pl.col(SOURCE_FILE), pl.col(ROW), blank.alias(BLANK),
-                      pl.col(sid).cast(pl.String).alias(SESSION), *(pl.col(c).cast(pl.String) for c in keep))
+                      pl.col(sid).cast(pl.String).alias(SESSION),
+                      *(pl.col(c).cast(pl.String) for c in (*keep, *roles)))
         # Read now (one row per session, small next to the events): a damaged sessions log is
         # reported here, naming the file and line, not later from inside the analysis.
         try:
@@ -172,5 +176,6 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.D
         .then(pl.format("row {} is used", at[1]) if len(files) == 1 else pl.format("{} row {} is used", *at))
         .alias(DETAIL),
     ).drop(BLANK)
-    first = df.filter(pl.col(REJECT).is_null()).drop(SOURCE_FILE, ROW, REJECT, DETAIL)
+    roles = [c for c in df.columns if c in CANONICAL_COLUMNS and c != SESSION]   # (not joined: see above)
+    first = df.filter(pl.col(REJECT).is_null()).drop(SOURCE_FILE, ROW, REJECT, DETAIL, *roles)
     return first.lazy(), attrs, df.filter(pl.col(REJECT).is_not_null())
