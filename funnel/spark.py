@@ -165,7 +165,33 @@ def _csv(spark, path: str, sep: str):
         *names,
         F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
         F.least(*(F.col(c).isNull() for c in [*names, *_EXTRAS])).alias(BLANK),
-    )
+    ).unionByName(_blank_lines(spark, path, names), allowMissingColumns=True)
+
+
+def _blank_lines(spark, path: str, names: list[str]):
+    """A row of nulls (``_blank``, so rejected as ``empty_row``, with its file) for every empty
+    line of the CSV ``path`` outside a quoted field: Spark's CSV reader skips them, the local
+    one reads each as a row. The lines are read as text; only where a line holds an odd number
+    of quotes (a quoted field spans lines somewhere) is each line's place in or out of quotes
+    worked out, by the quotes before it in its file (in file order: Spark numbers a file's
+    lines in order)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from .io.sources import BLANK
+    from .schema import SOURCE_FILE
+
+    value = F.col("value")
+    quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
+    lines = spark.read.text(path).select(value, quotes.alias("__q"), F.monotonically_increasing_id().alias("__i"),
+                                         F.input_file_name().alias(SOURCE_FILE))
+    if lines.where(F.col("__q") % 2 == 1).limit(1).count():
+        before = Window.partitionBy(SOURCE_FILE).orderBy("__i").rowsBetween(Window.unboundedPreceding, -1)
+        lines = lines.withColumn("__in", F.coalesce(F.sum("__q").over(before), F.lit(0)) % 2 == 1)
+    else:   # (no quoted field spans lines: every empty line is a row)
+        lines = lines.withColumn("__in", F.lit(False))
+    return lines.where((value == "") & ~F.col("__in")).select(*(F.lit(None).cast("string").alias(c) for c in names),
+                                     F.lit(True).alias(BLANK), SOURCE_FILE)
 
 
 def _ndjson(spark, path: str):
@@ -226,9 +252,11 @@ def _read(spark, sources: list[str]):
     from .schema import SOURCE_FILE
 
     frames = [_reader(spark, s) for s in sources]
-    # (the file name now: after a mapInArrow Spark no longer knows it)
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames) \
-        .withColumn(SOURCE_FILE, F.input_file_name())
+    # (the file name now: after a mapInArrow Spark no longer knows it; a CSV's blank lines
+    # bring theirs: _blank_lines)
+    both = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    known = F.col(SOURCE_FILE) if SOURCE_FILE in both.columns else F.lit(None).cast("string")
+    return both.withColumn(SOURCE_FILE, F.coalesce(known, F.input_file_name()))
 
 
 def _empty(raw) -> pl.DataFrame:

@@ -576,3 +576,40 @@ def test_spark_says_what_is_wrong_with_a_folder_uri(tmp_path, spark):
     for gone in (tmp_path / "nothing", tmp_path / "nothing.parquet"):
         with pytest.raises(InputError, match=r"nothing(\.parquet)?: no such file or folder — check the path"):
             analyze_spark(gone.as_uri(), Config(), spark=spark)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split):
+    """Spark's CSV reader skipped empty lines, which the local reader reads as rows and
+    rejects (``empty_row``): Spark read fewer rows. It now adds a row for each empty line
+    outside a quoted field — not for one inside a quoted field that spans lines — also when
+    Spark reads the file in several pieces (``split``) and in gzip."""
+    import gzip
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    lines = ["timestamp,session_id,event,url"]
+    for i in range(400):
+        url = f'"/p{i}\n\nq"' if i % 97 == 5 else f"/p{i}"   # (a quoted field holding an empty line)
+        lines.append(f"2026-01-05T10:{i % 60:02d}:{i % 59:02d}Z,s{i // 7},add_to_cart,{url}")
+        if i % 37 == 3:
+            lines.append("")
+    text = "\n".join(lines) + "\n\n"   # (and one at the end)
+    plain, packed = tmp_path / "log.csv", tmp_path / "log2.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    if split:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+    try:
+        for path in (plain, packed):
+            here, there = analyze(str(path)), analyze_spark(str(path), Config(), spark=spark)
+            local, remote = here.report.to_dict()["input"], there.report.to_dict()["input"]
+            assert local["rejected"] == [{"key": "empty_row", "count": 12}]
+            for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions"):
+                assert remote[key] == local[key], key
+            assert there.rejects["cause"].to_list() == ["empty_row"] * 12
+            assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
