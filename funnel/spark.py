@@ -155,6 +155,7 @@ def _csv(spark, path: str, sep: str):
     from .io.sources import _EXTRAS, BLANK, EXTRA
 
     _quiet_header_check(spark)
+    _check_quoting(path)
     reader = spark.read.option("sep", sep).option("escape", '"').option("multiLine", True).option("header", True)
     names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
@@ -166,6 +167,19 @@ def _csv(spark, path: str, sep: str):
         F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
         F.least(*(F.col(c).isNull() for c in [*names, *_EXTRAS])).alias(BLANK),
     ).unionByName(_blank_lines(spark, path, names), allowMissingColumns=True)
+
+
+def _check_quoting(path: str) -> None:
+    """The local reader's check for rows swallowed by a quote closed rows later
+    (``sources.check_quoting``: an error naming the line), on the CSV files of ``path`` that
+    the driver can read (a local file, folder or glob); a store only Spark reaches (a URI) is
+    not checked."""
+    if "://" in path or path.startswith("file:"):
+        return
+    from .io.sources import check_quoting, resolve_paths, sniff_format
+
+    for f in resolve_paths([path]):
+        check_quoting(sniff_format(f))
 
 
 def _blank_lines(spark, path: str, names: list[str]):

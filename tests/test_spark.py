@@ -613,3 +613,25 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split):
             assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def test_spark_names_rows_swallowed_by_a_quote_like_local(tmp_path, spark):
+    """A quote opened in a field and closed only rows later makes a CSV reader take the rows
+    between for one field: the local engine's error naming the line, on Spark too (for the
+    files the driver can read), where Spark lost those rows without a word."""
+    from conftest import run_cli
+
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    lines = ["timestamp,session_id,event,page"] + [f"2026-10-01T10:00:{i:02d}Z,s1,view,/p{i}" for i in range(40)]
+    lines[9] = lines[9].replace(",view,", ',"view,')
+    lines[15] = lines[15] + '"'
+    p = tmp_path / "q.csv"
+    p.write_text("\n".join(lines) + "\n")
+    for source in (str(p), str(tmp_path), str(tmp_path / "*.csv")):
+        with pytest.raises(InputError, match=r"q\.csv: line 10 has malformed quoting \(.*5 rows"):
+            analyze_spark(source, Config(), spark=spark)
+    r = run_cli("analyze", str(p), "--engine", "spark", "-q")
+    assert r.returncode == 2 and "line 10 has malformed quoting" in r.stderr and "Traceback" not in r.stderr
