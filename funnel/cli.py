@@ -277,12 +277,13 @@ def _strict(report) -> None:
     error, one line naming both."""
     inp = report.input
     causes = lambda counts: ", ".join(f"{c.key} {c.count}" for c in counts)   # (plain numbers, as in CI logs)
+    rows = lambda n: f"{n} row" + ("" if n == 1 else "s")
     unused = []
     if inp.rows_rejected:
-        unused.append(f"{inp.rows_rejected} rows rejected ({causes(inp.rejected)})")
+        unused.append(f"{rows(inp.rows_rejected)} rejected ({causes(inp.rejected)})")
     if inp.sessions_log_rejected:
-        unused.append(f"{sum(c.count for c in inp.sessions_log_rejected)} rows of the sessions log {inp.sessions_log} "
-                      f"not used ({causes(inp.sessions_log_rejected)})")
+        unused.append(f"{rows(sum(c.count for c in inp.sessions_log_rejected))} of the sessions log "
+                      f"{inp.sessions_log} not used ({causes(inp.sessions_log_rejected)})")
     if unused:
         from .errors import InputError
 

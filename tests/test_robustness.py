@@ -1195,4 +1195,4 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
     events.write_text(SAMPLE_EVENTS.read_text() + "not a time,s_000001,u_00001,page_view" +
                       "," * (SAMPLE_EVENTS.read_text().splitlines()[0].count(",") - 3) + "\n")
     both = run_cli("analyze", str(events), "--sessions", str(log), "--strict", "-q")
-    _one_line_error(both, "--strict: 1 rows rejected (bad_timestamp 1); 2 rows of the sessions log")
+    _one_line_error(both, "--strict: 1 row rejected (bad_timestamp 1); 2 rows of the sessions log")
