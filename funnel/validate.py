@@ -111,7 +111,10 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                                         "the input's event names are listed under events")
                        for s in cfg.steps if not found[s.name]),
                      *api.dates_only(sum(f["usable"] for f in facts), sum(f["timed"] for f in facts),
-                                  loaded.columns.get("timestamp"))],
+                                  loaded.columns.get("timestamp")),
+                     *(f"a {why} is likely a placeholder for no id (e.g. guest), which joins unrelated "
+                       "visitors into one — 'funnel init EVENTS' lists it under [input] missing_ids"
+                       for _, why in placeholder_ids(loaded, cfg))],
     }
 
 

@@ -194,3 +194,21 @@ def test_placeholder_ids_finds_a_session_id_past_the_bot_cap(tmp_path):
     assert placeholder_ids(load_events([str(p)], cfg), cfg) == [("0", "session id with 30 events")]
     cfg = cfg.with_overrides(missing_ids=["0"])
     assert placeholder_ids(load_events([str(p)], cfg), cfg) == []
+
+
+def test_validate_warns_of_a_likely_placeholder_without_naming_it(logs, tmp_path):
+    placeholder, empty = logs
+    p, q = tmp_path / "guest.parquet", tmp_path / "empty.parquet"
+    placeholder.write_parquet(p)
+    empty.write_parquet(q)
+    got = run_cli("validate", str(p), "--json", "-", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    said = [w for w in json.loads(got.stdout)["warnings"] if "placeholder" in w]
+    sessions = placeholder["session_id"].n_unique()
+    held = placeholder.filter(pl.col("user_id") == GUEST)["session_id"].n_unique()
+    assert said == [(f"a user id holding {held:,} of {sessions:,} sessions ({held / sessions:.1%}) is likely a "
+                     "placeholder for no id (e.g. guest), which joins unrelated visitors into one — "
+                     "'funnel init EVENTS' lists it under [input] missing_ids")]
+    assert GUEST not in got.stdout
+    got = run_cli("validate", str(q), "--json", "-", cwd=tmp_path)
+    assert not [w for w in json.loads(got.stdout)["warnings"] if "placeholder" in w]
