@@ -71,7 +71,7 @@ def test_carts_and_rejects_outputs(tmp_path):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["abandonment"]["abandoned"] == carts.height
     strict = run_cli("analyze", str(bad), "--strict", "--json", "-", "-q")
-    assert strict.returncode == 2 and "rows rejected" in strict.stderr
+    assert strict.returncode == 2 and "--strict: 1 row rejected (bad_timestamp 1)" in strict.stderr
 
 
 def test_validate_reports_detection():
