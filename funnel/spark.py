@@ -108,7 +108,7 @@ def _reader(spark, path: str):
         return _ndjson(spark, path)
     if low.endswith((".csv", ".tsv", ".txt")):
         return _csv(spark, path, "\t" if low.endswith(".tsv") else ",")
-    if "://" in path or path.startswith("file:"):   # an object store (s3a://, gs://, abfss://, hdfs://) or a URI
+    if _is_uri(path):   # an object store (s3a://, gs://, abfss://, hdfs://) or a file: URI
         return _dataset(spark, path)
     p = Path(path)
     if p.is_dir():
@@ -127,6 +127,11 @@ def _reader(spark, path: str):
                       "name the files by format, or use --engine local")
 
 
+def _is_uri(path: str) -> bool:
+    """A path Spark resolves (a store's URI, or ``file:``) rather than one of the driver's."""
+    return "://" in path or path.startswith("file:")
+
+
 def _dataset(spark, uri: str):
     """A folder URI with no format in its name (``s3a://bucket/events/``, hive partitions such
     as ``date=2026-11-02/`` welcome): a Parquet dataset, as Spark writes one, read by Spark (which
@@ -134,10 +139,10 @@ def _dataset(spark, uri: str):
     try:
         return _numbered(spark.read.parquet(uri))
     except _spark_errors("Py4JJavaError") as exc:   # (no such path, not Parquet, ...)
-        if isinstance(err := spark_error(exc), InputError) and "no such file" in str(err):
-            raise err from None
-        why = next((line.strip() for line in reversed(_java_text(exc).splitlines()) if line.strip()),
-                   type(exc).__name__)
+        text = _java_text(exc)
+        if "[PATH_NOT_FOUND]" in text:
+            raise spark_error(exc) from None
+        why = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
         raise InputError(f"{uri}: cannot be read as a Parquet dataset ({why[:200]})",
                          f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
@@ -174,7 +179,7 @@ def _check_quoting(path: str) -> None:
     (``sources.check_quoting``: an error naming the line), on the CSV files of ``path`` that
     the driver can read (a local file, folder or glob); a store only Spark reaches (a URI) is
     not checked."""
-    if "://" in path or path.startswith("file:"):
+    if _is_uri(path):
         return
     from .io.sources import check_quoting, resolve_paths, sniff_format
 
@@ -204,8 +209,8 @@ def _blank_lines(spark, path: str, names: list[str]):
         lines = lines.withColumn("__in", F.coalesce(F.sum("__q").over(before), F.lit(0)) % 2 == 1)
     else:   # (no quoted field spans lines: every empty line is a row)
         lines = lines.withColumn("__in", F.lit(False))
-    return lines.where((value == "") & ~F.col("__in")).select(*(F.lit(None).cast("string").alias(c) for c in names),
-                                     F.lit(True).alias(BLANK), SOURCE_FILE)
+    nulls = [F.lit(None).cast("string").alias(c) for c in names]
+    return lines.where((value == "") & ~F.col("__in")).select(*nulls, F.lit(True).alias(BLANK), SOURCE_FILE)
 
 
 def _ndjson(spark, path: str):
