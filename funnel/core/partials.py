@@ -85,8 +85,10 @@ def session_owners(lf: pl.LazyFrame, clean: bool = False, buckets: int = 1) -> p
     # with and without a user id.) ``clean``: the raw ids as they are (see ``shard_key``).
     from .normalize import missing_to_null
 
-    # (blank, or a null spelled as text: missing, as the normaliser reads it)
-    strip = (lambda e: e.replace("", None)) if clean else (lambda e: missing_to_null(e.str.strip_chars()))
+    # (blank, or a null spelled as text: missing, as the normaliser reads it; elementwise forms,
+    # which the streaming engine runs in bounded memory: ``replace`` held every row's ids)
+    strip = (lambda e: pl.when(e != "").then(e)) if clean else \
+        (lambda e: missing_to_null(e.str.strip_chars(), elementwise=True))
     ds = strip(pl.col(SESSION).cast(pl.String))
     du = strip(pl.col(USER).cast(pl.String))
     uh = pl.when(du.is_not_null()).then(du.hash(1))   # (the hash of a null is not null)
