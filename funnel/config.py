@@ -220,6 +220,9 @@ def _strings(value: Any, key: str, src: str) -> tuple[str, ...]:
 def _ids(value: Any, key: str, src: str) -> tuple[str, ...]:
     """``[input] missing_ids``: a list of ids (strings, or whole numbers for integer ids), each
     as the reader compares it (outer blanks stripped; a blank one is missing anyway)."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):   # (one id, not in a list)
+        raise ConfigError(f"{_at(src)}{key} must be a list, got {value!r}",
+                          f"write it as a list: missing_ids = [{toml_value(value)}]")
     items = _expect(value, list, key, src)
     out = []
     for i, v in enumerate(items):
@@ -228,6 +231,11 @@ def _ids(value: Any, key: str, src: str) -> tuple[str, ...]:
             raise ConfigError(f"{_at(src)}{key}[{i}] is blank", "a blank id is read as missing already: drop it")
         out.append(text)
     return tuple(dict.fromkeys(out))
+
+
+def toml_value(value: str | int) -> str:
+    """``value`` as TOML writes it (a quoted string, or a number)."""
+    return str(value) if isinstance(value, int) else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _count(value: Any, key: str, src: str, least: int) -> int:

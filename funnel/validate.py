@@ -160,7 +160,9 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
 
 
 def _q(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    from .config import toml_value
+
+    return toml_value(s)
 
 
 PLACEHOLDER_ROWS = 1_000_000   # funnel init looks for placeholder ids in this many rows

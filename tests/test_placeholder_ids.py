@@ -128,13 +128,15 @@ def test_integer_placeholder_ids_from_the_config_file(logs, tmp_path, monkeypatc
 
 @pytest.mark.parametrize(("value", "message"), [
     ('["x", " "]', "input.missing_ids[1] is blank"),
-    ('"guest"', "input.missing_ids must be a list"),
+    ('"guest"', 'input.missing_ids must be a list, got \'guest\' — write it as a list: missing_ids = ["guest"]'),
+    ("0", "input.missing_ids must be a list, got 0 — write it as a list: missing_ids = [0]"),
     ("[1.5]", "input.missing_ids[0] must be a string or a whole number"),
 ])
 def test_bad_missing_ids_are_one_line_config_errors(value, message, tmp_path):
     (tmp_path / "funnel.toml").write_text(f"[input]\nmissing_ids = {value}\n")
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError) as got:
         load_config(search_dir=tmp_path)
+    assert message in str(got.value)
 
 
 def test_the_cli_reads_missing_ids_and_explain_says_why_a_listed_id_has_no_session(logs, tmp_path):
