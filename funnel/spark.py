@@ -149,19 +149,32 @@ def _dataset(spark, uri: str):
 
 def _csv(spark, path: str, sep: str):
     """A CSV/TSV file (or directory) as the local reader reads it (``sources.scan_file``): every
-    field text; a quoted field may span lines (``multiLine``: each file is then read by one
-    task, so split a large CSV into several files, or use Parquet); quotes inside a field are
-    doubled (RFC 4180; Spark's own default escapes them with a backslash). A row longer than
-    its header keeps its surplus fields in ``_extra`` (rejected as ``extra_fields``: Spark
-    would drop them silently), and ``_blank`` says every field is empty."""
+    field text; quotes inside a field are doubled (RFC 4180; Spark's own default escapes them
+    with a backslash). A row longer than its header keeps its surplus fields in ``_extra``
+    (rejected as ``extra_fields``: Spark would drop them silently), ``_blank`` says every field
+    is empty, and every empty line is a row too (``_blank_lines``).
+
+    A quoted field may span lines. Only a file where one does (or with a line of white space
+    alone, which Spark skips otherwise; the local reader reads it as a row) is read with
+    ``multiLine``, by one task per file; otherwise (no line holds an odd number of quotes,
+    which proves no field spans lines) Spark splits a large file over many tasks."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     from .io.sources import _EXTRAS, BLANK, EXTRA
+    from .schema import SOURCE_FILE
 
     _quiet_header_check(spark)
     _check_quoting(path)
-    reader = spark.read.option("sep", sep).option("escape", '"').option("multiLine", True).option("header", True)
+    value = F.col("value")
+    quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
+    lines = spark.read.text(path).select(value, quotes.alias("__q"), F.monotonically_increasing_id().alias("__i"),
+                                         F.input_file_name().alias(SOURCE_FILE))
+    # (one pass: does a quoted field span lines somewhere — a line with an odd number of quotes —
+    # and is there a line of white space alone, which Spark skips unless multiLine)
+    spans, spaces = lines.agg(F.max(F.col("__q") % 2 == 1), F.max(value.rlike("^[\\x00-\\x20]+$"))).first()
+    spans, multiline = bool(spans), bool(spans or spaces)
+    reader = spark.read.option("sep", sep).option("escape", '"').option("multiLine", multiline).option("header", True)
     names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
     schema = StructType([StructField(c, StringType()) for c in [*names, *_EXTRAS]])
@@ -171,7 +184,7 @@ def _csv(spark, path: str, sep: str):
         *names,
         F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
         F.least(*(F.col(c).isNull() for c in [*names, *_EXTRAS])).alias(BLANK),
-    ).unionByName(_blank_lines(spark, path, names), allowMissingColumns=True)
+    ).unionByName(_blank_lines(lines, spans, names), allowMissingColumns=True)
 
 
 def _check_quoting(path: str) -> None:
@@ -187,11 +200,12 @@ def _check_quoting(path: str) -> None:
         check_quoting(sniff_format(f))
 
 
-def _blank_lines(spark, path: str, names: list[str]):
+def _blank_lines(lines, spans: bool, names: list[str]):
     """A row of nulls (``_blank``, so rejected as ``empty_row``, with its file) for every empty
-    line of the CSV ``path`` outside a quoted field: Spark's CSV reader skips them, the local
-    one reads each as a row. The lines are read as text; only where a line holds an odd number
-    of quotes (a quoted field spans lines somewhere) is each line's place in or out of quotes
+    line of a CSV outside a quoted field: Spark's CSV reader skips them, the local one reads
+    each as a row. ``lines``: the CSV's lines as text (``value``, its quotes ``__q``, its place
+    ``__i``, its file), as ``_csv`` reads them; ``spans``: a quoted field spans lines somewhere
+    (a line holds an odd number of quotes). Only then is each line's place in or out of quotes
     worked out, by the quotes before it in its file (in file order: Spark numbers a file's
     lines in order)."""
     from pyspark.sql import Window
@@ -200,17 +214,13 @@ def _blank_lines(spark, path: str, names: list[str]):
     from .io.sources import BLANK
     from .schema import SOURCE_FILE
 
-    value = F.col("value")
-    quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
-    lines = spark.read.text(path).select(value, quotes.alias("__q"), F.monotonically_increasing_id().alias("__i"),
-                                         F.input_file_name().alias(SOURCE_FILE))
-    if lines.where(F.col("__q") % 2 == 1).limit(1).count():
+    if spans:
         before = Window.partitionBy(SOURCE_FILE).orderBy("__i").rowsBetween(Window.unboundedPreceding, -1)
         lines = lines.withColumn("__in", F.coalesce(F.sum("__q").over(before), F.lit(0)) % 2 == 1)
     else:   # (no quoted field spans lines: every empty line is a row)
         lines = lines.withColumn("__in", F.lit(False))
     nulls = [F.lit(None).cast("string").alias(c) for c in names]
-    return lines.where((value == "") & ~F.col("__in")).select(*nulls, F.lit(True).alias(BLANK), SOURCE_FILE)
+    return lines.where((F.col("value") == "") & ~F.col("__in")).select(*nulls, F.lit(True).alias(BLANK), SOURCE_FILE)
 
 
 def _ndjson(spark, path: str):

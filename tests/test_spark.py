@@ -578,12 +578,14 @@ def test_spark_says_what_is_wrong_with_a_folder_uri(tmp_path, spark):
             analyze_spark(gone.as_uri(), Config(), spark=spark)
 
 
+@pytest.mark.parametrize("spanning", [True, False])
 @pytest.mark.parametrize("split", [False, True])
-def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split):
+def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spanning):
     """Spark's CSV reader skipped empty lines, which the local reader reads as rows and
     rejects (``empty_row``): Spark read fewer rows. It now adds a row for each empty line
     outside a quoted field — not for one inside a quoted field that spans lines — also when
-    Spark reads the file in several pieces (``split``) and in gzip."""
+    Spark reads the file in several pieces (``split``) and in gzip; with a field spanning lines
+    (``spanning``: read with multiLine) and without (read line by line, in pieces)."""
     import gzip
 
     from funnel.api import analyze
@@ -592,7 +594,7 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split):
 
     lines = ["timestamp,session_id,event,url"]
     for i in range(400):
-        url = f'"/p{i}\n\nq"' if i % 97 == 5 else f"/p{i}"   # (a quoted field holding an empty line)
+        url = f'"/p{i}\n\nq"' if spanning and i % 97 == 5 else f'"/p,{i}"'   # (a quoted field holding an empty line)
         lines.append(f"2026-01-05T10:{i % 60:02d}:{i % 59:02d}Z,s{i // 7},add_to_cart,{url}")
         if i % 37 == 3:
             lines.append("")
@@ -606,7 +608,7 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split):
         for path in (plain, packed):
             here, there = analyze(str(path)), analyze_spark(str(path), Config(), spark=spark)
             local, remote = here.report.to_dict()["input"], there.report.to_dict()["input"]
-            assert local["rejected"] == [{"key": "empty_row", "count": 12}]
+            assert local["rejected"] == [{"key": "empty_row", "count": 12}] and local["rows_read"] == 412
             for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions"):
                 assert remote[key] == local[key], key
             assert there.rejects["cause"].to_list() == ["empty_row"] * 12
@@ -635,3 +637,22 @@ def test_spark_names_rows_swallowed_by_a_quote_like_local(tmp_path, spark):
             analyze_spark(source, Config(), spark=spark)
     r = run_cli("analyze", str(p), "--engine", "spark", "-q")
     assert r.returncode == 2 and "line 10 has malformed quoting" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spark_reads_a_csv_without_fields_spanning_lines_in_pieces(tmp_path, spark):
+    """A CSV whose quoted fields stay on their line (no line holds an odd number of quotes) is
+    read line by line, so Spark splits a large file over many tasks; one field spanning lines
+    makes it one task per file (multiLine), as it must be read whole."""
+    from funnel.spark import _csv
+
+    rows = [f'2026-01-05T10:{i % 60:02d}:00Z,s{i},add_to_cart,"/p,{i}"' for i in range(600)]
+    plain, spanning = tmp_path / "plain.csv", tmp_path / "spanning.csv"
+    plain.write_text("timestamp,session_id,event,url\n" + "\n".join(rows) + "\n")
+    spanning.write_text("timestamp,session_id,event,url\n" + "\n".join(rows[:-1]) + '\n' + rows[-1][:-1] + '\nx"\n')
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+    try:
+        pieces = {p.name: _csv(spark, str(p), ",").rdd.getNumPartitions() for p in (plain, spanning)}
+        assert pieces["plain.csv"] >= pieces["spanning.csv"] + 5, pieces
+        assert _csv(spark, str(plain), ",").count() == _csv(spark, str(spanning), ",").count() == 600
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
