@@ -86,7 +86,7 @@ def spark_session():
 def _numbered(frame):
     """Parquet rows with their 1-based row in their file in ``_row`` (``_metadata.row_index``,
     Spark 3.5+), as the local engine numbers them, so that rejected rows are named by file and
-    row. Spark cannot number the rows of text files (one file is read by several tasks)."""
+    row. (CSV rows: ``_numbered_lines``; NDJSON rows stay unnumbered.)"""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -115,14 +115,11 @@ def _reader(spark, path: str):
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
         if kinds <= {".parquet"} and kinds:   # a Parquet dataset: one read
             return _numbered(spark.read.parquet(path))
-        from functools import reduce
-
         from .io.sources import resolve_paths
 
         # any other folder (CSV, NDJSON, mixed, nested): its files by the local engine's rules
         # (recursive, hidden files skipped), each read by its own format and header
-        frames = [_reader(spark, str(f)) for f in resolve_paths([path])]
-        return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+        return _union([_reader(spark, str(f)) for f in resolve_paths([path])])
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
 
@@ -152,39 +149,65 @@ def _csv(spark, path: str, sep: str):
     field text; quotes inside a field are doubled (RFC 4180; Spark's own default escapes them
     with a backslash). A row longer than its header keeps its surplus fields in ``_extra``
     (rejected as ``extra_fields``: Spark would drop them silently), ``_blank`` says every field
-    is empty, and every empty line is a row too (``_blank_lines``).
+    is empty, and an empty line is a row too (Spark's CSV reader skips them).
 
-    A quoted field may span lines. Only a file where one does (or with a line of white space
-    alone, which Spark skips otherwise; the local reader reads it as a row) is read with
-    ``multiLine``, by one task per file; otherwise (no line holds an odd number of quotes,
-    which proves no field spans lines) Spark splits a large file over many tasks."""
+    One pass over the file's text first finds whether a quoted field spans lines (a line with
+    an odd number of quotes). A usual CSV, whose quoted fields stay on their line, is then read
+    as its lines, each parsed (``from_csv``) and numbered by its place in its file
+    (``_numbered_lines``) — split over many tasks, with ``_row`` as the local reader gives it.
+    A file where a field spans lines is read with ``multiLine``, one task per file, its rows
+    unnumbered, and its empty lines outside quoted fields added (``_blank_lines``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     from .io.sources import _EXTRAS, BLANK, EXTRA
-    from .schema import SOURCE_FILE
+    from .schema import ROW, SOURCE_FILE
 
     _quiet_header_check(spark)
     _check_quoting(path)
     value = F.col("value")
     quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
     lines = spark.read.text(path).select(value, quotes.alias("__q"), F.monotonically_increasing_id().alias("__i"),
-                                         F.input_file_name().alias(SOURCE_FILE))
-    # (one pass: does a quoted field span lines somewhere — a line with an odd number of quotes —
-    # and is there a line of white space alone, which Spark skips unless multiLine)
-    spans, spaces = lines.agg(F.max(F.col("__q") % 2 == 1), F.max(value.rlike("^[\\x00-\\x20]+$"))).first()
-    spans, multiline = bool(spans), bool(spans or spaces)
-    reader = spark.read.option("sep", sep).option("escape", '"').option("multiLine", multiline).option("header", True)
+                                         F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
+    spans = bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
+    options = {"sep": sep, "escape": '"'}
+    reader = spark.read.options(**options).option("multiLine", spans).option("header", True)
     names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
     schema = StructType([StructField(c, StringType()) for c in [*names, *_EXTRAS]])
-    raw = reader.option("enforceSchema", True).schema(schema).csv(path)
+    fields = [*names, *_EXTRAS]
     surplus = [F.col(x) for x in _EXTRAS]
-    return raw.select(
-        *names,
-        F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
-        F.least(*(F.col(c).isNull() for c in [*names, *_EXTRAS])).alias(BLANK),
-    ).unionByName(_blank_lines(lines, spans, names), allowMissingColumns=True)
+    out = [*names,
+           F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
+           F.least(*(F.col(c).isNull() for c in fields)).alias(BLANK)]
+    if not spans:
+        rows = _numbered_lines(lines).where(F.col(ROW) > 0)   # (line 0: the header)
+        ddl = ", ".join(f"`{c.replace('`', '``')}` STRING" for c in fields)
+        parsed = F.from_csv(value, ddl, options)
+        return rows.select(parsed.alias("__r"), ROW, SOURCE_FILE) \
+            .select(*(F.col("__r")[c].alias(c) for c in fields), ROW, SOURCE_FILE).select(*out, ROW, SOURCE_FILE)
+    raw = reader.option("enforceSchema", True).schema(schema).csv(path)
+    return raw.select(*out, F.input_file_name().alias(SOURCE_FILE)) \
+        .unionByName(_blank_lines(lines, names), allowMissingColumns=True)
+
+
+def _numbered_lines(lines):
+    """``lines`` (``_csv``'s: a file's lines as text with ``__i``, Spark's row id, and ``__p``,
+    its partition) with ``_row``: each line's 0-based place in its file. A row id is its
+    partition's number, then its place in that partition; a file's pieces are partitions in
+    file order, so a line's place is the lines of the file's earlier pieces plus its place in
+    its own (one small aggregate per piece, no shuffle of the lines)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from .schema import ROW, SOURCE_FILE
+
+    at = F.col("__i").bitwiseAND((1 << 33) - 1)   # (the place in the partition: the id's low 33 bits)
+    pieces = lines.groupBy(SOURCE_FILE, "__p").agg(F.min(at).alias("__lo"), F.count(F.lit(1)).alias("__n"))
+    earlier = Window.partitionBy(SOURCE_FILE).orderBy("__p").rowsBetween(Window.unboundedPreceding, -1)
+    pieces = pieces.withColumn("__off", F.coalesce(F.sum("__n").over(earlier), F.lit(0)))
+    return lines.join(F.broadcast(pieces), [SOURCE_FILE, "__p"]) \
+        .withColumn(ROW, (F.col("__off") + at - F.col("__lo")).cast("long"))
 
 
 def _check_quoting(path: str) -> None:
@@ -200,27 +223,24 @@ def _check_quoting(path: str) -> None:
         check_quoting(sniff_format(f))
 
 
-def _blank_lines(lines, spans: bool, names: list[str]):
+def _blank_lines(lines, names: list[str]):
     """A row of nulls (``_blank``, so rejected as ``empty_row``, with its file) for every empty
-    line of a CSV outside a quoted field: Spark's CSV reader skips them, the local one reads
-    each as a row. ``lines``: the CSV's lines as text (``value``, its quotes ``__q``, its place
-    ``__i``, its file), as ``_csv`` reads them; ``spans``: a quoted field spans lines somewhere
-    (a line holds an odd number of quotes). Only then is each line's place in or out of quotes
-    worked out, by the quotes before it in its file (in file order: Spark numbers a file's
-    lines in order)."""
+    line of a CSV read with ``multiLine`` that is outside a quoted field: Spark's CSV reader
+    skips them, the local one reads each as a row. ``lines``: the CSV's lines as text
+    (``value``, its quotes ``__q``, its place ``__i``, its file), as ``_csv`` reads them; a
+    line's place in or out of quotes is worked out by the quotes before it in its file (in
+    file order: Spark numbers a file's lines in order)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from .io.sources import BLANK
     from .schema import SOURCE_FILE
 
-    if spans:
-        before = Window.partitionBy(SOURCE_FILE).orderBy("__i").rowsBetween(Window.unboundedPreceding, -1)
-        lines = lines.withColumn("__in", F.coalesce(F.sum("__q").over(before), F.lit(0)) % 2 == 1)
-    else:   # (no quoted field spans lines: every empty line is a row)
-        lines = lines.withColumn("__in", F.lit(False))
+    before = Window.partitionBy(SOURCE_FILE).orderBy("__i").rowsBetween(Window.unboundedPreceding, -1)
+    inside = F.coalesce(F.sum("__q").over(before), F.lit(0)) % 2 == 1
     nulls = [F.lit(None).cast("string").alias(c) for c in names]
-    return lines.where((F.col("value") == "") & ~F.col("__in")).select(*nulls, F.lit(True).alias(BLANK), SOURCE_FILE)
+    return lines.withColumn("__in", inside).where((F.col("value") == "") & ~F.col("__in")) \
+        .select(*nulls, F.lit(True).alias(BLANK), SOURCE_FILE)
 
 
 def _ndjson(spark, path: str):
@@ -273,19 +293,22 @@ def _spark_errors(gateway: str) -> tuple[type[BaseException], ...]:
 
 def _read(spark, sources: list[str]):
     """The sources as one Spark DataFrame, each row with the file it came from (``_file``) and,
-    for Parquet, its row in it (``_row``)."""
+    for Parquet and CSV without fields spanning lines, its row in it (``_row``)."""
+    return _union([_reader(spark, s) for s in sources])
+
+
+def _union(frames: list):
+    """Frames read from sources as one, each row with the file it came from (``_file``), named
+    per frame before the union (after a mapInArrow Spark no longer knows it, and
+    ``input_file_name`` takes one source: a CSV names its rows itself, ``_csv``)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
     from .schema import SOURCE_FILE
 
-    frames = [_reader(spark, s) for s in sources]
-    # (the file name now: after a mapInArrow Spark no longer knows it; a CSV's blank lines
-    # bring theirs: _blank_lines)
-    both = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
-    known = F.col(SOURCE_FILE) if SOURCE_FILE in both.columns else F.lit(None).cast("string")
-    return both.withColumn(SOURCE_FILE, F.coalesce(known, F.input_file_name()))
+    named = [f if SOURCE_FILE in f.columns else f.withColumn(SOURCE_FILE, F.input_file_name()) for f in frames]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), named)
 
 
 def _empty(raw) -> pl.DataFrame:

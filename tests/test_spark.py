@@ -613,6 +613,8 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
                 assert remote[key] == local[key], key
             assert there.rejects["cause"].to_list() == ["empty_row"] * 12
             assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
+            if not spanning:   # (read as numbered lines: each rejected row's number, as locally)
+                assert there.rejects["row"].to_list() == here.rejects["row"].to_list()
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
