@@ -174,7 +174,6 @@ def _csv(spark, path: str, sep: str):
     reader = spark.read.options(**options).option("multiLine", spans).option("header", True)
     names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
-    schema = StructType([StructField(c, StringType()) for c in [*names, *_EXTRAS]])
     fields = [*names, *_EXTRAS]
     surplus = [F.col(x) for x in _EXTRAS]
     out = [*names,
@@ -186,6 +185,7 @@ def _csv(spark, path: str, sep: str):
         parsed = F.from_csv(value, ddl, options)
         return rows.select(parsed.alias("__r"), ROW, SOURCE_FILE) \
             .select(*(F.col("__r")[c].alias(c) for c in fields), ROW, SOURCE_FILE).select(*out, ROW, SOURCE_FILE)
+    schema = StructType([StructField(c, StringType()) for c in fields])
     raw = reader.option("enforceSchema", True).schema(schema).csv(path)
     return raw.select(*out, F.input_file_name().alias(SOURCE_FILE)) \
         .unionByName(_blank_lines(lines, names), allowMissingColumns=True)
