@@ -598,6 +598,8 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
         lines.append(f"2026-01-05T10:{i % 60:02d}:{i % 59:02d}Z,s{i // 7},add_to_cart,{url}")
         if i % 37 == 3:
             lines.append("")
+        if i == 200:
+            lines.append("   ")   # (white space alone: a row without a timestamp, locally)
     text = "\n".join(lines) + "\n\n"   # (and one at the end)
     plain, packed = tmp_path / "log.csv", tmp_path / "log2.csv.gz"
     plain.write_text(text)
@@ -608,10 +610,11 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
         for path in (plain, packed):
             here, there = analyze(str(path)), analyze_spark(str(path), Config(), spark=spark)
             local, remote = here.report.to_dict()["input"], there.report.to_dict()["input"]
-            assert local["rejected"] == [{"key": "empty_row", "count": 12}] and local["rows_read"] == 412
+            assert local["rejected"] == [{"key": "empty_row", "count": 12}, {"key": "missing_timestamp", "count": 1}]
+            assert local["rows_read"] == 413
             for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions"):
                 assert remote[key] == local[key], key
-            assert there.rejects["cause"].to_list() == ["empty_row"] * 12
+            assert sorted(there.rejects["cause"].to_list()) == ["empty_row"] * 12 + ["missing_timestamp"]
             assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
             if not spanning:   # (read as numbered lines: each rejected row's number, as locally)
                 assert there.rejects["row"].to_list() == here.rejects["row"].to_list()
@@ -658,3 +661,51 @@ def test_spark_reads_a_csv_without_fields_spanning_lines_in_pieces(tmp_path, spa
         assert _csv(spark, str(plain), ",").count() == _csv(spark, str(spanning), ",").count() == 600
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def _dirty_csv(seed: int) -> tuple[str, bool]:
+    """A random damaged CSV (empty, white-space, short and long lines, quoted commas, doubled
+    quotes, null spellings, padded ids, CRLF, a BOM; with ``spanning``, quoted fields holding
+    line breaks and empty lines) and whether a field spans lines."""
+    import random
+
+    rng = random.Random(seed)
+    spanning, nl = rng.random() < 0.5, rng.choice(["\n", "\r\n"])
+    lines = ["timestamp,session_id,user_id,event,url,cart_value"]
+    for i in range(rng.randint(20, 120)):
+        r = rng.random()
+        if r < 0.1:
+            lines.append(rng.choice(["", "   ", ",,,,,"]))
+            continue
+        url = rng.choice(["/p", '"/a,b"', '"say ""hi"""'] + (['"x' + nl + nl + 'y"'] if spanning else []))
+        row = [f"2026-01-05T{10 + i // 60:02d}:{i % 60:02d}:00Z", rng.choice(["s1", " s2", "s3 ", "null", ""]),
+               rng.choice(["u1", "", "undefined", " u2 "]),
+               rng.choice(["page_view", "add_to_cart", "begin_checkout", "add_payment_info", "purchase"]),
+               url, rng.choice(["10", "", "NULL", "-3", "abc"])]
+        lines.append(",".join(row + (["extra"] if rng.random() < 0.05 else []))[: None if rng.random() > 0.05 else 30])
+    return ("\ufeff" if rng.random() < 0.2 else "") + nl.join(lines) + nl * rng.choice([1, 2]), spanning
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spark_reads_random_dirty_csv_like_local(seed, tmp_path, spark):
+    """Differential test: a random damaged CSV, read by Spark in 1 KB pieces, gives the local
+    report's input counts, funnel and abandonment, and its rejected rows (with their row
+    numbers, unless a quoted field spans lines)."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    text, spanning = _dirty_csv(seed)
+    p = tmp_path / "e.csv"
+    p.write_bytes(text.encode())
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1024")
+    try:
+        here, there = analyze(str(p)), analyze_spark(str(p), Config(), spark=spark)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users"):
+        assert remote["input"][key] == local["input"][key], key
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    key = ["cause"] if spanning else ["row", "cause"]
+    assert sorted(there.rejects.select(key).rows()) == sorted(here.rejects.select(key).rows())
