@@ -245,25 +245,40 @@ def _blank_lines(lines, names: list[str]):
 
 def _ndjson(spark, path: str):
     """NDJSON as the local reader takes it: a line that is not a JSON object is an error naming
-    the file and the line's text (Spark cannot number it; the local engine names its line),
-    where Spark would make it a row of nulls."""
+    the file and the line's text (the local engine names its line too), where Spark would make
+    it a row of nulls. The rows are the file's lines, numbered (``_numbered_lines``: ``_row``
+    is the line, as the local reader reports it) and parsed with the schema Spark infers for
+    the file (``from_json``: Spark's own JSON reader, so the same values); blank lines are no
+    rows, as locally."""
     from pyspark.sql import functions as F
 
     from .errors import InputError
+    from .schema import ROW, SOURCE_FILE
 
     raw = spark.read.json(path)
     corrupt = spark.conf.get("spark.sql.columnNameOfCorruptRecord", "_corrupt_record")
-    if corrupt not in raw.columns:
-        return raw
-    # (every column referenced: Spark refuses a query of a raw file's corrupt-record column alone)
-    bad = raw.where(F.col(corrupt).isNotNull()).withColumn("__file", F.input_file_name()).limit(1).collect()
-    if not bad:
-        return raw.drop(corrupt)
-    line = " ".join(str(bad[0][corrupt]).split())
-    line = line if len(line) <= 80 else line[:77] + "..."
-    raise InputError(f"{bad[0]['__file']}: a line is not a JSON object: {line!r}",
-                     "fix or remove that line (NDJSON needs one JSON object per line); "
-                     "'funnel validate' (the local engine) names its line number")
+    if corrupt in raw.columns:
+        # (every column referenced: Spark refuses a query of a raw file's corrupt-record column alone)
+        bad = raw.where(F.col(corrupt).isNotNull()).withColumn("__file", F.input_file_name()).limit(1).collect()
+        if bad:
+            line = " ".join(str(bad[0][corrupt]).split())
+            line = line if len(line) <= 80 else line[:77] + "..."
+            raise InputError(f"{bad[0]['__file']}: a line is not a JSON object: {line!r}",
+                             "fix or remove that line (NDJSON needs one JSON object per line); "
+                             "'funnel validate' (the local engine) names its line number")
+        raw = raw.drop(corrupt)
+    value = F.col("value")
+    lines = spark.read.text(path).select(value, F.monotonically_increasing_id().alias("__i"),
+                                         F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
+    rows = _numbered_lines(lines).where(~value.rlike("^[ \\t\\r\\n]*$"))   # (blank lines: no rows)
+    # every field of the line null ('{}' or all nulls): the local reader's _blank of a generic
+    # NDJSON table, taken as such only for one (_analyze_spark; a vendor export has none)
+    empty = F.least(*(F.col(c).isNull() for c in raw.columns)) if raw.columns else F.lit(True)
+    return rows.select(F.from_json(value, raw.schema).alias("__r"), (F.col(ROW) + 1).alias(ROW), SOURCE_FILE) \
+        .select("__r.*", ROW, SOURCE_FILE).withColumn(_JSON_BLANK, empty)
+
+
+_JSON_BLANK = "__json_blank"   # (_ndjson's: every field of the line null)
 
 
 def _quiet_header_check(spark) -> None:
@@ -577,7 +592,11 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
     raw = _read(spark, list(sources))
-    vendor, mapping = _vendor(raw, cfg, ", ".join(sources)), None
+    vendor, mapping = _vendor(raw.drop(_JSON_BLANK), cfg, ", ".join(sources)), None
+    if _JSON_BLANK in raw.columns:   # (a generic NDJSON line's _blank, as the local reader's)
+        known = F.col(BLANK) if BLANK in raw.columns else F.lit(None).cast("boolean")
+        raw = raw.withColumn(BLANK, F.coalesce(known, F.col(_JSON_BLANK))) if not vendor else raw
+        raw = raw.drop(_JSON_BLANK)
     if vendor:   # read as generic events, with the local engine's adapter
         from .io.adapters import ADAPTERS
 
