@@ -86,7 +86,7 @@ def spark_session():
 def _numbered(frame):
     """Parquet rows with their 1-based row in their file in ``_row`` (``_metadata.row_index``,
     Spark 3.5+), as the local engine numbers them, so that rejected rows are named by file and
-    row. (CSV rows: ``_numbered_lines``; NDJSON rows stay unnumbered.)"""
+    row. (CSV and NDJSON rows: ``_numbered_lines``.)"""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -139,8 +139,7 @@ def _dataset(spark, uri: str):
         text = _java_text(exc)
         if "[PATH_NOT_FOUND]" in text:
             raise spark_error(exc) from None
-        why = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
-        raise InputError(f"{uri}: cannot be read as a Parquet dataset ({why[:200]})",
+        raise InputError(f"{uri}: cannot be read as a Parquet dataset ({_last_line(text, exc)[:200]})",
                          f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
 
@@ -166,9 +165,7 @@ def _csv(spark, path: str, sep: str):
     _quiet_header_check(spark)
     _check_quoting(path)
     value = F.col("value")
-    quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
-    lines = spark.read.text(path).select(value, quotes.alias("__q"), F.monotonically_increasing_id().alias("__i"),
-                                         F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
+    lines = _text_lines(spark, path).withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
     spans = bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
     options = {"sep": sep, "escape": '"'}
     reader = spark.read.options(**options).option("multiLine", spans).option("header", True)
@@ -191,9 +188,20 @@ def _csv(spark, path: str, sep: str):
         .unionByName(_blank_lines(lines, names), allowMissingColumns=True)
 
 
+def _text_lines(spark, path: str):
+    """The lines of the text files of ``path`` (``value``), each with Spark's row id (``__i``),
+    its partition (``__p``) and its file (``_file``): what ``_numbered_lines`` numbers."""
+    from pyspark.sql import functions as F
+
+    from .schema import SOURCE_FILE
+
+    return spark.read.text(path).select("value", F.monotonically_increasing_id().alias("__i"),
+                                        F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
+
+
 def _numbered_lines(lines):
-    """``lines`` (``_csv``'s: a file's lines as text with ``__i``, Spark's row id, and ``__p``,
-    its partition) with ``_row``: each line's 0-based place in its file. A row id is its
+    """``lines`` (``_text_lines``: a file's lines as text with ``__i``, Spark's row id, and
+    ``__p``, its partition) with ``_row``: each line's 0-based place in its file. A row id is its
     partition's number, then its place in that partition; a file's pieces are partitions in
     file order, so a line's place is the lines of the file's earlier pieces plus its place in
     its own (one small aggregate per piece, no shuffle of the lines)."""
@@ -252,7 +260,6 @@ def _ndjson(spark, path: str):
     rows, as locally."""
     from pyspark.sql import functions as F
 
-    from .errors import InputError
     from .schema import ROW, SOURCE_FILE
 
     raw = spark.read.json(path)
@@ -268,9 +275,7 @@ def _ndjson(spark, path: str):
                              "'funnel validate' (the local engine) names its line number")
         raw = raw.drop(corrupt)
     value = F.col("value")
-    lines = spark.read.text(path).select(value, F.monotonically_increasing_id().alias("__i"),
-                                         F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
-    rows = _numbered_lines(lines).where(~value.rlike("^[ \\t\\r\\n]*$"))   # (blank lines: no rows)
+    rows = _numbered_lines(_text_lines(spark, path)).where(~value.rlike("^[ \\t\\r\\n]*$"))   # (blank lines: no rows)
     # every field of the line null ('{}' or all nulls): the local reader's _blank of a generic
     # NDJSON table, taken as such only for one (_analyze_spark; a vendor export has none)
     empty = F.least(*(F.col(c).isNull() for c in raw.columns)) if raw.columns else F.lit(True)
@@ -553,8 +558,7 @@ def spark_error(exc: BaseException) -> FunnelError:
     ours = re.search(r"funnel\.(?:\w+\.)*(InputError|ConfigError|OutputError): (.+)", text)
     if ours:
         return getattr(errors, ours.group(1))(ours.group(2).strip())
-    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
-    return EngineError(f"the Spark job failed: {last[:300]}", "see Spark's log above for the rest")
+    return EngineError(f"the Spark job failed: {_last_line(text, exc)[:300]}", "see Spark's log above for the rest")
 
 
 def _java_text(exc: BaseException) -> str:
@@ -567,6 +571,12 @@ def _java_text(exc: BaseException) -> str:
             cause = cause.getCause()
         text += "\n" + str(cause.toString())
     return text
+
+
+def _last_line(text: str, exc: BaseException) -> str:
+    """The last non-blank line of a Spark error's ``text`` (``_java_text``: its innermost
+    cause), else the error's class name."""
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), type(exc).__name__)
 
 
 def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
@@ -593,9 +603,10 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     say("reading input with Spark")
     raw = _read(spark, list(sources))
     vendor, mapping = _vendor(raw.drop(_JSON_BLANK), cfg, ", ".join(sources)), None
-    if _JSON_BLANK in raw.columns:   # (a generic NDJSON line's _blank, as the local reader's)
-        known = F.col(BLANK) if BLANK in raw.columns else F.lit(None).cast("boolean")
-        raw = raw.withColumn(BLANK, F.coalesce(known, F.col(_JSON_BLANK))) if not vendor else raw
+    if _JSON_BLANK in raw.columns:
+        if not vendor:   # (a generic NDJSON line's _blank, as the local reader's; a vendor export has none)
+            known = F.col(BLANK) if BLANK in raw.columns else F.lit(None).cast("boolean")
+            raw = raw.withColumn(BLANK, F.coalesce(known, F.col(_JSON_BLANK)))
         raw = raw.drop(_JSON_BLANK)
     if vendor:   # read as generic events, with the local engine's adapter
         from .io.adapters import ADAPTERS

@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from .config import Config
+from .config import Config, toml_value
 from .core.normalize import REJECT_CAUSES
 from .schema import EVENT, REJECT, ROLES, SESSION, USER
 
@@ -159,12 +159,6 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
         console.print(r)
 
 
-def _q(s: str) -> str:
-    from .config import toml_value
-
-    return toml_value(s)
-
-
 PLACEHOLDER_ROWS = 1_000_000   # funnel init looks for placeholder ids in this many rows
 
 
@@ -176,13 +170,12 @@ def placeholder_ids(loaded, cfg: Config, rows: int = PLACEHOLDER_ROWS) -> list[t
     reads them (outer blanks, nulls spelled as text); ``missing_ids`` already listed are gone."""
     from . import api
     from .core.finalize import PLACEHOLDER_CARTS, PLACEHOLDER_SHARE
-    from .core.normalize import missing_to_null
+    from .core.normalize import clean_string
 
     names = loaded.lf.collect_schema().names()
     if SESSION not in names:
         return []
-    read = lambda c: missing_to_null(pl.col(c).cast(pl.String).str.strip_chars()).alias(c)
-    ids = api._collect_input(loaded.lf.head(rows).select(read(SESSION), *([read(USER)] if USER in names else [])),
+    ids = api._collect_input(loaded.lf.head(rows).select(clean_string(c) for c in (SESSION, USER) if c in names),
                              loaded)
     found: list[tuple[str, str]] = []
     if USER in ids.columns:
@@ -215,8 +208,8 @@ def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str
         where = f"the first {PLACEHOLDER_ROWS:,} rows" if loaded.rows > PLACEHOLDER_ROWS else "the input"
         missing = [f"# Likely placeholders for no id in {where} (a guest or default id joins unrelated visitors",
                    "# into one user or session); read as missing — drop any that is a real visitor:",
-                   *(f"#   {_q(i)}: {why}" for i, why in placeholders),
-                   "missing_ids = [" + ", ".join(_q(i) for i, _ in placeholders) + "]"]
+                   *(f"#   {toml_value(i)}: {why}" for i, why in placeholders),
+                   "missing_ids = [" + ", ".join(toml_value(i) for i, _ in placeholders) + "]"]
     else:
         missing = ["# missing_ids = [\"guest\", 0]   # session/user ids that stand for no id (a shop's placeholder)"]
     lines = [
@@ -224,7 +217,7 @@ def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str
         "# Unknown keys are errors, so typos are caught.",
         "",
         "[input]",
-        f"format = {_q(fmt)}            # auto | events | ga4 | segment | snowplow | shopify",
+        f"format = {toml_value(fmt)}            # auto | events | ga4 | segment | snowplow | shopify",
         "max_events_per_session = 5000   # events beyond this per session are rejected (bots)",
         *missing,
         "",
@@ -233,13 +226,13 @@ def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str
     ]
     for role in ROLES:
         if role.name in detected:
-            lines.append(f"{role.name} = {_q(detected[role.name])}   # {role.description}")
+            lines.append(f"{role.name} = {toml_value(detected[role.name])}   # {role.description}")
         else:
-            lines.append(f"# {role.name} = {_q(role.synonyms[0])}   # {role.description}")
+            lines.append(f"# {role.name} = {toml_value(role.synonyms[0])}   # {role.description}")
     lines += [
         "",
         "[time]",
-        f"timezone = {_q(cfg.timezone)}          # time zone of timestamps without an offset",
+        f"timezone = {toml_value(cfg.timezone)}          # time zone of timestamps without an offset",
         'session_timeout = "30m"     # new session after this much inactivity (logs without session id)',
         "",
         "[funnel]",
@@ -251,8 +244,8 @@ def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str
         'recovery_horizon = "7d"     # a cart bought later by the same user within this is "recovered"',
     ]
     for s in cfg.steps:
-        lines += ["", "[[funnel.steps]]", f"name = {_q(s.name)}",
-                  "events = [" + ", ".join(_q(e) for e in s.events) + "]"]
+        lines += ["", "[[funnel.steps]]", f"name = {toml_value(s.name)}",
+                  "events = [" + ", ".join(toml_value(e) for e in s.events) + "]"]
     lines += [
         "",
         "[segments]",
