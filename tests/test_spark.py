@@ -3,6 +3,7 @@ engine. Skipped when PySpark or Java is missing: ``pip install 'funnel[spark]'``
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -57,6 +58,37 @@ def spark():
     s.conf.set("spark.sql.adaptive.enabled", "false")
     yield s
     s.stop()
+
+
+@contextlib.contextmanager
+def _pieces(spark, size: int | None):
+    """Spark reads files in pieces of ``size`` bytes (``maxPartitionBytes``) meanwhile, so
+    that a small test file is split over several tasks (None: Spark's own setting)."""
+    if size is None:
+        yield
+        return
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(size))
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def _equal_to_local(path, spark, key: list[str]) -> None:
+    """Spark's analysis of ``path``, read in 1 KB pieces, gives the local one's input counts,
+    funnel and abandonment, and its rejected rows compared by ``key`` (with ``row``: their
+    numbers too)."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    with _pieces(spark, 1024):
+        here, there = analyze(str(path)), analyze_spark(str(path), Config(), spark=spark)
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    for k in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users"):
+        assert remote["input"][k] == local["input"][k], k
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    assert sorted(there.rejects.select(key).rows()) == sorted(here.rejects.select(key).rows())
 
 
 def test_spark_engine_matches_local(log, spark):
@@ -604,9 +636,7 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
     plain, packed = tmp_path / "log.csv", tmp_path / "log2.csv.gz"
     plain.write_text(text)
     packed.write_bytes(gzip.compress(text.encode()))
-    if split:
-        spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
-    try:
+    with _pieces(spark, 2048 if split else None):
         for path in (plain, packed):
             here, there = analyze(str(path)), analyze_spark(str(path), Config(), spark=spark)
             local, remote = here.report.to_dict()["input"], there.report.to_dict()["input"]
@@ -618,8 +648,6 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
             assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
             if not spanning:   # (read as numbered lines: each rejected row's number, as locally)
                 assert there.rejects["row"].to_list() == here.rejects["row"].to_list()
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
 def test_spark_names_rows_swallowed_by_a_quote_like_local(tmp_path, spark):
@@ -654,13 +682,10 @@ def test_spark_reads_a_csv_without_fields_spanning_lines_in_pieces(tmp_path, spa
     plain, spanning = tmp_path / "plain.csv", tmp_path / "spanning.csv"
     plain.write_text("timestamp,session_id,event,url\n" + "\n".join(rows) + "\n")
     spanning.write_text("timestamp,session_id,event,url\n" + "\n".join(rows[:-1]) + '\n' + rows[-1][:-1] + '\nx"\n')
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
-    try:
+    with _pieces(spark, 2048):
         pieces = {p.name: _csv(spark, str(p), ",").rdd.getNumPartitions() for p in (plain, spanning)}
         assert pieces["plain.csv"] >= pieces["spanning.csv"] + 5, pieces
         assert _csv(spark, str(plain), ",").count() == _csv(spark, str(spanning), ",").count() == 600
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
 def _dirty_csv(seed: int) -> tuple[str, bool]:
@@ -691,24 +716,10 @@ def test_spark_reads_random_dirty_csv_like_local(seed, tmp_path, spark):
     """Differential test: a random damaged CSV, read by Spark in 1 KB pieces, gives the local
     report's input counts, funnel and abandonment, and its rejected rows (with their row
     numbers, unless a quoted field spans lines)."""
-    from funnel.api import analyze
-    from funnel.config import Config
-    from funnel.spark import analyze_spark
-
     text, spanning = _dirty_csv(seed)
     p = tmp_path / "e.csv"
     p.write_bytes(text.encode())
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "1024")
-    try:
-        here, there = analyze(str(p)), analyze_spark(str(p), Config(), spark=spark)
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    local, remote = here.report.to_dict(), there.report.to_dict()
-    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users"):
-        assert remote["input"][key] == local["input"][key], key
-    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
-    key = ["cause"] if spanning else ["row", "cause"]
-    assert sorted(there.rejects.select(key).rows()) == sorted(here.rejects.select(key).rows())
+    _equal_to_local(p, spark, ["cause"] if spanning else ["row", "cause"])
 
 
 def _dirty_ndjson(seed: int) -> str:
@@ -740,19 +751,6 @@ def test_spark_reads_random_dirty_ndjson_like_local(seed, tmp_path, spark):
     rows are the file's lines, numbered). Seed 27 holds a line whose only value is a null spelled
     as text ('undefined'): locally not an empty row but one without a timestamp, as now on Spark
     (every field of the line null is what makes an NDJSON row empty)."""
-    from funnel.api import analyze
-    from funnel.config import Config
-    from funnel.spark import analyze_spark
-
     p = tmp_path / "e.ndjson"
     p.write_text(_dirty_ndjson(seed))
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "1024")
-    try:
-        here, there = analyze(str(p)), analyze_spark(str(p), Config(), spark=spark)
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    local, remote = here.report.to_dict(), there.report.to_dict()
-    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users"):
-        assert remote["input"][key] == local["input"][key], key
-    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
-    assert sorted(there.rejects.select("row", "cause").rows()) == sorted(here.rejects.select("row", "cause").rows())
+    _equal_to_local(p, spark, ["row", "cause"])
