@@ -24,7 +24,8 @@ from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, may_repeat, needs_cleaning, normalize
 from .core.sessionize import sessionize
-from .core.sessions import funnel_base, hashed_entities, map_steps, session_records, with_recovery
+from .core.sessions import (PURCHASE_TS, funnel_base, hashed_entities, map_steps, purchase_time, session_records,
+                            with_recovery)
 from . import gates, periods
 from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
@@ -290,7 +291,9 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     levels = funnel_levels(steps, k, cfg.window, cfg.order)
     if cfg.exclude:
         levels = apply_exclusions(levels, ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS))
-    rec = base.join(levels, on=ENTITY, how="left").with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
+    bought = steps.select(ENTITY, purchase_time(k)).group_by(ENTITY).agg(pl.col(PURCHASE_TS).min())
+    rec = base.join(levels, on=ENTITY, how="left").join(bought, on=ENTITY, how="left") \
+        .with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
     if "_excluded" in rec.collect_schema().names():
         rec = rec.with_columns(pl.col("_excluded").fill_null(False))
     else:
@@ -328,12 +331,11 @@ def shared_recovery(records: list[pl.LazyFrame], shared: pl.Series, cfg: Config)
     several shards may hold) was recovered, over all their sessions: per shard (one frame of
     per-entity ``records`` each, from ``entity_records``), ``ENTITY`` and ``recovered`` of
     those users' records (``with_recovery`` on the union of all shards' records of them)."""
-    from .core.funnel import LEVEL, step_time_col
+    from .core.funnel import LEVEL
 
     if not shared.len():
         return [pl.DataFrame() for _ in records]
-    k = len(cfg.steps)
-    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, step_time_col(k - 1)]
+    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, PURCHASE_TS]
     theirs = pl.concat([r.filter(parts.of_shared(shared)).select(cols)
                         .with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, r in enumerate(records)],
                        how="vertical_relaxed")

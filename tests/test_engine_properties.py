@@ -371,8 +371,8 @@ def test_recovery_does_not_depend_on_the_order_of_the_records():
     from datetime import UTC, datetime
 
     from funnel.config import Config
-    from funnel.core.funnel import LEVEL, step_time_col
-    from funnel.core.sessions import with_recovery
+    from funnel.core.funnel import LEVEL
+    from funnel.core.sessions import PURCHASE_TS, with_recovery
 
     cfg = Config()
     k = len(cfg.steps)
@@ -382,8 +382,7 @@ def test_recovery_does_not_depend_on_the_order_of_the_records():
     rec = pl.DataFrame({"_entity": [r[0] for r in rows], "user_id": ["u"] * len(rows),
                         "first_ts": [r[1] for r in rows], "last_ts": [r[2] for r in rows],
                         LEVEL: [r[3] for r in rows]}).with_columns(
-        *(pl.lit(None, pl.Datetime("us", "UTC")).alias(step_time_col(i)) for i in range(k - 1)),
-        pl.Series(step_time_col(k - 1), [r[4] for r in rows], dtype=pl.Datetime("us", "UTC")))
+        pl.Series(PURCHASE_TS, [r[4] for r in rows], dtype=pl.Datetime("us", "UTC")))
     flags = {tuple(with_recovery(rec[list(p)].lazy(), cfg).collect().sort("_entity")["recovered"])
              for p in itertools.permutations(range(len(rows)))}
     assert flags == {(True, False, False, True, False)}   # a and d: b buys after they end

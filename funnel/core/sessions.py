@@ -26,6 +26,7 @@ def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
 
 
 KEY2 = "_key2"   # the entity id's second hash (entity_keys)
+PURCHASE_TS = "purchase_ts"   # an entity's first purchase event (the last step's), in or out of the funnel
 
 
 def entity_keys(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -110,6 +111,13 @@ def _order_picks(keyed: pl.LazyFrame, frame: pl.DataFrame | None, firsts: list[t
     return out.lazy()
 
 
+def purchase_time(k: int) -> pl.Expr:
+    """Over step events: the time of a purchase event (step ``k - 1``), else null. Its minimum
+    per entity is ``PURCHASE_TS``, what a later session's recovery looks for
+    (``with_recovery``), whether or not that session went through the funnel again."""
+    return pl.when(pl.col(STEP) == k - 1).then(pl.col(TS)).alias(PURCHASE_TS)
+
+
 def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
     """Per entity, what the funnel-only pass needs: user, first/last event time, events, cart
     value and currency — the same rules as ``session_records`` (first non-null in (time, step)
@@ -168,11 +176,13 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     flags = (
         steps.sort(ENTITY, TS, STEP)
         .with_columns(entity_run())
-        .select(ENTITY, RUN, (st < prev_max).alias("_back"), (st == shift_in_entity(st)).alias("_rep"))
+        .select(ENTITY, RUN, (st < prev_max).alias("_back"), (st == shift_in_entity(st)).alias("_rep"),
+                purchase_time(k))
         .group_by(RUN)
         .agg(pl.col(ENTITY).first(),
              pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
-             pl.col("_rep").sum().cast(pl.Int32).alias("repeats"))
+             pl.col("_rep").sum().cast(pl.Int32).alias("repeats"),
+             pl.col(PURCHASE_TS).min())
         .drop(RUN)
     )
     # The record's own columns, each by its rule; a segment attribute of the same name (e.g.
@@ -226,18 +236,19 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
 
 def with_recovery(rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     """``recovered``: an abandoned cart whose user purchases in a later session within the
-    recovery horizon. Only meaningful for session-level funnels (a user funnel has no 'later').
+    recovery horizon: a purchase event (``PURCHASE_TS``), whether or not that session went
+    through the funnel again (a buyer who comes back to a saved cart often goes straight to
+    checkout). Only meaningful for session-level funnels (a user funnel has no 'later').
     A user's sessions are ordered by first event, then last event, then purchase time: sessions
     that start at the same instant are then in one order whatever order the records come in
     (they come from a group-by, whose order varies between runs)."""
     k = len(cfg.steps)
-    purchase_t = pl.when(pl.col(LEVEL) >= k).then(pl.col(step_time_col(k - 1)))
     if cfg.level != "session":
         return rec.with_columns(pl.lit(False).alias("recovered"))
     nxt = (
         pl.col("_pt").shift(-1).backward_fill().over(USER, order_by=["first_ts", "last_ts", "_pt"])
     )
-    out = rec.with_columns(purchase_t.alias("_pt")).with_columns(nxt.alias("_next_purchase"))
+    out = rec.with_columns(pl.col(PURCHASE_TS).alias("_pt")).with_columns(nxt.alias("_next_purchase"))
     abandoned = (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k)
     recovered = (
         abandoned & pl.col(USER).is_not_null() & pl.col("_next_purchase").is_not_null()

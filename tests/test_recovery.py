@@ -1,0 +1,73 @@
+"""A cart is recovered when its user buys in a later session within the horizon, whether or not
+that later session goes through the funnel again (design.md: "the same user purchases in a later
+session"). Regression: only a later session that reached every step from the cart counted, so
+a buyer who came back to a saved cart and went straight to checkout, or whose later session
+holds only the purchase event, left the cart counted as lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from funnel.config import Config
+
+T0 = datetime(2026, 10, 5, 9, tzinfo=UTC)
+DAY = timedelta(days=1)
+CART, CHECKOUT, SHIPPING, PAYMENT, PURCHASE = "add_to_cart", "begin_checkout", "add_shipping_info", \
+    "add_payment_info", "purchase"
+
+# what the same user does after abandoning a cart, and whether that recovers it
+LATER = {
+    "bare purchase": ([PURCHASE], DAY, True),
+    "saved cart": ([CHECKOUT, SHIPPING, PAYMENT, PURCHASE], DAY, True),
+    "whole funnel": ([CART, CHECKOUT, SHIPPING, PAYMENT, PURCHASE], DAY, True),
+    "after the horizon": ([PURCHASE], 8 * DAY, False),
+    "browses only": (["page_view"], DAY, False),
+}
+GUEST = "0-guest"   # smaller than every user id: a later session it joins goes to its shard
+
+
+def _log(per_pattern: int = 6) -> pl.DataFrame:
+    rows = []
+    for i, (name, (events, after, _)) in enumerate(LATER.items()):
+        for j in range(per_pattern):
+            user, t = f"u{i}-{j:02d}", T0 + timedelta(minutes=7 * (i * per_pattern + j))
+            rows += [(t, f"{user}-a", user, "page_view", None), (t + timedelta(seconds=30), f"{user}-a", user, CART, 40.0)]
+            for n, ev in enumerate(events):
+                rows.append((t + after + timedelta(seconds=n), f"{user}-b", user, ev, 40.0 if ev == PURCHASE else None))
+            if j % 2:   # the later session also holds another user id: it sits in another shard
+                rows.append((t + after + timedelta(seconds=len(events)), f"{user}-b", GUEST, "page_view", None))
+    return pl.DataFrame(rows, schema={"timestamp": pl.Datetime("us", "UTC"), "session_id": pl.String,
+                                      "user_id": pl.String, "event": pl.String, "cart_value": pl.Float64},
+                        orient="row")
+
+
+def _expected(per_pattern: int = 6) -> int:
+    return sum(per_pattern for _, _, back in LATER.values() if back)
+
+
+@pytest.mark.parametrize("route", ["full", "full in shards", "full, split input", "funnel-only clean",
+                                   "funnel-only row-level"])
+def test_a_later_purchase_recovers_the_cart_whatever_that_session_did_first(route, tmp_path, monkeypatch):
+    from funnel import streaming
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    log = _log()
+    p = tmp_path / ("log.csv" if route in ("full, split input", "funnel-only row-level") else "log.parquet")
+    (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
+    if route.startswith("funnel-only"):
+        got = [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
+    else:
+        got = [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+    for a in got:
+        assert a is not None
+        ab = a.report.to_dict()["abandonment"]
+        assert ab["abandoned"] == len(LATER) * 6 and ab["recovered"] == _expected()
+        assert ab["value_at_stake"] == 40.0 * (ab["abandoned"] - ab["recovered"])
+    if route == "full":
+        carts = got[0].carts.sort("session_id")
+        back = {f"u{i}-{j:02d}-a": b for i, (_, _, b) in enumerate(LATER.values()) for j in range(6)}
+        assert dict(zip(carts["session_id"], carts["recovered"], strict=True)) == back
