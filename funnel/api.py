@@ -417,7 +417,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
         segments=[] if funnel_only else fin.finalize_segments(p, cfg, parts.segment_columns(attrs, cfg)),
         paths=None if funnel_only else fin.finalize_paths(p, cfg),
         trend=[] if funnel_only else fin.finalize_trend(p, cfg),
-        warnings=fin.placeholder_warning(p, carts, cfg),
+        warnings=fin.placeholder_warning(p, carts, cfg) + fin.currency_warning(p),
     )
 
 
@@ -949,7 +949,7 @@ def carts_table(diag: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         .select(
             pl.col(SESSION).alias("session_id"), pl.col(USER).alias("user_id"),
             (pl.col(LEVEL) - 1).replace_strict(list(range(k)), names, return_dtype=pl.String).alias("exit_step"),
-            pl.col("exit_ts").alias("exit_time"), "cart_value", "reason",
+            pl.col("exit_ts").alias("exit_time"), "cart_value", "currency", "reason",
             pl.col("confidence").round(3), pl.col("evidence").list.join(";").alias("evidence"),
             pl.col("recovered"),
         )

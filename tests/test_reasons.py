@@ -92,6 +92,23 @@ def test_high_shipping_share_and_quick_exit_is_shipping():
     assert set(ev) == {"shipping.high_share", "shipping.quick_exit"}
 
 
+def test_quick_exit_counts_from_when_the_shipping_cost_first_appeared():
+    """Regression: 'left soon after the shipping cost first appeared' was measured from the
+    last event carrying the cost, so a cost repeated on a later checkout event (as Shopify's
+    events carry ``shippingLine.price``) made a buyer who had moved on 36 minutes earlier a
+    quick exit. Now from the first non-zero cost, at the step the buyer left from."""
+    shown = CHECKOUT + [(4, "add_shipping_info", {"cart_value": 80.0, "shipping_cost": 4.9})]
+    repeated = shown + [(40, "add_payment_info", {"payment_method": "card", "shipping_cost": 4.9}),
+                        (41, "page_view", {"url": "/checkout/payment"})]
+    once = shown + [(40, "add_payment_info", {"payment_method": "card"}), (41, "page_view", {"url": "/x"})]
+    left = shown + [(9, "page_view", {"url": "/checkout/shipping"})]
+    free_then_paid = CHECKOUT + [(4, "add_shipping_info", {"cart_value": 80.0, "shipping_cost": 0.0}),
+                                 (20, "add_shipping_info", {"cart_value": 80.0, "shipping_cost": 4.9}),
+                                 (25, "page_view", {"url": "/x"})]
+    d = run({"a": repeated, "b": once, "c": left, "d": free_then_paid}).select("_entity", "sig__shipping.quick_exit")
+    assert dict(d.iter_rows()) == {"a": False, "b": False, "c": True, "d": True}
+
+
 def test_free_shipping_exit_is_unknown():
     path = CHECKOUT + [(4, "add_shipping_info", {"cart_value": 80.0, "shipping_cost": 0.0})]
     assert reason_of({"a": path})[0] == "unknown"

@@ -71,3 +71,4 @@ def test_a_later_purchase_recovers_the_cart_whatever_that_session_did_first(rout
         carts = got[0].carts.sort("session_id")
         back = {f"u{i}-{j:02d}-a": b for i, (_, _, b) in enumerate(LATER.values()) for j in range(6)}
         assert dict(zip(carts["session_id"], carts["recovered"], strict=True)) == back
+

@@ -81,7 +81,8 @@ def abandonment_counts(p: Partials, cfg: Config) -> dict[str, object]:
         n = int(sub["n"].sum()) if sub.height else 0
         reasons = {r: int(sub.filter(pl.col("reason") == r)["n"].sum()) for r in ALL_REASONS}
         by_step.append(ExitStep(step=cfg.steps[lv - 1].name, abandoned=n, share=ratio(n, abandoned),
-                                value=round(float(sub["sum_value"].sum() or 0.0), 2), reasons=reasons))
+                                value=round(float(sub.filter(~pl.col("recovered"))["sum_value"].sum() or 0.0), 2),
+                                reasons=reasons))   # (value: as value_at_stake, the carts not recovered later)
     cur = p.get("currency")
     currency = None
     if cur is not None and cur.height:
@@ -113,6 +114,21 @@ def placeholder_warning(p: Partials, carts: int, cfg: Config) -> list[str]:
     return [(f"{who} holds {n:,} of the {carts:,} carts ({n / carts:.1%}): if it is a placeholder for no user "
              "(e.g. guest), it joins unrelated visitors into one user and its purchases mark their abandoned carts "
              f"as recovered — list it under [input] missing_ids in funnel.toml{seen}")]
+
+
+def currency_warning(p: Partials) -> list[str]:
+    """A warning when the carts carry more than one currency: cart values are added as they
+    are (no exchange rates), and the report labels the sums with the most common currency."""
+    cur = p.get("currency")
+    if cur is None:
+        return []
+    seen = cur.filter(pl.col("currency") != NONE).sort(["n", "currency"], descending=[True, False])
+    if seen.height < 2:
+        return []
+    each = ", ".join(f"{c} {n:,}" for c, n in seen.head(5).iter_rows()) + (", …" if seen.height > 5 else "")
+    return [(f"the carts are in {seen.height} currencies (carts: {each}): value at stake and revenue add "
+             f"their cart values as they are, without conversion, and label them {seen['currency'][0]} — "
+             "convert cart values to one currency first, or analyse each currency's carts apart")]
 
 
 def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[SegmentBreakdown]:

@@ -253,7 +253,8 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     aggs += [ts_if(shown).max().alias("_reveal_ts"),
              pl.col(SHIPPING).max_by(row_if_shown).alias("_ship"),
              ts_if(shown).min().alias("_reveal_first"),
-             pl.col(SHIPPING).min_by(row_if_shown).alias("_ship_first")]
+             pl.col(SHIPPING).min_by(row_if_shown).alias("_ship_first"),
+             ts_if(shown & (pl.col(SHIPPING) > 0)).min().alias("_reveal_paid")]
     return e.group_by(RUN).agg(pl.col(ENTITY).first(), *aggs).drop(RUN)
 
 
@@ -304,9 +305,12 @@ def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalog
         p = (share >= th.shipping_share).fill_null(False)
         sig["shipping.high_share"] = (p, reveal, reveal, p & reveal_at_exit)
     if "shipping.quick_exit" in active:
-        p = (abandoned & reveal_at_exit & (pl.col("_ship") > 0).fill_null(False)
-             & ((end - reveal).dt.total_microseconds() <= th.quick_exit_us).fill_null(False))
-        sig["shipping.quick_exit"] = (p, reveal, reveal, p)
+        # left soon after a non-zero cost *first* appeared, at the step they left from (a cost
+        # repeated on later events, as Shopify's checkout events carry it, does not restart it)
+        paid = pl.col("_reveal_paid")
+        p = (abandoned & (paid >= t_exit).fill_null(False)
+             & ((end - paid).dt.total_microseconds() <= th.quick_exit_us).fill_null(False))
+        sig["shipping.quick_exit"] = (p, paid, paid, p)
     pay = cat.role_step("payment", cfg)
     if "payment.exit_at_step" in active and pay is not None:
         p = abandoned & (level == pay + 1)
@@ -500,7 +504,8 @@ def score(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     internal = [c for c in d.collect_schema().names()
                 if c.startswith(("_n__", "_f__", "_l__", "_x__", "_xl__", "_xx__", "_w__",
                                  "_raw__", "_last__"))
-                or c in ("_reveal_ts", "_ship", "_reveal", "_reveal_step", "_reveal_first", "_ship_first")]
+                or c in ("_reveal_ts", "_ship", "_reveal", "_reveal_step", "_reveal_first", "_ship_first",
+                                "_reveal_paid")]
     return d.drop(internal)
 
 

@@ -1,13 +1,16 @@
 """Fixes for the abandonment this data shows: one catalogue keyed by reason, ranked by money.
 
 Each fix addresses catalogue signals (funnel.core.signals). Its estimate is the **excess
-abandonment associated with those signals**: the abandoned carts whose strongest evidence is
-one of the fix's signals, times the share of their abandonment in excess of comparable carts
-without the signal ((rate_with - rate_without) / rate_with, at the step where carts first showed
-it, only when significant after Benjamini-Hochberg), times the average order value. Summed over
-carts this is ``carts_with_signal x (rate_with - rate_without)``, but no cart counts for two
-fixes. Cart reminders use this shop's own recovery rate instead. These are associations, not experiments: the estimate is the ceiling of
-what removing the problem could bring back, and the ``method`` field says so.
+abandonment associated with those signals**: the lost carts (abandoned and not recovered later)
+whose strongest evidence is one of the fix's signals, times the share of abandonment in excess
+of comparable carts without the signal ((rate_with - rate_without) / rate_with, at the step
+where carts first showed it, only when significant after Benjamini-Hochberg), times the average
+order value. A lost cart counts for at most one reason fix, the one its strongest evidence
+points to. The shipping exit offer is an alternative to the free-shipping threshold (the same
+carts), and cart reminders act on lost carts of every reason, so neither adds to the others.
+Cart reminders use this shop's own recovery rate. These are associations, not experiments: the
+estimate is the ceiling of what removing the problem could bring back, and the ``method`` field
+says so.
 
 Research figures come from docs/domain.md; each names its source.
 """
@@ -107,7 +110,7 @@ def _pct(x: float | None) -> str:
 
 
 def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
-    """(average order value of purchases, average value of abandoned carts)."""
+    """(average order value of purchases, average value of lost carts)."""
     t = p.get("diag:totals")
     r = p.get("diag:reasons")
     aov = lost = 0.0
@@ -115,16 +118,18 @@ def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
         n = int(t["n_orders"].sum())
         aov = float(t["sum_order_value"].sum() or 0.0) / n if n else 0.0
     if r is not None and r.height:
+        r = r.filter(~pl.col("recovered"))
         n = int(r["n_carts"].sum())
         lost = float(r["sum_value"].sum() or 0.0) / n if n else 0.0
     return aov or lost, lost or aov
 
 
 def _reason_carts(p: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """Lost carts (abandoned, not recovered later) per primary reason."""
     r = p.get("diag:reasons")
     if r is None or not r.height:
         return {}
-    g = r.group_by("reason").agg(pl.col("n_carts").sum())
+    g = r.filter(~pl.col("recovered")).group_by("reason").agg(pl.col("n_carts").sum())
     return {a: int(b) for a, b in g.iter_rows()}
 
 
@@ -223,21 +228,21 @@ def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect
 
 
 def _primary(p: dict[str, pl.DataFrame]) -> dict[tuple[str, str], int]:
+    """Lost carts (a recovered cart needs no fix) per (primary reason, strongest evidence)."""
     df = p.get("diag:primary")
     if df is None or not df.height:
         return {}
-    g = df.group_by("reason", "signal").agg(pl.col("n_carts").sum())
+    g = df.filter(~pl.col("recovered")).group_by("reason", "signal").agg(pl.col("n_carts").sum())
     return {(r, s): int(n) for r, s, n in g.iter_rows()}
 
 
 def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config) -> list[Recommendation]:
     """Ranked fixes (estimated revenue, then orders, then id: deterministic).
 
-    Estimate per fix: for each signal it addresses, the abandoned carts whose strongest evidence
-    is that signal x the share of their abandonment in excess of comparable carts without it
+    Estimate per fix: for each signal it addresses, the lost carts whose strongest evidence is
+    that signal x the share of abandonment in excess of comparable carts without it
     ((rate_with - rate_without) / rate_with, significant differences only), x the average order
-    value. Summed over carts this equals carts_with_signal x (rate_with - rate_without), but
-    each cart counts for one fix only."""
+    value. A lost cart counts for one reason fix at most (see the module's docstring)."""
     cat = catalogue(cfg)
     cur = abandonment.currency
     aov, lost_value = _aov(p)
@@ -256,8 +261,9 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
         if not sum(carts.values()):
             continue
         orders = sum(carts[s] * effects[s].attributable for s in sigs if s in effects)
-        why = [f"{attributed} abandoned carts were attributed to {fix.reason.replace('_', ' ')}; "
-               f"for {sum(carts.values())} of them the strongest evidence is what this fix addresses."]
+        why = [f"{attributed} lost carts (abandoned, not recovered later) were attributed to "
+               f"{fix.reason.replace('_', ' ')}; for {sum(carts.values())} of them the strongest evidence "
+               "is what this fix addresses."]
         step, best = None, -1.0
         for s in sigs:
             eff = effects.get(s)
@@ -272,10 +278,11 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
         if step is None:
             step = _reason_step(p, fix.reason, cfg)
         segment = standout[fix.reason][0] if fix.reason in standout else None
-        method = ("abandoned carts whose strongest evidence is the signal x (rate_with - "
-                  "rate_without) / rate_with, significant differences only (BH q < 0.05), x "
-                  f"average order value ({_money(aov, cur)}); equivalent to carts_with_signal x "
-                  "(rate_with - rate_without) without counting a cart twice")
+        method = ("lost carts (abandoned, not recovered later) whose strongest evidence is the signal "
+                  "x (rate_with - rate_without) / rate_with, the share of abandonment in excess of carts "
+                  "without the signal at the step where carts first showed it, significant differences "
+                  f"only (BH q < 0.05), x average order value ({_money(aov, cur)}); a lost cart counts "
+                  "for one reason fix at most, the one its strongest evidence points to")
         if fix.segment_offer:
             if segment is None:
                 continue
@@ -308,7 +315,8 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
 def _segment_reason_carts(p: dict[str, pl.DataFrame], reason: str, segment: str) -> int:
     seg = p.get("diag:segments")
     col, _, value = segment.partition("=")
-    sub = seg.filter((pl.col("column") == col) & (pl.col("value") == value) & (pl.col("reason") == reason))
+    sub = seg.filter((pl.col("column") == col) & (pl.col("value") == value) & (pl.col("reason") == reason)
+                     & ~pl.col("recovered"))
     return int(sub["n_carts"].sum()) if sub.height else 0
 
 
@@ -334,6 +342,8 @@ def _reminder(p: dict[str, pl.DataFrame], cfg: Config, lost_value: float, cur: s
         why=why, research=REMINDER_RESEARCH, estimated_orders=round(orders, 1),
         estimated_revenue=round(orders * avg, 2),
         method="reachable carts (known user, not recovered) x the recovery rate already seen, i.e. "
-               "assuming reminders double today's recovery, x their average cart value",
+               "assuming reminders double today's recovery (an assumption: no study figure), x their "
+               "average cart value; reminders act on lost carts of every reason, so this estimate "
+               "overlaps the reason fixes' and does not add to them",
         evidence=[],
     )

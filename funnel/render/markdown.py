@@ -59,7 +59,7 @@ def render_markdown(report: Report, **_: Any) -> str:
                        f"{pts} | {ci} | {'yes' if ch.significant else 'no'} |")
         out.append("")
     out.append("## Why carts were abandoned\n")
-    out.append("| reason | carts | share | 95% CI | value | top evidence |")
+    out.append("| reason | carts | share | 95% CI | value at stake | top evidence |")
     out.append("|---|---:|---:|---|---:|---|")
     for r in ab.reasons:
         ev = "; ".join(f"{_cell(e.description)} ({fmt_int(e.sessions)})" for e in r.evidence[:2]) or "—"
