@@ -570,6 +570,40 @@ def test_failed_text_write_keeps_the_old_report(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
 
 
+def test_outputs_write_into_pipes_and_keep_symbolic_links(tmp_path):
+    """Regression: every output was a temp file renamed over the target, so a named pipe, a
+    symbolic link (``out.json -> /proc/self/fd/1``) or, run as root, a device such as
+    ``--json /dev/null`` was replaced by a regular file (and the reader got nothing). A special
+    file is now written into, and a link keeps pointing at the file it names, which is
+    replaced. (A FIFO stands in for the devices: the same rule, without touching /dev.)"""
+    import stat
+    import threading
+
+    from funnel.io.writers import write_frame, write_text_atomic
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert write_text_atomic(fifo, '{"ok": true}\n') == fifo
+    reader.join(10)
+    assert got == [b'{"ok": true}\n'] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+    target, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    assert write_frame(link, pl.DataFrame({"a": [1, 2]})) == link
+    assert link.is_symlink() and target.read_text() == "a\n1\n2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "pipe.json", "real.csv"]
+
+    from pathlib import Path
+
+    from funnel.io.writers import _special   # (/dev/stdout, a shell's >(cmd): written into, not replaced)
+    assert _special(Path("/dev/null")) and _special(Path("/dev/fd/63")) and _special(fifo)
+    assert not _special(target) and not _special(tmp_path / "new.json")
+
+
 def test_bug_an_output_could_overwrite_the_input(tmp_path):
     from funnel.io.writers import write_frame, write_text_atomic
 

@@ -1,6 +1,8 @@
 """Atomic output writing: a temp file in the target folder, then rename.
 
-An existing report is replaced only by a complete one; a failed write leaves nothing behind.
+An existing report is replaced only by a complete one; a failed write leaves nothing behind. A
+symbolic link is kept (the file it names is replaced), and a device, pipe or socket
+(``/dev/null``, ``/dev/stdout``, a shell's ``>(cmd)``) is written into, never replaced.
 Files this process read as input are never written (``protect``). CSV cells that a spreadsheet
 would run as a formula (``=``, ``+``, ``-``, ``@``, tab or CR first, and not a plain number) are
 prefixed with ``'`` — log text must not execute in the reader's spreadsheet.
@@ -9,6 +11,8 @@ prefixed with ``'`` — log text must not execute in the reader's spreadsheet.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -49,9 +53,46 @@ def _target(path: str | Path) -> Path:
     return p
 
 
+def _special(p: Path) -> bool:
+    """``p`` is, or links to, something other than a regular file or nothing: a device
+    (``/dev/null``), a pipe, a socket, or a path under /dev or /proc (``/dev/stdout``,
+    ``/dev/fd/63`` of a shell's ``>(cmd)``). Such a target is written into, never replaced."""
+    if str(p).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(p).st_mode)
+    except OSError:   # nothing there (or a dangling link): a new file
+        return False
+
+
+def _through(p: Path, fill: Callable[[str], None]) -> Path:
+    """Write into the special file ``p``: ``fill`` a temp file, then copy it in."""
+    fd, tmp = tempfile.mkstemp(prefix="funnel-", suffix=f"{p.suffix}.tmp")
+    os.close(fd)
+    try:
+        fill(tmp)
+        with open(tmp, "rb") as src, open(p, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as exc:
+        raise OutputError(f"cannot write {p} ({exc.strerror or exc})", "choose a writable location") from None
+    except pl.exceptions.PolarsError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise OutputError(f"cannot write {p} ({first})", "choose a writable location") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return p
+
+
 def _atomic(path: str | Path, fill: Callable[[str], None]) -> Path:
-    """Create a temp file next to ``path``, let ``fill`` write it, then rename it into place."""
+    """Create a temp file next to ``path``, let ``fill`` write it, then rename it into place.
+    A symbolic link keeps pointing where it did: the file it names is replaced; a device, pipe
+    or socket is written into (``_special``)."""
     p = _target(path)
+    if _special(p):
+        return _through(p, fill)
+    shown = p
+    if p.is_symlink():
+        p = Path(os.path.realpath(p))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         os.close(fd)
@@ -71,7 +112,7 @@ def _atomic(path: str | Path, fill: Callable[[str], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return p
+    return shown
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
