@@ -242,7 +242,8 @@ def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | Non
     if log is None:
         return ev, attrs
     clash = [a for a in log.attrs if a in ev.collect_schema().names()]
-    return ev.drop(clash).join(log.lf, on=SESSION, how="left"), log.joined_attrs(attrs)
+    marked = log.lf.with_columns(pl.lit(True).alias(parts.IN_LOG))   # (its sessions found: parts.log_matches)
+    return ev.drop(clash).join(marked, on=SESSION, how="left"), log.joined_attrs(attrs)
 
 
 def read_sessions_log(sessions: str | None, cfg: Config) -> SessionsLog | None:
@@ -366,6 +367,7 @@ def shard_partials(ev: pl.LazyFrame, cfg: Config, attrs: list[str], baseline: pa
     lazy.update(parts.funnel_partials(d, cfg, attrs))
     lazy.update(parts.path_partials(ev, d, cfg))
     lazy.update(reasons.diagnosis_partials(d, cfg))
+    lazy.update(parts.log_matches(ev))
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
@@ -417,7 +419,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
         segments=[] if funnel_only else fin.finalize_segments(p, cfg, parts.segment_columns(attrs, cfg)),
         paths=None if funnel_only else fin.finalize_paths(p, cfg),
         trend=[] if funnel_only else fin.finalize_trend(p, cfg),
-        warnings=fin.placeholder_warning(p, carts, cfg) + fin.currency_warning(p),
+        warnings=fin.placeholder_warning(p, carts, cfg) + fin.currency_warning(p) + fin.sessions_log_warning(p, inp),
     )
 
 
@@ -639,6 +641,7 @@ class _Spilled:
 
     files: dict[str, str]         # steps / records / aggregates -> Arrow IPC file
     baseline: parts.Partials
+    events: parts.Partials        # partials of the whole events, which pass 2 no longer reads
 
 
 def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Loaded, cfg: Config,
@@ -701,7 +704,7 @@ def _pass1(ev: pl.DataFrame, name: str, cfg: Config, attrs: list[str], tmp: str)
     for what, df in (("steps", steps), ("records", rec), ("aggregates", agg)):
         out[what] = os.path.join(tmp, f"{name}-{what}.arrow")
         df.write_ipc(out[what], compression="lz4")
-    return _Spilled(out, baseline)
+    return _Spilled(out, baseline, {k: v.collect() for k, v in parts.log_matches(ev.lazy()).items()})
 
 
 def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Loaded, cfg: Config,
@@ -753,6 +756,7 @@ def _shards_report(evs: Iterable[pl.DataFrame], shards: list[_Shard], loaded: Lo
             del ev, diag, rec
             for f in s.files.values():
                 os.remove(f)
+        partials += [s.events for s in spilled]
     p = merge_funnel_only(partials, cfg) if funnel_only else parts.merge(partials)
     say("building the report")
     built = any(s.sessionized for s in shards)

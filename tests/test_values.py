@@ -46,3 +46,35 @@ def test_carts_in_several_currencies_are_flagged_and_the_cart_table_names_each(t
 
 def test_one_currency_gives_no_warning(sample_analysis):
     assert not [w for w in sample_analysis.report.warnings if "currencies" in w]
+
+
+@pytest.mark.parametrize("spelling", ["same ids", "other spelling", "half of them"])
+def test_a_sessions_log_that_misses_the_sessions_is_flagged(spelling, tmp_path, monkeypatch):
+    """Regression: a sessions log whose ids matched none of the events' sessions (``S0000``
+    against ``s0``) was joined without a word: every session fell in '(none)' of its columns.
+    The report now warns when fewer than half of the sessions are in it, the same in one pass
+    and in user shards."""
+    from funnel.api import analyze
+    from funnel.io.sample import generate_sample
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    s = generate_sample(n_sessions=300, seed=3)
+    log = s.sessions
+    if spelling == "other spelling":
+        log = log.with_columns(pl.col("session_id").str.to_uppercase())
+    elif spelling == "half of them":
+        log = log.filter(pl.int_range(pl.len()) % 3 == 0)
+    events, sessions = tmp_path / "events.parquet", tmp_path / "sessions.csv"
+    s.events.write_parquet(events)
+    log.write_csv(sessions)
+    one, many = (analyze(str(events), sessions=str(sessions), shards=n) for n in (1, 3))
+    assert one.report.to_dict() == many.report.to_dict()
+    warned = [w for w in one.report.warnings if "sessions log" in w]
+    if spelling == "same ids":
+        assert not warned
+    else:
+        n = one.report.input.sessions
+        found = 0 if spelling == "other spelling" else len(set(log["session_id"]) & set(s.events["session_id"]))
+        assert warned == [f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log "
+                          f"{sessions}: check that both files spell the session ids alike (their breakdowns "
+                          "by its columns read '(none)')"]

@@ -131,6 +131,27 @@ def currency_warning(p: Partials) -> list[str]:
              "convert cart values to one currency first, or analyse each currency's carts apart")]
 
 
+LOG_MATCH_SHARE = 0.5   # fewer of the sessions than this in the sessions log: a warning
+
+
+def sessions_log_warning(p: Partials, inp) -> list[str]:
+    """A warning when few of the analysed sessions are in the ``--sessions`` log (joined by
+    session id): their attributes then read '(none)', usually because the two files spell the
+    ids differently, or because the events have no session ids at all (sessions built from
+    inactivity can match no log)."""
+    m = p.get("sessions_log")
+    n = int(p["totals"]["n_entities"].sum() or 0) if "totals" in p else 0
+    if m is None or not inp.sessions_log or not n:
+        return []
+    found = int(m["n_matched"].sum())
+    if found >= LOG_MATCH_SHARE * n:
+        return []
+    why = ("the events have no session ids (their sessions were built from inactivity), so none can be "
+           "found there — give session ids in the events, or leave out --sessions") if inp.sessionized \
+        else "check that both files spell the session ids alike (their breakdowns by its columns read '(none)')"
+    return [f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log {inp.sessions_log}: {why}"]
+
+
 def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[SegmentBreakdown]:
     k = len(cfg.steps)
     out: list[SegmentBreakdown] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..config import Config
-from ..schema import CART_VALUE, TS, USER
+from ..schema import CART_VALUE, ENTITY, TS, USER
 from .funnel import LEVEL, entity_run, shift_in_entity, step_time_col
 from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
 
@@ -189,6 +189,18 @@ def shard_rows(lf: pl.LazyFrame, i: int, k: int, clean: bool = False, owners: pl
     return lf.filter(shard_key(lf.collect_schema().names(), k, clean, owners) == i)
 
 
+IN_LOG = "_in_log"   # on events joined with the sessions log (api.with_sessions_log): their session is in it
+
+
+def log_matches(ev: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+    """``sessions_log``: how many entities of the events ``ev`` have their session in the
+    sessions log (``n_matched``; an entity is in one shard, so shards add), when one is joined."""
+    if IN_LOG not in ev.collect_schema().names():
+        return {}
+    return {"sessions_log": ev.filter(pl.col(IN_LOG).fill_null(False))
+            .select(pl.col(ENTITY).n_unique().cast(pl.Int64).alias("n_matched"))}
+
+
 def segment_columns(available: list[str], cfg: Config) -> list[str]:
     """The columns broken down as segments: ``--segment``/[segments] columns when given, else
     the usual low-cardinality attributes (device, channel, country, ...) that are present."""
@@ -305,7 +317,7 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
 
 def path_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFrame]:
     """Transitions between steps (with backtracks and exits) and path variants."""
-    from ..schema import ENTITY, STEP
+    from ..schema import STEP
 
     names = list(cfg.step_names)
     k = len(names)
