@@ -16,15 +16,15 @@ import io
 import json
 import os
 import zipfile
-from datetime import datetime, timezone, UTC
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import polars as pl
+import pytest
+from conftest import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
-from conftest import run_cli
 from funnel.api import prepare, reject_table
 from funnel.config import Config
 from funnel.errors import InputError, OutputError
@@ -599,7 +599,7 @@ def test_outputs_write_into_pipes_and_keep_symbolic_links(tmp_path):
 
     from pathlib import Path
 
-    from funnel.io.writers import _special   # (/dev/stdout, a shell's >(cmd): written into, not replaced)
+    from funnel.io.writers import _special  # (/dev/stdout, a shell's >(cmd): written into, not replaced)
     assert _special(Path("/dev/null")) and _special(Path("/dev/fd/63")) and _special(fifo)
     assert not _special(target) and not _special(tmp_path / "new.json")
 

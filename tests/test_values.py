@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-
 from conftest import run_cli
 
 
@@ -75,6 +74,6 @@ def test_a_sessions_log_that_misses_the_sessions_is_flagged(spelling, tmp_path, 
     else:
         n = one.report.input.sessions
         found = 0 if spelling == "other spelling" else len(set(log["session_id"]) & set(s.events["session_id"]))
-        assert warned == [f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log "
-                          f"{sessions}: check that both files spell the session ids alike (their breakdowns "
-                          "by its columns read '(none)')"]
+        want = (f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log {sessions}: "
+                "check that both files spell the session ids alike (their breakdowns by its columns read '(none)')")
+        assert warned == [want]
