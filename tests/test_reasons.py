@@ -172,8 +172,10 @@ def test_long_dwell_uses_the_baseline_only():
     from funnel.core.partials import bucket_expr
 
     b = pl.select(bucket_expr(pl.lit(60.0))).item()
-    base = {"base:dwell": pl.DataFrame({"step": [1], "bucket": [b], "n_movers": [50]},
-                                       schema={"step": pl.Int32, "bucket": pl.Int32, "n_movers": pl.Int64})}
+    base = {"base:dwell": pl.DataFrame({"step": [1], "bucket": [b], "n_movers": [50], "min_seconds": [55.0],
+                                        "max_seconds": [60.0]},
+                                       schema={"step": pl.Int32, "bucket": pl.Int32, "n_movers": pl.Int64,
+                                               "min_seconds": pl.Float64, "max_seconds": pl.Float64})}
     d = run({"a": path}, cfg, baseline=base)
     assert d["sig__ui_friction.long_dwell"].to_list() == [True]
     assert d["reason"].to_list() == ["unknown"]          # weak on its own

@@ -13,8 +13,8 @@ from ..model import (AfterExit, Count, ExitStep, FunnelResult, PathVariant, Path
                      TrendPoint)
 from ..schema import ALL_REASONS, USER
 from .funnel import LEVEL
-from .partials import CART_USERS, NONE, OTHER, Partials
-from .stats import BUCKET_UPPER, benjamini_hochberg, histogram_quantile, ratio, two_proportion_test, wilson
+from .partials import CART_USERS, NONE, OTHER, Partials, bucket_counts
+from .stats import SHOWN_UPPER, benjamini_hochberg, histogram_quantile, ratio, shown, two_proportion_test, wilson
 
 BENCHMARK_ABANDONMENT = 0.7019  # Baymard Institute, average of ~49 studies
 
@@ -29,14 +29,10 @@ def level_counts(levels: pl.DataFrame, k: int) -> list[int]:
     return [int(sum(n for lv, n in by.items() if lv >= i + 1)) for i in range(k)]
 
 
-def _hist(df: pl.DataFrame, **keys: object) -> list[int]:
-    sub = df
-    for key, v in keys.items():
-        sub = sub.filter(pl.col(key) == v)
-    counts = [0] * len(BUCKET_UPPER)
-    for b, n in zip(sub["bucket"].to_list(), sub["n"].to_list(), strict=True):
-        counts[int(b)] += int(n)
-    return counts
+def _quantiles(df: pl.DataFrame, step: int) -> tuple[list[int], float | None, float | None]:
+    """(bucket counts, median, p90) of one step's durations in the histogram partial ``df``."""
+    counts, lows, highs = bucket_counts(df, step=step)
+    return counts, histogram_quantile(counts, 0.5, lows, highs), histogram_quantile(counts, 0.9, lows, highs)
 
 
 def finalize_funnel(p: Partials, cfg: Config) -> FunnelResult:
@@ -46,7 +42,7 @@ def finalize_funnel(p: Partials, cfg: Config) -> FunnelResult:
     steps: list[StepResult] = []
     for i, step in enumerate(cfg.steps):
         prev = reached[i - 1] if i else None
-        hist = _hist(p["step_time"], step=i) if i else None
+        _, median, p90 = _quantiles(p["step_time"], i) if i else (None, None, None)
         steps.append(StepResult(
             name=step.name,
             events=list(step.events),
@@ -56,8 +52,7 @@ def finalize_funnel(p: Partials, cfg: Config) -> FunnelResult:
             ci95=wilson(reached[i], prev) if i else None,
             ci95_from_start=wilson(reached[i], reached[0]) if i else None,
             dropped=(prev - reached[i]) if i else 0,
-            median_seconds_from_previous=histogram_quantile(hist, 0.5) if hist else None,
-            p90_seconds_from_previous=histogram_quantile(hist, 0.9) if hist else None,
+            median_seconds_from_previous=median, p90_seconds_from_previous=p90,
         ))
     return FunnelResult(
         unit=cfg.level, order=cfg.order, window_seconds=cfg.window / 1e6,
@@ -236,14 +231,12 @@ def finalize_paths(p: Partials, cfg: Config, top: int = 8) -> Paths:
         after.append(AfterExit(cfg.steps[i].name, n, top_of("next_event"), top_of("last_event"),
                                top_of("last_page")))
     dists: list[TimeDistribution] = []
-    upper = [float(x) for x in BUCKET_UPPER]
+    upper = [float(x) for x in SHOWN_UPPER]
     for i in range(1, k):
-        h = _hist(p["step_time"], step=i)
-        dists.append(TimeDistribution(f"{cfg.steps[i - 1].name} → {cfg.steps[i].name}", "converters",
-                                      sum(h), histogram_quantile(h, 0.5), histogram_quantile(h, 0.9), upper, h))
-        a = _hist(p["abandoner_dwell"], step=i - 1)
-        dists.append(TimeDistribution(f"{cfg.steps[i - 1].name} → {cfg.steps[i].name}", "abandoners",
-                                      sum(a), histogram_quantile(a, 0.5), histogram_quantile(a, 0.9), upper, a))
+        for who, df, step in (("converters", p["step_time"], i), ("abandoners", p["abandoner_dwell"], i - 1)):
+            h, median, p90 = _quantiles(df, step)
+            dists.append(TimeDistribution(f"{cfg.steps[i - 1].name} → {cfg.steps[i].name}", who, sum(h),
+                                          median, p90, upper, shown(h)))
     return Paths(transitions, variants(True), variants(False), after, dists)
 
 

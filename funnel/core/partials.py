@@ -249,8 +249,34 @@ def bucket_expr(seconds: pl.Expr) -> pl.Expr:
     )
 
 
+def bucket_counts(df: pl.DataFrame, n: str = "n", **keys: object
+                  ) -> tuple[list[int], list[float | None], list[float | None]]:
+    """(count, smallest, largest) per ``stats.BUCKET_UPPER`` bucket of the rows of the merged
+    ``histogram`` partial ``df`` that have ``keys`` (e.g. ``step=2``)."""
+    for key, v in keys.items():
+        df = df.filter(pl.col(key) == v)
+    df = df.group_by("bucket").agg(pl.col(n).sum(), pl.col("min_seconds").min(), pl.col("max_seconds").max())
+    counts, lows, highs = [0] * len(BUCKET_UPPER), [None] * len(BUCKET_UPPER), [None] * len(BUCKET_UPPER)
+    for b, c, lo, hi in df.select("bucket", n, "min_seconds", "max_seconds").iter_rows():
+        counts[int(b)], lows[int(b)], highs[int(b)] = int(c), lo, hi
+    return counts, lows, highs
+
+
 def _seconds(a: str, b: str) -> pl.Expr:
     return (pl.col(b) - pl.col(a)).dt.total_microseconds() / 1e6
+
+
+SECONDS = "_seconds"
+
+
+def histogram(frame: pl.LazyFrame, n: str = "n") -> pl.LazyFrame:
+    """A duration histogram partial of ``frame`` (``step`` and the duration in ``SECONDS``):
+    per (step, bucket) the count ``n`` and the smallest and largest duration in the bucket
+    (``stats.histogram_quantile`` reads them)."""
+    return (frame.drop_nulls(SECONDS).with_columns(bucket_expr(pl.col(SECONDS)).alias("bucket"))
+            .group_by("step", "bucket")
+            .agg(pl.len().cast(pl.Int64).alias(n), pl.col(SECONDS).min().alias("min_seconds"),
+                 pl.col(SECONDS).max().alias("max_seconds")))
 
 
 def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[str, pl.LazyFrame]:
@@ -269,20 +295,16 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
     # Time from step k-1 to step k in the best attempt.
     gaps = [
         inc.filter(pl.col(LEVEL) > i)
-        .select(pl.lit(i, pl.Int32).alias("step"),
-                bucket_expr(_seconds(step_time_col(i - 1), step_time_col(i))).alias("bucket"))
+        .select(pl.lit(i, pl.Int32).alias("step"), _seconds(step_time_col(i - 1), step_time_col(i)).alias(SECONDS))
         for i in range(1, k)
     ]
     # (an 'any'-order funnel may reach a step without the one before it: no time between them)
-    out["step_time"] = pl.concat(gaps).drop_nulls("bucket").group_by("step", "bucket").agg(pl.len().alias("n"))
+    out["step_time"] = histogram(pl.concat(gaps))
     # Dwell at the exit step for abandoners (exit step -> last event of the entity).
     carts = inc.filter(pl.col(LEVEL) >= 1)
     aband = carts.filter(pl.col(LEVEL) < k)
-    out["abandoner_dwell"] = (
-        aband.select((pl.col(LEVEL) - 1).alias("step"),
-                     bucket_expr(_seconds("exit_ts", "last_ts")).alias("bucket"))
-        .group_by("step", "bucket").agg(pl.len().alias("n"))
-    )
+    out["abandoner_dwell"] = histogram(aband.select((pl.col(LEVEL) - 1).alias("step"),
+                                                    _seconds("exit_ts", "last_ts").alias(SECONDS)))
     value = pl.col(CART_VALUE).fill_null(0.0)
     out["abandonment"] = (
         carts.with_columns(pl.col("reason").fill_null(NONE), pl.col("recovered").fill_null(False))

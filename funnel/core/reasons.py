@@ -45,12 +45,11 @@ from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, Signal
 from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
 from .funnel import LEVEL, RUN, step_time_col
-from .partials import NONE, bucket_expr, segment_columns
+from .partials import NONE, SECONDS, bucket_counts, histogram, segment_columns
 from .sessions import _ORD, _order_key
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
                     wilson)
-from .stats import BUCKET_UPPER
 
 MIN_BASELINE = 10          # movers needed at a step before its dwell threshold is trusted
 SIGSTEP = "_sigstep__"     # per signal: funnel step index where it was first seen (or null)
@@ -86,13 +85,12 @@ def baseline_partials(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config,
     parts = [
         inc.filter(pl.col(LEVEL) >= i + 2)
         .select(pl.lit(i, pl.Int32).alias("step"),
-                bucket_expr((pl.col(step_time_col(i + 1)) - pl.col(step_time_col(i)))
-                            .dt.total_microseconds() / 1e6).alias("bucket"))
+                ((pl.col(step_time_col(i + 1)) - pl.col(step_time_col(i))).dt.total_microseconds() / 1e6)
+                .alias(SECONDS))
         for i in range(k - 1)
     ]
     # (an 'any'-order funnel may reach a step without the one before it: no dwell between them)
-    dwell = pl.concat(parts).drop_nulls("bucket").group_by("step", "bucket") \
-        .agg(pl.len().cast(pl.Int64).alias("n_movers"))
+    dwell = histogram(pl.concat(parts), "n_movers")
     cat = catalogue(cfg)
     d, order = _signal_table(ev, rec.filter(pl.col(LEVEL) >= 1), cfg, cat, {}, agg)   # the rows read below
     return {"base:dwell": dwell, "base:signals": _hazard_rows(d, order, k, cat)}
@@ -106,12 +104,9 @@ def dwell_thresholds(baseline: dict[str, pl.DataFrame], cfg: Config, cat: Catalo
         return out
     th = cat.thresholds
     for i in range(len(cfg.steps) - 1):
-        sub = df.filter(pl.col("step") == i)
-        counts = [0] * len(BUCKET_UPPER)
-        for b, n in zip(sub["bucket"].to_list(), sub["n_movers"].to_list(), strict=True):
-            counts[int(b)] += int(n)
+        counts, lows, highs = bucket_counts(df, "n_movers", step=i)
         if sum(counts) >= MIN_BASELINE:
-            q = histogram_quantile(counts, th.dwell_quantile)
+            q = histogram_quantile(counts, th.dwell_quantile, lows, highs)
             if q is not None:
                 out[i] = q * th.dwell_ratio
     return out

@@ -80,15 +80,34 @@ def benjamini_hochberg(pvalues: list[float | None]) -> list[float | None]:
 
 
 # Fixed log-spaced histogram buckets for durations (seconds), shared by every shard so that
-# histograms merge by addition. Upper edges: 1 s .. ~30 days, 8 buckets per decade.
-BUCKETS_PER_DECADE = 8
+# histograms merge by addition. Upper edges: 1 s .. ~27 days (10^6.375 s), 64 buckets per
+# decade (3.7% apart) for the quantiles; the charts show them 8 to a decade (``shown``). With
+# each bucket's smallest and largest value (``min_seconds``/``max_seconds`` in the partials,
+# merged by min/max), a quantile lies between values that occur: exact where a bucket holds one
+# value, never past the largest.
+BUCKETS_PER_DECADE = 64
+SHOWN_PER_DECADE = 8
 BUCKET_UPPER: tuple[float, ...] = tuple(
-    round(10 ** (i / BUCKETS_PER_DECADE), 6) for i in range(6 * BUCKETS_PER_DECADE + 4)
+    round(10 ** (i / BUCKETS_PER_DECADE), 6) for i in range(51 * BUCKETS_PER_DECADE // 8 + 1)
 )
+_SHOWN = BUCKETS_PER_DECADE // SHOWN_PER_DECADE
+SHOWN_UPPER: tuple[float, ...] = BUCKET_UPPER[::_SHOWN]
 
 
-def histogram_quantile(counts: list[int], q: float) -> float | None:
-    """Quantile from bucket counts aligned with BUCKET_UPPER (log-interpolated in the bucket)."""
+def shown(counts: list[int]) -> list[int]:
+    """Counts per ``BUCKET_UPPER`` bucket regrouped into the charts' ``SHOWN_UPPER`` buckets
+    (each shown bucket is exactly ``_SHOWN`` of them: the edges coincide)."""
+    out = [0] * len(SHOWN_UPPER)
+    for i, c in enumerate(counts):
+        out[-(-i // _SHOWN)] += c
+    return out
+
+
+def histogram_quantile(counts: list[int], q: float, lows: list[float | None] | None = None,
+                       highs: list[float | None] | None = None) -> float | None:
+    """Quantile from bucket counts aligned with BUCKET_UPPER, log-interpolated in the bucket
+    between its edges, narrowed to the smallest and largest value seen in it (``lows`` and
+    ``highs``, per bucket, when known)."""
     total = sum(counts)
     if total == 0:
         return None
@@ -98,9 +117,15 @@ def histogram_quantile(counts: list[int], q: float) -> float | None:
         if c and cum + c >= target:
             hi = BUCKET_UPPER[min(i, len(BUCKET_UPPER) - 1)]
             lo = BUCKET_UPPER[i - 1] if i > 0 else 0.0
+            if lows is not None and highs is not None and lows[i] is not None and highs[i] is not None:
+                lo, hi = max(lo, lows[i]), min(hi, highs[i])
+                if i == len(counts) - 1:   # (the last bucket also holds every longer value)
+                    hi = highs[i]
             frac = (target - cum) / c
+            if hi <= lo:
+                return round(lo, 3)
             if lo <= 0:
-                return round(hi * frac, 3)
+                return round(lo + (hi - lo) * frac, 3)
             return round(lo * (hi / lo) ** frac, 3)
         cum += c
     return BUCKET_UPPER[-1]
