@@ -131,3 +131,16 @@ def test_missing_column_did_you_mean(tmp_path):
 def test_missing_path():
     with pytest.raises(InputError, match="file not found: nope.csv"):
         prepare(["nope.csv"], Config())
+
+
+def test_bug_a_repeated_header_name_dropped_the_second_column(tmp_path):
+    """A CSV naming ``session_id`` twice (a user id exported under the session's name) lost the
+    second column without a word (polars renames it ``session_id_duplicated_0``); now exit 2
+    naming the file and the column. Blank names (unnamed columns) stay allowed."""
+    p = tmp_path / "events.csv"
+    p.write_text("timestamp,session_id,session_id,event\n2026-10-01T10:00:00Z,s1,u1,add_to_cart\n")
+    with pytest.raises(InputError, match="names column 'session_id' more than once") as e:
+        prepare([str(p)], Config())
+    assert str(p) in str(e.value) and "rename" in e.value.hint
+    p.write_text("timestamp,session_id,event,,\n2026-10-01T10:00:00Z,s1,add_to_cart,,\n")
+    assert _events([p]).height == 1

@@ -339,8 +339,23 @@ def _csv_header(src: SourceFile, path: Path, sep: str) -> list[str]:
         if not any(n.strip() for n in names):
             raise InputError(f"{src.path}: no header row (the first line is blank)",
                              "export the log again with its header row")
+        _check_repeated(src, names)
         _HEADERS[key] = names
     return _HEADERS[key]
+
+
+def _check_repeated(src: SourceFile, names: list[str]) -> None:
+    """A header naming a column twice is an error: polars reads the second as ``<name>_duplicated_0``,
+    so that column would be kept under a name nobody wrote (or its role taken by the first one)
+    without a word. Blank names are left alone (an unnamed column, however often)."""
+    for n in names:
+        base, sep, k = n.rpartition("_duplicated_")
+        if sep and k.isdigit() and base.strip() and base in names:
+            from .detect import _show
+
+            raise InputError(f"{src.path}: the header names column {_show(base)!r} more than once",
+                             "rename one of them in the header, then map its role with --column ROLE=COLUMN "
+                             "if its new name is not a known one")
 
 
 def _ndjson_schema(src: SourceFile, path: Path) -> pl.Schema:
