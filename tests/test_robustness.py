@@ -144,6 +144,42 @@ def test_bug_truncated_gzip_past_the_sniffed_head_did_not_name_the_file(tmp_path
     assert str(p) in msg and "truncated" in msg, msg
 
 
+@pytest.mark.parametrize("name", ["t.csv.zst", "t.ndjson.zst"])
+def test_bug_truncated_zst_was_called_a_file_of_blank_lines(tmp_path, name):
+    """zstandard's stream reader stops without a word where a truncated .zst ends inside a frame:
+    a small file read as empty ("no header row (the file holds only blank lines)"), a longer one
+    as a shorter one. It says "cannot decompress ... truncated" now, as a truncated .gz does;
+    a file of several frames (zstd's concatenated output) still reads whole."""
+    import zstandard
+
+    rows = [f"2026-10-01T10:{i // 60:02d}:{i % 60:02d}Z,s{i % 40},u{i % 40},add_to_cart" for i in range(300)]
+    if name.endswith("ndjson.zst"):
+        text = "".join(json.dumps(dict(zip(HEADER.strip().split(","), r.split(",")))) + "\n" for r in rows)
+    else:
+        text = HEADER + "".join(r + "\n" for r in rows)
+    z = zstandard.ZstdCompressor()
+    cut = text.rfind("\n", 0, len(text) // 2) + 1
+    data = z.compress(text[:cut].encode()) + z.compress(text[cut:].encode())
+    p = tmp_path / name
+    p.write_bytes(data)
+    assert _prep(p)[1].height == 300
+    for keep in (len(data) // 4, len(data) - 10):
+        p.write_bytes(data[:keep])
+        msg = _error(p)
+        assert name in msg and "cannot decompress" in msg and "truncated" in msg, msg
+
+
+def test_bug_gzipped_parquet_was_called_not_parquet(tmp_path):
+    """A .parquet.gz was "not a Parquet file (no PAR1 header)": it is one, compressed. funnel does
+    not read compressed Parquet (its pages are compressed already); the error says so and how
+    to decompress it."""
+    pl.DataFrame({"timestamp": ["2026-10-01T10:00:00Z"], "session_id": ["s1"], "event": ["add_to_cart"]}) \
+        .write_parquet(tmp_path / "e.parquet")
+    (tmp_path / "e.parquet.gz").write_bytes(gzip.compress((tmp_path / "e.parquet").read_bytes()))
+    msg = _error(tmp_path / "e.parquet.gz")
+    assert "e.parquet.gz" in msg and "compressed Parquet" in msg and "gunzip -k e.parquet.gz" in msg, msg
+
+
 def test_bug_invalid_json_line_was_not_named(tmp_path):
     msg = _error(DIRTY / "bad_line.ndjson")
     assert "bad_line.ndjson" in msg and "line 3" in msg, msg

@@ -22,6 +22,7 @@ import atexit
 import codecs
 import functools
 import glob as globmod
+import io
 import json
 import re
 import shutil
@@ -152,6 +153,11 @@ def sniff_format(path: Path) -> SourceFile:
         return SourceFile(path, "parquet", "", size)
     fmt = _EXT.get(Path(name).suffix)
     what = (fmt or "csv").upper()
+    if fmt == "parquet" and compression:
+        # (Parquet compresses its own pages, so a .gz/.zst around it saves little: not read)
+        raise InputError(f"{path}: a compressed Parquet file (.{compression}), which funnel does not read",
+                         f"decompress it first (e.g. {'gunzip -k' if compression == 'gz' else 'zstd -d'} "
+                         f"{path.name})")
     if fmt == "parquet":
         raise InputError(f"{path}: not a Parquet file (no PAR1 header)", "check the file or its extension")
     text = _decompressed_head(path, compression) if compression else head
@@ -246,10 +252,45 @@ def _open_decompressed(path: Path, compression: str) -> IO[bytes]:
 
         return gzip.open(path, "rb")
     if compression == "zst":
+        return io.BufferedReader(_ZstdFrames(path.open("rb")), 1 << 20)
+    return path.open("rb")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """A .zst file's decompressed bytes, frame after frame, raising ``ZstdError`` when the file
+    ends inside a frame. zstandard's ``stream_reader`` just stops there: a truncated file read
+    as a shorter one (a small one as empty: "no header row"), while a truncated .gz raises.
+    Wrapped in a ``BufferedReader`` it also gives lines (the quoting and JSON line scans)."""
+
+    def __init__(self, raw: IO[bytes]):
         import zstandard  # optional: polars reads .zst itself; needed only to sniff/transcode
 
-        return zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
-    return path.open("rb")
+        self._zstd, self._raw, self._frame, self._out = zstandard, raw, None, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self._out:
+            data = self._raw.read(1 << 17)   # (small: what is decompressed waits in _out)
+            if not data:
+                if self._frame is not None:
+                    raise self._zstd.ZstdError("the file ends inside a zstd frame (truncated)")
+                return 0
+            while data:
+                if self._frame is None:
+                    self._frame = self._zstd.ZstdDecompressor().decompressobj()
+                self._out += self._frame.decompress(data)
+                data = b""
+                if self._frame.eof:   # a frame ended: what follows starts the next one
+                    data, self._frame = self._frame.unused_data, None
+        n = min(len(buf), len(self._out))
+        buf[:n], self._out = self._out[:n], self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 # --- transcoding to a private UTF-8 copy ----------------------------------------------------
