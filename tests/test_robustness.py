@@ -1037,7 +1037,7 @@ def test_text_timestamps_parsed_in_steps_get_the_same_times():
     in daylight-saving gaps and folds, impossible dates and times, epoch numbers, junk."""
     dates = ["2026-03-29", "2026-10-25", "2026-03-08", "2024-02-29", "2026-02-30", "26-01-01", "2026-1-5"]
     times = ["", "10:00", "03:30", "02:30:00", "03:30:00", "10:00:00", "10:00:00.5", "10:00:00.123456",
-             "10:00:00.123456789", "24:00:00", "10:00:60"]
+             "10:00:00.123456789", "24:00:00", "10:00:60", "10:00:00,5", "10:00:00,", "10:00,5"]
     suffixes = ["", "Z", "z", "UTC", "utc", "+02:00", "+0200", "-05", " +01:00", " -0330", "+14:00", "junk", " "]
     values = [d + (sep + t if t else "") + suf for d in dates for sep in ("T", " ", "t") for t in times
               for suf in suffixes]
@@ -1049,8 +1049,24 @@ def test_text_timestamps_parsed_in_steps_get_the_same_times():
         assert sum(v is not None for v in got) > 800   # (of 3,016: the rest are not times)
 
 
+def test_bug_iso_times_without_seconds_with_an_offset_or_a_comma_were_bad_timestamps(tmp_path):
+    """Valid ISO 8601 was rejected as bad_timestamp: minutes with 'Z' or an offset (``10:07Z``,
+    ``10:00+02:00``), a lowercase 't'/'z', a comma as the decimal mark (``10:00:00,5Z``). Read
+    now, by both parsers; 24:00 stays rejected."""
+    p = tmp_path / "e.csv"
+    values = ["2026-10-01T10:07Z", "2026-10-01T10:00+02:00", "2026-10-01T10:00-0530", "2026-10-01t10:00:00z",
+              "2026-10-01T10:00:00,5Z", "2026-10-01 10:00:00,25+01:00", "2026-10-01T24:00:00Z"]
+    p.write_text("timestamp,session_id,event\n" + "".join(f'"{v}",s{i},add_to_cart\n' for i, v in enumerate(values)))
+    _, ev, causes = _prep(p)
+    t = lambda *a: datetime(2026, 10, 1, *a, tzinfo=UTC)
+    assert ev["ts"].to_list() == [t(10, 7), t(8), t(15, 30), t(10), t(10, 0, 0, 500000), t(9, 0, 0, 250000)]
+    assert causes == {"bad_timestamp": 1}
+    got, want = _times_both_ways(values, "Europe/Helsinki")
+    assert got == want and got[-1] is None
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789-:.TZ+ zU", max_size=30), min_size=1, max_size=20),
+@given(st.lists(st.text(alphabet="0123456789-:.,TtZ+ zU", max_size=30), min_size=1, max_size=20),
        st.sampled_from(["UTC", "Europe/Helsinki"]))
 def test_any_text_timestamp_gets_the_same_time_in_steps(values, tz):
     got, want = _times_both_ways(values, tz)

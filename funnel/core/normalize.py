@@ -125,18 +125,23 @@ def with_parsed_timestamp(lf: pl.LazyFrame, dtype: pl.DataType, tz: str) -> pl.L
 
 def _iso(s: pl.Expr) -> pl.Expr:
     """Stripped timestamp text in the one ISO form ``_from_text`` reads: a T between date and
-    time, 'Z'/'UTC' and a bare hour offset after a time as +hh:mm (a bare date's day is no
+    time (ISO 8601 allows a lowercase t, and a comma as the seconds' decimal mark, read as a
+    point), 'Z'/'UTC' and a bare hour offset after a time as +hh:mm (a bare date's day is no
     offset), no space before the offset."""
-    return s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T").str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
+    return s.str.replace(r"^(\d{4}-\d{2}-\d{2})[ Tt]", "${1}T").str.replace(r"(T\d{2}:\d{2}:\d{2}),(\d)", "${1}.${2}") \
+        .str.replace(r"(?i)(?:Z|UTC)$", "+00:00") \
         .str.replace(r"(:\d{2}(?:\.\d*)?) ?([+-]\d{2})$", "${1}${2}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
 
 
 def _from_text(s: pl.Expr, iso: pl.Expr, tz: str) -> pl.Expr:
     """Stripped timestamp text ``s`` (and its ``_iso`` form) -> Datetime(µs, UTC): an epoch
-    number by magnitude, ISO 8601 with an offset, or local time (``tz``) with seconds and
-    fraction, minutes, or a bare date; null where unparseable."""
-    with_offset = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us",
-                                      time_zone="UTC")
+    number by magnitude, ISO 8601 with an offset (after seconds and fraction, or minutes:
+    ``10:07Z``), or local time (``tz``) with seconds and fraction, minutes, or a bare date;
+    null where unparseable."""
+    with_offset = pl.coalesce(
+        iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
+        iso.str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False, time_unit="us", time_zone="UTC"),
+    )
     naive = _local(pl.coalesce(
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
         iso.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
