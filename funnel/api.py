@@ -31,6 +31,7 @@ from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
 from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
+from .io.sources import skipped_files
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
 from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, ENTITY, EVENT,
                      REJECT, SESSION, STEP, TS, USER)
@@ -993,13 +994,16 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     sinks = {what: path for what, path in (("carts", carts_to), ("rejects", rejects_to)) if path is not None}
     asked = dict(sinks)
     cfg = (config or Config()).with_overrides(**overrides)
+    skipped = skipped_files(_paths(sources))   # (files in a folder that are no logs: said, not read)
+    for line in skipped:
+        (progress or (lambda _msg: None))(line)
     result = _analyze(_paths(sources), cfg, sessions, progress, period, compare, funnel_only, shards,
                       tables or bool(sinks), sinks)
     # (a step no entity reached, rare: a misnamed step, usually; only then are the names read)
     warned = step_warnings(result.report, lambda: event_names(sources, cfg))
     # (first and last event at local midnight, rare: dates without a time, usually; only then
     # are the timestamps read)
-    warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg))
+    warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg)) + skipped
     if warned:
         result = dataclasses.replace(result, report=dataclasses.replace(
             result.report, warnings=[*warned, *result.report.warnings]))

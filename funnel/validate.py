@@ -61,6 +61,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     from .core.partials import users_of
     from .core.signals import catalogue
     from .io.load import load_events
+    from .io.sources import skipped_files
     from .streaming import shard_count
 
     catalogue(cfg)  # report config mistakes here too, not only in analyze
@@ -114,7 +115,8 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                                   loaded.columns.get("timestamp")),
                      *(f"a {why} is likely a placeholder for no id (e.g. guest), which joins unrelated "
                        "visitors into one — 'funnel init EVENTS' lists it under [input] missing_ids"
-                       for _, why in placeholder_ids(loaded, cfg))],
+                       for _, why in placeholder_ids(loaded, cfg)),
+                     *skipped_files(list(sources))],
     }
 
 

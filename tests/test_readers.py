@@ -144,3 +144,37 @@ def test_bug_a_repeated_header_name_dropped_the_second_column(tmp_path):
     assert str(p) in str(e.value) and "rename" in e.value.hint
     p.write_text("timestamp,session_id,event,,\n2026-10-01T10:00:00Z,s1,add_to_cart,,\n")
     assert _events([p]).height == 1
+
+
+def test_bug_notes_manifests_and_old_reports_in_an_input_folder_aborted_the_run(tmp_path):
+    """A folder of logs also holding a README.txt, a manifest.json or funnel's own JSON report
+    failed on them ("README.txt: no timestamp column found"). A folder now reads the files that
+    look like logs and skips the rest (documentation by name, a pretty-printed JSON document,
+    a .txt that is no table, non-data extensions), naming them in a report warning; NDJSON
+    named .json (BigQuery's export) is still read, and a file named explicitly still is too."""
+    from funnel.api import analyze
+
+    logs = tmp_path / "logs"
+    (logs / "day=2026-10-01").mkdir(parents=True)
+    pl.DataFrame(ROWS).write_csv(logs / "day=2026-10-01" / "events.csv")
+    pl.DataFrame({k: [v.replace("s", "t") for v in vs] for k, vs in ROWS.items()}).write_ndjson(logs / "part-0.json")
+    (logs / "README.txt").write_text("exported 2026-10 by ops\none file per day\n")
+    (logs / "manifest.json").write_text('{"files": 2}\n')
+    (logs / "LICENSE").write_text("CC-BY 4.0\n")
+    (logs / "notes.txt").write_text("ask Anna about the outage on the 3rd\n")
+    (logs / "funnel-2026-10-01.json").write_text('{\n  "schema_version": 1,\n  "tool": {"name": "funnel"}\n}\n')
+    (logs / "funnel-2026-10-01.html").write_text("<!doctype html><title>funnel</title>\n")
+    assert _events([logs]).height == 6
+    warnings = [w for w in analyze(str(logs)).report.warnings if w.startswith("skipped")]
+    assert len(warnings) == 1 and warnings[0].startswith("skipped 6 file(s)"), warnings
+    for name in ("README.txt", "manifest.json", "LICENSE", "notes.txt", "funnel-2026-10-01.json",
+                 "funnel-2026-10-01.html"):
+        assert str(logs / name) in warnings[0]
+    assert "funnel report" in warnings[0] and "documentation" in warnings[0]
+    with pytest.raises(InputError, match="README.txt: no timestamp column"):
+        prepare([str(logs / "README.txt")], Config())
+    only = tmp_path / "docs"
+    only.mkdir()
+    (only / "README.md").write_text("# logs go here\n")
+    with pytest.raises(InputError, match=r"holds no CSV.*skipped: .*README.md \(not a data file\)"):
+        prepare([str(only)], Config())

@@ -92,9 +92,10 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
                                  "check the pattern (quote it so the shell does not expand it)")
             out.extend(hits)
         elif p.is_dir():
-            hits = sorted(f for f in p.rglob("*") if f.is_file() and not _hidden(f, p) and _known(f))
+            hits, skipped = _folder_files(p)
             if not hits:
-                raise InputError(f"folder {spec} holds no CSV, TSV, Parquet or NDJSON files",
+                also = f" (skipped: {_listed(skipped)})" if skipped else ""
+                raise InputError(f"folder {spec} holds no CSV, TSV, Parquet or NDJSON files{also}",
                                  "point at the files or a folder that contains them")
             out.extend(hits)
         elif p.is_file():
@@ -114,6 +115,74 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
 
     protect(uniq)   # no output of this process may replace an input
     return uniq
+
+
+# Files a folder holds beside its logs, by name (any extension, any case): README.txt,
+# LICENSE, manifest.json, ... An export's data files are never named so.
+_NOT_LOGS = ("readme", "license", "licence", "copying", "notice", "changelog", "changes", "manifest")
+
+
+def _folder_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files of folder ``root`` (recursively, hidden ones aside) read as logs, sorted, and
+    the others with why (``_not_a_log``). Only for a folder: a file named explicitly is always
+    read (and a file that is no log is then an error saying why)."""
+    taken: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for f in sorted(f for f in root.rglob("*") if f.is_file() and not _hidden(f, root)):
+        why = _not_a_log(f)
+        if why is None:
+            taken.append(f)
+        else:
+            skipped.append((f, why))
+    return taken, skipped
+
+
+def _not_a_log(f: Path) -> str | None:
+    """Why file ``f``, found in a folder, is not read as a log; None when it is. Taken: the data
+    extensions (.csv .tsv .tab .txt .parquet .pq .ndjson .jsonl .json, plain, .gz or .zst) but
+    documentation by its name (``_NOT_LOGS``), a .json holding one pretty-printed JSON document
+    (its first line a lone '{' or '[': funnel's own JSON report, a manifest; NDJSON has one
+    object per line) and a .txt whose first line has no field separator (prose, not a table)."""
+    if not _known(f):
+        return "not a data file"
+    name, compression = f.name.lower(), ""
+    if name.split(".")[0] in _NOT_LOGS:
+        return "documentation"
+    for c in COMPRESSIONS:
+        if name.endswith(c):
+            name, compression = name.removesuffix(c), "zst" if c.startswith(".zst") else "gz"
+    ext = Path(name).suffix
+    if ext not in (".json", ".txt"):
+        return None
+    try:
+        with _open_decompressed(f, compression) as fh:
+            head = fh.read(_SNIFF)
+    except (ImportError, *_decompress_errors()):
+        return None   # (read as a log: the reader names what is wrong with it)
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0].strip()
+    if ext == ".json" and first in (b"{", b"["):
+        return "a JSON document, not NDJSON: e.g. a funnel report"
+    if ext == ".txt" and first and not any(sep in first for sep in (b",", b"\t", b";", b"|")):
+        return "text, not a table"
+    return None
+
+
+def _listed(skipped: list[tuple[Path, str]], most: int = 10) -> str:
+    """``skipped`` files as a message lists them: 'a (why), b (why)' and how many more."""
+    shown = ", ".join(f"{f} ({why})" for f, why in skipped[:most])
+    return shown + (f" and {len(skipped) - most} more" if len(skipped) > most else "")
+
+
+def skipped_files(specs: list[str] | tuple[str, ...]) -> list[str]:
+    """The warning (a report warning and a progress line: a file skipped is never silent) for
+    the files of the folders among ``specs`` not read as logs (``_not_a_log``), naming them;
+    none when every file is read."""
+    skipped = [s for spec in specs if not any(ch in spec for ch in "*?[") and Path(spec).is_dir()
+               for s in _folder_files(Path(spec))[1]]
+    if not skipped:
+        return []
+    return [(f"skipped {len(skipped)} file(s) in the input folder(s) that are not event logs: {_listed(skipped)}"
+             " — name a file explicitly to read it anyway")]
 
 
 def _hidden(f: Path, root: Path) -> bool:
