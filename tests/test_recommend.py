@@ -31,6 +31,20 @@ def test_catalogue_is_keyed_by_reason_and_cites_research():
     assert "mobile payment" in next(f.title for f in FIXES if f.id == "payment.methods")
 
 
+def test_research_lines_cite_survey_shares_as_shares_of_abandoners():
+    """Baymard's reason shares are of US shoppers who abandoned during checkout ("just browsing"
+    excluded, several answers allowed), not of all shoppers; the reminder's line speaks to users
+    (no reference to a file they do not have)."""
+    from funnel.core.recommend import REMINDER_RESEARCH
+    survey = ("13%", "26%", "25%", "18%", "17%", "48%", "21%", "9%")
+    for f in FIXES:
+        if any(f" {x}" in f" {f.research}" for x in survey):
+            assert "abandoned during checkout" in f.research, f.id
+            assert "just browsing" in f.research and "several reasons" in f.research, f.id
+        assert "of shoppers abandoned" not in f.research and "% abandoned" not in f.research, f.id
+    assert "domain.md" not in REMINDER_RESEARCH and "No study figure" in REMINDER_RESEARCH
+
+
 def _abandonment(currency: str | None = "EUR") -> Abandonment:
     return Abandonment("cart", "purchase", 0, 0, None, None, 0.7019, 0.0, 0, 0.0, currency, [], [])
 

@@ -30,6 +30,10 @@ from .reasons import signal_lift_counts
 from .signals import catalogue
 from .stats import benjamini_hochberg, two_proportion_test
 
+# The survey behind the reason shares: they are shares of abandoners, not of all shoppers.
+_SURVEY = (" (Baymard Institute 2024 survey; shoppers 'just browsing' excluded, several reasons "
+           "per respondent)")
+
 
 @dataclass(frozen=True)
 class Fix:
@@ -44,49 +48,51 @@ class Fix:
 FIXES: tuple[Fix, ...] = (
     Fix("payment.methods", "payment",
         "Offer the payment methods your buyers expect, including wallets and mobile payment",
-        "13% of US shoppers abandoned a checkout because there were not enough payment methods; "
-        "21% of sites offer only one (Baymard Institute 2024).",
+        "Among US shoppers who abandoned during checkout, 13% said there were not enough payment "
+        "methods" + _SURVEY + "; 21% of sites offer only one (Baymard Institute).",
         ("payment.method_switch", "payment.retry", "payment.exit_at_step")),
     Fix("payment.keep_card_data", "payment",
         "Keep card details after a decline; suggest a retry for soft declines and another method "
         "for hard ones",
         "34% of sites clear the card fields after a decline or validation error, directly causing "
-        "abandonment; 9% of shoppers abandoned over a declined card (Baymard Institute).",
+        "abandonment (Baymard Institute); among US shoppers who abandoned during checkout, 9% "
+        "gave a declined card as a reason" + _SURVEY + ".",
         ("payment.error",)),
     Fix("shipping.show_early", "shipping",
         "Show the shipping cost and an estimated delivery date on the product page and in the cart",
         "64% of users looked for the shipping cost on the product page and 43% of sites don't show "
-        "it; 41% of sites show no delivery date; 21% abandoned because they could not see the "
-        "total cost up front (Baymard Institute).",
+        "it; 41% of sites show no delivery date (Baymard Institute); among US shoppers who "
+        "abandoned during checkout, 21% could not see the total cost up front" + _SURVEY + ".",
         ("shipping.quick_exit", "shipping.info_page", "shipping.delivery_error")),
     Fix("shipping.free_threshold", "shipping",
         "Set a free-shipping threshold just above the average order value",
-        "Extra costs (shipping, tax, fees) are the most common reason given for abandoning a "
-        "checkout: 48% (Baymard Institute 2024); the threshold placement is a practitioner "
+        "Extra costs (shipping, tax, fees) are the most common reason US shoppers who abandoned "
+        "during checkout give: 48%" + _SURVEY + "; the threshold placement is a practitioner "
         "heuristic, not a study result.",
         ("shipping.high_share",)),
     Fix("shipping.exit_offer", "shipping",
         "Offer free or discounted delivery just before a cost-sensitive visitor leaves",
         "The seed guidance: a discount or free fast delivery offered just before the visitor "
-        "would leave saves some carts; extra costs are the top abandonment reason (48%, Baymard "
-        "Institute 2024).",
+        "would leave saves some carts; extra costs are the reason US shoppers who abandoned "
+        "during checkout give most often: 48%" + _SURVEY + ".",
         ("shipping.high_share",), segment_offer=True),
     Fix("returns.clear_policy", "returns",
         "Make free, easy returns clear: link the returns policy from product pages, footer and "
         "checkout",
-        "18% of shoppers abandoned over an unsatisfactory returns policy; 43% of sites don't show "
-        "it on product pages (Baymard Institute).",
+        "Among US shoppers who abandoned during checkout, 18% found the returns policy "
+        "unsatisfactory" + _SURVEY + "; 43% of sites don't show it on product pages (Baymard "
+        "Institute).",
         ("returns.policy_view",)),
     Fix("ui_friction.guest_checkout", "ui_friction",
         "Make guest checkout the most prominent option; offer an account on the confirmation page",
-        "26% of shoppers abandoned because the site wanted them to create an account (Baymard "
-        "Institute 2024).",
+        "Among US shoppers who abandoned during checkout, 26% said the site wanted them to create "
+        "an account" + _SURVEY + ".",
         ("ui_friction.forced_account",)),
     Fix("ui_friction.fix_step", "ui_friction",
         "Fix the errors and slow pages on the step where sessions stall",
-        "17% abandoned because the website had errors or crashed (Baymard Institute 2024); Core "
-        "Web Vitals rate LCP > 4 s as poor and 53% of mobile visits are abandoned when a page "
-        "takes over 3 s (Google).",
+        "Among US shoppers who abandoned during checkout, 17% said the website had errors or "
+        "crashed" + _SURVEY + "; Core Web Vitals rate LCP > 4 s as poor and 53% of mobile visits "
+        "are abandoned when a page takes over 3 s (Google).",
         ("ui_friction.form_error", "ui_friction.slow_page")),
     Fix("ui_friction.fewer_fields", "ui_friction",
         "Cut fields and steps: billing = shipping address by default, inline validation",
@@ -97,8 +103,8 @@ FIXES: tuple[Fix, ...] = (
 )
 
 REMINDER_RESEARCH = ("The seed guidance: abandoned carts can be recovered with an e-mail reminder. "
-                     "docs/domain.md gives no study figure for the uplift, so the estimate uses "
-                     "this shop's own recovery rate.")
+                     "No study figure is used: the estimate assumes reminders double the recovery "
+                     "this shop already sees without them.")
 
 
 def _money(x: float, currency: str | None) -> str:
