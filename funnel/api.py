@@ -260,7 +260,7 @@ def entity_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[str
 
 def shard_baseline(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
                    rec: pl.DataFrame | None = None, agg: pl.DataFrame | None = None) -> parts.Partials:
-    """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. converters' dwell).
+    """Pass 1 on a shard: additive baselines the diagnosis needs (e.g. the dwell of carts that moved on from each step).
     ``agg``: the shard's ``reasons.event_aggregates``, when computed already."""
     from .core import reasons
 

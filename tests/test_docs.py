@@ -60,3 +60,19 @@ def test_readme_config_example_is_valid():
     cfg = config_from_mapping(tomllib.loads(block), "README.md")
     assert cfg.columns["timestamp"] == "event_time" and cfg.step_names == ("cart", "buy")
     assert catalogue(cfg).thresholds.shipping_share == 0.15
+
+
+def test_readme_diagnosis_rules_say_what_the_code_computes():
+    """The recency rule is a score multiplier, not a tie-break; the dwell baseline is every cart
+    that moved on from the step, not converters; span signals count from the first cart event."""
+    from funnel.core.signals import DEFAULT_SIGNALS, Thresholds
+
+    readme = (ROOT / "README.md").read_text()
+    th = Thresholds()
+    assert "wins ties" not in readme
+    assert f"multiplied by {1 + th.recency_bonus:g}" in readme and f"recency_bonus = {th.recency_bonus:g}" in readme
+    assert "converters'" not in readme
+    assert f"{th.dwell_ratio:g}× the {th.dwell_quantile * 100:g}th percentile" in readme
+    assert "moved on to the next step" in readme
+    for s in DEFAULT_SIGNALS:   # their span starts at the first cart event, not at checkout
+        assert "during checkout" not in s.description, s.id

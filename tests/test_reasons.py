@@ -183,6 +183,18 @@ def test_long_dwell_uses_the_baseline_only():
     assert d["sig__ui_friction.long_dwell"].to_list() == [False]
 
 
+def test_dwell_baseline_is_every_cart_that_moved_on_not_only_converters():
+    """The README's rule: a step's dwell baseline is the time spent there by every cart that
+    moved on to the next step, buyers or not (a mover who abandons later counts)."""
+    cfg = Config()
+    ev = map_steps(events({"a": CHECKOUT, "b": PURCHASE}).lazy(), cfg).collect()
+    rec = with_recovery(session_records(ev.lazy(), cfg, ["device"]), cfg).collect()
+    dwell = baseline_partials(ev.lazy(), rec.lazy(), cfg)["base:dwell"].collect()
+    movers = dict(dwell.group_by("step").agg(pl.col("n_movers").sum()).iter_rows())
+    assert movers[0] == 2   # cart -> checkout: the abandoner "a" and the buyer "b"
+    assert movers[1] == 1   # checkout -> shipping: only "b" moved on
+
+
 def test_output_columns_for_every_entity():
     d = run({"a": CART, "b": PURCHASE, "c": [(0, "page_view", {"url": "/"})]})
     assert d["reason"].to_list() == ["unknown", None, None]

@@ -418,7 +418,7 @@ def _explained(entity: str, mine: pl.DataFrame, cfg: Config, attrs: list[str], d
     except ImportError:
         return _replace(out, diagnosis_note="diagnosis unavailable (funnel.core.reasons is missing)")
     # The diagnosis sees every event of the entity's user (recovery looks at later sessions) and
-    # the input-wide baseline (e.g. converters' dwell), as in a full analysis.
+    # the input-wide baseline (e.g. the dwell of carts that moved on from each step), as in a full analysis.
     user = rec.get(USER)
     scope = events().filter((pl.col(USER) == user) if user is not None else (pl.col(ENTITY) == entity))
     diag = api.shard_diagnosis(scope, cfg, attrs, baseline()).filter(pl.col(ENTITY) == entity)

@@ -24,8 +24,8 @@ Users extend or override it in ``funnel.toml``::
     [thresholds]
     shipping_share = 0.15             # shipping cost / cart value above which costs are "high"
     quick_exit = "10m"                # "left soon after the shipping cost appeared"
-    dwell_ratio = 3                   # dwell above ratio x converters' dwell quantile ...
-    dwell_quantile = 0.75             # ... at the same step
+    dwell_ratio = 3                   # dwell above ratio x the dwell quantile of carts that
+    dwell_quantile = 0.75             # moved on from the same step to the next (buyers or not)
     slow_page_ms = 4000               # Core Web Vitals "poor" LCP
     payment_attempts = 2              # payment-step submits that count as retrying
     repeat_submits = 2                # same-step submits that count as repeating
@@ -127,7 +127,7 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
            error_types=("DELIVERY_ERROR", "shipping_error", "delivery_unavailable",
                         "address_undeliverable", "no_shipping_rates")),
     Signal("shipping.info_page", "shipping", INFERRED, 0.6,
-           "the buyer viewed shipping or delivery information during checkout",
+           "the buyer viewed shipping or delivery information after adding to the cart",
            events=("view_shipping_info", "shipping_info_viewed", "view_delivery_info",
                    "Shipping Policy Viewed", "shipping_policy_viewed", "delivery_info_viewed"),
            url_patterns=(_SHIPPING_URL,)),
@@ -137,7 +137,7 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
            "the buyer left soon after a non-zero shipping cost first appeared", lift=False),
     # --- returns ---------------------------------------------------------------------------
     Signal("returns.policy_view", "returns", INFERRED, 0.8,
-           "the buyer viewed the returns or refund policy during checkout",
+           "the buyer viewed the returns or refund policy after adding to the cart",
            events=("view_returns_policy", "view_return_policy", "returns_policy_viewed",
                    "Returns Policy Viewed", "refund_policy_viewed", "view_refund_policy"),
            url_patterns=(_RETURNS_URL,)),
@@ -151,7 +151,7 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = (
                         "js_error", "javascript_error", "network_error", "timeout",
                         "server_error", "form_error", "rage_click", "dead_click")),
     Signal("ui_friction.forced_account", "ui_friction", INFERRED, 0.6,
-           "the buyer was sent to a login or account page during checkout",
+           "the buyer was sent to a login or account page after adding to the cart, or left at the account step",
            events=("login_required", "account_required", "Sign In Required", "sign_up_prompt"),
            url_patterns=(_LOGIN_URL,)),
     Signal("ui_friction.slow_page", "ui_friction", INFERRED, 0.6,
