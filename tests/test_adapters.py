@@ -388,6 +388,11 @@ def test_snowplow_checkout_steps_match_dbt(snowplow_out):
     assert joined["checkout_step"].to_list() == joined["checkout_step_number"].cast(pl.Int64).to_list()
     names = {1: "begin_checkout", 2: "add_shipping_info", 3: "add_payment_info"}
     assert joined["event"].to_list() == [names[s] for s in joined["checkout_step"]]
+    # the checkout_step entity's account_type (domain.md's table), as dbt reads it
+    assert joined["account_type"].to_list() == joined["checkout_account_type"].to_list()
+    assert set(joined["account_type"].to_list()) == {"guest", None} and joined["account_type"].count() > 0
+    assert df.filter(pl.col("checkout_step").is_null())["account_type"].null_count() == \
+        df.filter(pl.col("checkout_step").is_null()).height
     want = dict(chk.group_by("domain_sessionid").len().iter_rows())
     ours = df.filter(pl.col("checkout_step").is_not_null(), pl.col("app_id") != "skip-me")
     assert dict(ours.group_by("session_id").len().iter_rows()) == want
@@ -471,7 +476,7 @@ def test_snowplow_sdk_ndjson_and_enriched_tsv_agree(snowplow_raw, snowplow_out, 
                                                       "add_payment_info", "purchase", "remove_from_cart"])
                                | (pl.col("platform") == "mob"))["_row"]
     rows = snowplow_raw.filter(pl.col("_row").is_in(pick.to_list())).drop("_file").to_dicts()
-    cols = list(CANONICAL_COLUMNS) + ["device", "country", "platform", "shipping_method"]
+    cols = list(CANONICAL_COLUMNS) + ["device", "country", "platform", "shipping_method", "account_type"]
     want = snowplow_out.filter(pl.col("_row").is_in(pick.to_list())).select(cols)
 
     nd = tmp_path / "sdk.ndjson.gz"

@@ -8,7 +8,7 @@ column names and types only) and ``adapt(lf)`` (lazy, pure polars expressions).
 ``adapt`` returns exactly: the canonical columns of :mod:`funnel.schema` in their order and
 dtypes (``ts`` is ``Datetime("us", "UTC")``; a column the vendor lacks is all null), then the
 segment attributes the vendor has (``device``, ``country``, ``channel``, ``browser``,
-``platform``) and a few vendor properties (``shipping_method``) as String columns, then the
+``platform``) and a few vendor properties (``shipping_method``, Snowplow's ``account_type``) as String columns, then the
 reader's ``_file`` and ``_row`` columns unchanged when present. No row is ever dropped: a value
 that cannot be parsed becomes null and the normalizer decides what to do with the row.
 

@@ -55,6 +55,7 @@ MAPPING: dict[str, str] = {
     "channel": "mkt_medium, else refr_medium",
     "platform": "platform (web, mob, ...)",
     "shipping_method": "checkout_step.delivery_method",
+    "account_type": "checkout_step.account_type (e.g. guest; a property, not a signal: see the README)",
 }
 
 # Columns of the enriched TSV, in order (131 fields; same names as the atomic events table).
@@ -215,5 +216,6 @@ def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
         "channel": first_of(s("mkt_medium"), s("refr_medium")),
         "platform": platform,
         "shipping_method": pl.when(action == "checkout_step").then(ent("checkout", "delivery_method")),
+        "account_type": pl.when(action == "checkout_step").then(ent("checkout", "account_type")),
     }
     return finish(lf, schema, columns, extras)
