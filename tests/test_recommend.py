@@ -24,11 +24,40 @@ def test_catalogue_is_keyed_by_reason_and_cites_research():
         assert "Baymard" in f.research or "Google" in f.research or "seed" in f.research
     assert {f.reason for f in FIXES} == set(REASONS)
     # the fixes docs/domain.md and the seeds ask for
-    for want in ("payment.methods", "payment.keep_card_data", "shipping.show_early",
+    for want in ("payment.methods", "payment.keep_card_data", "payment.card_trust", "shipping.show_early",
                  "shipping.free_threshold", "shipping.exit_offer", "returns.clear_policy",
                  "ui_friction.guest_checkout", "ui_friction.fewer_fields", "ui_friction.fix_step"):
         assert want in ids
     assert "mobile payment" in next(f.title for f in FIXES if f.id == "payment.methods")
+
+
+def test_a_signal_feeds_one_fix_but_alternatives():
+    """A lost cart counts for one fix: no two fixes share a signal, except an alternative offer
+    (shipping.exit_offer: the free-shipping threshold's carts, in one segment, not additive)."""
+    owner: dict[str, str] = {}
+    for f in FIXES:
+        if f.segment_offer:
+            continue
+        for s in f.signals:
+            assert s not in owner, (s, owner.get(s), f.id)
+            owner[s] = f.id
+    assert owner["payment.exit_at_step"] == "payment.card_trust"
+
+
+def test_leaving_at_the_payment_step_without_an_error_is_a_card_trust_fix():
+    p = _partials()
+    p["diag:primary"] = pl.DataFrame({"reason": ["payment"], "signal": ["payment.exit_at_step"],
+                                      "recovered": [False], "n_carts": [12], "sum_value": [1200.0]})
+    p["diag:reasons"] = pl.DataFrame({"reason": ["payment"], "_level": [4], "recovered": [False],
+                                      "n_carts": [12], "sum_value": [1200.0]},
+                                     schema=p["diag:reasons"].schema)
+    recs = {r.id: r for r in recommend(p, _abandonment(), Config())}
+    trust = recs["payment.card_trust"]
+    assert trust.evidence == ["payment.exit_at_step"] and "25%" in trust.research
+    assert "for 12 of them" in trust.why
+    # exit_at_step is defined by leaving: no with/without comparison, so no estimate
+    assert trust.estimated_orders == 0
+    assert "payment.methods" not in recs
 
 
 def test_research_lines_cite_survey_shares_as_shares_of_abandoners():

@@ -6,7 +6,9 @@ whose strongest evidence is one of the fix's signals, times the share of abandon
 of comparable carts without the signal ((rate_with - rate_without) / rate_with, at the step
 where carts first showed it, only when significant after Benjamini-Hochberg), times the average
 order value. A lost cart counts for at most one reason fix, the one its strongest evidence
-points to. The shipping exit offer is an alternative to the free-shipping threshold (the same
+points to: each signal belongs to one fix (leaving at the payment step with no error, retry or
+method switch — the buyer saw the card fields and left — to card trust; retries and method
+switches to more payment methods). The shipping exit offer is an alternative to the free-shipping threshold (the same
 carts), and cart reminders act on lost carts of every reason, so neither adds to the others.
 Cart reminders use this shop's own recovery rate. These are associations, not experiments: the
 estimate is the ceiling of what removing the problem could bring back, and the ``method`` field
@@ -50,7 +52,7 @@ FIXES: tuple[Fix, ...] = (
         "Offer the payment methods your buyers expect, including wallets and mobile payment",
         "Among US shoppers who abandoned during checkout, 13% said there were not enough payment "
         "methods" + _SURVEY + "; 21% of sites offer only one (Baymard Institute).",
-        ("payment.method_switch", "payment.retry", "payment.exit_at_step")),
+        ("payment.method_switch", "payment.retry")),
     Fix("payment.keep_card_data", "payment",
         "Keep card details after a decline; suggest a retry for soft declines and another method "
         "for hard ones",
@@ -58,6 +60,12 @@ FIXES: tuple[Fix, ...] = (
         "abandonment (Baymard Institute); among US shoppers who abandoned during checkout, 9% "
         "gave a declined card as a reason" + _SURVEY + ".",
         ("payment.error",)),
+    Fix("payment.card_trust", "payment",
+        "Reinforce trust around the card fields: known payment brands and security marks next to "
+        "them, and the shop's look kept through an external payment page",
+        "Among US shoppers who abandoned during checkout, 25% didn't trust the site with their "
+        "card" + _SURVEY + ".",
+        ("payment.exit_at_step",)),
     Fix("shipping.show_early", "shipping",
         "Show the shipping cost and an estimated delivery date on the product page and in the cart",
         "64% of users looked for the shipping cost on the product page and 43% of sites don't show "
