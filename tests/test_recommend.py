@@ -60,6 +60,42 @@ def test_leaving_at_the_payment_step_without_an_error_is_a_card_trust_fix():
     assert "payment.methods" not in recs
 
 
+def _stops_at(payment_exits: int) -> dict[str, pl.DataFrame]:
+    """1000 carts: 200 left at the cart, 80 of 800 at checkout, 72 of 720 at shipping (10% each)
+    and ``payment_exits`` of 648 at payment, all lost with no reason found; nothing else."""
+    i32 = pl.Int32
+    n = [200, 80, 72, payment_exits]
+    return {
+        "diag:reasons": pl.DataFrame(
+            {"reason": ["unknown"] * 4, "_level": [1, 2, 3, 4], "recovered": [False] * 4, "n_carts": n,
+             "sum_value": [100.0 * x for x in n]},
+            schema={"reason": pl.String, "_level": i32, "recovered": pl.Boolean, "n_carts": pl.Int64,
+                    "sum_value": pl.Float64}),
+        "diag:totals": pl.DataFrame(
+            {"n_carts": [1000], "n_orders": [1000 - sum(n)], "sum_order_value": [100.0 * (1000 - sum(n))],
+             "n_abandoned": [sum(n)], "n_recovered": [0], "n_known_user": [0], "n_known_recovered": [0],
+             "n_reachable": [0], "sum_reachable_value": [0.0]}),
+    }
+
+
+def test_carts_that_often_stop_at_the_payment_step_get_more_payment_methods():
+    """The seeds: "if purchases often stop at the payment step, offer more payment methods".
+    Leaving at payment alone weighs too little to blame a reason, so these carts are unknown;
+    the step-level rule still recommends the fix, on those carts only, with its own method."""
+    recs = {r.id: r for r in recommend(_stops_at(260), _abandonment(), Config())}
+    pay = recs["payment.methods"]
+    rate, other = 260 / 648, 152 / 1520
+    assert pay.estimated_orders == pytest.approx(260 * (rate - other) / rate, abs=0.05)
+    assert pay.estimated_revenue == pytest.approx(260 * (rate - other) / rate * 100, abs=0.01)
+    assert pay.step == "payment" and pay.evidence == []
+    assert "40% of the 648 carts that reached it left there vs 10% at the other checkout steps " \
+           "(checkout, shipping); 260 of them are lost carts with no reason found." in pay.why
+    assert "left at payment x (exit rate at payment - the other checkout steps' pooled exit rate)" in pay.method
+    assert "ceiling" in pay.method
+    # the same rate as the other steps: nothing stands out, no recommendation
+    assert "payment.methods" not in {r.id for r in recommend(_stops_at(65), _abandonment(), Config())}
+
+
 def test_research_lines_cite_survey_shares_as_shares_of_abandoners():
     """Baymard's reason shares are of US shoppers who abandoned during checkout ("just browsing"
     excluded, several answers allowed), not of all shoppers; the reminder's line speaks to users

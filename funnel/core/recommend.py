@@ -8,8 +8,12 @@ where carts first showed it, only when significant after Benjamini-Hochberg), ti
 order value. A lost cart counts for at most one reason fix, the one its strongest evidence
 points to: each signal belongs to one fix (leaving at the payment step with no error, retry or
 method switch — the buyer saw the card fields and left — to card trust; retries and method
-switches to more payment methods). The shipping exit offer is an alternative to the free-shipping threshold (the same
-carts), and cart reminders act on lost carts of every reason, so neither adds to the others.
+switches to more payment methods). The seeds' step-level rule ("if purchases often stop at the
+payment step, offer more payment methods") adds to the payment-methods fix the lost carts with no
+reason found (``unknown``, so no reason fix counts them) that left at the payment step, times
+(exit rate there - the other checkout steps' pooled exit rate) / exit rate there, when that is
+significantly higher (``step_stop``). The shipping exit offer is an alternative to the
+free-shipping threshold (the same carts), and cart reminders act on lost carts of every reason, so neither adds to the others.
 Cart reminders use this shop's own recovery rate. These are associations, not experiments: the
 estimate is the ceiling of what removing the problem could bring back, and the ``method`` field
 says so.
@@ -45,6 +49,7 @@ class Fix:
     research: str
     signals: tuple[str, ...]
     segment_offer: bool = False    # aimed at the segment where the reason stands out
+    stop_role: str | None = None   # also when carts often stop at this role's step (step_stop)
 
 
 FIXES: tuple[Fix, ...] = (
@@ -52,7 +57,7 @@ FIXES: tuple[Fix, ...] = (
         "Offer the payment methods your buyers expect, including wallets and mobile payment",
         "Among US shoppers who abandoned during checkout, 13% said there were not enough payment "
         "methods" + _SURVEY + "; 21% of sites offer only one (Baymard Institute).",
-        ("payment.method_switch", "payment.retry")),
+        ("payment.method_switch", "payment.retry"), stop_role="payment"),
     Fix("payment.keep_card_data", "payment",
         "Keep card details after a decline; suggest a retry for soft declines and another method "
         "for hard ones",
@@ -241,6 +246,52 @@ def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect
     return out
 
 
+@dataclass(frozen=True)
+class _Stop:
+    """How often carts that reached a step left there, vs the other checkout steps pooled."""
+
+    step: str
+    exits: int
+    reached: int
+    others: str              # the other checkout steps' names
+    exits_others: int
+    reached_others: int
+    lost_unknown: int        # lost carts left there with no reason found
+    significant: bool
+
+    @property
+    def attributable(self) -> float:
+        """(rate - rate_others) / rate when significantly higher, else 0."""
+        if not self.significant or not self.exits:
+            return 0.0
+        rate, other = self.exits / self.reached, self.exits_others / self.reached_others
+        return max(0.0, (rate - other) / rate)
+
+
+def step_stop(p: dict[str, pl.DataFrame], cfg: Config, role: str) -> _Stop | None:
+    """The seeds' step-level trigger ("if purchases often stop at the payment step ..."): at the
+    step playing ``role``, the share of carts that reached it and left there, against the pooled
+    share of the other checkout steps (not the cart or purchase step); significant when higher
+    with p < 0.05 (two-proportion test). From the lost-cart and cart counts (merged partials)."""
+    idx = catalogue(cfg).role_step(role, cfg)
+    r, t = p.get("diag:reasons"), p.get("diag:totals")
+    k = len(cfg.steps)
+    inner = [i for i in range(1, k - 1) if i != idx]
+    if idx is None or not inner or r is None or not r.height or t is None or not t.height:
+        return None
+    total = int(t["n_carts"].sum())
+    left = {int(lv): int(n) for lv, n in r.group_by(LEVEL).agg(pl.col("n_carts").sum()).iter_rows()}
+    exits = lambda i: left.get(i + 1, 0)                                     # left at step i
+    reached = lambda i: total - sum(n for lv, n in left.items() if lv <= i)   # reached step i
+    k1, n1 = exits(idx), reached(idx)
+    k2, n2 = sum(exits(i) for i in inner), sum(reached(i) for i in inner)
+    pv = two_proportion_test(k1, n1, k2, n2)
+    sig = bool(pv is not None and pv < 0.05 and n1 and n2 and k1 / n1 > k2 / n2)
+    unknown = r.filter((pl.col("reason") == UNKNOWN) & (pl.col(LEVEL) == idx + 1) & ~pl.col("recovered"))
+    return _Stop(cfg.steps[idx].name, k1, n1, ", ".join(cfg.steps[i].name for i in inner), k2, n2,
+                 int(unknown["n_carts"].sum()), sig)
+
+
 def _primary(p: dict[str, pl.DataFrame]) -> dict[tuple[str, str], int]:
     """Lost carts (a recovered cart needs no fix) per (primary reason, strongest evidence)."""
     df = p.get("diag:primary")
@@ -272,12 +323,20 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
         attributed = carts_by_reason.get(fix.reason, 0)
         sigs = [s for s in fix.signals if cat.get(s).enabled]
         carts = {s: primary.get((fix.reason, s), 0) for s in sigs}
-        if not sum(carts.values()):
+        stop = step_stop(p, cfg, fix.stop_role) if fix.stop_role else None
+        stopped = stop.lost_unknown if stop is not None and stop.significant else 0
+        if not sum(carts.values()) and not stopped:
             continue
         orders = sum(carts[s] * effects[s].attributable for s in sigs if s in effects)
         why = [f"{attributed} lost carts (abandoned, not recovered later) were attributed to "
                f"{fix.reason.replace('_', ' ')}; for {sum(carts.values())} of them the strongest evidence "
-               "is what this fix addresses."]
+               "is what this fix addresses."] if sum(carts.values()) else []
+        if stopped:
+            orders += stopped * stop.attributable
+            why.append(f"Carts often stop at {stop.step}: {_pct(stop.exits / stop.reached)} of the "
+                       f"{stop.reached} carts that reached it left there vs "
+                       f"{_pct(stop.exits_others / stop.reached_others)} at the other checkout steps "
+                       f"({stop.others}); {stopped} of them are lost carts with no reason found.")
         step, best = None, -1.0
         for s in sigs:
             eff = effects.get(s)
@@ -290,13 +349,18 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
                        f"abandoned vs {_pct(eff.rate_without)} of {eff.comparison}"
                        f"{'' if eff.significant else ' (not significant)'}.")
         if step is None:
-            step = _reason_step(p, fix.reason, cfg)
+            step = stop.step if stopped else _reason_step(p, fix.reason, cfg)
         segment = standout[fix.reason][0] if fix.reason in standout else None
         method = ("lost carts (abandoned, not recovered later) whose strongest evidence is the signal "
                   "x (rate_with - rate_without) / rate_with, the share of abandonment in excess of carts "
                   "without the signal at the step where carts first showed it, significant differences "
                   f"only (BH q < 0.05), x average order value ({_money(aov, cur)}); a lost cart counts "
                   "for one reason fix at most, the one its strongest evidence points to")
+        if stopped:
+            method += (f"; plus the lost carts with no reason found (unknown) that left at {stop.step} "
+                       f"x (exit rate at {stop.step} - the other checkout steps' pooled exit rate) / "
+                       f"exit rate at {stop.step}, counted because it is significantly higher (two-proportion "
+                       "test, p < 0.05); steps differ by design, so this part is a ceiling, not an effect")
         if fix.segment_offer:
             if segment is None:
                 continue
