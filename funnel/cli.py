@@ -181,7 +181,7 @@ def analyze(
     rejects: Annotated[str | None, typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Any rejected row is an error (exit 2).")] = False,
     plotlyjs: Annotated[str, typer.Option("--plotlyjs", metavar="MODE", help="inline (default, works offline) or cdn (small file).")] = "inline",
-    include_ids: Annotated[bool, typer.Option("--include-ids", help="Allow session/user ids in the HTML report.")] = False,
+    include_ids: Annotated[bool, typer.Option("--include-ids", help="Keep session/user ids in the reports (pages, segment values; e-mails and UUIDs in the HTML).")] = False,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,

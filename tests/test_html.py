@@ -269,6 +269,66 @@ def test_redact(text, expected):
     assert redact(text) == expected
 
 
+def _log_with_ids_in_pages(tmp_path):
+    """40 abandoned carts whose last page and campaign carry the session's own ids."""
+    import polars as pl
+
+    rows, log = [], []
+    for i in range(40):
+        s, u = f"sess-{i:04d}-9f8e7d", (f"cust_{i:05d}" if i % 2 else f"user{i}@mail.example")
+        page = (f"/cart?session={s}", f"/account/{u}/orders/{s}", f"/cart/{i:07d}", f"/p/{u}")[i % 4]
+        rows += [(f"2026-03-02T{i % 24:02d}:00:00Z", s, u, "add_to_cart", "/p", 10.0),
+                 (f"2026-03-02T{i % 24:02d}:00:05Z", s, u, "page_view", page, None)]
+        log.append((s, u, f"newsletter-{u}" if i % 3 else "spring7"))
+    cols = ["timestamp", "session_id", "user_id", "event", "page_url", "cart_value"]
+    pl.DataFrame(rows, schema=cols, orient="row").write_csv(tmp_path / "events.csv")
+    pl.DataFrame(log, schema=["session_id", "user_id", "campaign"], orient="row").write_csv(tmp_path / "s.csv")
+    return str(tmp_path / "events.csv"), str(tmp_path / "s.csv")
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_own_ids_are_masked_in_pages_and_segments_before_aggregation(tmp_path, shards):
+    """A session's own session and user ids in its last page (path segment or query value) or
+    in a segment value are masked unless --include-ids, in every output, before the counts:
+    one '/cart/[id]' row of 10, not five rows of 1. Shards agree."""
+    from funnel.api import analyze
+
+    ev, log = _log_with_ids_in_pages(tmp_path)
+    rep = analyze(ev, sessions=log, segments=("campaign",), shards=shards, min_segment_size=5).report
+    pages = {c.key: c.count for c in rep.paths.after_exit[0].last_pages}
+    assert pages == {"/cart?session=[redacted]": 10, "/account/[id]/orders/[id]": 10, "/cart/[id]": 10,
+                     "/p/[id]": 10}
+    assert {g.value: g.sessions for g in rep.segments[0].groups} == {"[id]": 26, "spring7": 14}
+    for fmt in ("json", "markdown", "html"):
+        text = render(rep, fmt)
+        assert not re.search(r"sess-\d|cust_\d|user\d+@", text), fmt
+    kept = analyze(ev, sessions=log, segments=("campaign",), shards=shards, include_ids=True).report
+    assert "/account/cust_00001/orders/sess-0001-9f8e7d" in {c.key for c in kept.paths.after_exit[0].last_pages}
+    assert "newsletter-cust_00001" in {g.value for g in kept.segments[0].groups} | set(kept.segments[0].other)
+
+
+@pytest.mark.parametrize("page, expected", [
+    ("/checkout?step=2&utm_source=mail#pay", "/checkout?step=[redacted]&utm_source=[redacted]#pay"),
+    ("/a;jsessionid=XYZ?x=1#access_token=t", "/a;jsessionid=[redacted]?x=[redacted]#access_token=[redacted]"),
+    ("/order/123e4567-e89b-12d3-a456-426614174000", "/order/[id]"),
+    ("/orders/20261102-77/track", "/orders/[id]/track"),
+    ("/product/light-wool-cardigan-1097", "/product/light-wool-cardigan-1097"),
+    ("/u/bob/x", "/u/[id]/x"),              # the user's own id, however short
+    ("/hello-bob", "[id]"),                 # the own id inside a segment: the whole page
+    ("/bobby/step-2", "/bobby/step-2"),
+    ("https://shop1234.example/cart", "https://shop1234.example/cart"),
+    (None, None),
+])
+def test_masked_page(page, expected):
+    import polars as pl
+
+    from funnel.config import Config
+    from funnel.core.partials import masked_page
+
+    df = pl.DataFrame({"session_id": ["s9"], "user_id": ["bob"], "url": [page]}, schema_overrides={"url": pl.String})
+    assert df.select(masked_page(pl.col("url"), Config())).item() == expected
+
+
 def test_same_report_gives_byte_identical_html(report, html):
     assert render_html(copy.deepcopy(report)) == html
     assert "2026-11-23 08:00 UTC" in html  # generated_at is the only time stamp

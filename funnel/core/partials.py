@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..config import Config
-from ..schema import CART_VALUE, ENTITY, TS, USER
+from ..schema import CART_VALUE, ENTITY, SESSION, TS, USER
 from .funnel import LEVEL, entity_run, shift_in_entity, step_time_col
 from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
 
@@ -20,6 +20,56 @@ OTHER = "(other)"
 EXIT = "(exit)"
 NONE = "(none)"
 CART_USERS = "cart_users"   # carts per user id (funnel_partials)
+ID_MASK = "[id]"            # a masked identifier (pages, segment values; the HTML's UUIDs)
+REDACTED = "[redacted]"     # a masked URL parameter value
+
+
+# Identifiers in the report (design.md: no user ids unless asked). Masked per entity record,
+# before aggregation, so that the rows of one masked page merge (and on every route and shard:
+# a record holds its own ids). ``_tokens``: the text's runs of letters and digits, each between
+# spaces, so that an id is found as a whole token ("cust_7" in "newsletter-cust_7", not "7" in
+# "summer7").
+_QUERY_VALUE = r"([?&;#][^=&;#?]*=)[^&;#?]*"   # a value in a URL query, fragment or matrix parameter
+_ID_SHAPE = r"^[A-Za-z0-9_-]+$"
+
+
+def _tokens(text: pl.Expr) -> pl.Expr:
+    return pl.concat_str(pl.lit(" "), text.str.replace_all(r"[^\p{L}\p{N}]+", " "), pl.lit(" "))
+
+
+def _holds_own_id(text: pl.Expr) -> pl.Expr:
+    """``text`` holds the record's own session or user id as a token (never null)."""
+    held = [_tokens(text).str.contains(_tokens(pl.col(c).cast(pl.String)), literal=True)
+            & pl.col(c).cast(pl.String).str.contains(r"[\p{L}\p{N}]") for c in (SESSION, USER)]
+    return pl.any_horizontal(held).fill_null(False)
+
+
+def masked_segment(value: pl.Expr, cfg: Config) -> pl.Expr:
+    """A segment value as the report shows it: ``ID_MASK`` when it holds the record's own
+    session or user id (unless ``include_ids``)."""
+    value = value.cast(pl.String)
+    return value if cfg.include_ids else pl.when(_holds_own_id(value)).then(pl.lit(ID_MASK)).otherwise(value)
+
+
+def masked_page(page: pl.Expr, cfg: Config) -> pl.Expr:
+    """A page URL as the report shows it (unless ``include_ids``): every query, fragment and
+    matrix parameter value ``REDACTED``; a path segment that equals the record's own session
+    or user id, or looks like an id (letters, digits, ``-`` and ``_`` with at least 4 digits
+    making up a third of it or more: ``cust_00042``, ``sess-0004-9f8e7d``, a UUID, an order
+    number, not ``wool-cardigan-1097``), ``ID_MASK``; and the whole page ``ID_MASK`` when it
+    still holds the record's own id."""
+    page = page.cast(pl.String)
+    if cfg.include_ids:
+        return page
+    e = pl.element()
+    digits = e.str.count_matches(r"[0-9]")
+    id_like = ((e != "") & ((e == e.first()) | (e == e.get(1)))) \
+        | (e.str.contains(_ID_SHAPE) & (digits >= 4) & (digits * 3 >= e.str.len_chars()))
+    # (the record's two ids lead the list of segments, for the comparison, and are sliced off)
+    parts = pl.concat_list(*(pl.col(c).cast(pl.String).fill_null("") for c in (SESSION, USER)),
+                           page.str.replace_all(_QUERY_VALUE, "${1}" + REDACTED).str.split("/"))
+    out = parts.list.eval(pl.when(id_like).then(pl.lit(ID_MASK)).otherwise(e)).list.slice(2).list.join("/")
+    return pl.when(_holds_own_id(out)).then(pl.lit(ID_MASK)).otherwise(out)
 
 
 def _id(c: str, clean: bool) -> pl.Expr:
@@ -318,7 +368,7 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
     out[CART_USERS] = carts.filter(pl.col(USER).is_not_null()).group_by(USER).agg(pl.len().alias("n"))
     for a in segment_columns(attrs, cfg):
         out[f"segment:{a}"] = (
-            inc.group_by(pl.col(a).cast(pl.String).fill_null(NONE).alias("value"), LEVEL)
+            inc.group_by(masked_segment(pl.col(a), cfg).fill_null(NONE).alias("value"), LEVEL)
             .agg(pl.len().alias("n"))
         )
     week = pl.col("first_ts").dt.strftime("%G-W%V")
@@ -328,8 +378,8 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
     )
     out["after_exit"] = pl.concat([
         aband.group_by((pl.col(LEVEL) - 1).alias("step"), pl.lit(kind).alias("kind"),
-                       pl.col(col).cast(pl.String).fill_null(EXIT if col == "next_event" else NONE)
-                       .alias("value"))
+                       (masked_page(pl.col(col), cfg) if col == "last_page" else pl.col(col).cast(pl.String))
+                       .fill_null(EXIT if col == "next_event" else NONE).alias("value"))
         .agg(pl.len().alias("n"))
         for kind, col in (("next_event", "next_event"), ("last_event", "last_event"),
                           ("last_page", "last_page"))

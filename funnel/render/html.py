@@ -9,7 +9,8 @@ escaped, and plotly labels are HTML-escaped (plotly renders a subset of HTML in 
 Content-Security-Policy meta tag allows only the scripts whose SHA-256 hashes it lists
 (plotly.js and the small boot script), so even an injected ``<script>`` would not run.
 Unless ``include_ids``, e-mail addresses, UUIDs and identifier-like URL query parameters are
-masked in every data string.
+masked in every data string (pages and segment values come masked from the partials already:
+``core.partials.masked_page``, ``masked_segment``).
 
 Determinism: chart ids are fixed, JSON key order follows the Report, and the only time
 stamp is ``report.generated_at``; the same Report gives byte-identical HTML.
@@ -25,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.partials import ID_MASK, REDACTED
 from ..model import Report
 from . import charts
 from .filters import FILTERS
@@ -40,7 +42,6 @@ _ID_PARAM_RE = re.compile(
     r"(?i)([?&;](?:[a-z_]*?(?:user|session|sess|visitor|client|customer|anon|member|account)[_-]?id|"
     r"uid|sid|cid|gclid|fbclid|email|e-mail|mail|token|auth|key|phone|ssid|userid|sessionid)=)[^&#;\s\"'<>]*"
 )
-REDACTED = "[redacted]"
 
 
 def escape_json(text: str) -> str:
@@ -51,7 +52,7 @@ def escape_json(text: str) -> str:
 def redact(text: str) -> str:
     """Mask personal identifiers in a data string: e-mails, UUIDs, id-like query parameters."""
     text = _EMAIL_RE.sub("[email]", text)
-    text = _UUID_RE.sub("[id]", text)
+    text = _UUID_RE.sub(ID_MASK, text)
     return _ID_PARAM_RE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
