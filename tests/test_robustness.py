@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import zipfile
 from datetime import UTC, datetime, timezone
 from pathlib import Path
@@ -540,6 +541,38 @@ def test_numbers_are_not_mangled_by_the_formula_guard(tmp_path):
     write_frame(out, pl.DataFrame({"a": ["-3", "+4.5", "-x", "@me"], "b": [-1.0, 2.0, 3.0, 4.0]}))
     assert pl.read_csv(out, infer_schema=False).to_dict(as_series=False) == {
         "a": ["-3", "+4.5", "'-x", "'@me"], "b": ["-1.0", "2.0", "3.0", "4.0"]}
+
+
+MD_LINK = "m|o**b**[x](javascript:alert(2))"
+MD_IMG = "<img src=x onerror=alert(9)>"
+
+
+def test_bug_markdown_took_data_strings_as_markup(tmp_path):
+    """A currency, a segment value or a step name from the data went into the Markdown report as
+    markup: an <img> tag in the headline and the value cells, a link, bold text and a split
+    table cell in the fix list (device=m|o**b**[x](javascript:...)). Every data string is now
+    literal text: rendered (CommonMark + tables), the output holds the strings as text, no tag
+    or link of them, and every table row has its header's cells."""
+    from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS
+    from markdown_it import MarkdownIt
+
+    ev = pl.read_csv(SAMPLE_EVENTS, infer_schema=False).with_columns(
+        pl.when(pl.col("currency").is_not_null()).then(pl.lit(MD_IMG)).alias("currency"))
+    ses = pl.read_csv(SAMPLE_SESSIONS, infer_schema=False).with_columns(
+        pl.col("device").replace({"mobile": MD_LINK, "desktop": "<b>desk</b>"}))
+    ev.write_csv(tmp_path / "e.csv")
+    ses.write_csv(tmp_path / "s.csv")
+    r = run_cli("analyze", str(tmp_path / "e.csv"), "--sessions", str(tmp_path / "s.csv"), "--markdown", "-", "-q",
+                "--steps", "_cart*[c](x)=add_to_cart,begin_checkout,add_shipping_info,add_payment_info,purchase")
+    assert r.returncode == 0, r.stderr
+    assert f"device={MD_LINK}" in r.stdout.replace("\\", "")   # (the fix list names the segment)
+    html = MarkdownIt("commonmark").enable("table").enable("strikethrough").render(r.stdout)
+    assert not re.search(r"<(img|a|b|script)\b|<strong>b</strong>|<em>c", html)
+    for s in (MD_LINK, MD_IMG, "_cart*[c](x)"):
+        assert s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in html, s
+    for table in re.findall(r"<table>.*?</table>", html, re.DOTALL):
+        head = len(re.findall(r"<th\b", table.split("</thead>")[0]))
+        assert all(row.count("<td") == head for row in table.split("</thead>")[1].split("</tr>")[:-1])
 
 
 # --- outputs are atomic; the input is never modified --------------------------------------------
