@@ -161,6 +161,30 @@ def test_analyze_warns_when_timestamps_are_dates_without_a_time(tmp_path):
     assert not said(funnel.analyze(tmp_path / "ends.csv", steps=steps).report)
 
 
+def test_bug_terminal_tables_cut_numbers_and_names_at_80_columns(tmp_path):
+    """Piped (CI logs have no terminal width: 80 columns), the step table cut its 95% CI values
+    ('73.0–76.…') and step names ('add_to_c…'). Number columns now keep their values' width and
+    text columns wrap or fold: nothing ends in an ellipsis, and every value is there."""
+    from funnel.render.filters import fmt_ci, fmt_money
+
+    snowplow = str(SAMPLE_EVENTS.parent.parent / "tests" / "fixtures" / "snowplow" / "snowplow_ecommerce_events.csv")
+    for args in ((str(SAMPLE_EVENTS), "--sessions", str(SAMPLE_SESSIONS)),
+                 (snowplow, "--steps", "add_to_cart,begin_checkout,add_shipping_info,purchase")):
+        r = run_cli("analyze", *args, "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"),
+                    env={"COLUMNS": "80"})
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert max(len(line) for line in lines if line[:1] in "┏┃┡│└") <= 80 and "…" not in r.stdout
+        rep = json.loads((tmp_path / "r.json").read_text())
+        cur = rep["abandonment"]["currency"]
+        want = [fmt_ci(s["ci95"]) for s in rep["funnel"]["steps"]] + \
+            [fmt_money(x["value"], cur) for x in rep["abandonment"]["reasons"]]
+        assert all(w in r.stdout for w in want), [w for w in want if w not in r.stdout]
+        # (a folded name continues on the next line of its cell)
+        cells = "".join(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+        assert all(s["name"] in cells for s in rep["funnel"]["steps"])
+
+
 def test_terminal_text_is_not_read_as_markup(tmp_path):
     """Text in the terminal output is printed as written, not as rich markup (found by the CLI
     flag fuzz): the hint '[funnel] steps' had lost its brackets, and so would a path such as

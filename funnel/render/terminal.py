@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..model import Report
 from .filters import fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
@@ -14,6 +18,24 @@ def print_warnings(warnings: list[str], console: Console) -> None:
     """Warnings (a report's, or ``funnel validate``'s), one line each."""
     for w in warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+
+
+def _table(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> Table:
+    """A table of ``columns`` (header, justify) and ``rows`` (rich markup) that fits a narrow
+    terminal without cutting a value: a right-aligned (number) column is exactly as wide as
+    its widest value or header word (the header wraps between words), so rich shrinks only the
+    text columns, which wrap, and fold a word longer than the column (a step name), never
+    ending it with an ellipsis. Pipes and CI logs are 80 columns wide."""
+    t = Table(title=title, title_justify="left")
+    for i, (head, just) in enumerate(columns):
+        if just == "right":
+            width = max([cell_len(w) for w in head.split()] + [Text.from_markup(r[i]).cell_len for r in rows])
+            t.add_column(head, justify="right", width=width)
+        else:
+            t.add_column(head, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(*r)
+    return t
 
 
 def print_report(report: Report, console: Console, top: int = 5) -> None:
@@ -34,43 +56,37 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
                       f"not used ({escape(fmt_counts(inp.sessions_log_rejected))}; the first row of a session is used)",
                       soft_wrap=True)
     print_warnings(report.warnings, console)
-    t = Table(title=f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})", title_justify="left")
-    for col, just in (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"),
-                      ("95% CI", "right"), ("from start", "right"), ("dropped", "right"), ("median time", "right")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for s in fn.steps:
-        t.add_row(escape(s.name), fmt_int(s.sessions), fmt_pct(s.conversion_from_previous), fmt_ci(s.ci95),
-                  fmt_pct(s.conversion_from_start), fmt_int(s.dropped), fmt_seconds(s.median_seconds_from_previous))
-    console.print(t)
-    r = Table(title="Why carts were abandoned", title_justify="left")
-    for col, just in (("reason", "left"), ("carts", "right"), ("share", "right"), ("95% CI", "right"),
-                      ("value", "right"), ("top evidence", "left")):
-        r.add_column(col, justify=just)  # type: ignore[arg-type]
-    for rs in ab.reasons:
-        ev = "; ".join(f"{e.description} ({fmt_int(e.sessions)})" for e in rs.evidence[:2]) or "—"
-        r.add_row(rs.reason, fmt_int(rs.sessions), fmt_pct(rs.share), fmt_ci(rs.ci95),
-                  escape(fmt_money(rs.value, cur)), escape(ev))
-    console.print(r)
+    console.print(_table(
+        f"Funnel ({fn.order}, window {report.settings.window}, per {fn.unit})",
+        (("step", "left"), (f"{fn.unit}s", "right"), ("from previous", "right"), ("95% CI", "right"),
+         ("from start", "right"), ("dropped", "right"), ("median time", "right")),
+        [(escape(s.name), fmt_int(s.sessions), fmt_pct(s.conversion_from_previous), fmt_ci(s.ci95),
+          fmt_pct(s.conversion_from_start), fmt_int(s.dropped), fmt_seconds(s.median_seconds_from_previous))
+         for s in fn.steps]))
+    console.print(_table(
+        "Why carts were abandoned",
+        (("reason", "left"), ("carts", "right"), ("share", "right"), ("95% CI", "right"), ("value", "right"),
+         ("top evidence", "left")),
+        [(rs.reason, fmt_int(rs.sessions), fmt_pct(rs.share), fmt_ci(rs.ci95), escape(fmt_money(rs.value, cur)),
+          escape("; ".join(f"{e.description} ({fmt_int(e.sessions)})" for e in rs.evidence[:2]) or "—"))
+         for rs in ab.reasons]))
     if report.recommendations:
-        f = Table(title="Fixes worth most", title_justify="left")
-        for col, just in (("#", "right"), ("fix", "left"), ("reason", "left"), ("where", "left"),
-                          ("orders", "right"), ("revenue", "right")):
-            f.add_column(col, justify=just)  # type: ignore[arg-type]
-        for i, rec in enumerate(report.recommendations[:top], 1):
-            where = " · ".join(x for x in (rec.step, rec.segment) if x)
-            f.add_row(str(i), escape(rec.title), rec.reason, escape(where), fmt_int(round(rec.estimated_orders)),
-                      escape(fmt_money(rec.estimated_revenue, cur)))
-        console.print(f)
+        console.print(_table(
+            "Fixes worth most",
+            (("#", "right"), ("fix", "left"), ("reason", "left"), ("where", "left"), ("orders", "right"),
+             ("revenue", "right")),
+            [(str(i), escape(rec.title), rec.reason, escape(" · ".join(x for x in (rec.step, rec.segment) if x)),
+              fmt_int(round(rec.estimated_orders)), escape(fmt_money(rec.estimated_revenue, cur)))
+             for i, rec in enumerate(report.recommendations[:top], 1)]))
     if report.comparison:
         c = report.comparison
-        k = Table(title=f"Change vs {c.previous.start} → {c.previous.end}", title_justify="left")
-        for col in ("metric", "current", "previous", "change (pts)", "significant"):
-            k.add_column(col)
-        for ch in [c.conversion, c.abandonment_rate, *c.steps]:
-            pts = "n/a" if ch.change_points is None else f"{ch.change_points:+.1f}"
-            k.add_row(escape(ch.name), fmt_pct(ch.current.rate), fmt_pct(ch.previous.rate), pts,
-                      "yes" if ch.significant else "no")
-        console.print(k)
+        console.print(_table(
+            f"Change vs {c.previous.start} → {c.previous.end}",
+            (("metric", "left"), ("current", "right"), ("previous", "right"), ("change (pts)", "right"),
+             ("significant", "left")),
+            [(escape(ch.name), fmt_pct(ch.current.rate), fmt_pct(ch.previous.rate),
+              "n/a" if ch.change_points is None else f"{ch.change_points:+.1f}", "yes" if ch.significant else "no")
+             for ch in [c.conversion, c.abandonment_rate, *c.steps]]))
     for g in report.gates:
         val = "n/a" if g.value is None else f"{g.value:.4g}"
         mark = "[red]FIRED[/]" if g.fired else "[green]ok[/]"
