@@ -534,6 +534,18 @@ def test_bug_rejects_csv_allowed_spreadsheet_formula_injection(tmp_path):
     assert back["event"].to_list() == ["'=1+1"]
 
 
+def test_formula_guard_is_csv_only_parquet_keeps_ids(tmp_path):
+    """As README says: --carts CSV writes an id '+s1' as "'+s1" (the formula guard); Parquet
+    keeps it unchanged."""
+    log = tmp_path / "f.csv"
+    log.write_text(HEADER + "2026-10-01T10:00:00Z,+s1,=u1,add_to_cart\n2026-10-01T10:01:00Z,+s1,=u1,begin_checkout\n")
+    for name in ("c.csv", "c.parquet"):
+        assert run_cli("analyze", str(log), "--carts", str(tmp_path / name), "-q").returncode == 0
+    csv, parquet = pl.read_csv(tmp_path / "c.csv"), pl.read_parquet(tmp_path / "c.parquet")
+    assert csv.select("session_id", "user_id").row(0) == ("'+s1", "'=u1")
+    assert parquet.select("session_id", "user_id").row(0) == ("+s1", "=u1")
+
+
 def test_numbers_are_not_mangled_by_the_formula_guard(tmp_path):
     from funnel.io.writers import write_frame
 
