@@ -196,7 +196,9 @@ def analyze(
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
     """Analyse event logs: funnel, abandoned carts, reasons and the fixes worth most."""
-    only = funnel_only or bool(steps and json_out and not (html or markdown or carts))
+    # --steps with --json alone implies the funnel-only path; asking for anything it does not
+    # produce (another output, segments, a comparison, gates) means the full analysis.
+    only = funnel_only or bool(steps and json_out and not (html or markdown or carts or segment or compare or fail_on))
     if not only:   # the full analysis's shards reuse freed memory (set before polars loads)
         allocator.tune()
     machine_stdout = json_out == "-" or markdown == "-"
@@ -218,9 +220,10 @@ def analyze(
 
         if engine not in ("local", "spark"):
             raise ConfigError(f"invalid --engine {engine!r}", "choose local or spark")
-        if funnel_only and (html or markdown or carts):
-            raise ConfigError("--funnel-only computes the funnel and abandonment counts only",
-                              "drop --html/--markdown/--carts, or run without --funnel-only")
+        if funnel_only:
+            _funnel_only_flags(html=html, markdown=markdown, carts=carts, segment=segment)
+        elif only and (cfg.segments or cfg.fail_on):   # funnel.toml's segments or gates: the full
+            only = False                                # analysis too (polars loaded: allocator untuned)
         with _Progress(err) as progress:
             if engine == "spark":
                 from .spark import analyze_spark
@@ -238,7 +241,7 @@ def analyze(
             _strict(report)
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
-                       quiet=quiet, tables_written=engine != "spark" and not strict)
+                       quiet=quiet, tables_written=engine != "spark" and not strict, funnel_only=only)
         if quiet:  # the terminal tables (which list warnings and gates) were skipped: still say them
             from rich.markup import escape
 
@@ -252,6 +255,15 @@ def analyze(
     except FunnelError as exc:
         _fail(err, exc)
     raise typer.Exit(1 if any(g.fired for g in report.gates) else 0)
+
+
+def _funnel_only_flags(**flags) -> None:
+    """``--funnel-only`` with a flag asking for what it does not produce is a usage error
+    naming the flags (rather than a run that silently leaves them out)."""
+    asked = [f"--{name}" for name, value in flags.items() if value]
+    if asked:
+        raise ConfigError(f"--funnel-only computes the funnel and abandonment counts only, not {'/'.join(asked)}",
+                          f"drop {'/'.join(asked)}, or run without --funnel-only")
 
 
 def _period_label(report) -> str:
@@ -292,8 +304,9 @@ def _strict(report) -> None:
 
 
 def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,
-                   include_ids, quiet, tables_written=False) -> None:
-    """``tables_written``: ``analyze`` wrote --carts/--rejects itself (``carts_to``/``rejects_to``)."""
+                   include_ids, quiet, tables_written=False, funnel_only=False) -> None:
+    """``tables_written``: ``analyze`` wrote --carts/--rejects itself (``carts_to``/``rejects_to``).
+    ``funnel_only``: no default HTML report and no diagnosis tables (there is no diagnosis)."""
     from .io.writers import write_frame, write_text_atomic
     from .render import render
 
@@ -305,7 +318,7 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
                                   render(report, fmt, **kw))
             if path:
                 written.append(path)
-    if html is None and not json_out and not markdown:
+    if html is None and not json_out and not markdown and not funnel_only:
         html = "reports/"  # the default: a file named after the period in ./reports
     if html:
         text = render(report, "html", plotlyjs=plotlyjs, include_ids=include_ids)
@@ -316,7 +329,7 @@ def _write_outputs(report, result, human, *, html, json_out, markdown, carts, re
     if not quiet:
         from .render.terminal import print_report
 
-        print_report(report, human)
+        print_report(report, human, diagnosis=not funnel_only)
     for w in written:
         _wrote(human, w)
 

@@ -325,3 +325,28 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     assert v.returncode == 0 and f"warning: {said}" in v.stdout, v.stdout
     doc = json.loads(run_cli("validate", str(SAMPLE_EVENTS), "--json", "-", cwd=tmp_path).stdout)
     assert doc["warnings"] == [said] and doc["funnel_steps_found"]["checkout_begin"] == 0
+
+
+def test_funnel_only_is_not_implied_when_segments_are_asked_and_writes_no_html(tmp_path):
+    """--steps with --json alone implies the funnel-only path, which has no segments: a
+    --segment was silently dropped (segments: []). It now means the full analysis, and an
+    explicit --funnel-only --segment is a usage error. --funnel-only with no output wrote the
+    default HTML report and printed an empty reasons table: neither now."""
+    log = tmp_path / "events.csv"
+    log.write_text("timestamp,session_id,event,device\n"
+                   + "".join(f"2026-10-01T10:0{i}:00Z,s{i},add_to_cart,{'mobile' if i % 2 else 'desktop'}\n"
+                             f"2026-10-01T10:0{i}:30Z,s{i},purchase,{'mobile' if i % 2 else 'desktop'}\n"
+                             for i in range(6)))
+    out = tmp_path / "o.json"
+    r = run_cli("analyze", str(log), "-q", "--steps", "add_to_cart,purchase", "--json", str(out),
+                "--segment", "device", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [s["column"] for s in json.loads(out.read_text())["segments"]] == ["device"]
+    r = run_cli("analyze", str(log), "-q", "--funnel-only", "--json", str(out), "--segment", "device", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("error: --funnel-only computes the funnel and abandonment counts only, not "
+                                "--segment — drop --segment, or run without --funnel-only")
+    r = run_cli("analyze", str(log), "--funnel-only", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Funnel" in r.stdout and "Why carts were abandoned" not in r.stdout
+    assert not (tmp_path / "reports").exists() and "wrote" not in r.stdout

@@ -38,7 +38,9 @@ def _table(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequen
     return t
 
 
-def print_report(report: Report, console: Console, top: int = 5) -> None:
+def print_report(report: Report, console: Console, top: int = 5, diagnosis: bool = True) -> None:
+    """The report's tables; ``diagnosis=False`` (a funnel-only run, which diagnoses nothing)
+    leaves out the reasons table rather than print it empty."""
     ab, fn, inp = report.abandonment, report.funnel, report.input
     cur = ab.currency or ""
     console.print(
@@ -63,13 +65,14 @@ def print_report(report: Report, console: Console, top: int = 5) -> None:
         [(escape(s.name), fmt_int(s.sessions), fmt_pct(s.conversion_from_previous), fmt_ci(s.ci95),
           fmt_pct(s.conversion_from_start), fmt_int(s.dropped), fmt_seconds(s.median_seconds_from_previous))
          for s in fn.steps]))
-    console.print(_table(
-        "Why carts were abandoned",
-        (("reason", "left"), ("carts", "right"), ("share", "right"), ("95% CI", "right"), ("value", "right"),
-         ("top evidence", "left")),
-        [(rs.reason, fmt_int(rs.sessions), fmt_pct(rs.share), fmt_ci(rs.ci95), escape(fmt_money(rs.value, cur)),
-          escape("; ".join(f"{e.description} ({fmt_int(e.sessions)})" for e in rs.evidence[:2]) or "—"))
-         for rs in ab.reasons]))
+    if diagnosis:
+        console.print(_table(
+            "Why carts were abandoned",
+            (("reason", "left"), ("carts", "right"), ("share", "right"), ("95% CI", "right"), ("value", "right"),
+             ("top evidence", "left")),
+            [(rs.reason, fmt_int(rs.sessions), fmt_pct(rs.share), fmt_ci(rs.ci95), escape(fmt_money(rs.value, cur)),
+              escape("; ".join(f"{e.description} ({fmt_int(e.sessions)})" for e in rs.evidence[:2]) or "—"))
+             for rs in ab.reasons]))
     if report.recommendations:
         console.print(_table(
             "Fixes worth most",
