@@ -350,3 +350,19 @@ def test_funnel_only_is_not_implied_when_segments_are_asked_and_writes_no_html(t
     assert r.returncode == 0, r.stderr
     assert "Funnel" in r.stdout and "Why carts were abandoned" not in r.stdout
     assert not (tmp_path / "reports").exists() and "wrote" not in r.stdout
+
+
+def test_user_level_funnel_needs_a_user_id_column(tmp_path):
+    """--unit user on a log without a user id column counted every session as a user (the
+    entity is the user id, else the session): an exit-2 error naming the columns now, in
+    analyze and explain alike."""
+    log = tmp_path / "events.csv"
+    log.write_text("timestamp,session_id,event\n2026-10-01T10:00:00Z,s1,add_to_cart\n"
+                   "2026-10-01T10:05:00Z,s1,purchase\n")
+    for args in (["analyze", str(log), "--json", "-"], ["explain", "s1", str(log)]):
+        r = run_cli(*args, "--unit", "user", cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert (f"error: {log}: a user-level funnel (--unit user) needs a user id column, and none was found "
+                "(columns: timestamp, session_id, event) — map one with --column user_id=COLUMN") in r.stderr
+    r = run_cli("analyze", str(log), "--unit", "user", "--column", "user_id=session_id", "--json", "-", "-q")
+    assert r.returncode == 0 and json.loads(r.stdout)["funnel"]["unit"] == "user", r.stderr

@@ -19,10 +19,11 @@ def _norm(name: str) -> str:
 
 
 def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
-                 where: str = "input") -> dict[str, str]:
+                 where: str = "input", level: str = "session") -> dict[str, str]:
     """Map role name -> source column. Explicit overrides win; then synonyms in priority order.
 
-    Raises InputError naming the missing role, the columns found and the closest candidates.
+    Raises InputError naming the missing role, the columns found and the closest candidates
+    (``level="user"``: a user id is required too).
     """
     overrides = overrides or {}
     cols = [c for c in columns if c not in (SOURCE_FILE, ROW)]
@@ -48,11 +49,11 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
                 roles[role.name] = hit
                 used.add(hit)
                 break
-    _require(roles, cols, where)
+    _require(roles, cols, where, level)
     return roles
 
 
-def _require(roles: dict[str, str], cols: list[str], where: str) -> None:
+def _require(roles: dict[str, str], cols: list[str], where: str, level: str = "session") -> None:
     shown = ", ".join(_show(c) for c in cols[:20]) + (" …" if len(cols) > 20 else "")
     taken = set(roles.values())
     for name in ("timestamp", "event"):
@@ -65,3 +66,9 @@ def _require(roles: dict[str, str], cols: list[str], where: str) -> None:
     if "session_id" not in roles and "user_id" not in roles:
         raise InputError(f"{where}: no session id or user id column found (columns: {shown})",
                          "set one with --column session_id=COLUMN or --column user_id=COLUMN")
+    if level == "user" and "user_id" not in roles:
+        # (else every entity would be a session, coalesce(user, session): sessions counted as users)
+        raise InputError(f"{where}: a user-level funnel (--unit user) needs a user id column, and none was found "
+                         f"(columns: {shown})",
+                         "map one with --column user_id=COLUMN or [columns] user_id = \"...\" in funnel.toml, "
+                         "or count sessions (without --unit user)")

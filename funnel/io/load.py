@@ -105,7 +105,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
                        if c not in CANONICAL_COLUMNS and c not in (ROW, SOURCE_FILE) and c not in extras]
         else:
             names = [c for c in schema.names() if c not in (EXTRA, BLANK)]
-            roles = detect_roles(names, cfg.columns, where=str(src.path))
+            roles = detect_roles(names, cfg.columns, where=str(src.path), level=cfg.level)
             rename = {src_col: ROLE_BY_NAME[r].column for r, src_col in roles.items()}
             others = [c for c in names if c not in rename and c not in (ROW, SOURCE_FILE)]
             # Unmapped columns keep their name unless it collides with a canonical one.
