@@ -52,11 +52,14 @@ TimeoutOpt = Annotated[str | None, typer.Option(
 
 
 def _consoles(machine_to_stdout: bool):
+    """The human console (stdout, or stderr when a machine format takes stdout) and the error
+    console. Data is printed as written: markup in it is escaped where it is printed, and emoji
+    codes are off (an event ':smile:' or a column 'event:x:' would otherwise show as a picture)."""
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
-    human = Console(stderr=machine_to_stdout, no_color=no_color, highlight=False, soft_wrap=False)
-    err = Console(stderr=True, no_color=no_color, highlight=False)
+    human = Console(stderr=machine_to_stdout, no_color=no_color, highlight=False, soft_wrap=False, emoji=False)
+    err = Console(stderr=True, no_color=no_color, highlight=False, emoji=False)
     return human, err
 
 

@@ -366,3 +366,17 @@ def test_user_level_funnel_needs_a_user_id_column(tmp_path):
                 "(columns: timestamp, session_id, event) — map one with --column user_id=COLUMN") in r.stderr
     r = run_cli("analyze", str(log), "--unit", "user", "--column", "user_id=session_id", "--json", "-", "-q")
     assert r.returncode == 0 and json.loads(r.stdout)["funnel"]["unit"] == "user", r.stderr
+
+
+def test_terminal_prints_emoji_codes_and_markup_in_data_as_written(tmp_path):
+    """rich read ':smile:' in an event name as an emoji code (validate showed 😄) and 'event:x:'
+    in a did-you-mean as ❌: the consoles print data as written, markup too."""
+    log = tmp_path / "events.csv"
+    log.write_text("timestamp,session_id,event\n2026-10-01T10:00:00Z,s1,add_to_cart\n"
+                   "2026-10-01T10:01:00Z,s1,[red]x[/red] :smile:\n")
+    r = run_cli("validate", str(log))
+    assert r.returncode == 0, r.stderr
+    assert "[red]x[/red] :smile:" in r.stdout and "😄" not in r.stdout
+    (tmp_path / "hdr.csv").write_text("timestamp,session_id,event:x:\n2026-10-01T10:00:00Z,s1,add_to_cart\n")
+    r = run_cli("validate", str(tmp_path / "hdr.csv"))
+    assert r.returncode == 2 and "did you mean 'event:x:'?" in r.stderr and "❌" not in r.stderr, r.stderr
