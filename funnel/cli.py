@@ -100,7 +100,7 @@ def _base_config(config: Path | None, columns: list[str] | None, fmt: str | None
     cfg = load_config(config)
     overrides: dict = {}
     if columns:
-        cols = dict(cfg.columns)
+        cols, given = dict(cfg.columns), set()
         for item in columns:
             role, sep, col = item.partition("=")
             if not sep or not col:
@@ -110,7 +110,11 @@ def _base_config(config: Path | None, columns: list[str] | None, fmt: str | None
 
                 raise ConfigError(f"unknown column role {role!r} in --column",
                                   suggestion(role, ROLE_BY_NAME) or f"roles: {', '.join(ROLE_BY_NAME)}")
+            if role in given:   # (the last would win silently)
+                raise ConfigError(f"--column sets the {role} role twice ({cols[role]!r} and {col!r})",
+                                  f"keep one --column {role}=COLUMN")
             cols[role] = col
+            given.add(role)
         overrides["columns"] = cols
     if fmt:
         overrides["format"] = fmt

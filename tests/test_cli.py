@@ -380,3 +380,17 @@ def test_terminal_prints_emoji_codes_and_markup_in_data_as_written(tmp_path):
     (tmp_path / "hdr.csv").write_text("timestamp,session_id,event:x:\n2026-10-01T10:00:00Z,s1,add_to_cart\n")
     r = run_cli("validate", str(tmp_path / "hdr.csv"))
     assert r.returncode == 2 and "did you mean 'event:x:'?" in r.stderr and "❌" not in r.stderr, r.stderr
+
+
+def test_column_roles_taken_or_set_twice_are_named(tmp_path):
+    """--column event=timestamp left the timestamp role without its column and said 'no
+    timestamp column found (columns: timestamp, …)'; a role given twice kept the last."""
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", "--column", "event=timestamp")
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (f"error: {SAMPLE_EVENTS}: column 'timestamp' is already taken by the event role, so the timestamp role "
+            "has no column — map event to another column, or set --column timestamp=COLUMN") in r.stderr
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", "--column", "event=event",
+                "--column", "event=page_url")
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.strip() == ("error: --column sets the event role twice ('event' and 'page_url') — "
+                                "keep one --column event=COLUMN")

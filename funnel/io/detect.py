@@ -58,17 +58,33 @@ def _require(roles: dict[str, str], cols: list[str], where: str, level: str = "s
     taken = set(roles.values())
     for name in ("timestamp", "event"):
         if name not in roles:
+            _taken(name, roles, where)
             near = [c for c in cols
                     if c not in taken and any(did_you_mean(s, [c]) for s in ROLE_BY_NAME[name].synonyms)]
             hint = (f"did you mean {' or '.join(repr(_show(n)) for n in near[:3])}? " if near else "") + \
                 f"set it with --column {name}=COLUMN or [columns] {name} = \"...\" in funnel.toml"
             raise InputError(f"{where}: no {name} column found (columns: {shown})", hint)
     if "session_id" not in roles and "user_id" not in roles:
+        _taken("session_id", roles, where)
+        _taken("user_id", roles, where)
         raise InputError(f"{where}: no session id or user id column found (columns: {shown})",
                          "set one with --column session_id=COLUMN or --column user_id=COLUMN")
     if level == "user" and "user_id" not in roles:
+        _taken("user_id", roles, where)
         # (else every entity would be a session, coalesce(user, session): sessions counted as users)
         raise InputError(f"{where}: a user-level funnel (--unit user) needs a user id column, and none was found "
                          f"(columns: {shown})",
                          "map one with --column user_id=COLUMN or [columns] user_id = \"...\" in funnel.toml, "
                          "or count sessions (without --unit user)")
+
+
+def _taken(name: str, roles: dict[str, str], where: str) -> None:
+    """Role ``name`` has no column because another role was set to the column named as it is
+    (``--column event=timestamp``): an error saying so, not 'no timestamp column' beside a
+    column named timestamp."""
+    names = {_norm(s) for s in ROLE_BY_NAME[name].synonyms}
+    for other, col in roles.items():
+        if _norm(col) in names:
+            raise InputError(f"{where}: column {_show(col)!r} is already taken by the {other} role, so the {name} "
+                             "role has no column",
+                             f"map {other} to another column, or set --column {name}=COLUMN")
