@@ -1109,7 +1109,7 @@ def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress 
              compare: Any, funnel_only: bool, shards: int | None, tables: bool, sinks: dict[str, Any]) -> Analysis:
     """``analyze`` (``sources``: ``_paths``; ``cfg`` with the overrides applied); a sharded run
     writes the tables named in ``sinks`` itself and removes them."""
-    rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
+    rules = gates.config_rules(cfg)  # bad rules fail before any work
     from .core.signals import catalogue
 
     catalogue(cfg)  # signal rules from funnel.toml are validated before any data is read

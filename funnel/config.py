@@ -118,6 +118,8 @@ class Config:
     fail_on: tuple[str, ...] = ()
     include_ids: bool = False
     source: str = "defaults"
+    from_file: dict[str, Any] = field(default_factory=dict)   # settings as the config file set them:
+    # an error about a value still in use names the file and key, not the flag
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -335,7 +337,7 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
     rep = _section(data, "report", src)
     if "include_ids" in rep:
         kw["include_ids"] = _expect(rep["include_ids"], bool, "report.include_ids", src)
-    return replace(cfg, **kw)
+    return replace(cfg, **kw, from_file={k: v for k, v in kw.items() if k != "source"})
 
 
 def load_config(path: str | Path | None = None, search_dir: str | Path = ".") -> Config:

@@ -19,11 +19,13 @@ its value is reported as ``null``. Bad rules raise ``ConfigError`` (exit 2) with
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .config import Config
 from .errors import ConfigError, suggestion
 from .model import GateResult, Report
 from .schema import ALL_REASONS
@@ -55,56 +57,59 @@ def metric_names(step_names: Iterable[str]) -> list[str]:
     return [*SIMPLE, *(f"step:{s}:conversion" for s in steps[1:]), *(f"reason:{r}:share" for r in ALL_REASONS)]
 
 
-def _check_metric(metric: str, steps: list[str], rule: str) -> bool:
-    """Validate ``metric``; return True when its value is a fraction (0..1)."""
+def _check_metric(metric: str, steps: list[str], rule: str, where: str) -> bool:
+    """Validate ``metric`` (of ``rule``, given in ``where``); return True when its value is a
+    fraction (0..1)."""
     if metric in SIMPLE:
         return metric in FRACTIONS
     parts = metric.split(":")
     if len(parts) == 3 and parts[0] == "step" and parts[2] == "conversion":
         name = parts[1]
         if name not in steps:
-            raise ConfigError(f"--fail-on {rule!r}: unknown step {name!r}",
+            raise ConfigError(f"{where} {rule!r}: unknown step {name!r}",
                               suggestion(name, steps) or f"steps: {', '.join(steps)}")
         if name == steps[0]:
-            raise ConfigError(f"--fail-on {rule!r}: the first step {name!r} has no conversion from a previous step",
+            raise ConfigError(f"{where} {rule!r}: the first step {name!r} has no conversion from a previous step",
                               f"use step:{steps[1]}:conversion or conversion" if len(steps) > 1 else "use conversion")
         return True
     if len(parts) == 3 and parts[0] == "reason" and parts[2] == "share":
         name = parts[1]
         if name not in ALL_REASONS:
-            raise ConfigError(f"--fail-on {rule!r}: unknown reason {name!r}",
+            raise ConfigError(f"{where} {rule!r}: unknown reason {name!r}",
                               suggestion(name, ALL_REASONS) or f"reasons: {', '.join(ALL_REASONS)}")
         return True
-    raise ConfigError(f"--fail-on {rule!r}: unknown metric {metric!r}",
+    raise ConfigError(f"{where} {rule!r}: unknown metric {metric!r}",
                       suggestion(metric, metric_names(steps))
                       or "metrics: " + ", ".join([*SIMPLE, "step:<name>:conversion", "reason:<name>:share"]))
 
 
-def parse_rule(text: str, step_names: Iterable[str]) -> Rule:
-    """Parse one rule against the funnel's step names."""
+def parse_rule(text: str, step_names: Iterable[str], where: str = "--fail-on") -> Rule:
+    """Parse one rule against the funnel's step names (``where``: where it was given, for errors)."""
     steps = list(step_names)
     m = _RULE.match(text or "")
     if not m:
-        raise ConfigError(f"invalid --fail-on rule {text!r}",
+        raise ConfigError(f"invalid {where} rule {text!r}",
                           "write METRIC OP VALUE, e.g. 'abandonment_rate > 0.8' (OP: > >= < <= == !=)")
     metric, op, raw = m["metric"].strip(), m["op"], m["value"].strip()
     if op == "=":
-        raise ConfigError(f"invalid operator '=' in --fail-on {text!r}", "use == to test equality")
-    fraction = _check_metric(metric, steps, text.strip())
+        raise ConfigError(f"invalid operator '=' in {where} {text!r}", "use == to test equality")
+    fraction = _check_metric(metric, steps, text.strip(), where)
     percent = raw.endswith("%")
     num = raw[:-1].strip() if percent else raw
     if not _NUMBER.match(num):
-        raise ConfigError(f"--fail-on {text.strip()!r}: {raw!r} is not a number",
+        raise ConfigError(f"{where} {text.strip()!r}: {raw!r} is not a number",
                           "write METRIC OP VALUE, e.g. 'abandonment_rate > 0.8' or 'abandonment_rate > 80%'")
     value = float(num)
+    if not math.isfinite(value):   # (1e400: beyond a float; the hints below would suggest 'inf')
+        raise ConfigError(f"{where} {text.strip()!r}: {raw!r} is out of range", "write a smaller number")
     if percent:
         if not fraction:
-            raise ConfigError(f"--fail-on {text.strip()!r}: {metric} is not a rate, '%' does not apply",
+            raise ConfigError(f"{where} {text.strip()!r}: {metric} is not a rate, '%' does not apply",
                               "conversion_drop is already in percentage points: write conversion_drop > 5"
                               if metric == "conversion_drop" else "write a plain number")
         value /= 100
     elif fraction and not 0 <= value <= 1:
-        raise ConfigError(f"--fail-on {text.strip()!r}: {metric} is a fraction between 0 and 1",
+        raise ConfigError(f"{where} {text.strip()!r}: {metric} is a fraction between 0 and 1",
                           f"write {value / 100:g} or {value:g}%")
     return Rule(f"{metric} {op} {raw}", metric, op, value)
 
@@ -112,6 +117,21 @@ def parse_rule(text: str, step_names: Iterable[str]) -> Rule:
 def parse_rules(texts: Iterable[str], step_names: Iterable[str]) -> list[Rule]:
     steps = list(step_names)
     return [parse_rule(t, steps) for t in texts]
+
+
+def config_rules(cfg: Config) -> list[Rule]:
+    """``cfg.fail_on`` parsed against its steps. An error names where the rule was given: the
+    config file's ``[gates] fail_on`` (``cfg.from_file``), else ``--fail-on``."""
+    steps, rules = list(cfg.step_names), []
+    for t in cfg.fail_on:
+        if t not in cfg.from_file.get("fail_on", ()):
+            rules.append(parse_rule(t, steps))
+            continue
+        try:
+            rules.append(parse_rule(t, steps, "[gates] fail_on"))
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.source}: {exc.message}", exc.hint) from None
+    return rules
 
 
 def metric_value(report: Report, metric: str) -> float | None:
@@ -149,4 +169,5 @@ def needs_comparison(rules: Iterable[Rule]) -> bool:
     return any(r.metric == "conversion_drop" for r in rules)
 
 
-__all__ = ["Rule", "evaluate", "metric_names", "metric_value", "needs_comparison", "parse_rule", "parse_rules"]
+__all__ = ["Rule", "config_rules", "evaluate", "metric_names", "metric_value", "needs_comparison", "parse_rule",
+           "parse_rules"]

@@ -347,7 +347,7 @@ def _vendor(raw, cfg: Config, where: str) -> str | None:
     its schema as the local engine does), or None for a generic event table."""
     from .io.load import _detect_vendor
 
-    return _detect_vendor(_empty(raw).schema, cfg.format, where)
+    return _detect_vendor(_empty(raw).schema, cfg, where)
 
 
 def _adapted(raw, vendor: str):
@@ -592,7 +592,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
-    rules = gates.parse_rules(cfg.fail_on, cfg.step_names)  # bad rules fail before any work
+    rules = gates.config_rules(cfg)  # bad rules fail before any work
     check_format(cfg)
     if isinstance(sources, str):
         sources = [sources]

@@ -148,6 +148,21 @@ def test_a_named_format_that_does_not_fit_is_a_clear_error():
     assert res.returncode == 0, res.stderr
 
 
+def test_a_format_from_the_config_file_that_does_not_fit_names_the_file(tmp_path):
+    """format = "ga4" in funnel.toml on a generic CSV was reported as '--format ga4 does not
+    fit', a flag nobody gave: the error names the file and key (a flag still wins, named)."""
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    (tmp_path / "funnel.toml").write_text('[input]\nformat = "ga4"\n')
+    res = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f'error: {SAMPLE_EVENTS}: funnel.toml [input] format = "ga4" does not fit this file' in res.stderr
+    res = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", "--format", "segment", cwd=tmp_path)
+    assert res.returncode == 2 and f"{SAMPLE_EVENTS}: --format segment does not fit this file" in res.stderr
+    res = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "/dev/null", "--format", "auto", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
 def test_adapt_unknown_name():
     with pytest.raises(InputError):
         A.adapt("ga5", pl.LazyFrame({"a": [1]}))

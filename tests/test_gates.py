@@ -160,6 +160,22 @@ def test_bad_rules_exit_2_with_one_line(args, message):
 
 
 def test_a_bad_rule_in_the_config_file_exits_2(tmp_path):
+    """The error names the file and its key: it said '--fail-on' for a rule no flag gave."""
     (tmp_path / "funnel.toml").write_text('[gates]\nfail_on = ["abandonment > 0.8"]\n')
     r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", cwd=tmp_path)
     assert r.returncode == 2 and "did you mean 'abandonment_rate'" in r.stderr
+    assert "error: funnel.toml: [gates] fail_on 'abandonment > 0.8': unknown metric" in r.stderr, r.stderr
+    (tmp_path / "funnel.toml").write_text('[gates]\nfail_on = ["foo"]\n')
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", "--fail-on", "carts > 1", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: funnel.toml: invalid [gates] fail_on rule 'foo' — ")
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--json", "-", "--fail-on", "foo")   # (a flag's: as before)
+    assert r.returncode == 2 and r.stderr.startswith("error: invalid --fail-on rule 'foo' — ")
+
+
+@pytest.mark.parametrize("text", ["abandonment_rate > 1e400", "carts > 1e400", "conversion_drop < -1e999"])
+def test_a_value_beyond_a_float_is_out_of_range(text):
+    """1e400 read as inf: a rate's hint said 'write inf or inf%', which is then refused, and a
+    count's rule compared with inf. A number too large is an error with a hint that works."""
+    with pytest.raises(ConfigError, match=r"is out of range — write a smaller number") as exc:
+        parse_rule(text, STEPS)
+    assert "inf" not in str(exc.value)

@@ -51,9 +51,10 @@ def _adapters():
     return adapters
 
 
-def _detect_vendor(schema: pl.Schema, fmt: str, where: str = "the input") -> str | None:
+def _detect_vendor(schema: pl.Schema, cfg: Config, where: str = "the input") -> str | None:
     """The vendor export format of a file with ``schema`` (``where`` names it in errors): the
-    one ``fmt`` names, which the file must fit, else the one sniffed (``auto``), else None."""
+    one ``cfg.format`` names, which the file must fit, else the one sniffed (``auto``), else None."""
+    fmt = cfg.format
     if fmt in VENDOR_FORMATS:
         adapters = _adapters()
         mod = adapters.ADAPTERS[fmt]
@@ -61,7 +62,7 @@ def _detect_vendor(schema: pl.Schema, fmt: str, where: str = "the input") -> str
             found = adapters.detect_format(schema)
             looks = f"a {found} export: use --format {found} or auto" if found else \
                 "a generic event table: use --format auto (or events), with --column ROLE=COLUMN if needed"
-            raise InputError(f"{where}: --format {fmt} does not fit this file — a {fmt} export has {mod.NEEDS}",
+            raise InputError(f"{where}: {format_given(cfg)} does not fit this file — a {fmt} export has {mod.NEEDS}",
                              f"this file looks like {looks}")
         return fmt
     if fmt == "events":
@@ -70,6 +71,13 @@ def _detect_vendor(schema: pl.Schema, fmt: str, where: str = "the input") -> str
         return _adapters().detect_format(schema)
     except ImportError:
         return None
+
+
+def format_given(cfg: Config) -> str:
+    """How the input format was named, for errors: the config file's key, or ``--format``."""
+    if cfg.from_file.get("format") == cfg.format:
+        return f'{cfg.source} [input] format = "{cfg.format}"'
+    return f"--format {cfg.format}"
 
 
 def check_format(cfg: Config) -> None:
@@ -93,7 +101,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
             raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
         check_quoting(src)   # (rows swallowed by a quote closed rows later: an error, not a loss)
-        vendor = _detect_vendor(schema, cfg.format, str(src.path))
+        vendor = _detect_vendor(schema, cfg, str(src.path))
         # Generic event tables are read as text (types are parsed per row by the normalizer).
         lf = scan_file(src, text=not vendor)
         if vendor:
