@@ -93,10 +93,20 @@ def _fail(err_console, exc: FunnelError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
+def _not_empty(flags: dict[str, str | list[str] | None]) -> None:
+    """A flag given an empty value (``--steps ''``: an unset CI variable, usually) is an error;
+    it fell back to the default (or to no output) silently. A list: each value of a repeatable flag."""
+    for flag, value in flags.items():
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and not str(v).strip():
+                raise ConfigError(f"{flag} is empty", f"give {flag} a value, or leave the flag out")
+
+
 def _base_config(config: Path | None, columns: list[str] | None, fmt: str | None, tz: str | None):
     from .config import load_config, validate_timezone
     from .schema import ROLE_BY_NAME
 
+    _not_empty({"--format": fmt, "--timezone": tz})
     cfg = load_config(config)
     overrides: dict = {}
     if columns:
@@ -127,6 +137,8 @@ def _engine_overrides(cfg, *, steps, window, order, unit, exclude, session_timeo
     """Funnel-engine flags shared by analyze and explain, validated and applied over ``cfg``."""
     from .config import LEVELS, ORDERS, parse_duration, parse_steps, validate_choice
 
+    _not_empty({"--steps": steps, "--window": window, "--order": order, "--unit": unit,
+                "--session-timeout": session_timeout, "--exclude": exclude})
     return cfg.with_overrides(
         steps=parse_steps(steps) if steps else None,
         window=parse_duration(window, "--window") if window else None,
@@ -211,6 +223,9 @@ def analyze(
     machine_stdout = json_out == "-" or markdown == "-"
     human, err = _consoles(machine_stdout)
     try:
+        _not_empty({"--sessions": sessions, "--html": html, "--json": json_out, "--markdown": markdown,
+                    "--carts": carts, "--rejects": rejects, "--period": period, "--since": since, "--until": until,
+                    "--as-of": as_of, "--compare": compare})
         cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         cfg = cfg.with_overrides(segments=tuple(segment) if segment else None, include_ids=include_ids or None)
@@ -379,6 +394,7 @@ def validate(
     try:
         from .validate import describe_input, print_description
 
+        _not_empty({"--json": json_out})
         cfg = _base_config(config, columns, fmt, timezone)
         with _Progress(err) as progress:
             desc = describe_input(events, cfg, progress=progress)
@@ -450,6 +466,7 @@ def explain(
     try:
         from .core.explain import explain as run
 
+        _not_empty({"--sessions": sessions, "--json": json_out})
         cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         ex = run(events, session_id, cfg, sessions=sessions)

@@ -394,3 +394,18 @@ def test_column_roles_taken_or_set_twice_are_named(tmp_path):
     assert r.returncode == 2 and r.stdout == "", r.stderr
     assert r.stderr.strip() == ("error: --column sets the event role twice ('event' and 'page_url') — "
                                 "keep one --column event=COLUMN")
+
+
+def test_an_empty_flag_value_is_an_error_not_the_default(tmp_path):
+    """--steps '' (an unset CI variable) ran the default funnel, --period '' the whole data and
+    --json '' wrote nothing: an empty value is an exit-2 error naming the flag."""
+    for args in (["analyze", str(SAMPLE_EVENTS), "--steps", ""], ["analyze", str(SAMPLE_EVENTS), "--window", " "],
+                 ["analyze", str(SAMPLE_EVENTS), "--timezone", ""], ["analyze", str(SAMPLE_EVENTS), "--order", ""],
+                 ["analyze", str(SAMPLE_EVENTS), "--period", ""], ["analyze", str(SAMPLE_EVENTS), "--json", ""],
+                 ["analyze", str(SAMPLE_EVENTS), "--exclude", "x", "--exclude", ""],
+                 ["validate", str(SAMPLE_EVENTS), "--format", ""], ["explain", "s1", str(SAMPLE_EVENTS), "--unit", ""]):
+        r = run_cli(*args, "-q" if args[0] == "analyze" else "--json=-", cwd=tmp_path)
+        flag = next(a for a in reversed(args) if a.startswith("--"))
+        assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
+        assert r.stderr.strip() == f"error: {flag} is empty — give {flag} a value, or leave the flag out", args
+    assert not (tmp_path / "reports").exists()
