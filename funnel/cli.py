@@ -63,6 +63,18 @@ def _consoles(machine_to_stdout: bool):
     return human, err
 
 
+def _keep_existing(paths: list[Path], force: bool, other: str) -> None:
+    """``init`` and ``sample`` write files of fixed names: without --force, existing ones are
+    left alone (an error naming them). ``other``: what --out picks instead (name, folder)."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        from .errors import OutputError
+
+        one = len(existing) == 1
+        raise OutputError(f"{', '.join(existing)} already exist{'s' if one else ''}",
+                          f"use --force to overwrite {'it' if one else 'them'} or --out to pick another {other}")
+
+
 def _wrote(console, path) -> None:
     """'wrote PATH' (a path is text, not markup: 'reports/[w47]/…' keeps its brackets)."""
     from rich.markup import escape
@@ -361,12 +373,14 @@ def sample(
     sessions: Annotated[int, typer.Option("--sessions", min=10, metavar="N", help="Number of sessions to generate.")] = 6000,
     seed: Annotated[int, typer.Option("--seed", metavar="S", help="Random seed (same seed, same files).")] = 7,
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder.")] = Path("sample_data"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Generate a realistic shop log with planted causes: events.csv, sessions.csv, labels.csv."""
     human, err = _consoles(False)
     try:
-        from .io.sample import write_sample
+        from .io.sample import sample_paths, write_sample
 
+        _keep_existing(sample_paths(out), force, "folder")
         try:
             paths = write_sample(out, n_sessions=sessions, seed=seed)
         except OSError as exc:
@@ -422,11 +436,9 @@ def init(
     """Write a commented funnel.toml with the detected column roles and the default funnel."""
     human, err = _consoles(False)
     try:
-        from .errors import OutputError
         from .validate import init_toml
 
-        if out.exists() and not force:
-            raise OutputError(f"{out} already exists", "use --force to overwrite it or --out to pick another name")
+        _keep_existing([out], force, "name")
         cfg = _base_config(None, columns, fmt, None)
         text, placeholders = init_toml(events or [], cfg)
         from .io.writers import write_text_atomic

@@ -244,6 +244,16 @@ def test_sample_command(tmp_path):
     r = run_cli("sample", "--sessions", "300", "--seed", "3", "--out", str(tmp_path / "s"))
     assert r.returncode == 0, r.stderr
     assert {p.name for p in (tmp_path / "s").iterdir()} == {"events.csv", "sessions.csv", "labels.csv"}
+    # files already there are left alone without --force, as funnel init does (they were overwritten)
+    (tmp_path / "s" / "sessions.csv").unlink()
+    mine = (tmp_path / "s" / "events.csv").read_bytes()
+    r = run_cli("sample", "--sessions", "50", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.strip() == (f"error: {tmp_path / 's' / 'events.csv'}, {tmp_path / 's' / 'labels.csv'} already "
+                                "exist — use --force to overwrite them or --out to pick another folder")
+    assert (tmp_path / "s" / "events.csv").read_bytes() == mine and not (tmp_path / "s" / "sessions.csv").exists()
+    r = run_cli("sample", "--sessions", "50", "--out", str(tmp_path / "s"), "--force")
+    assert r.returncode == 0 and (tmp_path / "s" / "events.csv").read_bytes() != mine, r.stderr
 
 
 def test_errors_are_one_line_exit_2(tmp_path):

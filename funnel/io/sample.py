@@ -630,6 +630,11 @@ def _landing(sim: _Sim, channel: str) -> str:
     return rng.choice(sim.products[rng.choice(cats)])[0]
 
 
+def sample_paths(out_dir: Path) -> list[Path]:
+    """The files ``write_sample`` writes into ``out_dir``: events, sessions, labels."""
+    return [Path(out_dir) / name for name in ("events.csv", "sessions.csv", "labels.csv")]
+
+
 def write_sample(out_dir: Path, n_sessions: int = 6000, seed: int = 7,
                  start: date = date(2026, 9, 28), weeks: int = 8) -> list[Path]:
     """Write ``events.csv``, ``sessions.csv`` and ``labels.csv`` into ``out_dir`` (created if
@@ -637,7 +642,7 @@ def write_sample(out_dir: Path, n_sessions: int = 6000, seed: int = 7,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     s = generate_sample(n_sessions=n_sessions, seed=seed, start=start, weeks=weeks)
-    paths = [out / "events.csv", out / "sessions.csv", out / "labels.csv"]
+    paths = sample_paths(out)
     s.events.write_csv(paths[0], datetime_format=TIMESTAMP_FORMAT, float_precision=2,
                        null_value="")
     s.sessions.write_csv(paths[1])
