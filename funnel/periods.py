@@ -201,6 +201,28 @@ def previous_span(compare: str | None, cur: Span | None) -> Span | None:
     return make_span(*_range(c, "--compare"), "--compare")
 
 
+def overlap_warning(current: Span | None, data: Period, previous: Span, unit: str) -> list[str]:
+    """The warning for a comparison period that overlaps the analysed one (``current``; None:
+    the whole input, ``data`` its first and last event): the ``unit``s (session, user) that
+    start in both are in both reports, so the comparison's test is not between independent
+    samples. Empty when they do not overlap."""
+    if current is not None:
+        analysed, fix = f"the analysed period {iso(current.start)} → {iso(current.end)}", \
+            "compare with a period that does not overlap it (e.g. --compare previous)"
+    elif data.start and data.end:
+        current = Span(parse_instant(data.start, "data start"),
+                       parse_instant(data.end, "data end") + timedelta(microseconds=1), "")   # (the last event in)
+        analysed, fix = f"the analysed data (no --period: {data.start} to {data.end})", \
+            "analyse a --period that it does not overlap"
+    else:
+        return []
+    if previous.start >= current.end or current.start >= previous.end:
+        return []
+    return [(f"the comparison period {iso(previous.start)} → {iso(previous.end)} overlaps {analysed}: {unit}s "
+             f"starting in both are counted in both, so the comparison's test is not between independent samples "
+             f"— {fix}")]
+
+
 def entities_in(events, span: Span):
     """Events of the entities whose first event is in ``[span.start, span.end)`` (all their
     events are kept, including those after ``span.end``). ``events``: a LazyFrame with ``ts``
@@ -243,4 +265,4 @@ def resolve_periods(events, period, compare) -> tuple[Span | None, Span | None]:
 
 
 __all__ = ["PeriodSpec", "Span", "entities_in", "iso", "iso_week", "label_for", "last_week", "make_span", "month",
-           "parse_instant", "previous_span", "resolve_periods", "to_span"]
+           "overlap_warning", "parse_instant", "previous_span", "resolve_periods", "to_span"]

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import SAMPLE_EVENTS, run_cli
 from funnel.errors import ConfigError
-from funnel.periods import (PeriodSpec, Span, entities_in, iso, label_for, last_week, month, parse_instant,
-                            previous_span, resolve_periods)
+from funnel.periods import (PeriodSpec, Span, entities_in, iso, label_for, last_week, month, overlap_warning,
+                            parse_instant, previous_span, resolve_periods)
 
 UTC = UTC
 DATA_START = datetime(2026, 9, 28, 0, 10, 21, 892000, tzinfo=UTC)   # first event of the sample
@@ -166,3 +166,28 @@ def test_a_period_without_data_is_an_input_error():
     assert r.returncode == 2 and r.stdout == ""
     assert "no sessions start in the period 2027-01" in r.stderr and "the data covers 2026-09-28" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_comparison_period_that_overlaps_the_analysed_one_is_warned_of():
+    """--compare accepted a period overlapping the analysed one silently: sessions starting in
+    both are in both reports, so the comparison's test is not between independent samples. A
+    report warning now says so (with a period, or against the data's own span without one)."""
+    from funnel.model import Period
+
+    data = Period("2026-09-28T00:10:21Z", "2026-11-23T00:01:30Z")
+    october, week = month(2026, 10), Span(d(2026, 10, 8), d(2026, 10, 15), "")
+    [w] = overlap_warning(october, data, week, "session")
+    assert w.startswith("the comparison period 2026-10-08T00:00:00Z → 2026-10-15T00:00:00Z overlaps the analysed "
+                        "period 2026-10-01T00:00:00Z → 2026-11-01T00:00:00Z: sessions starting in both")
+    assert "not between independent samples" in w
+    [w] = overlap_warning(None, data, week, "user")
+    assert "overlaps the analysed data (no --period: 2026-09-28T00:10:21Z to 2026-11-23T00:01:30Z): users" in w
+    assert overlap_warning(october, data, month(2026, 9), "session") == []            # touching is not overlapping
+    assert overlap_warning(None, data, Span(d(2026, 11, 23, 0, 1, 31), d(2026, 12, 1), ""), "session") == []
+    assert overlap_warning(None, data, Span(d(2026, 11, 23, 0, 1, 30), d(2026, 12, 1), ""), "session")  # last event
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--period", "2026-10", "--compare", "2026-10-08..2026-10-15",
+                "--json", "-", "-q")
+    assert r.returncode == 0, r.stderr
+    assert [w for w in json.loads(r.stdout)["warnings"] if "overlaps" in w] == \
+        overlap_warning(october, data, week, "session")
+    assert "warning: the comparison period 2026-10-08T00:00:00Z" in r.stderr   # (-q: still on the terminal)
