@@ -136,6 +136,30 @@ def test_an_id_spelled_as_a_null_is_said_to_be_missing():
         assert "did you mean" not in r.stderr
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_session_whose_rows_were_all_rejected_is_said_to_be_so(shards, tmp_path):
+    """Regression: ``explain s4`` on a log whose only row of s4 was rejected (a timestamp out
+    of range) said 'no session 's4' in the input … did you mean 's2'?'. It now says the session
+    is there but unusable, with the causes and the first rejected row, in one pass and in user
+    shards."""
+    from funnel.core.explain import explain
+    from funnel.errors import InputError
+
+    p = tmp_path / "events.csv"
+    p.write_text("timestamp,session_id,event,cart_value\n"
+                 + "".join(f"2026-10-01T10:0{i}:00Z,s{i},add_to_cart,10\n" for i in range(6))
+                 + "-5,s9,add_to_cart,1\n2100-01-01T00:00:00Z,s8,add_to_cart,1\n2100-01-02T00:00:00Z,s8,purchase,1\n")
+    with pytest.raises(InputError) as one:
+        explain([str(p)], "s9", Config(), shards=shards)
+    assert str(one.value).startswith("session 's9' has no usable row: its only row was rejected "
+                                     "(timestamp_out_of_range: 1; the first: ")
+    assert one.value.message.endswith("events.csv row 7)") and "--rejects" in one.value.hint
+    with pytest.raises(InputError, match=r"its 2 rows were rejected \(timestamp_out_of_range: 2; .* row 8\)"):
+        explain([str(p)], "s8", Config(), shards=shards)
+    with pytest.raises(InputError, match="no session 's7' in the input"):
+        explain([str(p)], "s7", Config(), shards=shards)
+
+
 def test_unknown_id_far_from_all_gets_neighbours():
     r = runner.invoke(app, ["explain", "zzz", str(FIXTURE)])
     assert r.exit_code == 2 and "did you mean 's_window'" in r.stderr

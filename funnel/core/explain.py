@@ -326,8 +326,30 @@ def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
     ev = prep.events
     mine = ev.filter(pl.col(ENTITY) == entity).collect()
     if mine.height == 0:
-        raise _unknown(entity, ev.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
+        raise _all_rejected(entity, api.reject_table(prep.rejects), cfg) or \
+            _unknown(entity, ev.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
     return _explained(entity, mine, cfg, prep.attrs, diagnose, lambda: ev, lambda: api.shard_baseline(ev, cfg, prep.attrs))
+
+
+def _all_rejected(entity: str, rejects: pl.DataFrame, cfg: Config):
+    """The error for an id whose rows are all rejected (``rejects``: ``api.reject_table``), or
+    None when no rejected row has it: such a session is in the input, but unusable."""
+    from ..errors import InputError
+
+    names = rejects.columns
+    if SESSION not in names or (cfg.level != "session" and USER not in names):
+        return None
+    ids = pl.col(SESSION) if cfg.level == "session" else pl.coalesce(USER, SESSION)
+    theirs = rejects.filter(ids.cast(pl.String).str.strip_chars() == entity.strip())
+    if not theirs.height:
+        return None
+    what = "session" if cfg.level == "session" else "user"
+    causes = ", ".join(f"{c}: {n:,}" for c, n in theirs.group_by("cause").len().sort("cause").iter_rows())
+    first = theirs.row(0, named=True)
+    rows = f"its {theirs.height:,} rows were" if theirs.height > 1 else "its only row was"
+    return InputError(f"{what} {entity!r} has no usable row: {rows} rejected ({causes}; the first: "
+                      f"{first['file']} row {first['row']})",
+                      "see each row and why with 'funnel analyze ... --rejects FILE'")
 
 
 def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None):
@@ -366,7 +388,7 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
         log = api.read_sessions_log(sessions, cfg)
         done: list = []
         baselines, hints, n_ids, found = [], [], 0, None
-        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log, tables=False,
+        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log,
                                       whole_sessions=api.whole_entities(cfg)):
             if not ev.height:
                 continue
@@ -384,6 +406,11 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
                 i = int(ids.search_sorted(entity))
                 hints += did_you_mean(entity, ids.to_list(), n=3) + ids.slice(max(0, i - 2), 4).to_list()
             del ev
+        if found is None and done:   # (the shards' rejected rows, before their folder goes)
+            rejected = _all_rejected(entity, pl.concat([pl.read_ipc(s.rejects) for s in done if s.rejects],
+                                                       how="diagonal_relaxed"), cfg)
+            if rejected is not None:
+                raise rejected
     if not done:
         return None
     if found is None:
