@@ -76,10 +76,26 @@ def _keep_existing(paths: list[Path], force: bool, other: str) -> None:
 
 
 def _wrote(console, path) -> None:
-    """'wrote PATH' (a path is text, not markup: 'reports/[w47]/…' keeps its brackets)."""
+    """'wrote PATH' (a path is text, not markup: 'reports/[w47]/…' keeps its brackets); nothing
+    for stdout."""
     from rich.markup import escape
 
-    console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+    if str(path) != STDOUT:
+        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
+STDOUT = "/dev/stdout"
+
+
+def _stdout(target: str | None) -> str | None:
+    """An output target, with '-' (stdout) as a path the file writers write into
+    (``io.writers``: a device is written into, not replaced)."""
+    if target != "-":
+        return target
+    if not os.path.exists(STDOUT):
+        raise ConfigError("'-' (stdout) is not available for this output here", "give a file name")
+    sys.stdout.flush()
+    return STDOUT
 
 
 def _distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
@@ -205,11 +221,11 @@ def analyze(
     exclude: ExcludeOpt = None,
     segment: Annotated[list[str] | None, typer.Option("--segment", metavar="COLUMN", help="Break down by this column (sessions log or events). Repeatable.")] = None,
     session_timeout: TimeoutOpt = None,
-    html: Annotated[str | None, typer.Option("--html", metavar="FILE|DIR", help="Write the HTML report here (a folder gets a file named after the period).")] = None,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE|DIR", help="Write the HTML report here (a folder gets a file named after the period), or - for stdout.")] = None,
     json_out: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or - for stdout.")] = None,
     markdown: Annotated[str | None, typer.Option("--markdown", metavar="FILE|-", help="Write the Markdown summary to FILE, or - for stdout.")] = None,
-    carts: Annotated[str | None, typer.Option("--carts", metavar="FILE", help="Write the per-cart table (CSV, or Parquet by extension).")] = None,
-    rejects: Annotated[str | None, typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet).")] = None,
+    carts: Annotated[str | None, typer.Option("--carts", metavar="FILE", help="Write the per-cart table (CSV, or Parquet by extension), or - for stdout (CSV).")] = None,
+    rejects: Annotated[str | None, typer.Option("--rejects", metavar="FILE", help="Write rejected rows with their cause (CSV or Parquet), or - for stdout (CSV).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Any rejected row is an error (exit 2).")] = False,
     plotlyjs: Annotated[str, typer.Option("--plotlyjs", metavar="MODE", help="inline (default, works offline) or cdn (small file).")] = "inline",
     include_ids: Annotated[bool, typer.Option("--include-ids", help="Keep session/user ids in the reports (pages, segment values; e-mails and UUIDs in the HTML).")] = False,
@@ -232,7 +248,7 @@ def analyze(
     only = funnel_only or bool(steps and json_out and not (html or markdown or carts or segment or compare or fail_on))
     if not only:   # the full analysis's shards reuse freed memory (set before polars loads)
         allocator.tune()
-    machine_stdout = json_out == "-" or markdown == "-"
+    machine_stdout = "-" in (json_out, markdown, html, carts, rejects)
     human, err = _consoles(machine_stdout)
     try:
         _not_empty({"--sessions": sessions, "--html": html, "--json": json_out, "--markdown": markdown,
@@ -245,6 +261,7 @@ def analyze(
             raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
         _distinct_outputs({"--json": json_out, "--markdown": markdown, "--html": html, "--carts": carts,
                            "--rejects": rejects})
+        html, carts, rejects = _stdout(html), _stdout(carts), _stdout(rejects)
         from .periods import PeriodSpec
 
         spec = PeriodSpec(period=period, since=since, until=until, as_of=as_of, compare=compare)
@@ -380,6 +397,8 @@ def sample(
     try:
         from .io.sample import sample_paths, write_sample
 
+        if str(out) == "-":
+            raise ConfigError("funnel sample writes three files into a folder, not to stdout", "give a folder with --out")
         _keep_existing(sample_paths(out), force, "folder")
         try:
             paths = write_sample(out, n_sessions=sessions, seed=seed)
@@ -428,17 +447,19 @@ def validate(
 @app.command()
 def init(
     events: Annotated[list[str] | None, typer.Argument(metavar="[EVENTS]...", help="Optional event logs to detect column roles from.")] = None,
-    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the config.")] = Path("funnel.toml"),
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the config, or - for stdout.")] = Path("funnel.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
     """Write a commented funnel.toml with the detected column roles and the default funnel."""
-    human, err = _consoles(False)
+    human, err = _consoles(str(out) == "-")
     try:
         from .validate import init_toml
 
-        _keep_existing([out], force, "name")
+        out = Path(_stdout(str(out)))
+        if str(out) != STDOUT:
+            _keep_existing([out], force, "name")
         cfg = _base_config(None, columns, fmt, None)
         text, placeholders = init_toml(events or [], cfg)
         from .io.writers import write_text_atomic

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tomllib
 
 import polars as pl
 
-from conftest import SAMPLE_EVENTS, SAMPLE_SESSIONS, run_cli
+from conftest import ROOT, SAMPLE_EVENTS, SAMPLE_SESSIONS, run_cli
 
 
 def test_analyze_default_prints_tables_and_writes_html(tmp_path):
@@ -419,3 +420,28 @@ def test_an_empty_flag_value_is_an_error_not_the_default(tmp_path):
         assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
         assert r.stderr.strip() == f"error: {flag} is empty — give {flag} a value, or leave the flag out", args
     assert not (tmp_path / "reports").exists()
+
+
+def test_dash_is_stdout_for_every_output(tmp_path):
+    """Regression: '-' meant stdout for --json and --markdown only; --carts -, --rejects -,
+    --html - and init --out - wrote a file named '-' (two of them the same file), while the
+    error for two outputs on '-' spoke of stdout. Now each writes to stdout, the human output
+    goes to stderr, and funnel sample (a folder of files) says it cannot."""
+    r = run_cli("analyze", "sample_data/events.csv", "--carts", "-")
+    assert r.returncode == 0, r.stderr
+    carts = pl.read_csv(io.StringIO(r.stdout))
+    assert carts.columns[:3] == ["session_id", "user_id", "exit_step"] and carts.height > 1000
+    assert "Funnel" in r.stderr and "wrote -" not in r.stderr + r.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,session_id,event\nnot a time,s1,add_to_cart\n2026-10-01T10:00:00Z,s1,add_to_cart\n")
+    r = run_cli("analyze", str(bad), "--rejects", "-", "--json", str(tmp_path / "r.json"), "-q")
+    assert r.returncode == 0 and r.stdout.startswith("file,row,cause") and "bad_timestamp" in r.stdout
+    r = run_cli("analyze", "sample_data/events.csv", "--html", "-", "-q")
+    assert r.returncode == 0 and r.stdout.startswith("<!DOCTYPE html>")
+    r = run_cli("init", "sample_data/events.csv", "--out", "-")
+    assert r.returncode == 0 and r.stdout.startswith("# funnel.toml") and "[input]" in r.stdout
+    r = run_cli("analyze", "sample_data/events.csv", "--carts", "-", "--rejects", "-")
+    assert r.returncode == 2 and "--carts and --rejects would both write to stdout" in r.stderr
+    r = run_cli("sample", "--out", "-")
+    assert r.returncode == 2 and "not to stdout" in r.stderr
+    assert not (ROOT / "-").exists()
