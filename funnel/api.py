@@ -31,7 +31,7 @@ from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
 from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
-from .io.sources import skipped_files
+from .io.sources import encoding_warnings, skipped_files
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
 from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, ENTITY, EVENT,
                      REJECT, SESSION, STEP, TS, USER)
@@ -1007,7 +1007,8 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     warned = step_warnings(result.report, lambda: event_names(sources, cfg))
     # (first and last event at local midnight, rare: dates without a time, usually; only then
     # are the timestamps read)
-    warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg)) + skipped
+    warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg)) + skipped \
+        + encoding_warnings(_paths(sources))
     if warned:
         result = dataclasses.replace(result, report=dataclasses.replace(
             result.report, warnings=[*warned, *result.report.warnings]))

@@ -588,7 +588,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
                       whole_entities)
     from .io.detect import detect_roles
     from .io.load import check_format
-    from .io.sources import BLANK, EXTRA, skipped_files
+    from .io.sources import BLANK, EXTRA, encoding_warnings, skipped_files
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
     say = progress or (lambda _msg: None)
@@ -698,7 +698,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     report = _ci_report(report, span, prev_span, before, rules)
     # (a step no entity reached: said without the input's event names, which Spark would read again)
     report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
-        report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + report.warnings)
+        report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + encoding_warnings(list(sources))
+        + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))

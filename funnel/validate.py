@@ -61,7 +61,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     from .core.partials import users_of
     from .core.signals import catalogue
     from .io.load import load_events
-    from .io.sources import skipped_files
+    from .io.sources import encoding_warnings, skipped_files
     from .streaming import shard_count
 
     catalogue(cfg)  # report config mistakes here too, not only in analyze
@@ -116,7 +116,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                      *(f"a {why} is likely a placeholder for no id (e.g. guest), which joins unrelated "
                        "visitors into one — 'funnel init EVENTS' lists it under [input] missing_ids"
                        for _, why in placeholder_ids(loaded, cfg)),
-                     *skipped_files(list(sources))],
+                     *skipped_files(list(sources)), *encoding_warnings(list(sources))],
     }
 
 

@@ -313,6 +313,28 @@ def test_utf8_with_a_stray_bad_byte_keeps_the_row(tmp_path):
     assert ev["event"][0] == "naïve"
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_bytes_that_are_not_utf8_past_the_first_64kb_are_reported(newline, tmp_path):
+    """Regression: the encoding is told from a file's first 64 KB, so a UTF-8-looking file with
+    Latin-1 bytes further down was read with U+FFFD in their place without a word, and two
+    users 'u_café' and 'u_cafè' became one. The rows are still read (a stray bad byte keeps its
+    row, above), and the report now warns, naming how many lines hold such bytes and the first
+    (read directly, or through the copy a CRLF file is decoded into)."""
+    from funnel.api import analyze
+
+    p = tmp_path / "t.csv"
+    good = "".join(f"2026-10-01T10:00:00Z,s{i},u{i},page_view" + newline for i in range(3000))
+    p.write_bytes((HEADER.replace("\n", newline) + good).encode() + "2026-10-01T10:00:00Z,s,u_caf\xe9,x".encode("latin-1")
+                  + newline.encode() + "2026-10-01T10:00:00Z,t,u_caf\xe8,x".encode("latin-1") + newline.encode())
+    warned = [w for w in analyze(str(p)).report.warnings if "UTF-8" in w]
+    assert warned == [f"{p}: 2 lines hold bytes that are not UTF-8 (the first: line 3,002), read as U+FFFD (\ufffd), "
+                      "which can merge distinct ids — if the file is in another encoding (Latin-1, Windows-1252), "
+                      "convert it to UTF-8 first"]
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes((HEADER + good.replace(newline, "\n")).encode())
+    assert not [w for w in analyze(str(clean)).report.warnings if "UTF-8" in w]
+
+
 def test_bug_ragged_rows_lost_their_extra_fields_silently():
     prep, ev, causes = _prep(DIRTY / "ragged.csv")
     assert causes == {"missing_event": 1, "extra_fields": 1}

@@ -101,6 +101,8 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
             raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
         check_quoting(src)   # (rows swallowed by a quote closed rows later: an error, not a loss)
+        if src.format == "ndjson":
+            counted_rows(src)   # (its lines, and whether they are UTF-8: sources.encoding_warnings)
         vendor = _detect_vendor(schema, cfg, str(src.path))
         # Generic event tables are read as text (types are parsed per row by the normalizer).
         lf = scan_file(src, text=not vendor)
