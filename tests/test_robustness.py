@@ -327,9 +327,9 @@ def test_bytes_that_are_not_utf8_past_the_first_64kb_are_reported(newline, tmp_p
     p.write_bytes((HEADER.replace("\n", newline) + good).encode() + "2026-10-01T10:00:00Z,s,u_caf\xe9,x".encode("latin-1")
                   + newline.encode() + "2026-10-01T10:00:00Z,t,u_caf\xe8,x".encode("latin-1") + newline.encode())
     warned = [w for w in analyze(str(p)).report.warnings if "UTF-8" in w]
-    assert warned == [f"{p}: 2 lines hold bytes that are not UTF-8 (the first: line 3,002), read as U+FFFD (\ufffd), "
-                      "which can merge distinct ids — if the file is in another encoding (Latin-1, Windows-1252), "
-                      "convert it to UTF-8 first"]
+    want = (f"{p}: 2 lines hold bytes that are not UTF-8 (the first: line 3,002), read as U+FFFD (\ufffd), which "
+            "can merge distinct ids — if the file is in another encoding (Latin-1, Windows-1252), convert it to UTF-8 first")
+    assert warned == [want]
     clean = tmp_path / "clean.csv"
     clean.write_bytes((HEADER + good.replace(newline, "\n")).encode())
     assert not [w for w in analyze(str(clean)).report.warnings if "UTF-8" in w]
