@@ -391,7 +391,7 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
 
     from .core import reasons, recommend
 
-    p = canonical_partials(p)
+    p = parts.masked_partials(canonical_partials(p), cfg)
     funnel = fin.finalize_funnel(p, cfg)
     counts = fin.abandonment_counts(p, cfg)
     diag = SimpleNamespace(reasons=[], signals=[], shipping_bands=[], episodes=[]) if funnel_only \

@@ -298,7 +298,7 @@ def test_own_ids_are_masked_in_pages_and_segments_before_aggregation(tmp_path, s
     pages = {c.key: c.count for c in rep.paths.after_exit[0].last_pages}
     assert pages == {"/cart?session=[redacted]": 10, "/account/[id]/orders/[id]": 10, "/cart/[id]": 10,
                      "/p/[id]": 10}
-    assert {g.value: g.sessions for g in rep.segments[0].groups} == {"[id]": 26, "spring7": 14}
+    assert {g.value: g.sessions for g in rep.segments[0].groups} == {"newsletter-[id]": 26, "spring7": 14}
     for fmt in ("json", "markdown", "html"):
         text = render(rep, fmt)
         assert not re.search(r"sess-\d|cust_\d|user\d+@", text), fmt
@@ -313,20 +313,36 @@ def test_own_ids_are_masked_in_pages_and_segments_before_aggregation(tmp_path, s
     ("/order/123e4567-e89b-12d3-a456-426614174000", "/order/[id]"),
     ("/orders/20261102-77/track", "/orders/[id]/track"),
     ("/product/light-wool-cardigan-1097", "/product/light-wool-cardigan-1097"),
-    ("/u/bob/x", "/u/[id]/x"),              # the user's own id, however short
-    ("/hello-bob", "[id]"),                 # the own id inside a segment: the whole page
-    ("/bobby/step-2", "/bobby/step-2"),
+    ("/x/ann@mail.example/y", "/x/[id]/y"),
     ("https://shop1234.example/cart", "https://shop1234.example/cart"),
     (None, None),
 ])
 def test_masked_page(page, expected):
+    """What looks like an identifier in a page, whoever's (masked on the partials' distinct values)."""
+    import polars as pl
+
+    from funnel.core.partials import masked_page
+
+    assert pl.DataFrame({"url": [page]}, schema={"url": pl.String}).select(masked_page(pl.col("url"))).item() == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/u/bobx/x", "/u/[id]/x"),             # the record's own user id, in any shape
+    ("/hello-bobx", "/hello-[id]"),
+    ("/s9/x", "/s9/x"),                     # (an id under 4 characters would mask parts of words)
+    ("newsletter-bobx", "newsletter-[id]"),
+    (None, None),
+])
+def test_own_ids_masked(text, expected):
+    """A record's own session and user id, wherever they are in its page or segment value."""
     import polars as pl
 
     from funnel.config import Config
-    from funnel.core.partials import masked_page
+    from funnel.core.partials import own_ids_masked
 
-    df = pl.DataFrame({"session_id": ["s9"], "user_id": ["bob"], "url": [page]}, schema_overrides={"url": pl.String})
-    assert df.select(masked_page(pl.col("url"), Config())).item() == expected
+    df = pl.DataFrame({"session_id": ["s9"], "user_id": ["bobx"], "v": [text]}, schema_overrides={"v": pl.String})
+    assert df.select(own_ids_masked(pl.col("v"), Config())).item() == expected
+    assert df.select(own_ids_masked(pl.col("v"), Config(include_ids=True))).item() == text
 
 
 def test_same_report_gives_byte_identical_html(report, html):

@@ -45,7 +45,7 @@ from ..model import Band, EvidenceItem, Rate, ReasonEpisode, ReasonShare, Signal
 from ..schema import (ALL_REASONS, CART_VALUE, ENTITY, ERROR, EVENT, LOAD_MS, PAYMENT, REASONS,
                       SHIPPING, STEP, TS, UNKNOWN, URL, USER)
 from .funnel import LEVEL, RUN, step_time_col
-from .partials import NONE, SECONDS, bucket_counts, histogram, masked_segment, segment_columns
+from .partials import NONE, SECONDS, bucket_counts, histogram, own_ids_masked, segment_columns
 from .sessions import _ORD, _order_key
 from .signals import GENERIC_EVENTS, Catalogue, Signal, catalogue
 from .stats import (benjamini_hochberg, histogram_quantile, ratio, risk_ratio, two_proportion_test,
@@ -571,7 +571,7 @@ def diagnosis_partials(diag: pl.LazyFrame, cfg: Config) -> dict[str, pl.LazyFram
         lost.group_by(pl.col("exit_ts").dt.strftime("%Y-%m-%d").alias("day"), "reason")
         .agg(pl.len().cast(pl.Int64).alias("n_carts")))
     segs = [
-        carts.group_by(pl.lit(a).alias("column"), masked_segment(pl.col(a), cfg).fill_null(NONE).alias("value"),
+        carts.group_by(pl.lit(a).alias("column"), own_ids_masked(pl.col(a), cfg).fill_null(NONE).alias("value"),
                        pl.col("reason").fill_null(NONE), pl.col("recovered").fill_null(False))
         .agg(pl.len().cast(pl.Int64).alias("n_carts"), value.sum().alias("sum_value"))
         for a in segment_columns(names, cfg)

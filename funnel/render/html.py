@@ -10,7 +10,7 @@ Content-Security-Policy meta tag allows only the scripts whose SHA-256 hashes it
 (plotly.js and the small boot script), so even an injected ``<script>`` would not run.
 Unless ``include_ids``, e-mail addresses, UUIDs and identifier-like URL query parameters are
 masked in every data string (pages and segment values come masked from the partials already:
-``core.partials.masked_page``, ``masked_segment``).
+``core.partials.own_ids_masked``, ``masked_partials``).
 
 Determinism: chart ids are fixed, JSON key order follows the Report, and the only time
 stamp is ``report.generated_at``; the same Report gives byte-identical HTML.
