@@ -47,6 +47,11 @@ class EngineError(FunnelError):
 
 
 def _require_spark():
+    import warnings
+
+    # (PySpark warns on every import that it does not yet fully support pandas 3; funnel hands
+    # it Arrow batches only, and the warning is noise on the user's terminal)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     try:
         import pandas  # noqa: F401  (PySpark's mapInArrow imports it)
         import pyarrow  # noqa: F401
@@ -555,6 +560,11 @@ def spark_error(exc: BaseException) -> FunnelError:
         return errors.InputError(f"{unread.group(1)}: Spark could not read the file (corrupt or not what its "
                                  "name says)", "check it with 'funnel validate' (the local engine names what is "
                                  "wrong), or leave it out")
+    repeated = re.search(r"\[COLUMN_ALREADY_EXISTS\] The column `([^`]*)` already exists", text)
+    if repeated:   # (Spark's JSON reader: an object naming a key twice; polars takes the first)
+        return errors.InputError(f"a JSON object in the input names the key '{repeated.group(1)}' twice, which Spark "
+                                 "cannot read", "remove the repeated key, or run with --engine local (which takes "
+                                 "the first value)")
     ours = re.search(r"funnel\.(?:\w+\.)*(InputError|ConfigError|OutputError): (.+)", text)
     if ours:
         return getattr(errors, ours.group(1))(ours.group(2).strip())

@@ -456,6 +456,27 @@ def test_spark_reads_dirty_csv_like_local(name, spark):
         assert there.rejects.select(cols).sort(cols).equals(here.rejects.select(cols).sort(cols))
 
 
+def test_spark_names_a_json_key_repeated_in_one_object(tmp_path, spark):
+    """Regression: an NDJSON line naming a key twice failed the Spark job with its own
+    '[COLUMN_ALREADY_EXISTS] … SQLSTATE: 42711' line. It is now an input error naming the key,
+    with the way out (the local engine takes the first value, and does)."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    p = tmp_path / "events.ndjson"
+    p.write_text('{"timestamp":"2026-10-01T10:00:00Z","session_id":"s1","event":"add_to_cart"}\n'
+                 '{"timestamp":"2026-10-01T10:05:00Z","session_id":"s1","event":"purchase",'
+                 '"timestamp":"2026-10-01T10:09:00Z"}\n')
+    with pytest.raises(InputError) as e:
+        analyze_spark(str(p), Config(), spark=spark)
+    assert str(e.value) == ("a JSON object in the input names the key 'timestamp' twice, which Spark cannot read — "
+                            "remove the repeated key, or run with --engine local (which takes the first value)")
+    local = analyze(str(p)).report.input
+    assert (local.rows_read, local.rows_rejected, local.period.start) == (2, 0, "2026-10-01T10:00:00Z")
+
+
 def test_spark_names_a_line_that_is_not_json(spark):
     """A line of an NDJSON file that is not a JSON object is the local engine's error (the
     file and what is wrong, one line), not a row of nulls counted as rejected."""
