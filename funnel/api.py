@@ -201,7 +201,7 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     user shard of them): normalise -> sessionize -> steps -> duplicates -> session cap, collected;
     then the rejected rows set aside and the sessions log (a path, or already read) joined."""
     say = progress or (lambda _msg: None)
-    lf = normalize(lf, cfg.timezone)
+    lf = normalize(lf, cfg.timezone, decimals=loaded.decimals)
     if funnel_only:   # a few columns kept: streamed through the chain, only they are held
         # every row has a session id: skip the full sort + windows of sessionizing (cheap scan)
         build = _collect_input(lf.select(_NEEDS_SESSION.any()), loaded).item()
@@ -1094,7 +1094,7 @@ def timed_events(sources: Any, cfg: Config) -> int:
     more and normalised (``normalize``'s reject rules; duplicates and the session cap, which do
     not change what times occur, aside)."""
     loaded = load_events(_paths(sources), cfg)
-    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone).filter(pl.col(REJECT).is_null())
+    lf = normalize(project_input(loaded.lf, cfg), cfg.timezone, decimals=loaded.decimals).filter(pl.col(REJECT).is_null())
     return int(_collect_input(lf.select(timed(cfg.timezone).sum()), loaded).item() or 0)
 
 

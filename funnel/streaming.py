@@ -204,7 +204,7 @@ def _clean_shard(raw: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | Non
     # text column with no value at all (a Parquet column of nulls, or one the input lacks)
     lf = lf.with_columns(pl.col(c).cast(pl.String) for c, t in lf.collect_schema().items()
                          if c in _TEXT and (t == pl.Null or c in _IDS and t.is_integer()))
-    lf, rules = typed(lf, cfg.timezone)
+    lf, rules = typed(lf, cfg.timezone, decimals=loaded.decimals)
     # 'empty_row' needs every column blank, so it implies 'missing_timestamp': skip its scan.
     rejected = pl.any_horizontal([cond for cause, cond in rules if cause != "empty_row"])
     lf = map_steps(lf.with_columns(pl.col("_ts_parsed").alias(TS),
@@ -272,21 +272,21 @@ def _set_aside(raw: pl.LazyFrame, loaded, cfg: Config, n_rejected: int, alike: p
     from .core.normalize import ensure_columns, typed
 
     if not n_rejected and not alike.len():
-        return _narrow(raw.clear(), cfg)[1].drop("_h").collect(), 0   # the rejects' columns, no rows
+        return _narrow(raw.clear(), loaded, cfg)[1].drop("_h").collect(), 0   # the rejects' columns, no rows
     names = raw.collect_schema().names()
-    typed_rows, rules = typed(ensure_columns(raw), cfg.timezone)
+    typed_rows, rules = typed(ensure_columns(raw), cfg.timezone, decimals=loaded.decimals)
     rej = pl.any_horizontal([cond for _, cond in rules])
     at = pl.col("_ts_parsed").dt.epoch("us").is_in(alike.implode()).fill_null(False)
     try:
         picked = typed_rows.filter(rej | at).select(*names, rej.alias("_rej")).collect(engine="streaming")
     except api.READ_ERRORS as exc:
         raise api.read_error(loaded, exc) from None
-    aside = [_narrow(picked.lazy().filter("_rej").drop("_rej"), cfg)[1].drop("_h").collect()]
+    aside = [_narrow(picked.lazy().filter("_rej").drop("_rej"), loaded, cfg)[1].drop("_h").collect()]
     if aside[0].height != n_rejected or aside[0][REJECT].null_count():
         return None
     dups = picked.filter(~pl.col("_rej")).drop("_rej").filter(~row_hash(names).is_first_distinct())
     if dups.height:
-        aside.append(_narrow(dups.lazy(), cfg)[0].with_columns(pl.lit("duplicate").alias(REJECT)).collect())
+        aside.append(_narrow(dups.lazy(), loaded, cfg)[0].with_columns(pl.lit("duplicate").alias(REJECT)).collect())
     return pl.concat(aside, how="diagonal_relaxed"), dups.height
 
 
@@ -347,9 +347,9 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
         return each([part for part, _ in split])
 
 
-def _narrow(rows: pl.LazyFrame, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """A shard's rows (``_row_level_rows``) normalised (lazy), and the narrow frame of it."""
-    lf = map_steps(normalize(rows, cfg.timezone), cfg)
+def _narrow(rows: pl.LazyFrame, loaded, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """A shard's rows (``_row_level_rows`` of ``loaded``) normalised (lazy), and the narrow frame of it."""
+    lf = map_steps(normalize(rows, cfg.timezone, decimals=loaded.decimals), cfg)
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
     have = lf.collect_schema().names()
@@ -365,7 +365,7 @@ def _shard(rows: pl.LazyFrame, loaded, cfg: Config, shared: pl.Series | None = N
     path."""
     from . import api
 
-    lf, narrow = _narrow(rows, cfg)
+    lf, narrow = _narrow(rows, loaded, cfg)
     usable = pl.col(REJECT).is_null()
     try:
         whole = narrow.collect(engine="streaming")

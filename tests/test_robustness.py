@@ -1140,33 +1140,145 @@ def test_any_text_timestamp_gets_the_same_time_in_steps(values, tz):
     assert got == want
 
 
-def _numbers_both_ways(values: list) -> tuple[list, list]:
-    """(``with_parsed_numbers`` in steps, ``parse_number`` in one expression) of text."""
-    from funnel.core.normalize import parse_number, with_parsed_numbers
+def _numbers_both_ways(values: list, marks: tuple = (None,)) -> tuple[list, list]:
+    """(``with_parsed_numbers`` in steps, ``parse_number`` in one expression) of text, the
+    values taken in turn from files whose decimal marks are ``marks`` (None: no mark decided)."""
+    from funnel.core.normalize import decimal_mark, parse_number, with_parsed_numbers
 
-    lf = pl.LazyFrame({"v": values}, schema={"v": pl.String})
-    got = with_parsed_numbers(lf, {"v": pl.String}).collect()["_num_v"]
-    want = lf.select(parse_number(pl.col("v"))).collect().to_series()
+    files = [f"f{i % len(marks)}.csv" for i in range(len(values))]
+    decimals = {"v": {f"f{i}.csv": m for i, m in enumerate(marks) if m is not None}}
+    lf = pl.LazyFrame({"v": values, "_file": files}, schema={"v": pl.String, "_file": pl.String})
+    got = with_parsed_numbers(lf, {"v": pl.String}, decimals).collect()
+    assert got.columns == ["v", "_file", "_num_v"]   # (no temporary column left)
+    want = lf.select(parse_number(pl.col("v"), decimal_mark("v", decimals))).collect().to_series()
     nan_as_null = lambda s: s.fill_nan(None).to_list()   # (NaN != NaN: compare them as missing)
-    return nan_as_null(got), nan_as_null(want)
+    return nan_as_null(got["_num_v"]), nan_as_null(want)
 
 
-def test_text_numbers_parsed_in_steps_get_the_same_values():
+_MARKS = [(None,), (",",), (".",), (",", ".", None)]
+
+
+@pytest.mark.parametrize("marks", _MARKS)
+def test_text_numbers_parsed_in_steps_get_the_same_values(marks):
     """Text numbers are read in steps (the plain cast, then the other spellings on what it left:
-    1.0 s -> 0.27 s for 20M values); every spelling gets the value ``parse_number`` gives."""
+    1.0 s -> 0.27 s for 20M values); every spelling gets the value ``parse_number`` gives, with
+    no decimal mark decided, under a decimal comma, a decimal point, and from files with each."""
     bodies = ["12.50", "12,50", "1,234.50", "1.234,50", "1,500", "1.500", "-3", "+4.5", "1e3", "NaN", "inf",
-              "1,2,3", "12,5", "0", "", "abc", "12.50.1"]
+              "1,2,3", "12,5", "0", "", "abc", "12.50.1", "1.234.567", "1,234,567", "12,5000", "1.5e3"]
     values = [pre + b + post for b in bodies for pre in ("", " ", "€", "$ ", "EUR ") for post in ("", " ", " EUR", "€")]
-    got, want = _numbers_both_ways([*values, None])
+    got, want = _numbers_both_ways([*values, None], marks)
     assert got == want
-    assert sum(v is not None for v in got) > 150
+    assert sum(v is not None for v in got) > 100
+
+
+@pytest.mark.parametrize(("mark", "expected"), [
+    (None, [12.5, 12.5, 1234.5, 1234.5, 1500, 1.5, 1.234, 12.5, 1234567, 1234567]),
+    (",", [None, 12.5, None, 1234.5, 1.5, 1500, 1234, 12.5, 1234567, None]),
+    (".", [12.5, None, 1234.5, None, 1500, 1.5, 1.234, None, None, 1234567]),
+])
+def test_a_decimal_mark_reads_every_value_one_way(mark, expected):
+    """Under a decided decimal comma a dot is only a thousands separator and the comma the
+    decimal mark (``1.500`` is 1500, ``1,500`` 1.5, ``12.50`` no number); under a decimal
+    point a comma is only a thousands separator (``1,500`` is 1500; ``12,50`` no number);
+    without one each value is read by itself (both parsers)."""
+    values = ["12.50", "12,50", "1,234.50", "1.234,50", "1,500", "1.500", "1.234", "12,5", "1.234.567", "1,234,567"]
+    got, want = _numbers_both_ways(values, (mark,))
+    assert got == want == expected
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789.,-+ e$€EURnaif", max_size=14), min_size=1, max_size=20))
-def test_any_text_number_gets_the_same_value_in_steps(values):
-    got, want = _numbers_both_ways(values)
+@given(st.lists(st.text(alphabet="0123456789.,-+ e$€EURnaif", max_size=14), min_size=1, max_size=20),
+       st.sampled_from(_MARKS))
+def test_any_text_number_gets_the_same_value_in_steps(values, marks):
+    got, want = _numbers_both_ways(values, marks)
     assert got == want
+
+
+def _cart_values(ev: pl.DataFrame) -> dict:
+    return dict(ev.select("session_id", "cart_value").iter_rows())
+
+
+def _euro_csv(path, *values) -> str:
+    path.write_text("timestamp;session_id;event;cart_value\n" + "".join(
+        f"2026-10-01T10:00:00Z;e{i};add_to_cart;{v}\n" for i, v in enumerate(values)))
+    return str(path)
+
+
+def _us_csv(path, *values) -> str:
+    path.write_text("timestamp,session_id,event,cart_value\n" + "".join(
+        f'2026-10-01T10:00:00Z,u{i},add_to_cart,"{v}"\n' for i, v in enumerate(values)))
+    return str(path)
+
+
+def test_a_european_files_numbers_are_all_read_with_a_decimal_comma(tmp_path):
+    """A ';'-separated file with decimal commas (``12,50``, ``1.234,50``): ``1.234`` and
+    ``2.500`` were read as 1.234 and 2.5 (a dot followed by three digits read as a decimal
+    point, value by value). The file's unambiguous values decide a decimal comma for the
+    column, and every value is read so: 1234 and 2500 (``1,5`` is 1.5)."""
+    p = _euro_csv(tmp_path / "eu.csv", "12,50", "1.234,50", "1.234", "2.500", "99,90", "1,5", "€ 1.000")
+    _, ev, causes = _prep(p)
+    assert _cart_values(ev) == {"e0": 12.5, "e1": 1234.5, "e2": 1234.0, "e3": 2500.0, "e4": 99.9, "e5": 1.5,
+                                "e6": 1000.0}
+    assert causes == {}
+
+
+def test_a_us_files_numbers_are_all_read_with_a_decimal_point(tmp_path, monkeypatch):
+    """A file with decimal points (``12.50``, ``1,234.50``): ``1,234`` and ``2,500`` are
+    thousands, ``1.234`` a decimal. A comma can then only be a thousands separator before three
+    digits: ``12,5`` past the rows the mark is decided from is a ``bad_value`` (it was 12.5
+    while ``2,500`` was 2500, in one column)."""
+    from funnel.core import normalize
+
+    monkeypatch.setattr(normalize, "DECIMAL_SAMPLE_ROWS", 5)
+    p = _us_csv(tmp_path / "us.csv", "12.50", "1,234.50", "1,234", "2,500", "1.234", "12,5", "$7.5")
+    prep, ev, causes = _prep(p)
+    assert _cart_values(ev) == {"u0": 12.5, "u1": 1234.5, "u2": 1234.0, "u3": 2500.0, "u4": 1.234, "u6": 7.5}
+    assert causes == {"bad_value": 1}
+    assert prep.rejects.filter(pl.col("_reject") == "bad_value")["_detail"].to_list() == ["cart_value: 12,5"]
+    # the same past a decimal comma's rows: a dot is then no decimal point
+    p = _euro_csv(tmp_path / "eu.csv", "12,50", "1.234,50", "1.234", "2.500", "99,90", "12.50", "7")
+    prep, ev, causes = _prep(p)
+    assert _cart_values(ev) == {"e0": 12.5, "e1": 1234.5, "e2": 1234.0, "e3": 2500.0, "e4": 99.9, "e6": 7.0}
+    assert prep.rejects["_detail"].to_list() == ["cart_value: 12.50"]
+
+
+def test_numbers_without_evidence_or_with_both_marks_are_read_value_by_value(tmp_path):
+    """No value only one mark reads (``1,500``, ``1.500``, ``7``), or values of both marks in
+    the first rows (``12.50`` and ``12,5``): each value is read by itself, as before."""
+    from funnel.io.load import load_events
+
+    none = _us_csv(tmp_path / "none.csv", "1,500", "1.500", "7", "2,500")
+    _, ev, causes = _prep(none)
+    assert _cart_values(ev) == {"u0": 1500.0, "u1": 1.5, "u2": 7.0, "u3": 2500.0} and causes == {}
+    both = _us_csv(tmp_path / "both.csv", "12.50", "12,5", "2,500", "1.500")
+    _, ev, causes = _prep(both)
+    assert _cart_values(ev) == {"u0": 12.5, "u1": 12.5, "u2": 2500.0, "u3": 1.5} and causes == {}
+    assert load_events([none, both], Config()).decimals == {}
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_two_files_with_different_decimal_marks_in_one_run(tmp_path, monkeypatch, shards):
+    """Each file's numbers are read with its own decimal mark (carried to the parser by the
+    rows' file), also in user shards and on the funnel-only route: ``1.234`` is 1234 in the
+    European file and 1.234 in the US one; ``2,500`` 2.5 and 2500; past the first rows, the
+    other mark's decimals are bad values."""
+    from funnel import streaming
+    from funnel.api import analyze
+    from funnel.core import normalize
+    from funnel.io.load import load_events
+
+    monkeypatch.setattr(normalize, "DECIMAL_SAMPLE_ROWS", 3)
+
+    eu = _euro_csv(tmp_path / "eu.csv", "12,50", "1.234", "2,500", "12.50")
+    us = _us_csv(tmp_path / "us.csv", "12.50", "1.234", "2,500", "12,50")
+    assert load_events([eu, us], Config()).decimals == {"cart_value": {eu: ",", us: "."}}
+    got = analyze([eu, us], shards=shards)
+    assert dict(got.carts.select("session_id", "cart_value").iter_rows()) == {
+        "e0": 12.5, "e1": 1234.0, "e2": 2.5, "u0": 12.5, "u1": 1.234, "u2": 2500.0}
+    assert got.rejects["detail"].to_list() == ["cart_value: 12.50", "cart_value: 12,50"]
+    only = streaming.analyze_funnel_only([eu, us], Config(), lambda _m: None, shards=shards)
+    assert {c.key: c.count for c in only.report.input.rejected} == {"bad_value": 2}
+    assert only.rejects["detail"].to_list() == got.rejects["detail"].to_list()
 
 
 def test_needs_cleaning_is_true_exactly_where_normalising_changes_a_string():

@@ -152,44 +152,118 @@ def _from_text(s: pl.Expr, iso: pl.Expr, tz: str) -> pl.Expr:
     return pl.when(s.str.contains(_NUMERIC)).then(epoch).otherwise(pl.coalesce(with_offset, naive))
 
 
-def parse_number(s: pl.Expr) -> pl.Expr:
+def parse_number(s: pl.Expr, mark: pl.Expr | None = None) -> pl.Expr:
     """Text -> Float64 (null when not a number). Accepts the spellings exports really use:
     ``12.50``, ``12,50`` (decimal comma), ``1,234.50`` and ``1.234,50`` (thousands separators),
-    a currency symbol or code around the number (``€12.50``, ``12.50 EUR``). ``1,500`` reads as
-    one thousand five hundred (a comma followed by exactly three digits is a thousands separator).
+    a currency symbol or code around the number (``€12.50``, ``12.50 EUR``).
+
+    ``mark``: the decimal mark of each value's file and column (``decimal_mark``: ``","``,
+    ``"."`` or null), decided from the file's unambiguous values (``decimal_marks``). Under
+    ``"."`` a comma is only a thousands separator (``2,500`` is 2500; ``12,5`` and ``1.234,50``
+    are not numbers); under ``","`` a dot is only a thousands separator and the one comma the
+    decimal mark (``1.234`` is 1234, ``1,234`` 1.234; ``12.50`` is not a number). Where it is
+    null (no mark decided), each value is read by itself: a separator followed by exactly three
+    digits is a thousands comma (``1,500``: 1500) but a decimal point (``1.500``: 1.5), and a
+    comma followed by 1-2 digits is a decimal comma (``12,5``).
     """
     plain = s.str.strip_chars()
-    direct = plain.cast(pl.Float64, strict=False)
+    direct = _plain_cast(plain, mark)
     # Only the values a plain cast could not read go through the regexes (nulls are cheap).
-    return pl.coalesce(direct, _spelled_number(pl.when(direct.is_null()).then(plain)))
+    return pl.coalesce(direct, _spelled_number(pl.when(direct.is_null()).then(plain), mark))
 
 
-def with_parsed_numbers(lf: pl.LazyFrame, columns: dict[str, pl.DataType]) -> pl.LazyFrame:
+def _plain_cast(plain: pl.Expr, mark: pl.Expr | None) -> pl.Expr:
+    """Stripped text cast to a number, but not a value with a dot under a decimal comma (a dot
+    is then a thousands separator: ``_spelled_number``)."""
+    cast = plain.cast(pl.Float64, strict=False)
+    if mark is None:
+        return cast
+    return pl.when((mark == ",").fill_null(False) & plain.str.contains(".", literal=True)).then(None).otherwise(cast)
+
+
+NUMBER_COLUMNS = (CART_VALUE, SHIPPING, LOAD_MS)
+DECIMAL_SAMPLE_ROWS = 100_000   # a file's first rows, from which its numbers' decimal mark is decided
+_CURRENCY = r"^(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$"
+# Values only one decimal mark reads (currency marks and outer blanks aside): a point, or a
+# comma, followed by 1-2 or 4+ digits; thousands commas then a point (or dots then a comma);
+# two or more groups of thousands (a second comma cannot be a decimal comma).
+_POINT_ONLY = r"^[+-]?(?:\d+\.(?:\d{1,2}|\d{4,})|\d{1,3}(?:,\d{3})+\.\d+|\d{1,3}(?:,\d{3}){2,})$"
+_COMMA_ONLY = r"^[+-]?(?:\d+,(?:\d{1,2}|\d{4,})|\d{1,3}(?:\.\d{3})+,\d+|\d{1,3}(?:\.\d{3}){2,})$"
+
+
+def decimal_marks(sample: pl.DataFrame) -> dict[str, str]:
+    """The decimal mark (``","`` or ``"."``) of each text column of ``sample`` (one file's
+    first ``DECIMAL_SAMPLE_ROWS`` rows of its number columns) whose values give evidence of one
+    mark only: a value only a decimal comma reads (``12,50``, ``1.234,50``) or only a decimal
+    point reads (``12.50``, ``1,234.50``). A column with evidence of both, or of neither, gets
+    none: its values are then read one by one (``parse_number``)."""
+    cols = [c for c, t in sample.schema.items() if t == pl.String]
+    if not cols or not sample.height:
+        return {}
+    text = lambda c: pl.col(c).str.strip_chars().str.replace(_CURRENCY, "")
+    seen = sample.select(*(text(c).str.contains(_POINT_ONLY).any().alias(f"p{i}") for i, c in enumerate(cols)),
+                         *(text(c).str.contains(_COMMA_ONLY).any().alias(f"c{i}") for i, c in enumerate(cols))).row(0)
+    n = len(cols)
+    return {c: "." if seen[i] else "," for i, c in enumerate(cols) if bool(seen[i]) != bool(seen[n + i])}
+
+
+def decimal_mark(column: str, decimals: dict[str, dict[str, str]] | None) -> pl.Expr | None:
+    """The decimal mark of ``column`` on each row (``","``, ``"."`` or null), from its file
+    (``SOURCE_FILE``) and ``decimals`` (column -> file -> mark: ``Loaded.decimals``); None when
+    no file has one (every value read by itself, at no cost)."""
+    files = (decimals or {}).get(column)
+    if not files:
+        return None
+    return pl.col(SOURCE_FILE).cast(pl.String).replace_strict(files, default=None, return_dtype=pl.String)
+
+
+def with_parsed_numbers(lf: pl.LazyFrame, columns: dict[str, pl.DataType],
+                        decimals: dict[str, dict[str, str]] | None = None) -> pl.LazyFrame:
     """``lf`` with ``_num_<c>`` for each of ``columns`` (name -> dtype): a numeric column cast,
-    text read as ``parse_number`` reads it, in steps, each a column of its own (an expression
-    that repeats its input computes it again at each use): the plain cast, then the other
-    spellings on what it left (``_num_text``). ~3x cheaper on a text column."""
+    text read as ``parse_number`` reads it (with the decimal mark ``decimal_mark`` gives from
+    ``decimals``), in steps, each a column of its own (an expression that repeats its input
+    computes it again at each use): the plain cast, then the other spellings on what it left
+    (``_num_text``). ~3x cheaper on a text column."""
     text = [c for c, t in columns.items() if t == pl.String]
-    lf = lf.with_columns((pl.col(c).str.strip_chars() if c in text else pl.col(c))
-                         .cast(pl.Float64, strict=False).alias(f"_num_{c}") for c in columns)
+    marks = {c: decimal_mark(c, decimals) for c in text}
+    marked = [c for c in text if marks[c] is not None]
+    if marked:   # (each file's mark, a column of its own: read by both steps)
+        lf = lf.with_columns(marks[c].alias(f"_dec_{c}") for c in marked)
+        marks.update({c: pl.col(f"_dec_{c}") for c in marked})
+    lf = lf.with_columns((_plain_cast(pl.col(c).str.strip_chars(), marks[c]) if c in text else
+                          pl.col(c).cast(pl.Float64, strict=False)).alias(f"_num_{c}") for c in columns)
     for c in text:
         left = pl.when(pl.col(f"_num_{c}").is_null()).then(pl.col(c).str.strip_chars())
         lf = lf.with_columns(left.alias("_num_text")).with_columns(
-            pl.coalesce(f"_num_{c}", _spelled_number(pl.col("_num_text"))).alias(f"_num_{c}"))
-    return lf.drop("_num_text", strict=False)
+            pl.coalesce(f"_num_{c}", _spelled_number(pl.col("_num_text"), marks[c])).alias(f"_num_{c}"))
+    return lf.drop("_num_text", *(f"_dec_{c}" for c in marked), strict=False)
 
 
-def _spelled_number(t: pl.Expr) -> pl.Expr:
-    """Stripped text that is not a plain number -> Float64 (``parse_number``'s other spellings)."""
-    t = t.str.replace(r"^(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$", "")
+def _spelled_number(t: pl.Expr, mark: pl.Expr | None = None) -> pl.Expr:
+    """Stripped text that is not a plain number -> Float64 (``parse_number``'s other spellings,
+    under the decimal ``mark`` if one is given)."""
+    t = t.str.replace(_CURRENCY, "")
     en = t.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
     de = t.str.contains(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
     dec_comma = t.str.contains(r"^[+-]?\d+,\d{1,2}$")
+    thousands_dots = t.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    if mark is None:
+        fixed = (
+            pl.when(en).then(t.str.replace_all(",", "", literal=True))
+            .when(de).then(thousands_dots)
+            .when(dec_comma).then(t.str.replace(",", ".", literal=True))
+            .otherwise(t)
+        )
+        return fixed.cast(pl.Float64, strict=False)
+    point, comma = (mark == ".").fill_null(False), (mark == ",").fill_null(False)
     fixed = (
-        pl.when(en).then(t.str.replace_all(",", "", literal=True))
-        .when(de).then(t.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True))
-        .when(dec_comma).then(t.str.replace(",", ".", literal=True))
-        .otherwise(t)
+        pl.when(en & ~comma).then(t.str.replace_all(",", "", literal=True))
+        .when(de & ~point).then(thousands_dots)
+        # a decimal comma: the one comma is the decimal mark; a dot elsewhere is not a number
+        .when(comma).then(pl.when(t.str.contains(".", literal=True)).then(None)
+                          .otherwise(t.str.replace(",", ".", literal=True)))
+        .when(dec_comma & ~point).then(t.str.replace(",", ".", literal=True))
+        .otherwise(t)   # (a decimal point: a comma left here makes it no number)
     )
     return fixed.cast(pl.Float64, strict=False)
 
@@ -268,14 +342,15 @@ def spelled_null(text: pl.Expr) -> pl.Expr:
     return text.str.strip_chars().is_in([t for t in TEXT_NULLS if t])
 
 
-def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
-          ) -> tuple[pl.LazyFrame, list[tuple[str, pl.Expr]]]:
+def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
+          decimals: dict[str, dict[str, str]] | None = None) -> tuple[pl.LazyFrame, list[tuple[str, pl.Expr]]]:
     """Parse the timestamp and numbers of (string-cleaned) canonical events into temporary
     columns, and return the reject rules over them: ``(cause, condition)`` in priority order.
 
     The one definition of what makes a row unusable (bar duplicates and the session cap):
     ``normalize`` turns the rules into ``_reject``; the funnel-only fast path
-    (funnel.streaming) checks that no row meets any of them."""
+    (funnel.streaming) checks that no row meets any of them. ``decimals``: the decimal mark of
+    each text number column per file (``Loaded.decimals``; see ``parse_number``)."""
     schema = lf.collect_schema()
     if BLANK in schema:
         empty_row = pl.col(BLANK).fill_null(False)
@@ -300,7 +375,7 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None
         if c in marked:   # a null marker (NULL, None, NaN, ...) is a missing number, not a bad one
             given = given & ~pl.col(f"_nil_{c}")
         money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
-    lf = with_parsed_numbers(lf, {c: schema[c] for c in money})
+    lf = with_parsed_numbers(lf, {c: schema[c] for c in money}, decimals)
     if marked:   # (tested only where the number could not be read: the rest are nulls to the regex)
         unread = lambda c: pl.col(f"_num_{c}").is_null() | pl.col(f"_num_{c}").is_nan()
         lf = lf.with_columns(pl.when(unread(c)).then(pl.col(c)).str.contains(NULL_MARKER).fill_null(False)
@@ -334,8 +409,10 @@ _TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_bad_value", BLANK, *(f"_{p}
                                                    for c in (CART_VALUE, SHIPPING, LOAD_MS)))
 
 
-def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) -> pl.LazyFrame:
-    """Typed canonical events with ``_reject`` (null for usable rows)."""
+def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
+              decimals: dict[str, dict[str, str]] | None = None) -> pl.LazyFrame:
+    """Typed canonical events with ``_reject`` (null for usable rows). ``decimals``: the
+    decimal mark of each text number column per file (``Loaded.decimals``; see ``parse_number``)."""
     lf = ensure_columns(lf)
     schema = lf.collect_schema()
     text_cols = [c for c, t in schema.items() if t == pl.String and c not in (SOURCE_FILE, ROW, REJECT)]
@@ -346,7 +423,7 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None) ->
         (pl.col(CHECKOUT_STEP).str.strip_chars() if schema[CHECKOUT_STEP] == pl.String else pl.col(CHECKOUT_STEP))
         .cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(CHECKOUT_STEP),
     )
-    out, rules = typed(lf, tz, now)
+    out, rules = typed(lf, tz, now, decimals)
     reject = pl.lit(None, pl.String)
     for cause, cond in reversed(rules):
         reject = pl.when(cond).then(pl.lit(cause)).otherwise(reject)

@@ -29,6 +29,9 @@ class Loaded:
     format: str                               # events | ga4 | segment | snowplow | shopify
     columns: dict[str, str]                   # role -> source column / mapping note
     extra_columns: list[str] = field(default_factory=list)   # properties kept for segments
+    # text number column -> file (its SOURCE_FILE) -> decimal mark ("," or "."), decided from the
+    # file's first rows (``_decimal_marks``); a file not named reads each value by itself
+    decimals: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @cached_property
     def rows(self) -> int:
@@ -96,6 +99,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
     formats: set[str] = set()
     columns: dict[str, str] = {}
     extras: list[str] = []
+    decimals: dict[str, dict[str, str]] = {}
     for src in files:
         schema = file_schema(src)
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
@@ -124,12 +128,31 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
             formats.add("events")
             columns.update({r: c for r, c in roles.items() if r not in columns})
             extras += [rename.get(c, c) for c in others if rename.get(c, c) not in extras]
+        for c, mark in _decimal_marks(lf, src).items():
+            decimals.setdefault(c, {})[str(src.path)] = mark
         frames.append(lf)
     lf = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     from ..core.normalize import missing_ids
 
     lf = missing_ids(lf, cfg.missing_ids)   # (a shop's placeholder ids, e.g. guest: no id)
-    return Loaded(lf, files, "+".join(sorted(formats)), columns, extras)
+    return Loaded(lf, files, "+".join(sorted(formats)), columns, extras, decimals)
+
+
+def _decimal_marks(lf: pl.LazyFrame, src: SourceFile) -> dict[str, str]:
+    """The decimal mark of each text number column of one file (``lf``, canonical names),
+    decided from its first ``DECIMAL_SAMPLE_ROWS`` rows (``normalize.decimal_marks``): one
+    bounded read of those columns, not a pass over the file. Typed columns need none."""
+    from ..core.normalize import DECIMAL_SAMPLE_ROWS, NUMBER_COLUMNS, decimal_marks
+
+    schema = lf.collect_schema()
+    cols = [c for c in NUMBER_COLUMNS if schema.get(c) == pl.String]
+    if not cols:
+        return {}
+    try:
+        sample = lf.select(cols).head(DECIMAL_SAMPLE_ROWS).collect()
+    except READ_ERRORS as exc:
+        raise read_error(src, exc) from None
+    return decimal_marks(sample)
 
 
 def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.DataFrame]:
