@@ -607,8 +607,16 @@ def _counted_lines(src: SourceFile, path: Path) -> int:
 def encoding_warnings(specs: list[str] | tuple[str, ...]) -> list[str]:
     """Report warnings for the input files (``specs`` as given) that held bytes that are not
     UTF-8, once they have been read: never silent, as U+FFFD in ids can merge distinct ones."""
-    out = []
-    for path in resolve_paths(specs):
+    out: list[str] = []
+    if not _NOT_UTF8:
+        return out
+    paths = []
+    for spec in specs:
+        try:
+            paths += resolve_paths([spec])
+        except InputError:   # (a URI, or a path only Spark reaches: not read here)
+            continue
+    for path in paths:
         hit = _NOT_UTF8.get(str(path.resolve()))
         if hit:
             n, first = hit
