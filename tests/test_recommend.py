@@ -206,3 +206,27 @@ def test_sample_recommendations(sample_analysis):
     assert fix.segment == "device=mobile"          # the planted mobile form bug stands out
     pay = next(r for r in recs if r.id == "payment.keep_card_data")
     assert pay.step == "payment" and pay.estimated_orders > 0
+
+
+def test_a_signal_is_significant_in_the_fixes_as_in_abandonment_signals():
+    """Regression: the fixes adjusted the signals' lift tests together with the quick-exit
+    comparison (one test more), so a signal could be significant in abandonment.signals and not
+    behind the fix it feeds: returns views at p = 0.034 were q = 0.067 with a quick-exit p of
+    0.88. The lift tests are now adjusted as abandonment.signals adjusts them."""
+    from funnel.core.reasons import finalize_signals
+    from funnel.core.recommend import signal_effects
+
+    i32 = pl.Int32
+    p = _partials()
+    p["diag:signals"] = pl.DataFrame(
+        {"signal": ["returns.policy_view"] * 4, "sig_step": [0, 0, -1, -1], "_level": [1, 5, 1, 5],
+         "n_carts": [55, 45, 40, 60]},
+        schema={"signal": pl.String, "sig_step": i32, "_level": i32, "n_carts": pl.Int64})
+    p["diag:shipping_bands"] = pl.DataFrame(
+        {"band": [0, 0, 2, 2], "abandoned": [True, False, True, False], "n_carts": [29, 71, 30, 70]},
+        schema={"band": i32, "abandoned": pl.Boolean, "n_carts": pl.Int64})
+    [lift] = finalize_signals(p, Config())
+    effects = signal_effects(p, Config())
+    assert lift.significant and 0.025 < lift.p_value < 0.05
+    assert effects["returns.policy_view"].significant == lift.significant
+    assert not effects["shipping.quick_exit"].significant

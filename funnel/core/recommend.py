@@ -236,7 +236,9 @@ def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect
                       cfg.steps[ship].name if ship is not None else None, n1, k1, n2, k2,
                       "carts shown free shipping"))
     pvals = [two_proportion_test(k1, n1, k2, n2) for *_, n1, k1, n2, k2, _c in tests]
-    qvals = benjamini_hochberg(pvals)
+    # The lift tests adjusted together as abandonment.signals adjusts them (a signal is
+    # significant in both places or in neither); the quick-exit comparison stands on its own.
+    qvals = benjamini_hochberg(pvals[:len(rows)]) + pvals[len(rows):]
     out = {}
     for (sid, desc, step, n1, k1, n2, k2, comp), q in zip(tests, qvals, strict=True):
         r1 = k1 / n1 if n1 else None
