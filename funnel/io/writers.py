@@ -65,6 +65,15 @@ def _special(p: Path) -> bool:
         return False
 
 
+def _failed(p: Path, exc: OSError | pl.exceptions.PolarsError) -> OutputError:
+    """The one-line error for a write to ``p`` that failed with ``exc``."""
+    if isinstance(exc, OSError):
+        why = exc.strerror or exc
+    else:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return OutputError(f"cannot write {p} ({why})", "choose a writable location")
+
+
 def _through(p: Path, fill: Callable[[str], None]) -> Path:
     """Write into the special file ``p``: ``fill`` a temp file, then copy it in."""
     fd, tmp = tempfile.mkstemp(prefix="funnel-", suffix=f"{p.suffix}.tmp")
@@ -73,11 +82,8 @@ def _through(p: Path, fill: Callable[[str], None]) -> Path:
         fill(tmp)
         with open(tmp, "rb") as src, open(p, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-    except OSError as exc:
-        raise OutputError(f"cannot write {p} ({exc.strerror or exc})", "choose a writable location") from None
-    except pl.exceptions.PolarsError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise OutputError(f"cannot write {p} ({first})", "choose a writable location") from None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise _failed(p, exc) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return p
@@ -97,18 +103,14 @@ def _atomic(path: str | Path, fill: Callable[[str], None]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         os.close(fd)
     except OSError as exc:
-        raise OutputError(f"cannot write {p} ({exc.strerror})", "choose a writable location") from None
+        raise _failed(p, exc) from None
     try:
         fill(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, p)
-    except OSError as exc:
+    except (OSError, pl.exceptions.PolarsError) as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {p} ({exc.strerror or exc})", "choose a writable location") from None
-    except pl.exceptions.PolarsError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise OutputError(f"cannot write {p} ({first})", "choose a writable location") from None
+        raise _failed(p, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
