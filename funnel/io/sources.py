@@ -145,12 +145,9 @@ def _not_a_log(f: Path) -> str | None:
     object per line) and a .txt whose first line has no field separator (prose, not a table)."""
     if not _known(f):
         return "not a data file"
-    name, compression = f.name.lower(), ""
+    name, compression = _named(f)
     if name.split(".")[0] in _NOT_LOGS:
         return "documentation"
-    for c in COMPRESSIONS:
-        if name.endswith(c):
-            name, compression = name.removesuffix(c), "zst" if c.startswith(".zst") else "gz"
     ext = Path(name).suffix
     if ext not in (".json", ".txt"):
         return None
@@ -189,21 +186,23 @@ def _hidden(f: Path, root: Path) -> bool:
     return any(part.startswith((".", "_")) and "=" not in part for part in f.relative_to(root).parts)
 
 
-def _known(f: Path) -> bool:
-    name = f.name.lower()
+def _named(path: Path) -> tuple[str, str]:
+    """(the file's name in lower case without a compression suffix, the compression that
+    suffix names: "gz", "zst" or "")."""
+    name, compression = path.name.lower(), ""
     for c in COMPRESSIONS:
-        name = name.removesuffix(c)
-    return Path(name).suffix in _EXT
+        if name.endswith(c):
+            name, compression = name[: -len(c)], "zst" if c.startswith(".zst") else "gz"
+    return name, compression
+
+
+def _known(f: Path) -> bool:
+    return Path(_named(f)[0]).suffix in _EXT
 
 
 def sniff_format(path: Path) -> SourceFile:
     """Format, compression and text encoding from the extension and the first bytes."""
-    name = path.name.lower()
-    compression = ""
-    for c in COMPRESSIONS:
-        if name.endswith(c):
-            compression = "zst" if c.startswith(".zst") else "gz"
-            name = name[: -len(c)]
+    name, compression = _named(path)
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
@@ -593,15 +592,15 @@ def _counted_lines(src: SourceFile, path: Path) -> int:
     except pl.exceptions.ComputeError as exc:
         if "utf8" not in str(exc).lower() and "utf-8" not in str(exc).lower():
             raise
-    n = first = 0
+    n = first = lines = 0
     with _open_decompressed(path, "") as fh:
-        for i, line in enumerate(fh, 1):
+        for lines, line in enumerate(fh, 1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
-                n, first = n + 1, first or i
+                n, first = n + 1, first or lines
     _NOT_UTF8[str(src.path.resolve())] = (n, first)
-    return pl.scan_lines(path).select(pl.len()).collect().item()
+    return lines
 
 
 def encoding_warnings(specs: list[str] | tuple[str, ...]) -> list[str]:
