@@ -78,11 +78,8 @@ def abandonment_counts(p: Partials, cfg: Config) -> dict[str, object]:
         by_step.append(ExitStep(step=cfg.steps[lv - 1].name, abandoned=n, share=ratio(n, abandoned),
                                 value=round(float(sub.filter(~pl.col("recovered"))["sum_value"].sum() or 0.0), 2),
                                 reasons=reasons))   # (value: as value_at_stake, the carts not recovered later)
-    cur = p.get("currency")
-    currency = None
-    if cur is not None and cur.height:
-        top = cur.filter(pl.col("currency") != NONE).sort(["n", "currency"], descending=[True, False])
-        currency = top["currency"][0] if top.height else None
+    top = _currencies(p)
+    currency = top["currency"][0] if top.height else None
     return {"carts": carts, "abandoned": abandoned, "recovered": recovered, "value": value,
             "by_step": by_step, "currency": currency}
 
@@ -111,13 +108,19 @@ def placeholder_warning(p: Partials, carts: int, cfg: Config) -> list[str]:
              f"as recovered — list it under [input] missing_ids in funnel.toml{seen}")]
 
 
+def _currencies(p: Partials) -> pl.DataFrame:
+    """The carts' currencies (``currency``) and their carts (``n``), the most common first: the
+    report labels its money with the first."""
+    cur = p.get("currency")
+    if cur is None or not cur.height:
+        return pl.DataFrame({"currency": [], "n": []}, schema={"currency": pl.String, "n": pl.Int64})
+    return cur.filter(pl.col("currency") != NONE).sort(["n", "currency"], descending=[True, False])
+
+
 def currency_warning(p: Partials) -> list[str]:
     """A warning when the carts carry more than one currency: cart values are added as they
     are (no exchange rates), and the report labels the sums with the most common currency."""
-    cur = p.get("currency")
-    if cur is None:
-        return []
-    seen = cur.filter(pl.col("currency") != NONE).sort(["n", "currency"], descending=[True, False])
+    seen = _currencies(p)
     if seen.height < 2:
         return []
     each = ", ".join(f"{c} {n:,}" for c, n in seen.head(5).iter_rows()) + (", …" if seen.height > 5 else "")
