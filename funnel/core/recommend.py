@@ -23,7 +23,7 @@ Research figures come from docs/domain.md; each names its source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -259,27 +259,45 @@ class _Stop:
     exits_others: int
     reached_others: int
     lost_unknown: int        # lost carts left there with no reason found
+    p_value: float | None    # two-proportion test, two-sided
     significant: bool
+
+    @property
+    def rate(self) -> float:
+        return self.exits / self.reached if self.reached else 0.0
+
+    @property
+    def rate_others(self) -> float:
+        return self.exits_others / self.reached_others if self.reached_others else 0.0
 
     @property
     def attributable(self) -> float:
         """(rate - rate_others) / rate when significantly higher, else 0."""
         if not self.significant or not self.exits:
             return 0.0
-        rate, other = self.exits / self.reached, self.exits_others / self.reached_others
-        return max(0.0, (rate - other) / rate)
+        return max(0.0, (self.rate - self.rate_others) / self.rate)
+
+    @property
+    def orders(self) -> float:
+        """The step-level estimate: the lost carts with no reason found that left here (no reason
+        fix counts them) x the attributable share; 0 unless significantly higher."""
+        return self.lost_unknown * self.attributable
 
 
-def step_stop(p: dict[str, pl.DataFrame], cfg: Config, role: str) -> _Stop | None:
-    """The seeds' step-level trigger ("if purchases often stop at the payment step ..."): at the
-    step playing ``role``, the share of carts that reached it and left there, against the pooled
-    share of the other checkout steps (not the cart or purchase step); significant when higher
-    with p < 0.05 (two-proportion test). From the lost-cart and cart counts (merged partials)."""
-    idx = catalogue(cfg).role_step(role, cfg)
+def _higher(stop: _Stop, p: float | None) -> bool:
+    """Significantly higher: p (or q) < 0.05 and the step's exit rate above the others'."""
+    return bool(p is not None and p < 0.05 and stop.reached and stop.reached_others
+                and stop.rate > stop.rate_others)
+
+
+def _stop_at(p: dict[str, pl.DataFrame], cfg: Config, idx: int) -> _Stop | None:
+    """At checkout step ``idx`` (not the cart or purchase step): the share of carts that reached
+    it and left there, against the pooled share of the other checkout steps; significant when
+    higher with p < 0.05 (two-proportion test). From the lost-cart and cart counts (merged
+    partials); None when there is no other checkout step to compare with, or no cart."""
     r, t = p.get("diag:reasons"), p.get("diag:totals")
-    k = len(cfg.steps)
-    inner = [i for i in range(1, k - 1) if i != idx]
-    if idx is None or not inner or r is None or not r.height or t is None or not t.height:
+    inner = [i for i in range(1, len(cfg.steps) - 1) if i != idx]
+    if not inner or r is None or not r.height or t is None or not t.height:
         return None
     total = int(t["n_carts"].sum())
     left = {int(lv): int(n) for lv, n in r.group_by(LEVEL).agg(pl.col("n_carts").sum()).iter_rows()}
@@ -287,11 +305,33 @@ def step_stop(p: dict[str, pl.DataFrame], cfg: Config, role: str) -> _Stop | Non
     reached = lambda i: total - sum(n for lv, n in left.items() if lv <= i)   # reached step i
     k1, n1 = exits(idx), reached(idx)
     k2, n2 = sum(exits(i) for i in inner), sum(reached(i) for i in inner)
-    pv = two_proportion_test(k1, n1, k2, n2)
-    sig = bool(pv is not None and pv < 0.05 and n1 and n2 and k1 / n1 > k2 / n2)
     unknown = r.filter((pl.col("reason") == UNKNOWN) & (pl.col(LEVEL) == idx + 1) & ~pl.col("recovered"))
-    return _Stop(cfg.steps[idx].name, k1, n1, ", ".join(cfg.steps[i].name for i in inner), k2, n2,
-                 int(unknown["n_carts"].sum()), sig)
+    stop = _Stop(cfg.steps[idx].name, k1, n1, ", ".join(cfg.steps[i].name for i in inner), k2, n2,
+                 int(unknown["n_carts"].sum()), two_proportion_test(k1, n1, k2, n2), False)
+    return replace(stop, significant=_higher(stop, stop.p_value))
+
+
+def step_stop(p: dict[str, pl.DataFrame], cfg: Config, role: str) -> _Stop | None:
+    """The seeds' step-level trigger ("if purchases often stop at the payment step ..."): the exit
+    rate at the step playing ``role`` against the other checkout steps' (``_stop_at``)."""
+    idx = catalogue(cfg).role_step(role, cfg)
+    return None if idx is None else _stop_at(p, cfg, idx)
+
+
+def _stop_why(stop: _Stop) -> str:
+    """The evidence of a step where carts often stop, in words, with its test."""
+    return (f"Carts often stop at {stop.step}: {_pct(stop.rate)} of the {stop.reached} carts that "
+            f"reached it left there vs {_pct(stop.rate_others)} at the other checkout steps "
+            f"({stop.others}); {stop.lost_unknown} of them are lost carts with no reason found.")
+
+
+def _stop_method(stop: _Stop, what: str) -> str:
+    """How a step-level estimate is made; ``what`` names it (the whole estimate, or a part)."""
+    s = stop.step
+    return (f"the lost carts with no reason found (unknown) that left at {s} x (exit rate at {s} - "
+            f"the other checkout steps' pooled exit rate) / exit rate at {s}, counted because it is "
+            f"significantly higher (two-proportion test, p < 0.05); steps differ by design, so {what} "
+            "is a ceiling, not an effect")
 
 
 def _primary(p: dict[str, pl.DataFrame]) -> dict[tuple[str, str], int]:
@@ -334,11 +374,8 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
                f"{fix.reason.replace('_', ' ')}; for {sum(carts.values())} of them the strongest evidence "
                "is what this fix addresses."] if sum(carts.values()) else []
         if stopped:
-            orders += stopped * stop.attributable
-            why.append(f"Carts often stop at {stop.step}: {_pct(stop.exits / stop.reached)} of the "
-                       f"{stop.reached} carts that reached it left there vs "
-                       f"{_pct(stop.exits_others / stop.reached_others)} at the other checkout steps "
-                       f"({stop.others}); {stopped} of them are lost carts with no reason found.")
+            orders += stop.orders
+            why.append(_stop_why(stop))
         step, best = None, -1.0
         for s in sigs:
             eff = effects.get(s)
@@ -359,10 +396,7 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
                   f"only (BH q < 0.05), x average order value ({_money(aov, cur)}); a lost cart counts "
                   "for one reason fix at most, the one its strongest evidence points to")
         if stopped:
-            method += (f"; plus the lost carts with no reason found (unknown) that left at {stop.step} "
-                       f"x (exit rate at {stop.step} - the other checkout steps' pooled exit rate) / "
-                       f"exit rate at {stop.step}, counted because it is significantly higher (two-proportion "
-                       "test, p < 0.05); steps differ by design, so this part is a ceiling, not an effect")
+            method += "; plus " + _stop_method(stop, "this part")
         if fix.segment_offer:
             if segment is None:
                 continue
