@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
@@ -60,11 +62,13 @@ def test_leaving_at_the_payment_step_without_an_error_is_a_card_trust_fix():
     assert "payment.methods" not in recs
 
 
-def _stops_at(payment_exits: int) -> dict[str, pl.DataFrame]:
-    """1000 carts: 200 left at the cart, 80 of 800 at checkout, 72 of 720 at shipping (10% each)
-    and ``payment_exits`` of 648 at payment, all lost with no reason found; nothing else."""
+def _stops_at(payment_exits: int, shipping_exits: int = 72, checkout_exits: int = 80) -> dict[str, pl.DataFrame]:
+    """1000 carts: 200 left at the cart, then ``checkout_exits`` of 800 at checkout (80: 10%),
+    ``shipping_exits`` of the rest at shipping (72 of 720: 10%) and ``payment_exits`` of the
+    rest at payment (of 648 by default), all lost with no reason found; nothing else. The
+    average order value is 100."""
     i32 = pl.Int32
-    n = [200, 80, 72, payment_exits]
+    n = [200, checkout_exits, shipping_exits, payment_exits]
     return {
         "diag:reasons": pl.DataFrame(
             {"reason": ["unknown"] * 4, "_level": [1, 2, 3, 4], "recovered": [False] * 4, "n_carts": n,
@@ -92,8 +96,140 @@ def test_carts_that_often_stop_at_the_payment_step_get_more_payment_methods():
            "(checkout, shipping); 260 of them are lost carts with no reason found." in pay.why
     assert "left at payment x (exit rate at payment - the other checkout steps' pooled exit rate)" in pay.method
     assert "ceiling" in pay.method
+    assert "Two-proportion test: p < 0.001." in pay.why
+    # the payment step is the payment rule's: no interface review there
+    assert "ui_friction.review_step" not in recs
     # the same rate as the other steps: nothing stands out, no recommendation
     assert "payment.methods" not in {r.id for r in recommend(_stops_at(65), _abandonment(), Config())}
+
+
+def _reviews(recs) -> dict[str, object]:
+    return {r.step: r for r in recs if r.id == "ui_friction.review_step"}
+
+
+def test_a_checkout_step_where_purchases_often_stop_gets_its_interface_reviewed():
+    """The seeds: "when analytics shows a step where purchases often stop, review that step's
+    interface". 200 of the 720 carts that reached shipping left there, against 145 of the 1320
+    that reached checkout or payment: the card names shipping, counts its 200 carts with no reason
+    found x the excess share, and says what to review and why it is a ceiling."""
+    recs = recommend(_stops_at(65, shipping_exits=200), _abandonment(), Config())
+    assert set(_reviews(recs)) == {"shipping"}          # checkout and payment stop less often
+    rev = _reviews(recs)["shipping"]
+    rate, other = 200 / 720, (80 + 65) / (800 + 520)
+    assert rev.estimated_orders == pytest.approx(200 * (rate - other) / rate, abs=0.05)
+    assert rev.estimated_revenue == pytest.approx(200 * (rate - other) / rate * 100, abs=0.01)
+    assert rev.reason == "ui_friction" and rev.segment is None and rev.evidence == []
+    assert rev.title.startswith("Review the interface of the shipping step, where purchases often stop")
+    for fix in ("fewer steps", "one-click buying", "external payment page", "fast responses"):
+        assert fix in rev.title
+    assert rev.why == ("Carts often stop at shipping: 28% of the 720 carts that reached it left there vs 11% at the "
+                       "other checkout steps (checkout, payment); 200 of them are lost carts with no reason found. "
+                       "Two-proportion test: p < 0.001, q < 0.001 over the 2 checkout steps tested.")
+    assert "Benjamini-Hochberg q < 0.05 over the 2 checkout steps tested" in rev.method
+    assert "ceiling" in rev.method and "x average order value (EUR 100)" in rev.method
+    assert "the payment step is not reviewed: payment.methods counts its carts" in rev.method
+    assert "22%" in rev.research and "seed" in rev.research and "Baymard" in rev.research
+    assert "payment.methods" not in {r.id for r in recs}
+
+
+@pytest.mark.parametrize("shipping_exits", [72, 80, 95])
+def test_no_interface_review_unless_a_step_stops_significantly_more_often(shipping_exits):
+    """72 and 80 of 720 are about the other steps' 10%. 95 of 720 (13%) has p = 0.036 against
+    the others: enough for the payment step rule, one test named in advance, but the review
+    scans two steps (checkout, shipping) for whichever stands out, and after Benjamini-Hochberg
+    its q is 0.072."""
+    from funnel.core.recommend import step_reviews
+
+    p = _stops_at(65, shipping_exits=shipping_exits)
+    assert not _reviews(recommend(p, _abandonment(), Config()))
+    stops = {s.step: s for s in step_reviews(p, Config())}
+    assert set(stops) == {"checkout", "shipping"} and all(s.tested == 2 for s in stops.values())
+    if shipping_exits == 95:
+        ship = stops["shipping"]
+        assert ship.p_value < 0.05 <= ship.q_value and not ship.significant and ship.orders == 0
+
+
+def _counted(rec) -> int:
+    """The lost carts a card says it counts: those whose strongest evidence the fix addresses,
+    plus those with no reason found at a step where carts often stop."""
+    found = re.findall(r"for (\d+) of them the strongest evidence|(\d+) of them are lost carts with no "
+                       r"reason found", rec.why)
+    return sum(int(a or b) for a, b in found)
+
+
+def test_a_lost_cart_counts_for_one_step_level_fix_at_most():
+    """Both step-level rules fire: payment (200 of 510 left there) and shipping (250 of 760).
+    The payment step's carts with no reason found are more payment methods'; the interface review
+    takes shipping's only, never payment's, so the cards count 450 of the 690 lost carts."""
+    recs = recommend(_stops_at(200, shipping_exits=250, checkout_exits=40), _abandonment(), Config())
+    pay, reviews = next(r for r in recs if r.id == "payment.methods"), _reviews(recs)
+    assert set(reviews) == {"shipping"}
+    rate, other = 250 / 760, (40 + 200) / (800 + 510)
+    assert reviews["shipping"].estimated_orders == pytest.approx(250 * (rate - other) / rate, abs=0.05)
+    rate, other = 200 / 510, (40 + 250) / (800 + 760)
+    assert pay.estimated_orders == pytest.approx(200 * (rate - other) / rate, abs=0.05)
+    lost = 200 + 40 + 250 + 200
+    assert _counted(pay) + _counted(reviews["shipping"]) == 450 <= lost
+    assert sum(r.estimated_orders for r in recs) <= lost
+
+
+def test_sample_cards_count_each_lost_cart_once(sample_analysis):
+    """On the sample, shipping stops most often (34% vs 24%): one interface review, there. The
+    cards that add up (not the exit offer, an alternative, nor reminders, which act on every
+    reason) count no more lost carts, and estimate no more orders, than there are lost carts."""
+    rep = sample_analysis.report
+    lost = rep.abandonment.abandoned - rep.abandonment.recovered
+    additive = [r for r in rep.recommendations if r.id not in ("shipping.exit_offer", "recovery.cart_reminder")]
+    assert {r.step for r in additive if r.id == "ui_friction.review_step"} == {"shipping"}
+    assert 0 < sum(_counted(r) for r in additive) <= lost
+    assert sum(r.estimated_orders for r in additive) <= lost
+
+
+def test_a_funnel_without_a_payment_step_reviews_every_checkout_step():
+    """No step plays the payment role: no step is claimed, every checkout step is scanned."""
+    from funnel.config import parse_steps
+
+    cfg = Config(steps=parse_steps("cart=add_to_cart,details=begin_checkout,address=add_address,"
+                                   "review=review_order,purchase"))
+    rev = _reviews(recommend(_stops_at(200, shipping_exits=250, checkout_exits=40), _abandonment(), cfg))
+    assert set(rev) == {"address", "review"}
+    assert all("not reviewed" not in r.method and "over the 3 checkout steps tested" in r.method
+               for r in rev.values())
+
+
+def test_the_interface_review_reaches_every_renderer():
+    """The card flows like any other: terminal, Markdown, HTML (the UI-friction card template),
+    and JSON valid against the shipped schema."""
+    import dataclasses
+    import json
+    from importlib import resources
+
+    import jsonschema
+    from rich.console import Console
+
+    from funnel.render import render
+    from funnel.render.terminal import print_report
+    try:
+        from _report_factory import make_report
+    except ImportError:  # tests/ imported as a package
+        from tests._report_factory import make_report
+
+    recs = recommend(_stops_at(65, shipping_exits=200), _abandonment(), Config())
+    report = dataclasses.replace(make_report(), recommendations=recs)
+    rev = _reviews(recs)["shipping"]
+    console = Console(record=True, width=400, color_system=None)
+    print_report(report, console)
+    assert "Review the interface of the shipping step" in console.export_text()
+    md = render(report, "markdown")
+    assert "**Review the interface of the shipping step" in md and "step shipping" in md
+    html = render(report, "html", plotlyjs="cdn")
+    assert 'class="card reason-ui_friction"' in html and "Review the interface of the shipping step" in html
+    assert "22% said the checkout was too long" in html
+    doc = json.loads(render(report, "json"))
+    assert [r for r in doc["recommendations"] if r["id"] == "ui_friction.review_step"] == [
+        json.loads(json.dumps(rev.to_dict()))]
+    schema = json.loads(resources.files("funnel").joinpath("report.schema.json").read_text(encoding="utf-8"))
+    assert not list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
 
 
 def test_research_lines_cite_survey_shares_as_shares_of_abandoners():
@@ -108,6 +244,9 @@ def test_research_lines_cite_survey_shares_as_shares_of_abandoners():
             assert "just browsing" in f.research and "several reasons" in f.research, f.id
         assert "of shoppers abandoned" not in f.research and "% abandoned" not in f.research, f.id
     assert "domain.md" not in REMINDER_RESEARCH and "No study figure" in REMINDER_RESEARCH
+    from funnel.core.recommend import REVIEW_RESEARCH
+    assert "abandoned during checkout" in REVIEW_RESEARCH and "just browsing" in REVIEW_RESEARCH
+    assert "several reasons" in REVIEW_RESEARCH and "% abandoned" not in REVIEW_RESEARCH
 
 
 def _abandonment(currency: str | None = "EUR") -> Abandonment:

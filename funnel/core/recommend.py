@@ -12,8 +12,13 @@ switches to more payment methods). The seeds' step-level rule ("if purchases oft
 payment step, offer more payment methods") adds to the payment-methods fix the lost carts with no
 reason found (``unknown``, so no reason fix counts them) that left at the payment step, times
 (exit rate there - the other checkout steps' pooled exit rate) / exit rate there, when that is
-significantly higher (``step_stop``). The shipping exit offer is an alternative to the
-free-shipping threshold (the same carts), and cart reminders act on lost carts of every reason, so neither adds to the others.
+significantly higher (``step_stop``). The seeds' other step-level rule ("when analytics shows a
+step where purchases often stop, review that step's interface") is one card per checkout step
+(``ui_friction.review_step``) with the same test and the same estimate on that step's lost carts
+with no reason found, the tests adjusted together across the steps it scans (``step_reviews``);
+it leaves out the payment step, whose such carts the payment-methods fix counts. The shipping
+exit offer is an alternative to the free-shipping threshold (the same carts), and cart reminders
+act on lost carts of every reason, so neither adds to the others.
 Cart reminders use this shop's own recovery rate. These are associations, not experiments: the
 estimate is the ceiling of what removing the problem could bring back, and the ``method`` field
 says so.
@@ -115,6 +120,18 @@ FIXES: tuple[Fix, ...] = (
         ("ui_friction.long_dwell", "ui_friction.repeat_submit", "ui_friction.backtrack")),
 )
 
+# The seeds' other step-level rule: one card per checkout step where purchases often stop
+# (step_reviews); domain.md's UI-friction fixes say what to review there.
+REVIEW_ID = "ui_friction.review_step"
+REVIEW_TITLE = ("Review the interface of the {step} step, where purchases often stop: fewer steps, "
+                "one-click buying for returning buyers, the shop's look kept through an external "
+                "payment page, fast responses")
+REVIEW_RESEARCH = ("The seed guidance: when analytics shows a step where purchases often stop, review "
+                   "that step's interface; no more than three steps for a returning buyer. Among US "
+                   "shoppers who abandoned during checkout, 22% said the checkout was too long or "
+                   "complicated" + _SURVEY + "; the average checkout has 5.1 steps (Baymard "
+                   "Institute); 53% of mobile visits are abandoned when a page takes over 3 s (Google).")
+
 REMINDER_RESEARCH = ("The seed guidance: abandoned carts can be recovered with an e-mail reminder. "
                      "No study figure is used: the estimate assumes reminders double the recovery "
                      "this shop already sees without them.")
@@ -126,6 +143,11 @@ def _money(x: float, currency: str | None) -> str:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.0f}%"
+
+
+def _p(x: float | None) -> str:
+    """A p- or q-value after its letter: ``= 0.012``, ``< 0.001``."""
+    return "n/a" if x is None else "< 0.001" if x < 0.001 else f"= {x:.3f}"
 
 
 def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
@@ -261,6 +283,8 @@ class _Stop:
     lost_unknown: int        # lost carts left there with no reason found
     p_value: float | None    # two-proportion test, two-sided
     significant: bool
+    q_value: float | None = None   # Benjamini-Hochberg over the steps tested together (step_reviews)
+    tested: int = 1                # how many steps were tested together
 
     @property
     def rate(self) -> float:
@@ -318,19 +342,56 @@ def step_stop(p: dict[str, pl.DataFrame], cfg: Config, role: str) -> _Stop | Non
     return None if idx is None else _stop_at(p, cfg, idx)
 
 
+def _claimed(cfg: Config) -> dict[int, str]:
+    """Step index -> the fix whose step-level rule covers it (``stop_role``: the payment step,
+    for more payment methods)."""
+    cat = catalogue(cfg)
+    return {i: f.id for f in FIXES if f.stop_role and (i := cat.role_step(f.stop_role, cfg)) is not None}
+
+
+def step_reviews(p: dict[str, pl.DataFrame], cfg: Config) -> list[_Stop]:
+    """The seeds' other step-level rule ("when analytics shows a step where purchases often stop,
+    review that step's interface"), in funnel order: each checkout step's exit rate against the
+    other checkout steps' pooled rate, the test ``step_stop`` makes for the payment step.
+
+    A step a fix's own step-level rule covers (``_claimed``: the payment step) is left out, fired
+    or not: its carts with no reason found are that fix's (reviewing it too would count them
+    twice), and the same test, adjusted, could only fire here where it fires there. The
+    remaining steps are a scan for whichever stands out, so their tests are adjusted together
+    (Benjamini-Hochberg, significant when q < 0.05 and higher); the payment step rule stays one
+    test the seeds name in advance (p < 0.05)."""
+    claimed = _claimed(cfg)
+    stops = [s for i in range(1, len(cfg.steps) - 1)
+             if i not in claimed and (s := _stop_at(p, cfg, i)) is not None]
+    qvals = benjamini_hochberg([s.p_value for s in stops])
+    tested = sum(s.p_value is not None for s in stops)
+    return [replace(s, q_value=q, tested=tested, significant=_higher(s, q))
+            for s, q in zip(stops, qvals, strict=True)]
+
+
+def _stop_test(stop: _Stop) -> str:
+    """Which test decided: p < 0.05 for one step, BH q < 0.05 for steps tested together."""
+    if stop.q_value is None:
+        return "two-proportion test, p < 0.05"
+    return f"two-proportion test, Benjamini-Hochberg q < 0.05 over the {stop.tested} checkout steps tested"
+
+
 def _stop_why(stop: _Stop) -> str:
-    """The evidence of a step where carts often stop, in words, with its test."""
+    """The evidence of a step where carts often stop, in words, with its test result."""
+    q = "" if stop.q_value is None else f", q {_p(stop.q_value)} over the {stop.tested} checkout steps tested"
     return (f"Carts often stop at {stop.step}: {_pct(stop.rate)} of the {stop.reached} carts that "
             f"reached it left there vs {_pct(stop.rate_others)} at the other checkout steps "
-            f"({stop.others}); {stop.lost_unknown} of them are lost carts with no reason found.")
+            f"({stop.others}); {stop.lost_unknown} of them are lost carts with no reason found. "
+            f"Two-proportion test: p {_p(stop.p_value)}{q}.")
 
 
-def _stop_method(stop: _Stop, what: str) -> str:
-    """How a step-level estimate is made; ``what`` names it (the whole estimate, or a part)."""
+def _stop_method(stop: _Stop, what: str, then: str = "") -> str:
+    """How a step-level estimate is made; ``what`` names it (the whole estimate, or a part),
+    ``then`` what multiplies it (the average order value, when it is the whole estimate)."""
     s = stop.step
     return (f"the lost carts with no reason found (unknown) that left at {s} x (exit rate at {s} - "
-            f"the other checkout steps' pooled exit rate) / exit rate at {s}, counted because it is "
-            f"significantly higher (two-proportion test, p < 0.05); steps differ by design, so {what} "
+            f"the other checkout steps' pooled exit rate) / exit rate at {s}{then}, counted because it is "
+            f"significantly higher ({_stop_test(stop)}); steps differ by design, so {what} "
             "is a ceiling, not an effect")
 
 
@@ -420,10 +481,33 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
             estimated_revenue=round(orders * aov, 2), method=method,
             evidence=[s for s in sigs if carts[s]],
         ))
+    out += _reviews(p, cfg, aov, cur)
     rem = _reminder(p, cfg, lost_value, cur)
     if rem is not None:
         out.append(rem)
-    return sorted(out, key=lambda r: (-r.estimated_revenue, -r.estimated_orders, r.id))
+    return sorted(out, key=lambda r: (-r.estimated_revenue, -r.estimated_orders, r.id, r.step or ""))
+
+
+def _reviews(p: dict[str, pl.DataFrame], cfg: Config, aov: float, cur: str | None) -> list[Recommendation]:
+    """One card per checkout step where purchases stop significantly more often (``step_reviews``)
+    and lost carts with no reason found left there: those carts only (the carts with a reason
+    found are the reason fixes'), so, as the payment step rule, no card when there are none."""
+    claimed = _claimed(cfg)
+    left_out = "; ".join(f"the {cfg.steps[i].name} step is not reviewed: {fid} counts its carts with no reason "
+                         "found (the seeds' rule for that step, the same test)" for i, fid in sorted(claimed.items()))
+    out = []
+    for stop in step_reviews(p, cfg):
+        if not stop.significant or not stop.lost_unknown:
+            continue
+        method = "; ".join([_stop_method(stop, "this estimate", f" x average order value ({_money(aov, cur)})"),
+                            *([left_out] if left_out else []), "a lost cart counts for one fix at most"])
+        out.append(Recommendation(
+            id=REVIEW_ID, reason="ui_friction", step=stop.step, segment=None,
+            title=REVIEW_TITLE.format(step=stop.step), why=_stop_why(stop), research=REVIEW_RESEARCH,
+            estimated_orders=round(stop.orders, 1), estimated_revenue=round(stop.orders * aov, 2),
+            method=method, evidence=[],
+        ))
+    return out
 
 
 def _segment_reason_carts(p: dict[str, pl.DataFrame], reason: str, segment: str) -> int:
