@@ -445,3 +445,25 @@ def test_dash_is_stdout_for_every_output(tmp_path):
     r = run_cli("sample", "--out", "-")
     assert r.returncode == 2 and "not to stdout" in r.stderr
     assert not (ROOT / "-").exists()
+
+
+def test_dash_writes_where_the_shell_sent_stdout_without_truncating_it(tmp_path):
+    """Regression: '-' reopened /dev/stdout, which, when the shell had sent stdout to a file
+    (``> log``, ``>> log``), truncated that file and wrote from its start: what the shell and
+    other commands wrote before was lost, and the next command's output overwrote the table.
+    The table now goes through this process's own stdout, at the file's current offset."""
+    import os
+    import subprocess
+    import sys
+
+    log, out = tmp_path / "log.txt", tmp_path / "out.txt"
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    funnel = f"'{sys.executable}' -m funnel analyze sample_data/events.csv -q --html /dev/null"
+    log.write_text("earlier\n")
+    subprocess.run(["bash", "-c", f"{{ echo head; {funnel} --carts -; echo tail; }} > '{out}'; "
+                                  f"{funnel} --rejects - >> '{log}'"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    lines = out.read_text().splitlines()
+    assert lines[0] == "head" and lines[1].startswith("session_id,user_id,exit_step") and lines[-1] == "tail"
+    assert len(lines) > 1000
+    assert log.read_text().startswith("earlier\nfile,row,cause")   # (the sample has no rejected row)

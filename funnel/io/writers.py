@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -74,13 +75,41 @@ def _failed(p: Path, exc: OSError | pl.exceptions.PolarsError) -> OutputError:
     return OutputError(f"cannot write {p} ({why})", "choose a writable location")
 
 
+_STD_FDS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _own_fd(p: Path) -> int | None:
+    """The descriptor of this process that ``p`` names (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), else None."""
+    name = str(p)
+    if name in _STD_FDS:
+        return _STD_FDS[name]
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return None
+
+
+def _opened(p: Path):
+    """``p`` opened for writing. A descriptor of this process (``-`` is ``/dev/stdout``) is
+    written through a duplicate of it: opening ``/dev/stdout`` anew, when the shell redirected
+    it to a file (``> log``, ``>> log``), would truncate that file and write from its start,
+    over what the shell and other commands wrote before; the duplicate shares their offset."""
+    fd = _own_fd(p)
+    if fd is None:
+        return open(p, "wb")
+    if fd == 1:
+        sys.stdout.flush()   # (what this process printed before comes first)
+    return os.fdopen(os.dup(fd), "wb")
+
+
 def _through(p: Path, fill: Callable[[str], None]) -> Path:
     """Write into the special file ``p``: ``fill`` a temp file, then copy it in."""
     fd, tmp = tempfile.mkstemp(prefix="funnel-", suffix=f"{p.suffix}.tmp")
     os.close(fd)
     try:
         fill(tmp)
-        with open(tmp, "rb") as src, open(p, "wb") as dst:
+        with open(tmp, "rb") as src, _opened(p) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise _failed(p, exc) from None
