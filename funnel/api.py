@@ -24,8 +24,8 @@ from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, may_repeat, needs_cleaning, normalize
 from .core.sessionize import sessionize
-from .core.sessions import (PURCHASE_TS, funnel_base, hashed_entities, map_steps, purchase_time, session_records,
-                            with_recovery)
+from .core.sessions import (LAST_PURCHASE_TS, PURCHASE_TS, funnel_base, hashed_entities, map_steps, purchase_time,
+                            purchase_times, session_records, with_recovery)
 from . import gates, periods
 from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
@@ -293,7 +293,7 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     levels = funnel_levels(steps, k, cfg.window, cfg.order)
     if cfg.exclude:
         levels = apply_exclusions(levels, ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS))
-    bought = steps.select(ENTITY, purchase_time(k)).group_by(ENTITY).agg(pl.col(PURCHASE_TS).min())
+    bought = steps.select(ENTITY, purchase_time(k)).group_by(ENTITY).agg(purchase_times())
     rec = base.join(levels, on=ENTITY, how="left").join(bought, on=ENTITY, how="left") \
         .with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
     if "_excluded" in rec.collect_schema().names():
@@ -310,7 +310,8 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
         theirs = parts.of_shared(shared)
         deferred = rec.filter(theirs).drop(ENTITY)
         lazy["abandonment"] = parts.funnel_partials(rec.lazy().filter(~theirs), cfg, [])["abandonment"]
-    names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency", parts.CART_USERS)
+    names = ("totals", "levels", "step_time", "abandoner_dwell", "abandonment", "currency", parts.CART_USERS,
+             parts.BOUGHT_OFF_CHAIN)
     out = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
     if deferred is not None and deferred.height:
         out[DEFERRED] = deferred
@@ -337,7 +338,7 @@ def shared_recovery(records: list[pl.LazyFrame], shared: pl.Series, cfg: Config)
 
     if not shared.len():
         return [pl.DataFrame() for _ in records]
-    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, PURCHASE_TS]
+    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, PURCHASE_TS, LAST_PURCHASE_TS, "exit_ts"]
     theirs = pl.concat([r.filter(parts.of_shared(shared)).select(cols)
                         .with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, r in enumerate(records)],
                        how="vertical_relaxed")
@@ -420,7 +421,8 @@ def build_report(p: parts.Partials, cfg: Config, inp: InputSummary, attrs: list[
         segments=[] if funnel_only else fin.finalize_segments(p, cfg, parts.segment_columns(attrs, cfg)),
         paths=None if funnel_only else fin.finalize_paths(p, cfg),
         trend=[] if funnel_only else fin.finalize_trend(p, cfg),
-        warnings=fin.placeholder_warning(p, carts, cfg) + fin.currency_warning(p) + fin.sessions_log_warning(p, inp),
+        warnings=fin.placeholder_warning(p, carts, cfg) + fin.off_chain_warning(p, cfg) + fin.currency_warning(p)
+        + fin.sessions_log_warning(p, inp),
     )
 
 

@@ -72,3 +72,71 @@ def test_a_later_purchase_recovers_the_cart_whatever_that_session_did_first(rout
         back = {f"u{i}-{j:02d}-a": b for i, (_, _, b) in enumerate(LATER.values()) for j in range(6)}
         assert dict(zip(carts["session_id"], carts["recovered"], strict=True)) == back
 
+
+
+def _skipping_log() -> pl.DataFrame:
+    """Per user: "skip" buys a minute after reaching shipping, with no payment event; "before"
+    bought first (an order placed outside the funnel's chain), then added to a new cart in the
+    same session and left it at checkout; "lost" leaves at checkout. Every user has one session."""
+    rows, t = [], T0
+    plans = {"skip": [CART, CHECKOUT, SHIPPING, PURCHASE],
+             "before": [PURCHASE, CART, CHECKOUT],
+             "lost": [CART, CHECKOUT]}
+    for name, events in plans.items():
+        for j in range(4):
+            user = f"{name}-{j}"
+            for n, ev in enumerate(events):
+                rows.append((t + timedelta(minutes=n), f"{user}-s", user, ev, 40.0))
+            t += timedelta(hours=1)
+    return pl.DataFrame(rows, schema={"timestamp": pl.Datetime("us", "UTC"), "session_id": pl.String,
+                                      "user_id": pl.String, "event": pl.String, "cart_value": pl.Float64},
+                        orient="row")
+
+
+@pytest.mark.parametrize("route", ["full", "full in shards", "funnel-only clean", "funnel-only row-level"])
+def test_a_cart_bought_later_in_its_own_session_is_recovered_not_lost(route, tmp_path, monkeypatch):
+    """Regression (QA, the Snowplow export): a session that bought but skipped a step (no
+    add_payment_info event) counted as a lost cart: in value at stake, the reason fixes, the
+    cart reminders and the --carts list meant for reminder e-mails; the Snowplow export read
+    "15 carts, 100% abandoned, value at stake 1,466,190 EUR". The funnel still shows it stopping
+    at shipping, as windowFunnel counts it; it is recovered, not lost, and a warning names the
+    step whose event was missing. A purchase *before* the exit (a second cart after an order)
+    does not recover the later cart."""
+    from funnel import streaming
+    from funnel.api import analyze
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    p = tmp_path / ("log.csv" if route.endswith("row-level") else "log.parquet")
+    log = _skipping_log()
+    (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
+    if route.startswith("funnel-only"):
+        got = [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
+    else:
+        got = [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+    for a in got:
+        assert a is not None
+        r = a.report.to_dict()
+        ab = r["abandonment"]
+        assert (ab["carts"], ab["abandoned"], ab["recovered"]) == (12, 12, 4)
+        assert ab["value_at_stake"] == 40.0 * 8
+        by = {s["step"]: s["abandoned"] for s in ab["by_step"]}
+        assert by["shipping"] == 4 and by["checkout"] == 8   # the funnel still counts where they stopped
+        off = [w for w in r["warnings"] if "bought later in the same session" in w]
+        assert len(off) == 1 and "4 carts" in off[0] and "4 without a 'payment' event" in off[0], r["warnings"]
+    if route == "full":
+        carts = got[0].carts
+        back = dict(zip(carts["session_id"], carts["recovered"], strict=True))
+        assert back == {**{f"skip-{j}-s": True for j in range(4)}, **{f"before-{j}-s": False for j in range(4)},
+                        **{f"lost-{j}-s": False for j in range(4)}}
+
+
+def test_explain_says_a_skipping_buyer_bought_all_the_same(tmp_path):
+    from funnel.core.explain import explain
+
+    p = tmp_path / "log.parquet"
+    _skipping_log().write_parquet(p)
+    skip = explain([str(p)], "skip-0-s", Config())
+    assert skip.verdict.startswith("dropped after 'shipping' (step 3 of 5): this session has no 'payment' event")
+    assert "it bought at 2026-10-05T09:03:00Z all the same" in skip.verdict and skip.recovered
+    before = explain([str(p)], "before-0-s", Config())
+    assert "bought" not in before.verdict and not before.recovered

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 
 import polars as pl
 
@@ -31,6 +32,7 @@ from ..config import Config
 from ..model import Record
 from ..schema import ENTITY, EVENT, SESSION, STEP, TS, USER
 from .funnel import _base, _qualifying_ordered, _qualifying_strict
+from .sessions import BOUGHT_HERE, LAST_PURCHASE_TS, bought_here
 
 STATUSES: dict[str, str] = {
     "reached": "satisfied its step in the counted attempt",
@@ -274,7 +276,8 @@ def build_explanation(entity: str, classified: pl.DataFrame, record: dict, cfg: 
         entity=entity, unit=cfg.level, session_id=record.get(SESSION), user_id=record.get(USER),
         order=cfg.order, window=_span(cfg.window).replace(" ", ""), window_seconds=cfg.window / 1e6, level=level, exit_step=exit_step,
         converted=level >= k, excluded=excluded,
-        verdict=_verdict(level, names, excluded, outcomes, cfg), steps=outcomes, events=events,
+        verdict=_verdict(level, names, excluded, outcomes, cfg) + _bought_after(record, cfg),
+        steps=outcomes, events=events,
     )
 
 
@@ -298,6 +301,16 @@ def _verdict(level: int, names: list[str], excluded: bool, outcomes: list[StepOu
              "order": "with no earlier previous step", "interrupted": "after another funnel step (strict)"}
     why = ", ".join(f"{n} {words[s]}" for s, n in nxt.failed.items())
     return f"{head}: '{nxt.step}' events did not count ({why})" if why else f"{head}"
+
+
+def _bought_after(record: dict, cfg: Config) -> str:
+    """The verdict's addition for a cart bought later in its own session or user
+    (``BOUGHT_HERE``): not lost, though the funnel counts it as stopping at its exit step."""
+    if not record.get(BOUGHT_HERE) or record.get("_excluded"):
+        return ""
+    when = record[LAST_PURCHASE_TS].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"; it bought at {when} all the same, without that step's event: counted as recovered, "
+            "not lost")
 
 
 # --- library entry ------------------------------------------------------------------------
@@ -436,7 +449,8 @@ def _explained(entity: str, mine: pl.DataFrame, cfg: Config, attrs: list[str], d
     from .sessions import session_records
 
     classified = classify(mine.lazy(), cfg).collect()
-    rec = session_records(mine.lazy(), cfg, attrs).collect().row(0, named=True)
+    rec = session_records(mine.lazy(), cfg, attrs).with_columns(bought_here(len(cfg.steps))).collect() \
+        .row(0, named=True)
     out = build_explanation(entity, classified, rec, cfg)
     if not diagnose:
         return out

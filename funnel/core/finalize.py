@@ -13,7 +13,7 @@ from ..model import (AfterExit, Count, ExitStep, FunnelResult, PathVariant, Path
                      TrendPoint)
 from ..schema import ALL_REASONS, USER
 from .funnel import LEVEL
-from .partials import CART_USERS, NONE, OTHER, Partials, bucket_counts
+from .partials import BOUGHT_OFF_CHAIN, CART_USERS, NONE, OTHER, Partials, bucket_counts
 from .stats import SHOWN_UPPER, benjamini_hochberg, histogram_quantile, ratio, shown, two_proportion_test, wilson
 
 BENCHMARK_ABANDONMENT = 0.7019  # Baymard Institute, average of ~49 studies
@@ -106,6 +106,25 @@ def placeholder_warning(p: Partials, carts: int, cfg: Config) -> list[str]:
     return [(f"{who} holds {n:,} of the {carts:,} carts ({n / carts:.1%}): if it is a placeholder for no user "
              "(e.g. guest), it joins unrelated visitors into one user and its purchases mark their abandoned carts "
              f"as recovered — list it under [input] missing_ids in funnel.toml{seen}")]
+
+
+def off_chain_warning(p: Partials, cfg: Config) -> list[str]:
+    """A warning when carts counted as stopping at a step were bought later in their own
+    session (``BOUGHT_OFF_CHAIN``, per exit step): the buyer skipped the next step, or the
+    shop does not track its event. They are recovered, not lost (``with_recovery``), and the
+    funnel still shows them stopping there, as windowFunnel counts them; the step whose event
+    was missing is named, most common first, so its tracking can be checked."""
+    b = p.get(BOUGHT_OFF_CHAIN)
+    if b is None or not b.height or not int(b["n"].sum()):
+        return []
+    names, unit = cfg.step_names, cfg.level
+    by = b.group_by(LEVEL).agg(pl.col("n").sum()).sort(["n", LEVEL], descending=[True, False])
+    each = ", ".join(f"{n:,} without a '{names[lv]}' event" for lv, n in by.iter_rows())
+    n = int(by["n"].sum())
+    return [(f"{n:,} {'cart' if n == 1 else 'carts'} stopped at a step but {'was' if n == 1 else 'were'} bought later "
+             f"in the same {unit} ({each}): "
+             "counted as recovered, not lost, and the funnel shows them stopping there — if buyers can skip "
+             "that step or the shop does not track its event, check its tracking or leave it out of the steps")]
 
 
 def _currencies(p: Partials) -> pl.DataFrame:

@@ -13,6 +13,7 @@ import polars as pl
 from ..config import Config
 from ..schema import CART_VALUE, ENTITY, SESSION, TS, USER
 from .funnel import LEVEL, entity_run, shift_in_entity, step_time_col
+from .sessions import BOUGHT_HERE
 from .stats import BUCKET_UPPER, BUCKETS_PER_DECADE
 
 Partials = dict[str, pl.DataFrame]
@@ -20,6 +21,7 @@ OTHER = "(other)"
 EXIT = "(exit)"
 NONE = "(none)"
 CART_USERS = "cart_users"   # carts per user id (funnel_partials)
+BOUGHT_OFF_CHAIN = "bought_off_chain"   # abandoned carts bought later in their own session, per exit level
 ID_MASK = "[id]"            # a masked identifier (pages, segment values; the HTML's UUIDs)
 REDACTED = "[redacted]"     # a masked URL parameter value
 
@@ -388,6 +390,8 @@ def funnel_partials(rec: pl.LazyFrame, cfg: Config, attrs: list[str]) -> dict[st
     # per user with a cart, not small like the others, but exact whatever the shards (a cart
     # is in one shard; a user's carts in several add up) at ~0.3 s per 3M rows merged.
     out[CART_USERS] = carts.filter(pl.col(USER).is_not_null()).group_by(USER).agg(pl.len().alias("n"))
+    if BOUGHT_HERE in rec.collect_schema().names():   # (with_recovery's; per cart, so it adds up over shards)
+        out[BOUGHT_OFF_CHAIN] = aband.filter(pl.col(BOUGHT_HERE)).group_by(LEVEL).agg(pl.len().alias("n"))
     for a in segment_columns(attrs, cfg):
         out[f"segment:{a}"] = (
             inc.group_by(own_ids_masked(pl.col(a), cfg).fill_null(NONE).alias("value"), LEVEL)

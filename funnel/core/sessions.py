@@ -27,6 +27,8 @@ def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
 
 KEY2 = "_key2"   # the entity id's second hash (entity_keys)
 PURCHASE_TS = "purchase_ts"   # an entity's first purchase event (the last step's), in or out of the funnel
+LAST_PURCHASE_TS = "last_purchase_ts"   # ... and its last (a purchase after the exit step: with_recovery)
+BOUGHT_HERE = "bought_here"   # a cart bought later in its own session or user, off the funnel's chain (with_recovery)
 
 
 def entity_keys(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -118,6 +120,13 @@ def purchase_time(k: int) -> pl.Expr:
     return pl.when(pl.col(STEP) == k - 1).then(pl.col(TS)).alias(PURCHASE_TS)
 
 
+def purchase_times() -> list[pl.Expr]:
+    """Inside a group-by on the entity, over step events with ``purchase_time``: the first and
+    the last purchase event (``PURCHASE_TS``, ``LAST_PURCHASE_TS``), what ``with_recovery``
+    reads. The one definition for every route that builds records."""
+    return [pl.col(PURCHASE_TS).min(), pl.col(PURCHASE_TS).max().alias(LAST_PURCHASE_TS)]
+
+
 def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
     """Per entity, what the funnel-only pass needs: user, first/last event time, events, cart
     value and currency — the same rules as ``session_records`` (first non-null in (time, step)
@@ -182,7 +191,7 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
         .agg(pl.col(ENTITY).first(),
              pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"),
-             pl.col(PURCHASE_TS).min())
+             *purchase_times())
         .drop(RUN)
     )
     # The record's own columns, each by its rule; a segment attribute of the same name (e.g.
@@ -234,25 +243,42 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
     return rec.join(after, on=ENTITY, how="left")
 
 
+def _abandoned(k: int) -> pl.Expr:
+    """Over records: a cart that did not reach the last of the ``k`` steps."""
+    return (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k)
+
+
+def bought_here(k: int) -> pl.Expr:
+    """Over records (``session_records``): ``BOUGHT_HERE``, an abandoned cart of a ``k``-step
+    funnel whose own session (or user) has a purchase event after its exit step."""
+    return (_abandoned(k) & (pl.col(LAST_PURCHASE_TS) > pl.col("exit_ts"))).fill_null(False).alias(BOUGHT_HERE)
+
+
 def with_recovery(rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
-    """``recovered``: an abandoned cart whose user purchases in a later session within the
-    recovery horizon: a purchase event (``PURCHASE_TS``), whether or not that session went
-    through the funnel again (a buyer who comes back to a saved cart often goes straight to
-    checkout). Only meaningful for session-level funnels (a user funnel has no 'later').
+    """``recovered``: an abandoned cart that was bought after all, so not lost. Either
+    (``BOUGHT_HERE``) its own session (or user) has a purchase event after the exit step: the
+    buyer skipped a step, or the shop does not track it (a session without an
+    ``add_payment_info`` event that buys a minute later); the ordered funnel still counts it as
+    stopping at the exit step, as windowFunnel does, but it is no cart to win back. Or its user
+    purchases in a later session within the recovery horizon: a purchase event
+    (``PURCHASE_TS``), whether or not that session went through the funnel again (a buyer who
+    comes back to a saved cart often goes straight to checkout); only for session-level
+    funnels (a user funnel has no 'later').
     A user's sessions are ordered by first event, then last event, then purchase time: sessions
     that start at the same instant are then in one order whatever order the records come in
     (they come from a group-by, whose order varies between runs)."""
     k = len(cfg.steps)
+    rec = rec.with_columns(bought_here(k))
     if cfg.level != "session":
-        return rec.with_columns(pl.lit(False).alias("recovered"))
+        return rec.with_columns(pl.col(BOUGHT_HERE).alias("recovered"))
     nxt = (
         pl.col("_pt").shift(-1).backward_fill().over(USER, order_by=["first_ts", "last_ts", "_pt"])
     )
     out = rec.with_columns(pl.col(PURCHASE_TS).alias("_pt")).with_columns(nxt.alias("_next_purchase"))
-    abandoned = (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k)
-    recovered = (
-        abandoned & pl.col(USER).is_not_null() & pl.col("_next_purchase").is_not_null()
+    later = (
+        _abandoned(k) & pl.col(USER).is_not_null() & pl.col("_next_purchase").is_not_null()
         & ((pl.col("_next_purchase") - pl.col("last_ts")).dt.total_microseconds() <= cfg.recovery_horizon)
         & (pl.col("_next_purchase") > pl.col("last_ts"))
     )
-    return out.with_columns(recovered.fill_null(False).alias("recovered")).drop("_pt", "_next_purchase")
+    return out.with_columns((pl.col(BOUGHT_HERE) | later.fill_null(False)).alias("recovered")) \
+        .drop("_pt", "_next_purchase")
