@@ -92,7 +92,12 @@ def check_format(cfg: Config) -> None:
                           suggestion(cfg.format, INPUT_FORMATS) or f"choose one of: {', '.join(INPUT_FORMATS)}")
 
 
-def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
+def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool = True) -> Loaded:
+    """The input files (``specs``: files, folders, globs) as one ``Loaded``. ``checks=False``
+    leaves out two passes over each text file (``check_quoting``, and the NDJSON line count for
+    ``counted_rows`` and ``encoding_warnings``): for a caller that wants only the rest, such as
+    the decimal marks that Spark's driver ships to its partitions (funnel.spark, which runs the
+    quoting check itself)."""
     check_format(cfg)
     files = [sniff_format(p) for p in resolve_paths(specs)]
     frames: list[pl.LazyFrame] = []
@@ -104,8 +109,9 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config) -> Loaded:
         schema = file_schema(src)
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
             raise InputError(f"{src.path}: no columns found", "the file needs a header row or JSON objects")
-        check_quoting(src)   # (rows swallowed by a quote closed rows later: an error, not a loss)
-        if src.format == "ndjson":
+        if checks:
+            check_quoting(src)   # (rows swallowed by a quote closed rows later: an error, not a loss)
+        if checks and src.format == "ndjson":
             counted_rows(src)   # (its lines, and whether they are UTF-8: sources.encoding_warnings)
         vendor = _detect_vendor(schema, cfg, str(src.path))
         # Generic event tables are read as text (types are parsed per row by the normalizer).
