@@ -134,6 +134,52 @@ def _is_uri(path: str) -> bool:
     return "://" in path or path.startswith("file:")
 
 
+def _local_path(name: str, encoded: bool = False) -> str | None:
+    """The driver's absolute path of the file (or folder, glob) ``name``: a path, or a ``file:``
+    URI; None for a store's URI (``s3a://…``), which only Spark reaches. ``encoded``: ``name``
+    is a file as Spark names the files it reads (``input_file_name``: ``file:///…`` with a
+    space as ``%20``), where a path given to Spark is taken as written. The driver's decimal
+    marks (``_decided_marks``) and each partition's file names (``_shard_marks``) both go
+    through it, so that a file has one key on either side."""
+    from urllib.parse import unquote
+
+    if name.startswith("file:"):
+        name = name.removeprefix("file:")
+        if name.startswith("//"):   # (an authority: none, or this machine)
+            host, _, name = name[2:].partition("/")
+            if host not in ("", "localhost"):
+                return None
+            name = "/" + name
+        name = unquote(name) if encoded else name
+    elif _is_uri(name):
+        return None
+    return os.path.abspath(name)
+
+
+def _decided_marks(sources: list[str], cfg: Config, text: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The decimal mark of each text number column per input file, decided on the driver as
+    the local engine decides it: the local loader's ``Loaded.decimals`` over the same files
+    (from each file's first 100,000 rows; without its quoting check and line count), keyed by
+    ``_local_path``; and the report warning for the inputs it cannot open (a store's URI),
+    whose numbers are read each by itself. ``text``: the canonical number columns Spark reads
+    as text (none: typed numbers need no mark, and nothing is read)."""
+    if not text:
+        return {}, []
+    from .io.load import load_events
+
+    paths = {s: _local_path(s) for s in sources}
+    local = [p for p in paths.values() if p is not None]
+    decided = load_events(local, cfg, checks=False).decimals if local else {}
+    marks = {c: {_local_path(f): mark for f, mark in files.items()} for c, files in decided.items() if c in text}
+    stores = [s for s, p in paths.items() if p is None]
+    if not stores:
+        return marks, []
+    return marks, [(f"{', '.join(stores)}: the decimal mark of the text numbers ({', '.join(text)}) is not decided "
+                    "per file in a store only Spark reaches, so each value is read by itself (1.234 is 1.234 and "
+                    "1,500 is 1500 even in a decimal-comma file, where --engine local reads 1234 and 1.5) — copy "
+                    "such files to a local path, or write the numbers as numbers (Parquet)")]
+
+
 def _dataset(spark, uri: str):
     """A folder URI with no format in its name (``s3a://bucket/events/``, hive partitions such
     as ``date=2026-11-02/`` welcome): a Parquet dataset, as Spark writes one, read by Spark (which
@@ -389,9 +435,11 @@ def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
     return SessionsLog(name, pl.read_ipc(io.BytesIO(blob)).lazy(), attrs)
 
 
-def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str, dict[str, str]],
+                   log=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
-    (``log``: the sessions log, joined as there)."""
+    (``marks``: the driver's decimal marks, ``_decided_marks``; ``log``: the sessions log,
+    joined as there)."""
     from .api import event_chain, project_input, with_sessions_log
     from .core.normalize import missing_ids, normalize
     from .schema import REJECT, ROW
@@ -404,9 +452,23 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, log=None) -> tu
     df = pl.from_arrow(pa.Table.from_batches(batches))
     row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
     lf = missing_ids(df.lazy().rename(rename).with_columns(row.alias(ROW)), cfg.missing_ids)
-    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone), cfg, build_sessions=True).collect()
+    decimals = _shard_marks(df, marks)
+    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=decimals), cfg,
+                      build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
+
+
+def _shard_marks(df: pl.DataFrame, marks: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The driver's decimal marks (column -> ``_local_path`` of a file -> mark: ``_decided_marks``)
+    keyed by the names of the files of shard ``df`` as Spark gave them (``_file``, a URI), by
+    which ``normalize`` looks up each row's file (``Loaded.decimals``' shape)."""
+    from .schema import SOURCE_FILE
+
+    if not marks or SOURCE_FILE not in df.columns:
+        return {}
+    names = {n: _local_path(n, encoded=True) for n in df.get_column(SOURCE_FILE).unique().drop_nulls().to_list()}
+    return {c: {n: files[k] for n, k in names.items() if k in files} for c, files in marks.items()}
 
 
 def _blobs(p: parts.Partials):
@@ -431,11 +493,11 @@ def _in_spans(frame: pl.DataFrame, spans):
         yield prefix, frame if span is None else entities_in(frame.lazy(), span).collect()
 
 
-def _pass0(rename, cfg):
+def _pass0(rename, cfg, marks):
     def run(batches):   # CI mode: the shard's first and last usable event time
         from .schema import TS
 
-        usable, _ = _prepare_shard(batches, rename, cfg)
+        usable, _ = _prepare_shard(batches, rename, cfg, marks)
         if usable.height:
             yield from _blobs({"_bounds": usable.select(pl.col(TS).min().alias("min_ts"),
                                                         pl.col(TS).max().alias("max_ts"))})
@@ -446,11 +508,11 @@ TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, no
 SHARED = "shared"   # pass 1's table of the shared users' records (recovery over all shards)
 
 
-def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
+def _pass1(rename, cfg, marks, attrs, log, spans, shared: pl.Series):
     def run(batches):
         from .api import entity_records, shard_baseline
 
-        usable, _ = _prepare_shard(batches, rename, cfg, _sessions_log(log))
+        usable, _ = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log))
         if usable.height == 0:
             return
         for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
@@ -464,13 +526,13 @@ def _pass1(rename, cfg, attrs, log, spans, shared: pl.Series):
     return run
 
 
-def _pass2(rename, cfg, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans, shared: pl.Series,
-           fixed_ipc: dict[str, bytes]):
+def _pass2(rename, cfg, marks, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans,
+           shared: pl.Series, fixed_ipc: dict[str, bytes]):
     def run(batches):
         from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials, timed
         from .schema import ENTITY
 
-        usable, rejects = _prepare_shard(batches, rename, cfg, _sessions_log(log))
+        usable, rejects = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log))
         if usable.height == 0 and rejects.height == 0:
             return
         meta = {
@@ -596,6 +658,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
                       CART_ORDER, midnight_warning, read_sessions_log, reject_table, shared_recovery, step_warnings,
                       whole_entities)
+    from .core.normalize import NUMBER_COLUMNS
     from .io.detect import detect_roles
     from .io.load import check_format
     from .io.sources import BLANK, EXTRA, encoding_warnings, skipped_files
@@ -629,6 +692,10 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
     extras = [rename.get(c, c) for c in others]
     attrs = [c for c in extras if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    # each file's decimal mark of its text numbers, decided on the driver as locally, for the shards
+    types = dict(raw.dtypes)
+    marks, undecided = _decided_marks(list(sources), cfg, [c for s, c in rename.items()
+                                                           if c in NUMBER_COLUMNS and types[s] == "string"])
     # The sessions log (one row per session) is read on the driver and shipped to every shard.
     log = read_sessions_log(sessions, cfg) if sessions else None
     shipped = None
@@ -662,7 +729,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     span = prev_span = lo = hi = None
     if not _no_period(period) or compare is not None:
         say("pass 0: the first and last event per shard (periods)")
-        b = _collect_partials(shards.mapInArrow(_pass0(rename, cfg), PARTIAL_SCHEMA))
+        b = _collect_partials(shards.mapInArrow(_pass0(rename, cfg, marks), PARTIAL_SCHEMA))
         if "_bounds" not in b:
             _no_usable_rows(sources)
         lo, hi = b["_bounds"].row(0)
@@ -670,7 +737,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         _check_gates(rules, prev_span)
     spans = [(CURRENT, span)] + ([(PREVIOUS, prev_span)] if prev_span is not None else [])
     say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, attrs, shipped, spans, shared),
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, marks, attrs, shipped, spans, shared),
                                                    PARTIAL_SCHEMA))
     fixed = {}   # per period, the shared users' carts recovered or not over all their sessions
     for prefix, _ in spans:
@@ -680,8 +747,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
             fixed[prefix] = _ipc(got)
     ipc = {k: _ipc(v) for k, v in baseline.items()}
     say("pass 2: diagnosis and partials per shard")
-    p = _collect_partials(shards.mapInArrow(_pass2(rename, cfg, attrs, shipped, ipc, tables, spans, shared, fixed),
-                                            PARTIAL_SCHEMA))
+    p = _collect_partials(shards.mapInArrow(
+        _pass2(rename, cfg, marks, attrs, shipped, ipc, tables, spans, shared, fixed), PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if "_input" not in p:
@@ -709,7 +776,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     # (a step no entity reached: said without the input's event names, which Spark would read again)
     report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
         report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + encoding_warnings(list(sources))
-        + report.warnings)
+        + undecided + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))

@@ -775,3 +775,56 @@ def test_spark_reads_random_dirty_ndjson_like_local(seed, tmp_path, spark):
     p = tmp_path / "e.ndjson"
     p.write_text(_dirty_ndjson(seed))
     _equal_to_local(p, spark, ["row", "cause"])
+
+
+def test_spark_reads_each_files_decimal_mark_like_local(tmp_path, spark, monkeypatch):
+    """Text numbers are read with their file's decimal mark, decided on the driver from the
+    file's first rows as the local engine decides it and carried to the partitions by the rows'
+    file (which Spark names as a percent-encoded ``file:`` URI). In a decimal-comma file
+    ``1.234`` and ``2.500`` are 1234 and 2500 (Spark, reading each value by itself, made them
+    1.234 and 2.5) and ``12.50`` past those rows is a ``bad_value``; in a decimal-point file
+    ``2,500`` is 2500 and ``12,5`` a bad value; a file with both marks in its first rows is read
+    value by value on both engines. One file goes in as a ``file:`` URI."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.core import normalize
+    from funnel.spark import analyze_spark
+
+    monkeypatch.setattr(normalize, "DECIMAL_SAMPLE_ROWS", 6)   # (decided on the driver: for Spark too)
+
+    def csv(name: str, values: list[str]):
+        (tmp_path / name).write_text("timestamp,session_id,event,cart_value\n" + "".join(
+            f'2026-10-01T10:{i:02d}:00Z,{name[0]}{i},add_to_cart,"{v}"\n' for i, v in enumerate(values)))
+        return tmp_path / name
+
+    eu = csv("eu 50%.csv", ["12,50", "1.234", "2.500", "1.234,50", "1,5", "99,90", "12.50", "3.000"])
+    us = csv("us.csv", ["12.50", "1,234", "2,500", "1.234", "1,234.50", "$7.5", "12,5", "3,000"])
+    mixed = csv("mixed.csv", ["12,50", "12.50", "1,500", "1.500", "7"])
+    here = analyze([str(eu), str(us), str(mixed)])
+    there = analyze_spark([f"file://{eu}", str(us), str(mixed)], Config(), spark=spark)
+    values = dict(here.carts.select("session_id", "cart_value").iter_rows())
+    assert dict(there.carts.select("session_id", "cart_value").iter_rows()) == values
+    assert {k: values[k] for k in ("e1", "e2", "e7", "u2", "u3", "u7", "m2", "m3")} == {
+        "e1": 1234.0, "e2": 2500.0, "e7": 3000.0, "u2": 2500.0, "u3": 1.234, "u7": 3000.0, "m2": 1500.0, "m3": 1.5}
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    for key in ("rows_read", "rows_rejected", "rejected"):
+        assert remote["input"][key] == local["input"][key], key
+    assert sorted(there.rejects["detail"]) == sorted(here.rejects["detail"]) == ["cart_value: 12,5",
+                                                                                 "cart_value: 12.50"]
+
+
+def test_spark_says_a_store_is_read_without_a_decimal_mark(tmp_path):
+    """The driver decides the marks of the files it can open; a store's URI, which only Spark
+    reaches, is read value by value, and the report says so. Typed numbers need no mark: then
+    nothing is read."""
+    from funnel.config import Config
+    from funnel.spark import _decided_marks
+
+    us = tmp_path / "us.csv"
+    us.write_text('timestamp,session_id,event,cart_value\n2026-10-01T10:00:00Z,u0,add_to_cart,"1,234.50"\n')
+    marks, warned = _decided_marks(["s3a://bucket/eu.csv", f"file:{us}"], Config(), ["cart_value"])
+    assert marks == {"cart_value": {str(us): "."}}
+    assert len(warned) == 1 and warned[0].startswith("s3a://bucket/eu.csv: the decimal mark of the text numbers "
+                                                     "(cart_value) is not decided per file")
+    assert _decided_marks(["s3a://bucket/eu.csv", str(tmp_path / "gone.csv")], Config(), []) == ({}, [])
