@@ -176,6 +176,71 @@ class Abandonment(Record):
 
 
 @dataclass(frozen=True)
+class SignalBasis(Record):
+    """One signal's part of a reason fix's estimate: ``lost_carts x factor`` orders."""
+
+    signal: str
+    lost_carts: int                    # lost carts whose strongest evidence is this signal (this fix's carts)
+    step: str | None                   # where the comparison is made (carts first showed the signal there)
+    comparison: str | None             # what 'without' means; None: the signal has no with/without comparison
+    with_signal: Rate | None           # abandoned / carts with the signal
+    without_signal: Rate | None        # abandoned / carts of the comparison
+    significant: bool                  # as in abandonment.signals[] (BH q < 0.05); quick exit: p < 0.05
+    factor: float                      # (with - without) / with when significant and higher, else 0
+
+
+@dataclass(frozen=True)
+class StepBasis(Record):
+    """A step-level rule's part: ``lost_carts x share`` orders."""
+
+    step: str
+    lost_carts: int                    # lost carts with no reason found (unknown) that left at the step
+    exit_rate: Rate                    # carts that left at the step / carts that reached it
+    others: list[str]                  # the other checkout steps, pooled
+    others_exit_rate: Rate
+    p_value: float | None              # two-proportion test
+    q_value: float | None              # Benjamini-Hochberg over the steps scanned together; None: one test
+    significant: bool
+    share: float                       # (exit_rate - others_exit_rate) / exit_rate when significant, else 0
+
+
+@dataclass(frozen=True)
+class SegmentBasis(Record):
+    """A segment offer's scaling: its orders x ``share``."""
+
+    segment: str                       # column=value
+    lost_carts: int                    # lost carts of the fix's reason in the segment
+    reason_lost_carts: int             # lost carts of the fix's reason, all segments
+    share: float                       # lost_carts / reason_lost_carts
+
+
+@dataclass(frozen=True)
+class ReminderBasis(Record):
+    """Cart reminders: ``reachable_carts x recovery_rate`` orders (reminders assumed to double
+    today's recovery), each worth the reachable carts' average value."""
+
+    reachable_carts: int               # abandoned carts of known users, not recovered
+    reachable_value: float             # their cart value
+    recovery_rate: Rate                # known users' abandoned carts recovered without a reminder
+
+
+@dataclass(frozen=True)
+class EstimateBasis(Record):
+    """Every input of a recommendation's estimate, so it can be recomputed from the JSON:
+    orders = (sum of signals' lost_carts x factor + step_rule.lost_carts x step_rule.share
+    + reminder.reachable_carts x reminder.recovery_rate) x segment_share.share (when present);
+    revenue = orders x order_value. Estimates are rounded only when reported."""
+
+    order_value: float                 # what one order is worth
+    order_value_of: str                # "average order value" | "reachable carts' average value"
+    currency: str | None
+    signals: list[SignalBasis]
+    step_rule: StepBasis | None
+    segment_share: SegmentBasis | None
+    reminder: ReminderBasis | None
+
+
+@dataclass(frozen=True)
 class Recommendation(Record):
     id: str
     reason: str
@@ -188,6 +253,7 @@ class Recommendation(Record):
     estimated_revenue: float
     method: str                        # how the estimate was made
     evidence: list[str] = field(default_factory=list)
+    basis: EstimateBasis = field(kw_only=True)   # the estimate's inputs (required: every card has one)
 
 
 @dataclass(frozen=True)

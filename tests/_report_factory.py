@@ -8,10 +8,10 @@ recommendation text, file names.
 
 from __future__ import annotations
 
-from funnel.model import (AfterExit, Abandonment, Band, Comparison, Count, EvidenceItem, ExitStep,
+from funnel.model import (AfterExit, Abandonment, Band, Comparison, Count, EstimateBasis, EvidenceItem, ExitStep,
                           FunnelResult, GateResult, InputSummary, Paths, PathVariant, Period, Rate,
                           ReasonEpisode, ReasonShare, Recommendation, Report, SegmentBreakdown,
-                          SegmentGroup, Settings, SignalLift, StepChange, StepResult, TimeDistribution,
+                          SegmentGroup, Settings, SignalBasis, SignalLift, StepChange, StepResult, TimeDistribution,
                           TrendPoint, Transition)
 
 XSS_SCRIPT = "</script><script>window.__pwned=1</script>"
@@ -88,7 +88,10 @@ def make_report(hostile: bool = False) -> Report:
         Recommendation(f"{r}.fix", r, names[2 + i % 3], h("device=mobile", i) if i % 2 else None,
                        h(f"Fix {r} at the step", i), h(f"Because {r} shows in the data", i),
                        h(f"Baymard: research for {r}", i), 100.0 - 15 * i, 6000.0 - 900 * i,
-                       h(f"share of {r} carts × expected uplift", i), [h(f"{r} evidence item", i)])
+                       h(f"share of {r} carts × expected uplift", i), [h(f"{r} evidence item", i)],
+                       basis=EstimateBasis(60.0, "average order value", "EUR", [SignalBasis(
+                           h(f"{r}.signal", i), 200 - 30 * i, names[2 + i % 3], "carts that reached the step without it",
+                           _rate(60, 100), _rate(30, 100), True, 0.5)], None, None, None))
         for i, r in enumerate(reasons)
     ]
     seg_values = [h("mobile", 1), h("desktop", 2), h("tablet", 3)]

@@ -146,7 +146,7 @@ def test_no_interface_review_unless_a_step_stops_significantly_more_often(shippi
     assert set(stops) == {"checkout", "shipping"} and all(s.tested == 2 for s in stops.values())
     if shipping_exits == 95:
         ship = stops["shipping"]
-        assert ship.p_value < 0.05 <= ship.q_value and not ship.significant and ship.orders == 0
+        assert ship.p_value < 0.05 <= ship.q_value and not ship.significant and ship.basis.share == 0
 
 
 def _counted(rec) -> int:
@@ -369,3 +369,146 @@ def test_a_signal_is_significant_in_the_fixes_as_in_abandonment_signals():
     assert lift.significant and 0.025 < lift.p_value < 0.05
     assert effects["returns.policy_view"].significant == lift.significant
     assert not effects["shipping.quick_exit"].significant
+
+
+# --- Every estimate is reproducible from the JSON's numbers by its stated method -------------
+
+def _excess(k1: int, n1: int, k2: int, n2: int, significant: bool) -> float:
+    """(rate with - rate without) / rate with, counted only when significant and higher."""
+    if not significant or not n1 or not k1 or not n2:
+        return 0.0
+    return max(0.0, (k1 / n1 - k2 / n2) / (k1 / n1))
+
+
+def _recomputed(rec: dict) -> tuple[float, float]:
+    """(orders, revenue) recomputed from a JSON card's ``basis`` by the method README states,
+    written out here independently of funnel.core.recommend: each factor from its with/without
+    counts, the step share from the exit counts, the recovery rate from its counts, the segment
+    share from its carts; every stated factor and share must be the recomputed one."""
+    b = rec["basis"]
+    orders = 0.0
+    for s in b["signals"]:
+        w, wo = s["with_signal"], s["without_signal"]
+        f = 0.0 if s["comparison"] is None else _excess(w["numerator"], w["denominator"], wo["numerator"],
+                                                          wo["denominator"], s["significant"])
+        assert s["factor"] == pytest.approx(f, abs=1e-12), (rec["id"], s["signal"])
+        orders += s["lost_carts"] * f
+    if (st := b["step_rule"]) is not None:
+        e, o = st["exit_rate"], st["others_exit_rate"]
+        f = _excess(e["numerator"], e["denominator"], o["numerator"], o["denominator"], st["significant"])
+        assert st["share"] == pytest.approx(f, abs=1e-12), rec["id"]
+        orders += st["lost_carts"] * f
+    if (r := b["reminder"]) is not None:
+        seen = r["recovery_rate"]
+        orders += r["reachable_carts"] * (seen["numerator"] / seen["denominator"] if seen["denominator"] else 0.0)
+        assert b["order_value"] == pytest.approx(r["reachable_value"] / r["reachable_carts"], rel=1e-12)
+    if (sg := b["segment_share"]) is not None:
+        assert sg["segment"] == rec["segment"]
+        f = sg["lost_carts"] / sg["reason_lost_carts"] if sg["reason_lost_carts"] else 0.0
+        assert sg["share"] == pytest.approx(f, abs=1e-12)
+        orders *= f
+    return orders, orders * b["order_value"]
+
+
+def _assert_estimates_reproducible(doc: dict) -> None:
+    """Each card's estimate equals its recomputation from ``basis`` (within the rounding of the
+    reported values), and the basis agrees with the rest of the report: the report's currency,
+    the order value the method text names, the evidence (signals with lost carts), the lost carts
+    the why text counts, the lift tests in abandonment.signals[]."""
+    lifts = {s["signal"]: s for s in doc["abandonment"]["signals"]}
+    cur = doc["abandonment"]["currency"]
+    assert doc["recommendations"]
+    for rec in doc["recommendations"]:
+        b = rec["basis"]
+        orders, revenue = _recomputed(rec)
+        assert rec["estimated_orders"] == pytest.approx(orders, abs=0.05 + 1e-9), rec["id"]
+        assert rec["estimated_revenue"] == pytest.approx(revenue, abs=0.005 + 1e-6), rec["id"]
+        assert b["currency"] == cur
+        assert rec["evidence"] == [s["signal"] for s in b["signals"] if s["lost_carts"]]
+        if b["order_value_of"] == "average order value":
+            assert f"average order value ({cur} {b['order_value']:,.0f})" in rec["method"], rec["id"]
+        if (carts := sum(s["lost_carts"] for s in b["signals"])):
+            assert f"for {carts} of them the strongest evidence" in rec["why"], rec["id"]
+        if (st := b["step_rule"]) is not None and st["significant"] and st["lost_carts"]:
+            assert f"{st['lost_carts']} of them are lost carts with no reason found" in rec["why"]
+        for s in b["signals"]:
+            if s["signal"] in lifts:      # the lift tests; the quick-exit comparison is the fix's own
+                lift = lifts[s["signal"]]
+                assert (s["step"], s["with_signal"], s["without_signal"], s["significant"]) == (
+                    lift["step"], lift["with_signal"], lift["without_signal"], lift["significant"])
+        if (r := b["reminder"]) is not None:
+            seen = r["recovery_rate"]
+            assert rec["why"].startswith(f"{r['reachable_carts']} abandoned carts")
+            assert f"{seen['numerator']} of {seen['denominator']} such carts" in rec["why"]
+
+
+def _doc(p: dict[str, pl.DataFrame], cfg: Config | None = None) -> dict:
+    """The JSON of a report holding the recommendations (and lift tests) of ``p``."""
+    import dataclasses
+    import json
+
+    from funnel.core.reasons import finalize_signals
+    from funnel.render import render
+    try:
+        from _report_factory import make_report
+    except ImportError:  # tests/ imported as a package
+        from tests._report_factory import make_report
+
+    cfg = cfg or Config()
+    ab = dataclasses.replace(_abandonment(), signals=finalize_signals(p, cfg))
+    report = dataclasses.replace(make_report(), abandonment=ab, recommendations=recommend(p, ab, cfg))
+    return json.loads(render(report, "json"))
+
+
+def test_sample_estimates_are_reproducible_from_the_json(sample_analysis):
+    """Regression: the JSON gave no order value, nor how a fix's carts split between its signals
+    (each with its own factor), nor the quick-exit comparison, nor the step-level numbers: no
+    estimate could be recomputed from it. Each card now carries the inputs of its estimate."""
+    import json
+
+    from funnel.render import render
+
+    doc = json.loads(render(sample_analysis.report, "json"))
+    _assert_estimates_reproducible(doc)
+    recs = {r["id"]: r for r in doc["recommendations"]}
+    # what the sample exercises: a fix with two signals, one the quick-exit comparison ...
+    ship = {s["signal"]: s for s in recs["shipping.show_early"]["basis"]["signals"]}
+    assert ship["shipping.quick_exit"]["comparison"] == "carts shown free shipping"
+    assert ship["shipping.quick_exit"]["lost_carts"] and ship["shipping.info_page"]["lost_carts"]
+    assert ship["shipping.quick_exit"]["factor"] != ship["shipping.info_page"]["factor"]
+    # ... a segment offer, an interface review, the payment rule tested but not fired, reminders
+    assert recs["shipping.exit_offer"]["basis"]["segment_share"]["segment"] == "device=desktop"
+    assert recs["ui_friction.review_step"]["basis"]["step_rule"]["share"] > 0
+    pay = recs["payment.methods"]["basis"]["step_rule"]
+    assert pay["step"] == "payment" and not pay["significant"] and pay["share"] == 0
+    assert recs["recovery.cart_reminder"]["basis"]["order_value_of"] == "reachable carts' average value"
+
+
+@pytest.mark.parametrize("case", ["returns", "card_trust", "payment_step", "review", "both_steps"])
+def test_constructed_estimates_are_reproducible_from_the_json(case):
+    """The same on hand-made partials: a signal and reminders (returns), a signal without a
+    comparison (card trust: factor 0), the payment step rule fired, an interface review, both."""
+    p = {"returns": _partials, "payment_step": lambda: _stops_at(260),
+         "review": lambda: _stops_at(65, shipping_exits=200),
+         "both_steps": lambda: _stops_at(200, shipping_exits=250, checkout_exits=40)}.get(case, _partials)()
+    if case == "card_trust":
+        p["diag:primary"] = pl.DataFrame({"reason": ["payment"], "signal": ["payment.exit_at_step"],
+                                          "recovered": [False], "n_carts": [12], "sum_value": [1200.0]})
+    doc = _doc(p)
+    _assert_estimates_reproducible(doc)
+    recs = {r["id"]: r for r in doc["recommendations"]}
+    if case == "returns":
+        [part] = recs["returns.clear_policy"]["basis"]["signals"]
+        assert (part["lost_carts"], part["with_signal"]["numerator"], part["with_signal"]["denominator"]) == (50, 60, 100)
+        assert recs["returns.clear_policy"]["basis"]["order_value"] == 100
+        assert recs["recovery.cart_reminder"]["basis"]["reminder"]["recovery_rate"]["numerator"] == 16
+    if case == "card_trust":
+        [part] = recs["payment.card_trust"]["basis"]["signals"]
+        assert part == {"signal": "payment.exit_at_step", "lost_carts": 12, "step": None, "comparison": None,
+                        "with_signal": None, "without_signal": None, "significant": False, "factor": 0}
+    if case in ("payment_step", "both_steps"):
+        st = recs["payment.methods"]["basis"]["step_rule"]
+        assert st["significant"] and st["others"] == ["checkout", "shipping"] and st["q_value"] is None
+    if case in ("review", "both_steps"):
+        st = recs["ui_friction.review_step"]["basis"]["step_rule"]
+        assert st["step"] == "shipping" and st["q_value"] is not None and recs["ui_friction.review_step"]["basis"]["signals"] == []

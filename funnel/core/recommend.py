@@ -21,7 +21,10 @@ exit offer is an alternative to the free-shipping threshold (the same carts), an
 act on lost carts of every reason, so neither adds to the others.
 Cart reminders use this shop's own recovery rate. These are associations, not experiments: the
 estimate is the ceiling of what removing the problem could bring back, and the ``method`` field
-says so.
+says so. Every card carries the inputs of its estimate (``basis``, model.EstimateBasis: the order
+value, each signal's lost carts and factor, the step-level and segment parts, the reminder's
+counts) and its estimate is computed from that basis alone (``estimated_orders``), so every
+estimate in the JSON can be recomputed from the JSON's numbers.
 
 Research figures come from docs/domain.md; each names its source.
 """
@@ -29,12 +32,14 @@ Research figures come from docs/domain.md; each names its source.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import polars as pl
 
 from ..config import Config
-from ..model import Abandonment, Recommendation
+from ..model import Abandonment, EstimateBasis, Recommendation, ReminderBasis, SegmentBasis, SignalBasis, StepBasis
 from ..schema import REASONS, UNKNOWN
+from .finalize import make_rate
 from .funnel import LEVEL
 from .partials import NONE
 from .reasons import signal_lift_counts
@@ -150,8 +155,14 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else "< 0.001" if x < 0.001 else f"= {x:.3f}"
 
 
-def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
-    """(average order value of purchases, average value of lost carts)."""
+# What one won-back order is worth (EstimateBasis.order_value_of).
+AOV = "average order value"
+REACHABLE_AVG = "reachable carts' average value"
+
+
+def _aov(p: dict[str, pl.DataFrame]) -> float:
+    """The average order value of purchases; without purchases (or their values), the average
+    value of the lost carts, the best guess left of what a won-back order is worth."""
     t = p.get("diag:totals")
     r = p.get("diag:reasons")
     aov = lost = 0.0
@@ -162,7 +173,7 @@ def _aov(p: dict[str, pl.DataFrame]) -> tuple[float, float]:
         r = r.filter(~pl.col("recovered"))
         n = int(r["n_carts"].sum())
         lost = float(r["sum_value"].sum() or 0.0) / n if n else 0.0
-    return aov or lost, lost or aov
+    return aov or lost
 
 
 def _reason_carts(p: dict[str, pl.DataFrame]) -> dict[str, int]:
@@ -226,10 +237,19 @@ class _Effect:
     description: str
     step: str | None
     n_with: int
-    rate_with: float | None
-    rate_without: float | None
+    k_with: int              # abandoned, of n_with
+    n_without: int
+    k_without: int
     significant: bool
     comparison: str          # what 'without' means
+
+    @property
+    def rate_with(self) -> float | None:
+        return self.k_with / self.n_with if self.n_with else None
+
+    @property
+    def rate_without(self) -> float | None:
+        return self.k_without / self.n_without if self.n_without else None
 
     @property
     def attributable(self) -> float:
@@ -266,8 +286,17 @@ def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect
         r1 = k1 / n1 if n1 else None
         r2 = k2 / n2 if n2 else None
         sig = bool(q is not None and q < 0.05 and r1 is not None and r2 is not None and r1 > r2)
-        out[sid] = _Effect(sid, desc, step, n1, r1, r2, sig, comp)
+        out[sid] = _Effect(sid, desc, step, n1, k1, n2, k2, sig, comp)
     return out
+
+
+def _signal_basis(signal: str, lost_carts: int, eff: _Effect | None) -> SignalBasis:
+    """A signal's part of a fix's estimate as the report states it; a signal with no comparison
+    (``payment.exit_at_step``, defined by leaving) names its carts with a factor of 0."""
+    if eff is None:
+        return SignalBasis(signal, lost_carts, None, None, None, None, False, 0.0)
+    return SignalBasis(signal, lost_carts, eff.step, eff.comparison, make_rate(eff.k_with, eff.n_with),
+                       make_rate(eff.k_without, eff.n_without), eff.significant, eff.attributable)
 
 
 @dataclass(frozen=True)
@@ -277,7 +306,7 @@ class _Stop:
     step: str
     exits: int
     reached: int
-    others: str              # the other checkout steps' names
+    others: tuple[str, ...]  # the other checkout steps' names
     exits_others: int
     reached_others: int
     lost_unknown: int        # lost carts left there with no reason found
@@ -302,10 +331,12 @@ class _Stop:
         return max(0.0, (self.rate - self.rate_others) / self.rate)
 
     @property
-    def orders(self) -> float:
-        """The step-level estimate: the lost carts with no reason found that left here (no reason
-        fix counts them) x the attributable share; 0 unless significantly higher."""
-        return self.lost_unknown * self.attributable
+    def basis(self) -> StepBasis:
+        """The step-level part of an estimate: the lost carts with no reason found that left here
+        (no reason fix counts them) x the attributable share; 0 unless significantly higher."""
+        return StepBasis(self.step, self.lost_unknown, make_rate(self.exits, self.reached), list(self.others),
+                         make_rate(self.exits_others, self.reached_others), self.p_value, self.q_value,
+                         self.significant, self.attributable)
 
 
 def _higher(stop: _Stop, p: float | None) -> bool:
@@ -330,7 +361,7 @@ def _stop_at(p: dict[str, pl.DataFrame], cfg: Config, idx: int) -> _Stop | None:
     k1, n1 = exits(idx), reached(idx)
     k2, n2 = sum(exits(i) for i in inner), sum(reached(i) for i in inner)
     unknown = r.filter((pl.col("reason") == UNKNOWN) & (pl.col(LEVEL) == idx + 1) & ~pl.col("recovered"))
-    stop = _Stop(cfg.steps[idx].name, k1, n1, ", ".join(cfg.steps[i].name for i in inner), k2, n2,
+    stop = _Stop(cfg.steps[idx].name, k1, n1, tuple(cfg.steps[i].name for i in inner), k2, n2,
                  int(unknown["n_carts"].sum()), two_proportion_test(k1, n1, k2, n2), False)
     return replace(stop, significant=_higher(stop, stop.p_value))
 
@@ -381,7 +412,7 @@ def _stop_why(stop: _Stop) -> str:
     q = "" if stop.q_value is None else f", q {_p(stop.q_value)} over the {stop.tested} checkout steps tested"
     return (f"Carts often stop at {stop.step}: {_pct(stop.rate)} of the {stop.reached} carts that "
             f"reached it left there vs {_pct(stop.rate_others)} at the other checkout steps "
-            f"({stop.others}); {stop.lost_unknown} of them are lost carts with no reason found. "
+            f"({', '.join(stop.others)}); {stop.lost_unknown} of them are lost carts with no reason found. "
             f"Two-proportion test: p {_p(stop.p_value)}{q}.")
 
 
@@ -404,6 +435,31 @@ def _primary(p: dict[str, pl.DataFrame]) -> dict[tuple[str, str], int]:
     return {(r, s): int(n) for r, s, n in g.iter_rows()}
 
 
+def estimated_orders(basis: EstimateBasis) -> float:
+    """Orders a recommendation could win back, from its basis alone (unrounded): the signals'
+    lost carts x their factors, plus the step-level rule's lost carts x its share, plus the
+    reachable carts x the recovery rate seen (reminders), all x the segment's share for a segment
+    offer. Each card's estimate is made here from the basis the report carries, so the JSON's
+    numbers reproduce it (see ``EstimateBasis``) and the two cannot drift apart."""
+    orders = sum(s.lost_carts * s.factor for s in basis.signals)
+    if basis.step_rule is not None:
+        orders += basis.step_rule.lost_carts * basis.step_rule.share
+    if basis.reminder is not None:
+        seen = basis.reminder.recovery_rate
+        orders += basis.reminder.reachable_carts * (seen.numerator / seen.denominator if seen.denominator else 0.0)
+    if basis.segment_share is not None:
+        orders *= basis.segment_share.share
+    return orders
+
+
+def _card(basis: EstimateBasis, **texts: Any) -> Recommendation:
+    """A recommendation whose estimate comes from its basis (``estimated_orders``), the one place
+    every card's estimate is made; rounded only here, the revenue from the unrounded orders."""
+    orders = estimated_orders(basis)
+    return Recommendation(**texts, estimated_orders=round(orders, 1),
+                          estimated_revenue=round(orders * basis.order_value, 2), basis=basis)
+
+
 def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config) -> list[Recommendation]:
     """Ranked fixes (estimated revenue, then orders, then id: deterministic).
 
@@ -413,7 +469,7 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
     value. A lost cart counts for one reason fix at most (see the module's docstring)."""
     cat = catalogue(cfg)
     cur = abandonment.currency
-    aov, lost_value = _aov(p)
+    aov = _aov(p)
     carts_by_reason = _reason_carts(p)
     effects = signal_effects(p, cfg)
     primary = _primary(p)
@@ -430,20 +486,19 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
         stopped = stop.lost_unknown if stop is not None and stop.significant else 0
         if not sum(carts.values()) and not stopped:
             continue
-        orders = sum(carts[s] * effects[s].attributable for s in sigs if s in effects)
+        parts = [_signal_basis(s, carts[s], effects.get(s)) for s in sigs]
         why = [f"{attributed} lost carts (abandoned, not recovered later) were attributed to "
                f"{fix.reason.replace('_', ' ')}; for {sum(carts.values())} of them the strongest evidence "
                "is what this fix addresses."] if sum(carts.values()) else []
         if stopped:
-            orders += stop.orders
             why.append(_stop_why(stop))
         step, best = None, -1.0
-        for s in sigs:
-            eff = effects.get(s)
+        for part in parts:
+            eff = effects.get(part.signal)
             if eff is None or not eff.n_with:
                 continue
-            gain = carts[s] * eff.attributable
-            if carts[s] and gain > best:
+            gain = part.lost_carts * part.factor
+            if part.lost_carts and gain > best:
                 best, step = gain, eff.step
             why.append(f"{eff.n_with} carts where {eff.description} (at {eff.step}): {_pct(eff.rate_with)} "
                        f"abandoned vs {_pct(eff.rate_without)} of {eff.comparison}"
@@ -458,12 +513,13 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
                   "for one reason fix at most, the one its strongest evidence points to")
         if stopped:
             method += "; plus " + _stop_method(stop, "this part")
+        share = None
         if fix.segment_offer:
             if segment is None:
                 continue
-            share = _segment_reason_carts(p, fix.reason, segment) / attributed if attributed else 0.0
-            orders *= share
-            method += f"; only the {segment} share ({_pct(share)}) of those carts; an alternative " \
+            in_segment = _segment_reason_carts(p, fix.reason, segment)
+            share = SegmentBasis(segment, in_segment, attributed, in_segment / attributed if attributed else 0.0)
+            method += f"; only the {segment} share ({_pct(share.share)}) of those carts; an alternative " \
                       "to the free-shipping threshold, not additive to it"
         if segment is not None:
             _, s_in, s_out = standout[fix.reason]
@@ -475,14 +531,15 @@ def recommend(p: dict[str, pl.DataFrame], abandonment: Abandonment, cfg: Config)
                        f"{_pct(ep.baseline_share)} on other days; check what changed then.")
         if fix.id == "shipping.free_threshold" and aov:
             why.append(f"Average order value: {_money(aov, cur)}.")
-        out.append(Recommendation(
-            id=fix.id, reason=fix.reason, step=step, segment=segment, title=fix.title,
-            why=" ".join(why), research=fix.research, estimated_orders=round(orders, 1),
-            estimated_revenue=round(orders * aov, 2), method=method,
+        # The step-level part whenever the rule was tested: a share of 0 says it did not fire.
+        basis = EstimateBasis(aov, AOV, cur, parts, stop.basis if stop is not None else None, share, None)
+        out.append(_card(
+            basis, id=fix.id, reason=fix.reason, step=step, segment=segment, title=fix.title,
+            why=" ".join(why), research=fix.research, method=method,
             evidence=[s for s in sigs if carts[s]],
         ))
     out += _reviews(p, cfg, aov, cur)
-    rem = _reminder(p, cfg, lost_value, cur)
+    rem = _reminder(p, cfg, cur)
     if rem is not None:
         out.append(rem)
     return sorted(out, key=lambda r: (-r.estimated_revenue, -r.estimated_orders, r.id, r.step or ""))
@@ -501,10 +558,10 @@ def _reviews(p: dict[str, pl.DataFrame], cfg: Config, aov: float, cur: str | Non
             continue
         method = "; ".join([_stop_method(stop, "this estimate", f" x average order value ({_money(aov, cur)})"),
                             *([left_out] if left_out else []), "a lost cart counts for one fix at most"])
-        out.append(Recommendation(
+        out.append(_card(
+            EstimateBasis(aov, AOV, cur, [], stop.basis, None, None),
             id=REVIEW_ID, reason="ui_friction", step=stop.step, segment=None,
             title=REVIEW_TITLE.format(step=stop.step), why=_stop_why(stop), research=REVIEW_RESEARCH,
-            estimated_orders=round(stop.orders, 1), estimated_revenue=round(stop.orders * aov, 2),
             method=method, evidence=[],
         ))
     return out
@@ -518,7 +575,9 @@ def _segment_reason_carts(p: dict[str, pl.DataFrame], reason: str, segment: str)
     return int(sub["n_carts"].sum()) if sub.height else 0
 
 
-def _reminder(p: dict[str, pl.DataFrame], cfg: Config, lost_value: float, cur: str | None) -> Recommendation | None:
+def _reminder(p: dict[str, pl.DataFrame], cfg: Config, cur: str | None) -> Recommendation | None:
+    """Reminders to known users' recoverable carts: as many orders again as this shop already
+    recovers without them, each worth the reachable carts' average value (``ReminderBasis``)."""
     t = p.get("diag:totals")
     if t is None or not t.height or cfg.level != "session":
         return None
@@ -527,18 +586,17 @@ def _reminder(p: dict[str, pl.DataFrame], cfg: Config, lost_value: float, cur: s
     back = int(t["n_known_recovered"].sum())
     if reach <= 0:
         return None
-    rate = back / known if known else 0.0
     value = float(t["sum_reachable_value"].sum() or 0.0)
-    avg = value / reach if reach else lost_value
-    orders = reach * rate
+    seen = make_rate(back, known)
     why = (f"{reach} abandoned carts belong to known users who did not come back to buy "
-           f"({_money(value, cur)} in carts); {back} of {known} such carts ({_pct(rate)}) were "
+           f"({_money(value, cur)} in carts); {back} of {known} such carts ({_pct(back / known if known else 0.0)}) were "
            f"recovered without a reminder within {cfg.recovery_horizon / 86_400_000_000:g} days.")
-    return Recommendation(
+    return _card(
+        EstimateBasis(value / reach, REACHABLE_AVG, cur, [], None, None,
+                      ReminderBasis(reach, value, seen)),
         id="recovery.cart_reminder", reason=UNKNOWN, step=None, segment=None,
         title="Send abandoned-cart reminders to known users whose carts are recoverable",
-        why=why, research=REMINDER_RESEARCH, estimated_orders=round(orders, 1),
-        estimated_revenue=round(orders * avg, 2),
+        why=why, research=REMINDER_RESEARCH,
         method="reachable carts (known user, not recovered) x the recovery rate already seen, i.e. "
                "assuming reminders double today's recovery (an assumption: no study figure), x their "
                "average cart value; reminders act on lost carts of every reason, so this estimate "
