@@ -225,6 +225,9 @@ def test_the_interface_review_reaches_every_renderer():
     html = render(report, "html", plotlyjs="cdn")
     assert 'class="card reason-ui_friction"' in html and "Review the interface of the shipping step" in html
     assert "22% said the checkout was too long" in html
+    # how the estimate is made, from its basis: carts x share x order value
+    line = "= 200 carts with no reason found at shipping × 60.5% × 100 EUR (average order value)"
+    assert line in md and line in html
     doc = json.loads(render(report, "json"))
     assert [r for r in doc["recommendations"] if r["id"] == "ui_friction.review_step"] == [
         json.loads(json.dumps(rev.to_dict()))]

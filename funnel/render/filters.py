@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 NA = "n/a"
 
@@ -86,6 +87,29 @@ def fmt_ts(v: str | None) -> str:
     return s
 
 
+def fmt_basis(b: Any) -> str:
+    """How a recommendation's estimate is made, in one line from its ``basis``
+    (``model.EstimateBasis``), so a reader sees which carts and factors give the number:
+    ``(52 carts × 44.7% (shipping.quick_exit) + 122 carts × 16.3% (shipping.info_page)) × 109 EUR
+    (average order value)``. Only the parts with carts are shown (a signal with carts but no
+    significant excess shows × 0.0%, which is why an estimate can be 0); the JSON has every input."""
+    def carts(n: int, what: str = "") -> str:
+        return f"{fmt_int(n)} {what}cart{'' if n == 1 else 's'}"
+
+    parts = [f"{carts(s.lost_carts)} × {fmt_pct(s.factor)} ({s.signal})" for s in b.signals if s.lost_carts]
+    if (st := b.step_rule) is not None and st.lost_carts and st.significant:
+        parts.append(f"{carts(st.lost_carts)} with no reason found at {st.step} × {fmt_pct(st.share)}")
+    if (r := b.reminder) is not None:
+        parts.append(f"{carts(r.reachable_carts, 'reachable ')} × {fmt_pct(r.recovery_rate.rate)} "
+                     "recovered today without a reminder")
+    text = " + ".join(parts) or "0 carts"
+    if len(parts) > 1:
+        text = f"({text})"
+    if (sg := b.segment_share) is not None:
+        text += f" × {fmt_pct(sg.share)} ({sg.segment}'s share of the carts)"
+    return f"{text} × {fmt_money(b.order_value, b.currency)} ({b.order_value_of})"
+
+
 FILTERS = {
     "fmt_int": fmt_int,
     "fmt_counts": fmt_counts,
@@ -97,4 +121,5 @@ FILTERS = {
     "fmt_ratio": fmt_ratio,
     "fmt_p": fmt_p,
     "fmt_ts": fmt_ts,
+    "fmt_basis": fmt_basis,
 }

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..model import Report
-from .filters import fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
+from .filters import fmt_basis, fmt_ci, fmt_counts, fmt_int, fmt_money, fmt_pct, fmt_seconds
 
 # Markdown (CommonMark/GFM, as GitHub renders step summaries and comments) and HTML that a data
 # string could start: emphasis, code, links and images, strikethrough, math, table cells, tags
@@ -80,7 +80,8 @@ def render_markdown(report: Report, **_: Any) -> str:
     for i, rec in enumerate(report.recommendations[:5], 1):
         where = " · ".join(x for x in (rec.step and f"step {rec.step}", rec.segment) if x)
         out.append(f"{i}. **{_md(rec.title)}** ({rec.reason}{', ' + _md(where) if where else ''}) — "
-                   f"≈ {fmt_int(round(rec.estimated_orders))} orders, {fmt_money(rec.estimated_revenue, cur)}. "
+                   f"≈ {fmt_int(round(rec.estimated_orders))} orders, {fmt_money(rec.estimated_revenue, cur)} "
+                   f"= {_md(fmt_basis(rec.basis))}. "
                    f"{_md(rec.why)} _Research: {_md(rec.research)}_")
     out.append("")
     out.append(f"<sub>funnel {report.tool['version']} · {fn.order} funnel, window {report.settings.window}, "
