@@ -318,7 +318,10 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     assert r.returncode == 0, r.stderr
     said = ("no event in the input is named 'checkout_begin' (step 'checkout_begin'), so no sessions reached it "
             "— did you mean 'begin_checkout'?")
-    assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [said]   # (purchase follows from it)
+    # (purchase follows from it; its buyers bought without the step's event: recovered, not lost)
+    first, bought = json.loads((tmp_path / "r.json").read_text())["warnings"]
+    assert first == said and bought.startswith("602 carts stopped at a step but were bought later in the same "
+                                               "session (602 without a 'checkout_begin' event)")
     assert f"warning: {said}" in r.stdout and f"> **Warning:** {said}" in (tmp_path / "r.md").read_text()
     assert said.replace("'", "&#39;") in (tmp_path / "r.html").read_text()
     quiet = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,checkout_begin,purchase", "-q",
@@ -335,7 +338,7 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     v = run_cli("validate", str(SAMPLE_EVENTS), cwd=tmp_path)
     assert v.returncode == 0 and f"warning: {said}" in v.stdout, v.stdout
     doc = json.loads(run_cli("validate", str(SAMPLE_EVENTS), "--json", "-", cwd=tmp_path).stdout)
-    assert doc["warnings"] == [said] and doc["funnel_steps_found"]["checkout_begin"] == 0
+    assert doc["warnings"][0] == said and doc["funnel_steps_found"]["checkout_begin"] == 0
 
 
 def test_funnel_only_is_not_implied_when_segments_are_asked_and_writes_no_html(tmp_path):
