@@ -108,9 +108,9 @@ def parse_rule(text: str, step_names: Iterable[str], where: str = "--fail-on") -
                               "conversion_drop is already in percentage points: write conversion_drop > 5"
                               if metric == "conversion_drop" else "write a plain number")
         value /= 100
-    elif fraction and not 0 <= value <= 1:
+    if fraction and not 0 <= value <= 1:   # (a rate past 100% would always, or never, fire)
         raise ConfigError(f"{where} {text.strip()!r}: {metric} is a fraction between 0 and 1",
-                          f"write {value / 100:g} or {value:g}%")
+                          "write a percentage between 0% and 100%" if percent else f"write {value / 100:g} or {value:g}%")
     return Rule(f"{metric} {op} {raw}", metric, op, value)
 
 

@@ -52,6 +52,9 @@ def test_parse_rule(text, metric, op, value):
     ("abandonment_rate > 80", r"fraction between 0 and 1.*write 0.8 or 80%"),
     ("conversion_drop > 5%", r"already in percentage points"),
     ("carts > 5%", r"carts is not a rate"),
+    # (regression, QA: a percentage past 100% was taken, and such a rule always or never fires)
+    ("conversion < 150%", r"conversion is a fraction between 0 and 1.*between 0% and 100%"),
+    ("step:payment:conversion >= -5%", r"fraction between 0 and 1.*between 0% and 100%"),
 ])
 def test_bad_rules_are_config_errors_with_a_hint(text, message):
     with pytest.raises(ConfigError, match=message) as exc:
