@@ -138,6 +138,38 @@ class Config:
                 raise ConfigError(f"unknown setting {k!r}", suggestion(k, known) or f"settings: {', '.join(known)}")
         return replace(self, **{k: _coerce(k, v) for k, v in given.items()})
 
+    def check(self) -> None:
+        """The settings checked against each other, once every source is applied (a flag may
+        mend the file's value): where the input is read, on every engine. An exclusion event that
+        is a step's own event would take out every session reaching that step (buyers excluded
+        for buying)."""
+        step_of = {e: s.name for s in self.steps for e in s.events}
+        for e in self.exclude:
+            if e in step_of:
+                raise ConfigError(f"{self.given('exclude')} {e!r} is an event of step {step_of[e]!r}: an exclusion "
+                                  "event must not be a funnel step's event",
+                                  f"drop {e!r} from the exclusions, or from the step's events")
+
+    def given(self, name: str, role: str | None = None) -> str:
+        """Where setting ``name`` (``role``: one role of ``columns``) was given, for an error
+        about its value: ``FILE [section] key`` while the config file's value is the one in use
+        (``from_file``), else the flag (``--segment``, ``--column timestamp``)."""
+        section, key, flag = _GIVEN[name]
+        mine, used = self.from_file.get(name), getattr(self, name)
+        if role is not None:
+            key, flag = role, f"{flag} {role}"
+            mine, used = (mine or {}).get(role), used.get(role)
+        return f"{self.source} [{section}] {key}" if mine is not None and mine == used else flag
+
+
+# setting -> (its table and key in funnel.toml, its flag); a ``columns`` key is the role
+_GIVEN: dict[str, tuple[str, str, str]] = {
+    "format": ("input", "format", "--format"),
+    "columns": ("columns", "", "--column"),
+    "exclude": ("funnel", "exclude", "--exclude"),
+    "segments": ("segments", "columns", "--segment"),
+}
+
 
 def _coerce(key: str, value: Any) -> Any:
     """A keyword value for ``Config`` field ``key`` in the field's own form (see ``with_overrides``)."""

@@ -667,6 +667,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     say = progress or (lambda _msg: None)
     rules = gates.config_rules(cfg)  # bad rules fail before any work
     check_format(cfg)
+    cfg.check()
     if isinstance(sources, str):
         sources = [sources]
     spark = spark or spark_session()

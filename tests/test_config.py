@@ -184,3 +184,31 @@ def test_did_you_mean_knows_the_same_words_in_another_order():
     assert did_you_mean("checkout_begin", names) == ["begin_checkout"]   # (spelling alone finds nothing)
     assert did_you_mean("Begin Checkout", names)[0] == "begin_checkout"
     assert did_you_mean("purchased", names) == ["purchase"] and did_you_mean("__", names) == []
+
+
+def test_an_exclusion_event_that_is_a_step_event_is_an_error(tmp_path):
+    """--exclude purchase excluded every buyer (abandonment 1.0, exit 0, a warning that no
+    session reached 'purchase'); --exclude add_to_cart every cart. An exclusion event that is a
+    step's own event is a config error (exit 2, one line) naming where it was given: the flag,
+    or the config file and key. Checked once every source is applied: a --steps without that
+    event mends the file's exclusion."""
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    import funnel
+
+    for event, step in (("purchase", "purchase"), ("add_to_cart", "cart")):
+        r = run_cli("analyze", str(SAMPLE_EVENTS), "--exclude", event, "-q", "--json", "-")
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"error: --exclude {event!r} is an event of step {step!r}: an exclusion "
+                                   "event must not be a funnel step's event"), r.stderr
+    (tmp_path / "funnel.toml").write_text('[funnel]\nexclude = ["refund", "purchase"]\n')
+    for cmd in (["analyze", str(SAMPLE_EVENTS), "-q", "--json", "-"], ["validate", str(SAMPLE_EVENTS)],
+                ["explain", "s1", str(SAMPLE_EVENTS)]):
+        r = run_cli(*cmd, cwd=tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (cmd, r.stderr)
+        assert "error: funnel.toml [funnel] exclude 'purchase' is an event of step 'purchase'" in r.stderr, r.stderr
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,begin_checkout", "-q", "--json", "-",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ConfigError, match="--exclude 'Order Completed' is an event of step 'purchase'"):
+        funnel.analyze(SAMPLE_EVENTS, exclude=["Order Completed"], funnel_only=True)

@@ -78,9 +78,8 @@ def _detect_vendor(schema: pl.Schema, cfg: Config, where: str = "the input") -> 
 
 def format_given(cfg: Config) -> str:
     """How the input format was named, for errors: the config file's key, or ``--format``."""
-    if cfg.from_file.get("format") == cfg.format:
-        return f'{cfg.source} [input] format = "{cfg.format}"'
-    return f"--format {cfg.format}"
+    where = cfg.given("format")
+    return f'{where} = "{cfg.format}"' if where != "--format" else f"--format {cfg.format}"
 
 
 def check_format(cfg: Config) -> None:
@@ -99,6 +98,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
     the decimal marks that Spark's driver ships to its partitions (funnel.spark, which runs the
     quoting check itself)."""
     check_format(cfg)
+    cfg.check()
     files = [sniff_format(p) for p in resolve_paths(specs)]
     frames: list[pl.LazyFrame] = []
     formats: set[str] = set()
