@@ -150,16 +150,18 @@ class Config:
                                   "event must not be a funnel step's event",
                                   f"drop {e!r} from the exclusions, or from the step's events")
 
-    def given(self, name: str, role: str | None = None) -> str:
+    def given(self, name: str, role: str | None = None, value: bool = False) -> str:
         """Where setting ``name`` (``role``: one role of ``columns``) was given, for an error
         about its value: ``FILE [section] key`` while the config file's value is the one in use
-        (``from_file``), else the flag (``--segment``, ``--column timestamp``)."""
+        (``from_file``), else the flag (``--segment``, ``--column``). ``value``: with the (text)
+        value as written there: ``FILE [input] format = "ga4"``, ``--column timestamp=ts``."""
         section, key, flag = _GIVEN[name]
         mine, used = self.from_file.get(name), getattr(self, name)
         if role is not None:
-            key, flag = role, f"{flag} {role}"
-            mine, used = (mine or {}).get(role), used.get(role)
-        return f"{self.source} [{section}] {key}" if mine is not None and mine == used else flag
+            key, mine, used = role, (mine or {}).get(role), used.get(role)
+        if mine is not None and mine == used:
+            return f"{self.source} [{section}] {key}" + (f" = {toml_value(used)}" if value else "")
+        return flag + (f" {role}={used}" if role and value else f" {role}" if role else f" {used}" if value else "")
 
 
 # setting -> (its table and key in funnel.toml, its flag); a ``columns`` key is the role

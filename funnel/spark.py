@@ -687,7 +687,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
 
         raw, mapping = _adapted(raw, vendor), dict(ADAPTERS[vendor].MAPPING)
     names = [c for c in raw.columns if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]
-    roles = detect_roles(names, {} if vendor else cfg.columns, where=", ".join(sources), level=cfg.level)
+    roles = detect_roles(names, {} if vendor else cfg.columns, where=", ".join(sources), level=cfg.level,
+                         given=cfg)
     rename = {src: ROLE_BY_NAME[r].column for r, src in roles.items()}
     others = [c for c in names if c not in rename]
     rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})

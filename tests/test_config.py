@@ -212,3 +212,19 @@ def test_an_exclusion_event_that_is_a_step_event_is_an_error(tmp_path):
     assert r.returncode == 0, r.stderr
     with pytest.raises(ConfigError, match="--exclude 'Order Completed' is an event of step 'purchase'"):
         funnel.analyze(SAMPLE_EVENTS, exclude=["Order Completed"], funnel_only=True)
+
+
+def test_a_column_role_from_the_config_file_that_names_no_column_names_the_file(tmp_path):
+    """[columns] timestamp = "time_stamp" in funnel.toml was reported against the events file
+    ('events.csv: column 'time_stamp' set for role 'timestamp' does not exist'): the error names
+    the config file and key (and the events file it is not in); a --column names the flag."""
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    (tmp_path / "funnel.toml").write_text('[columns]\ntimestamp = "time_stamp"\n')
+    for cmd in (["analyze", str(SAMPLE_EVENTS), "-q", "--json", "-"], ["validate", str(SAMPLE_EVENTS)]):
+        r = run_cli(*cmd, cwd=tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f'error: funnel.toml [columns] timestamp = "time_stamp": no such column in '
+                                   f"{SAMPLE_EVENTS} — did you mean 'timestamp'?"), r.stderr
+    r = run_cli("validate", str(SAMPLE_EVENTS), "--column", "timestamp=ts", "--column", "event=event", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: --column timestamp=ts: no such column in {SAMPLE_EVENTS}")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, did_you_mean
 from ..schema import ROLE_BY_NAME, ROLES, ROW, SOURCE_FILE
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 def _show(name: str, width: int = 40) -> str:
@@ -19,11 +23,12 @@ def _norm(name: str) -> str:
 
 
 def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
-                 where: str = "input", level: str = "session") -> dict[str, str]:
+                 where: str = "input", level: str = "session", given: Config | None = None) -> dict[str, str]:
     """Map role name -> source column. Explicit overrides win; then synonyms in priority order.
 
     Raises InputError naming the missing role, the columns found and the closest candidates
-    (``level="user"``: a user id is required too).
+    (``level="user"``: a user id is required too); an override naming no column, where it was
+    set (``given``: the config whose ``columns`` the overrides are: its file and key, or the flag).
     """
     overrides = overrides or {}
     cols = [c for c in columns if c not in (SOURCE_FILE, ROW)]
@@ -37,7 +42,8 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
             near = did_you_mean(col, cols)
             hint = (f"did you mean {' or '.join(repr(_show(n)) for n in near)}?" if near
                     else f"columns found: {', '.join(_show(c) for c in cols[:20])}")
-            raise InputError(f"{where}: column {_show(col)!r} set for role '{role}' does not exist", hint)
+            setting = given.given("columns", role, value=True) if given is not None else f"role {role} = {col!r}"
+            raise InputError(f"{_show(setting, 120)}: no such column in {where}", hint)
         roles[role] = col
         used.add(col)
     for role in ROLES:

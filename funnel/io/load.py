@@ -78,8 +78,7 @@ def _detect_vendor(schema: pl.Schema, cfg: Config, where: str = "the input") -> 
 
 def format_given(cfg: Config) -> str:
     """How the input format was named, for errors: the config file's key, or ``--format``."""
-    where = cfg.given("format")
-    return f'{where} = "{cfg.format}"' if where != "--format" else f"--format {cfg.format}"
+    return cfg.given("format", value=True)
 
 
 def check_format(cfg: Config) -> None:
@@ -125,7 +124,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
                        if c not in CANONICAL_COLUMNS and c not in (ROW, SOURCE_FILE) and c not in extras]
         else:
             names = [c for c in schema.names() if c not in (EXTRA, BLANK)]
-            roles = detect_roles(names, cfg.columns, where=str(src.path), level=cfg.level)
+            roles = detect_roles(names, cfg.columns, where=str(src.path), level=cfg.level, given=cfg)
             rename = {src_col: ROLE_BY_NAME[r].column for r, src_col in roles.items()}
             others = [c for c in names if c not in rename and c not in (ROW, SOURCE_FILE)]
             # Unmapped columns keep their name unless it collides with a canonical one.
