@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from .io.load import Loaded, load_events, load_sessions
 from .io.sources import encoding_warnings, skipped_files
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
 from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, ENTITY, EVENT,
-                     REJECT, SESSION, STEP, TS, USER)
+                     PAYMENT, REJECT, SESSION, STEP, TS, USER)
 
 Progress = Callable[[str], None]
 
@@ -224,16 +224,33 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     ev = usable.lazy()
     log = read_sessions_log(sessions, cfg) if isinstance(sessions, str) else sessions
     ev, attrs = with_sessions_log(ev, attrs, log)
-    for s in cfg.segments:
-        if s not in attrs and s not in ev.collect_schema().names():
-            from .errors import ConfigError, suggestion
-
-            raise ConfigError(f"segment column {s!r} not found in the events or sessions log",
-                              suggestion(s, attrs + list(loaded.extra_columns)) or
-                              f"available: {', '.join(attrs) or 'none'}")
-        if s not in attrs:
-            attrs.append(s)
+    check_segments(cfg, [*attrs, *ev.collect_schema().names()],
+                   segment_choices(loaded.extra_columns, loaded.columns, log))
+    attrs += [s for s in cfg.segments if s not in attrs]
     return Prepared(ev, rejects, loaded, attrs, sessionized, log, df.height)
+
+
+def segment_choices(extras: Sequence[str], roles: Collection[str], log: SessionsLog | None) -> list[str]:
+    """The columns ``--segment`` can name: the events' properties (``extras``: every column
+    without a role), their currency and payment method when the input has them (``roles``, as
+    ``Loaded.columns``) and the sessions log's attributes. ``funnel validate`` lists them."""
+    return list(dict.fromkeys([*extras, *(r for r in (CURRENCY, PAYMENT) if r in roles),
+                               *(log.attrs if log is not None else ())]))
+
+
+def check_segments(cfg: Config, found: Collection[str], choices: Sequence[str]) -> None:
+    """Each segment column asked for (``--segment``, ``[segments] columns``) is among ``found``;
+    else an error naming where it was asked for, with the columns that can be used
+    (``choices``, ``segment_choices``) and the closest of them."""
+    from .errors import suggestion
+    from .io.detect import _show
+
+    for s in cfg.segments:
+        if s not in found:
+            shown = ", ".join(_show(c) for c in choices[:30]) + (" …" if len(choices) > 30 else "")
+            hint = " ".join(filter(None, (suggestion(s, choices), f"columns that can be used: {shown or 'none'}")))
+            raise ConfigError(f"{cfg.given('segments')} {_show(s)!r}: no such column in the events or the sessions log",
+                              hint)
 
 
 def with_sessions_log(ev: pl.LazyFrame, attrs: list[str], log: SessionsLog | None

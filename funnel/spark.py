@@ -656,8 +656,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     """``analyze_spark``, whose Spark errors it turns into one line."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
-                      CART_ORDER, midnight_warning, read_sessions_log, reject_table, shared_recovery, step_warnings,
-                      whole_entities)
+                      CART_ORDER, check_segments, midnight_warning, read_sessions_log, reject_table, segment_choices,
+                      shared_recovery, step_warnings, whole_entities)
     from .core.normalize import NUMBER_COLUMNS
     from .io.detect import detect_roles
     from .io.load import check_format
@@ -706,10 +706,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         buf = io.BytesIO()
         log.lf.collect().write_ipc(buf)
         shipped = (log.name, buf.getvalue(), log.attrs)
-    for s in cfg.segments:
-        if s not in attrs:
-            raise ConfigError(f"segment column {s!r} not found in the events or sessions log",
-                              f"available: {', '.join(extras + (log.attrs if log else [])) or 'none'}")
+    check_segments(cfg, attrs, segment_choices(extras, (), log))   # (no currency, payment method: not kept here)
     user_src = roles.get("user_id")
     sess_src = roles.get("session_id")
     ids = [_spark_id(c, cfg.missing_ids) for c in (user_src, sess_src) if c]

@@ -75,12 +75,11 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
             facts = [_facts(ev, cfg, done[-1].shared)
                      for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
             counts = api._counts(done) if done else None
-        rows_read, sessionized, attrs = sum(s.rows_read for s in done), any(s.sessionized for s in done), \
-            (done[0].attrs if done else [])
+        rows_read, sessionized = sum(s.rows_read for s in done), any(s.sessionized for s in done)
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
         prep = api.prepare(sources, cfg, progress=say, loaded=loaded)
         facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects)
-        rows_read, sessionized, attrs = prep.rows_read, prep.sessionized, prep.attrs
+        rows_read, sessionized = prep.rows_read, prep.sessionized
     rej = api.merged_counts(counts)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
         .sort(["n", EVENT], descending=[True, False])
@@ -94,7 +93,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                          for f in loaded.files},
         "format": loaded.format,
         "columns": dict(loaded.columns),
-        "segment_columns": list(attrs),
+        "segment_columns": api.segment_choices(loaded.extra_columns, loaded.columns, None),
         "rows_read": rows_read,
         "usable_rows": sum(f["usable"] for f in facts),
         "rows_rejected": int(rej["n"].sum()),

@@ -63,3 +63,44 @@ def test_segment_by_a_column_the_record_holds(tmp_path):
             assert sizes[value] == n
     r = run_cli("analyze", str(SAMPLE_EVENTS), "--segment", "payment_method", "--json", str(tmp_path / "r.json"))
     assert r.returncode == 0, r.stderr
+
+
+def test_a_segment_column_not_found_names_where_it_was_asked_for_and_what_can_be_used(tmp_path):
+    """'segment column 'devise' not found … — available: none': from funnel.toml it named
+    neither the file nor the key, and 'none' was wrong: an event table's extra columns (a CSV's
+    'store', an NDJSON object 'props') segment too. The error names the flag or the file and
+    key, the closest column and the columns that can be used — the ones `funnel validate
+    --json` lists as segment_columns."""
+    import json
+
+    import pytest
+    from conftest import run_cli
+
+    from funnel.api import analyze
+    from funnel.config import load_config
+    from funnel.errors import ConfigError
+
+    csv = tmp_path / "ev.csv"
+    csv.write_text("timestamp,session_id,event,store,currency\n2026-11-10T10:00:00Z,a,add_to_cart,s1,EUR\n"
+                   "2026-11-10T10:01:00Z,a,purchase,s1,EUR\n")
+    nd = tmp_path / "ev.ndjson"
+    nd.write_text('{"timestamp":"2026-11-10T10:00:00Z","session_id":"a","event":"add_to_cart","props":{"c":"red"}}\n')
+    with pytest.raises(ConfigError) as e:
+        analyze(str(csv), segments=["stor"])
+    assert str(e.value) == ("--segment 'stor': no such column in the events or the sessions log — did you mean "
+                            "'store'? columns that can be used: store, currency")
+    with pytest.raises(ConfigError, match="'region'.* columns that can be used: props$"):
+        analyze(str(nd), segments=["region"])
+    with pytest.raises(ConfigError, match="did you mean 'device'.* can be used: currency, payment_method, device, "):
+        analyze(str(SAMPLE_EVENTS), sessions=str(SAMPLE_SESSIONS), segments=["devise"])
+    assert analyze(str(csv), segments=["store"]).report.segments[0].column == "store"
+    (tmp_path / "c.toml").write_text('[segments]\ncolumns = ["devise"]\n')
+    with pytest.raises(ConfigError, match=r"^.*c\.toml \[segments\] columns 'devise': no such column .* can be used: "
+                                          "currency, payment_method$"):
+        analyze(str(SAMPLE_EVENTS), load_config(tmp_path / "c.toml"))
+    r = run_cli("analyze", str(csv), "-c", str(tmp_path / "c.toml"), "-q", "--json", "-")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: {tmp_path / 'c.toml'} [segments] columns 'devise': no such column"), r.stderr
+    for path, cols in ((csv, ["store", "currency"]), (nd, ["props"])):
+        r = run_cli("validate", str(path), "--json", "-")
+        assert json.loads(r.stdout)["segment_columns"] == cols, r.stdout
