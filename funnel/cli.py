@@ -503,6 +503,10 @@ def explain(
         cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         ex = run(events, session_id, cfg, sessions=sessions)
+        from .io.sources import skipped_files
+        from .render.terminal import print_warnings
+
+        print_warnings(skipped_files(events), err)   # (files of a folder not read: said)
         if json_out:
             import json
 

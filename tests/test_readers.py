@@ -178,3 +178,42 @@ def test_bug_notes_manifests_and_old_reports_in_an_input_folder_aborted_the_run(
     (only / "README.md").write_text("# logs go here\n")
     with pytest.raises(InputError, match=r"holds no CSV.*skipped: .*README.md \(not a data file\)"):
         prepare([str(only)], Config())
+
+
+def test_an_empty_file_in_a_folder_or_a_glob_is_skipped_and_named(tmp_path):
+    """A 0-byte file in a folder aborted the whole run ('b.csv: the file is empty', exit 2)
+    while a header-only one was accepted. An empty file found through a folder or a glob (0
+    bytes, or a .gz/.zst holding nothing) is skipped and named in the warnings of analyze,
+    validate and explain; one named explicitly is still an error, and a pattern or folder of
+    empty files only is one too."""
+    import json
+
+    import zstandard
+    from conftest import run_cli
+
+    from funnel.api import analyze
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pl.DataFrame(ROWS).write_csv(logs / "a.csv")
+    (logs / "b.csv").write_bytes(b"")
+    (logs / "c.csv.gz").write_bytes(gzip.compress(b""))
+    (logs / "d.ndjson.zst").write_bytes(zstandard.ZstdCompressor().compress(b""))
+    empties = [logs / n for n in ("b.csv", "c.csv.gz", "d.ndjson.zst")]
+    for spec in (logs, logs / "*"):
+        assert _events([spec]).height == 3
+        warnings = [w for w in analyze(str(spec)).report.warnings if w.startswith("skipped")]
+        assert len(warnings) == 1 and warnings[0].startswith("skipped 3 file(s)"), warnings
+        assert all(f"{f} (empty)" in warnings[0] for f in empties), warnings
+    r = run_cli("validate", str(logs), "--json", "-")
+    assert r.returncode == 0 and [w for w in json.loads(r.stdout)["warnings"] if f"{empties[0]} (empty)" in w], r
+    r = run_cli("explain", "s1", str(logs))
+    assert r.returncode == 0 and f"{empties[0]} (empty)" in r.stderr, r.stderr
+    for f in empties:
+        with pytest.raises(InputError, match=f"{f}: the file is empty"):
+            prepare([str(f)], Config())
+    with pytest.raises(InputError, match="every file matching .* is empty"):
+        prepare([str(logs / "*.csv?*")], Config())
+    (logs / "a.csv").unlink()
+    with pytest.raises(InputError, match=r"holds no CSV.*b\.csv \(empty\)"):
+        prepare([str(logs)], Config())

@@ -85,8 +85,12 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
     out: list[Path] = []
     for spec in specs:
         p = Path(spec)
-        if any(ch in spec for ch in "*?["):
-            hits = sorted(Path(h) for h in globmod.glob(spec, recursive=True) if Path(h).is_file())
+        if _glob(spec):
+            hits, skipped = _glob_files(spec)
+            if skipped and not hits:
+                raise InputError(f"every file matching {spec!r} is empty: {', '.join(str(f) for f, _ in skipped[:10])}"
+                                 + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""),
+                                 "export the logs again, or check the pattern")
             if not hits:
                 raise InputError(f"no files match {spec!r}",
                                  "check the pattern (quote it so the shell does not expand it)")
@@ -137,17 +141,60 @@ def _folder_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return taken, skipped
 
 
+def _glob(spec: str) -> bool:
+    return any(ch in spec for ch in "*?[")
+
+
+def _glob_files(spec: str) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files glob ``spec`` matches, sorted, read as logs, and the empty ones (``_empty``),
+    skipped: a pattern names its files, so only an empty one is not read."""
+    taken: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for f in sorted(Path(h) for h in globmod.glob(spec, recursive=True) if Path(h).is_file()):
+        if _empty(f):
+            skipped.append((f, EMPTY))
+        else:
+            taken.append(f)
+    return taken, skipped
+
+
+EMPTY = "empty"
+
+
+def _empty(f: Path) -> bool:
+    """File ``f`` holds nothing: no bytes, or a compressed stream of none (a .gz of nothing).
+    Found through a folder or a glob it is skipped (and named); named explicitly, an error."""
+    try:
+        if f.stat().st_size == 0:
+            return True
+        with f.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return False   # (the reader names what is wrong with it)
+    compression = "gz" if magic[:2] == b"\x1f\x8b" else "zst" if magic == b"\x28\xb5\x2f\xfd" else ""
+    if not compression:
+        return False
+    try:
+        with _open_decompressed(f, compression) as fh:
+            return not fh.read(1)
+    except (ImportError, *_decompress_errors()):
+        return False
+
+
 def _not_a_log(f: Path) -> str | None:
     """Why file ``f``, found in a folder, is not read as a log; None when it is. Taken: the data
     extensions (.csv .tsv .tab .txt .parquet .pq .ndjson .jsonl .json, plain, .gz or .zst) but
-    documentation by its name (``_NOT_LOGS``), a .json holding one pretty-printed JSON document
-    (its first line a lone '{' or '[': funnel's own JSON report, a manifest; NDJSON has one
-    object per line) and a .txt whose first line has no field separator (prose, not a table)."""
+    documentation by its name (``_NOT_LOGS``), an empty file (``_empty``), a .json holding one
+    pretty-printed JSON document (its first line a lone '{' or '[': funnel's own JSON report, a
+    manifest; NDJSON has one object per line) and a .txt whose first line has no field separator
+    (prose, not a table)."""
     if not _known(f):
         return "not a data file"
     name, compression = _named(f)
     if name.split(".")[0] in _NOT_LOGS:
         return "documentation"
+    if _empty(f):
+        return EMPTY
     ext = Path(name).suffix
     if ext not in (".json", ".txt"):
         return None
@@ -172,14 +219,15 @@ def _listed(skipped: list[tuple[Path, str]], most: int = 10) -> str:
 
 def skipped_files(specs: list[str] | tuple[str, ...]) -> list[str]:
     """The warning (a report warning and a progress line: a file skipped is never silent) for
-    the files of the folders among ``specs`` not read as logs (``_not_a_log``), naming them;
-    none when every file is read."""
-    skipped = [s for spec in specs if not any(ch in spec for ch in "*?[") and Path(spec).is_dir()
-               for s in _folder_files(Path(spec))[1]]
+    the files of the folders and globs among ``specs`` not read as logs (``_not_a_log``,
+    ``_glob_files``), naming them; none when every file is read."""
+    skipped = [s for spec in specs
+               for s in (_glob_files(spec)[1] if _glob(spec) else
+                         _folder_files(Path(spec))[1] if Path(spec).is_dir() else [])]
     if not skipped:
         return []
-    return [(f"skipped {len(skipped)} file(s) in the input folder(s) that are not event logs: {_listed(skipped)}"
-             " — name a file explicitly to read it anyway")]
+    return [(f"skipped {len(skipped)} file(s) in the input folder(s) or pattern(s) that are not event logs: "
+             f"{_listed(skipped)} — name a file explicitly to read it anyway")]
 
 
 def _hidden(f: Path, root: Path) -> bool:
@@ -209,7 +257,7 @@ def sniff_format(path: Path) -> SourceFile:
             head = fh.read(_SNIFF)
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror})", "check that the file is readable") from None
-    if size == 0:
+    if _empty(path):
         raise InputError(f"{path}: the file is empty", "export the log again or remove the file from the input")
     if head[:2] == b"\x1f\x8b":
         compression = "gz"
