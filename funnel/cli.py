@@ -504,7 +504,7 @@ def explain(
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         ex = run(events, session_id, cfg, sessions=sessions)
         from .io.sources import skipped_files
-        from .render.terminal import print_warnings
+        from .render.terminal import explain_table, print_warnings
 
         print_warnings(skipped_files(events), err)   # (files of a folder not read: said)
         if json_out:
@@ -512,19 +512,8 @@ def explain(
 
             _write_machine(json_out, json.dumps(ex.to_dict(), indent=2, ensure_ascii=False) + "\n")
         from rich.markup import escape
-        from rich.table import Table
 
-        colour = {"reached": "green", "tie": "red", "window": "red", "order": "red", "interrupted": "red",
-                  "ignored": "dim", "duplicate": "dim"}
-        table = Table(title=f"{ex.unit} {escape(ex.entity)} · {ex.order} funnel, window {ex.window}",
-                      title_justify="left")
-        for col in ("time", "event", "step", "status", "why"):
-            table.add_column(col)
-        for e in ex.events:
-            c = colour.get(e.status, "")
-            table.add_row(e.time, escape(e.event), escape(e.step or ""), f"[{c}]{e.status}[/]" if c else e.status,
-                          escape(e.detail))
-        human.print(table)
+        human.print(explain_table(ex))
         human.print(f"[bold]{escape(ex.verdict)}[/]", soft_wrap=True)
         human.print(f"exit step: {escape(ex.exit_step or 'none')}", highlight=False)
         if ex.reason is not None:

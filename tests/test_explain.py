@@ -230,3 +230,20 @@ def test_classification_level_equals_engine_on_the_sample():
                             order).collect()
         joined = got.join(eng, on=ENTITY, how="left").with_columns(pl.col(LEVEL).fill_null(0))
         assert (joined["_level"] == joined[LEVEL]).all(), order
+
+
+def test_times_are_never_cut_at_80_columns(tmp_path):
+    """Piped (80 columns), explain cut its time column ('2022-12-22T13:2…'), though the order
+    of events seconds apart is what it shows. Its table follows the report tables' rule
+    (render.terminal._table): times whole, text columns wrap or fold, no ellipsis."""
+    from conftest import ROOT, run_cli
+
+    snowplow = ROOT / "tests" / "fixtures" / "snowplow" / "snowplow_ecommerce_events.csv"
+    sid = "0a42e1e29bd84c4f87003cb8c4c7098e31a93eed89b10f10c83e0c9c3810318d"
+    out = tmp_path / "x.json"
+    r = run_cli("explain", sid, str(snowplow), "--json", str(out), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines if line[:1] in "┏┃┡│└") <= 80 and "…" not in r.stdout
+    times = [e["time"] for e in json.loads(out.read_text())["events"]]
+    assert len(times) > 5 and all(t in r.stdout for t in times), [t for t in times if t not in r.stdout]

@@ -25,12 +25,13 @@ def _table(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequen
     terminal without cutting a value: a right-aligned (number) column is exactly as wide as
     its widest value or header word (the header wraps between words), so rich shrinks only the
     text columns, which wrap, and fold a word longer than the column (a step name), never
-    ending it with an ellipsis. Pipes and CI logs are 80 columns wide."""
+    ending it with an ellipsis. Justify ``"whole"``: a left-aligned column kept whole as a number
+    is (a time: the order of events seconds apart). Pipes and CI logs are 80 columns wide."""
     t = Table(title=title, title_justify="left")
     for i, (head, just) in enumerate(columns):
-        if just == "right":
+        if just in ("right", "whole"):
             width = max([cell_len(w) for w in head.split()] + [Text.from_markup(r[i]).cell_len for r in rows])
-            t.add_column(head, justify="right", width=width)
+            t.add_column(head, justify="right" if just == "right" else "left", width=width)
         else:
             t.add_column(head, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in rows:
@@ -94,3 +95,20 @@ def print_report(report: Report, console: Console, top: int = 5, diagnosis: bool
         val = "n/a" if g.value is None else f"{g.value:.4g}"
         mark = "[red]FIRED[/]" if g.fired else "[green]ok[/]"
         console.print(f"gate {escape(g.rule)}: {val} {mark}")
+
+
+_STATUS_COLOUR = {"reached": "green", "tie": "red", "window": "red", "order": "red", "interrupted": "red",
+                  "ignored": "dim", "duplicate": "dim"}
+
+
+def explain_table(ex) -> Table:
+    """``funnel explain``'s table of one visitor's events (``core.explain.Explanation``), by the
+    rule of the report's tables (``_table``): its times are never cut."""
+    def status(s: str) -> str:
+        c = _STATUS_COLOUR.get(s, "")
+        return f"[{c}]{s}[/]" if c else s
+
+    return _table(f"{ex.unit} {escape(ex.entity)} · {ex.order} funnel, window {ex.window}",
+                  (("time", "whole"), ("event", "left"), ("step", "left"), ("status", "left"), ("why", "left")),
+                  [(escape(e.time), escape(e.event), escape(e.step or ""), status(e.status), escape(e.detail))
+                   for e in ex.events])
