@@ -70,6 +70,54 @@ def test_timestamp_forms_and_timezone(tmp_path):
     assert ts["g"] == datetime(2026, 9, 30, 21, tzinfo=UTC) and ts["h"] == datetime(2026, 10, 1, 15, tzinfo=UTC)
 
 
+
+def test_bug_local_times_the_clocks_skip_were_bad_timestamps(tmp_path, monkeypatch):
+    """A local time in the hour the clocks skip (2026-03-29 03:30 in Helsinki) was rejected as
+    'timestamp could not be parsed', though well-formed. It is read with the offset in force
+    before the change (RFC 5545, Python, java.time, PostgreSQL): 03:30 EET, 01:30Z, the instant
+    04:30 summer time is. A time the clocks repeat (2026-10-25 03:30) stays its first
+    occurrence, summer time. In every spelling, in a Parquet datetime or date column (a date
+    at a midnight the clocks skip, as in Santiago, failed the run), and on every route."""
+    from datetime import date
+
+    from funnel import streaming
+    from funnel.api import analyze
+    from funnel.config import parse_steps
+    from funnel.io.load import load_events
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    t = lambda *a: datetime(*a, tzinfo=UTC)
+    values = {"2026-03-29 03:30:00": t(2026, 3, 29, 1, 30), "2026-03-29T03:30:00.5": t(2026, 3, 29, 1, 30, 0, 500000),
+              "2026-03-29T03:00": t(2026, 3, 29, 1), "2026-03-29 03:59:59": t(2026, 3, 29, 1, 59, 59),
+              "2026-03-29 04:00:00": t(2026, 3, 29, 1), "2026-03-29 02:59:59": t(2026, 3, 29, 0, 59, 59),
+              "2026-10-25 03:30:00": t(2026, 10, 25, 0, 30), "2026-10-25 04:30:00": t(2026, 10, 25, 2, 30)}
+    p = tmp_path / "dst.csv"
+    p.write_text("timestamp,session_id,event\n" + "".join(f"{v},s{i},add_to_cart\n" for i, v in enumerate(values)))
+    ev = _events([p], timezone="Europe/Helsinki")
+    assert ev["ts"].to_list() == list(values.values())
+    ny = tmp_path / "ny.csv"
+    ny.write_text("timestamp,session_id,event\n2026-03-08 02:30:00,s,add_to_cart\n")
+    assert _events([ny], timezone="America/New_York")["ts"].to_list() == [t(2026, 3, 8, 7, 30)]
+    # typed columns: a naive datetime, and a date at a midnight the clocks skip (Chile, 2026-09-06)
+    naive = pl.Series("timestamp", list(values)).str.to_datetime()
+    pl.DataFrame({"timestamp": naive, "session_id": [f"s{i}" for i in range(len(values))],
+                  "event": ["add_to_cart"] * len(values)}).write_parquet(tmp_path / "naive.parquet")
+    assert _events([tmp_path / "naive.parquet"], timezone="Europe/Helsinki")["ts"].to_list() == list(values.values())
+    pl.DataFrame({"timestamp": [date(2026, 9, 6)], "session_id": ["s"], "event": ["add_to_cart"]}) \
+        .write_parquet(tmp_path / "date.parquet")
+    assert _events([tmp_path / "date.parquet"], timezone="America/Santiago")["ts"].to_list() == [t(2026, 9, 6, 4)]
+    # every route reads them alike: the full analysis, the funnel-only row-level and clean routes
+    cart = "timestamp,session_id,event\n2026-03-29 03:10:00,c,add_to_cart\n2026-03-29 03:40:00,c,purchase\n"
+    (tmp_path / "cart.csv").write_text(cart)
+    pl.read_csv(tmp_path / "cart.csv", try_parse_dates=True).write_parquet(tmp_path / "cart.parquet")
+    cfg = Config(timezone="Europe/Helsinki", steps=parse_steps("add_to_cart,purchase"))
+    loaded = load_events([str(tmp_path / "cart.parquet")], cfg)
+    assert not isinstance(streaming._clean_shard(streaming._row_level_rows(loaded, cfg), loaded, cfg), str)
+    for path in (tmp_path / "cart.csv", tmp_path / "cart.parquet"):
+        full, only = analyze(str(path), cfg).report.to_dict(), analyze(str(path), cfg, funnel_only=True).report.to_dict()
+        assert full["input"]["rows_rejected"] == 0 and full["input"] == only["input"], path
+        assert full["funnel"] == only["funnel"] and [s["sessions"] for s in full["funnel"]["steps"]] == [1, 1], path
+
 def test_sessionize_without_session_id(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("time,user,event\n"

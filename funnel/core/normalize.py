@@ -76,11 +76,9 @@ def parse_timestamp(col: pl.Expr, dtype: pl.DataType, tz: str) -> pl.Expr:
     """Any timestamp representation -> Datetime(µs, UTC); null where unparseable."""
     if isinstance(dtype, pl.Datetime):
         c = col.dt.cast_time_unit("us")
-        if dtype.time_zone is None:
-            c = c.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        return c.dt.convert_time_zone("UTC")
+        return _local(c, tz) if dtype.time_zone is None else c.dt.convert_time_zone("UTC")
     if isinstance(dtype, pl.Date):
-        return col.cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
+        return _local(col.cast(pl.Datetime("us")), tz)
     if dtype.is_numeric():
         return pl.from_epoch(_epoch_to_us(col.cast(pl.Float64)), time_unit="us").dt.replace_time_zone("UTC")
     s = col.cast(pl.String).str.strip_chars()
@@ -100,7 +98,20 @@ _DIRECT_TIMES = (("%Y-%m-%dT%H:%M:%S%.fZ", "UTC", None), ("%Y-%m-%dT%H:%M:%S%.f%
 
 
 def _local(naive: pl.Expr, tz: str) -> pl.Expr:
-    return naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    """Naive local times in zone ``tz`` -> UTC: the one rule for the clock changes (every route
+    and engine reads local times through it). A time the clocks skip when they move forward
+    (03:30 on the night Helsinki goes from 03:00 to 04:00) is read with the offset in force
+    before the change, as if the clock had not moved yet: the time the gap's length later
+    (04:30 summer time, 01:30 UTC), as RFC 5545, Python, java.time, JavaScript and PostgreSQL
+    read it. A time the clocks repeat when they move back is read as its first occurrence
+    (summer time), as RFC 5545, Python, java.time and JavaScript read it."""
+    read = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    if tz == "UTC":   # (no clock changes)
+        return read
+    # In a gap (read null, naive not): the offset of the same time a day earlier, before the change.
+    day_before = (pl.when(read.is_null()).then(naive) - timedelta(days=1)) \
+        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    return pl.coalesce(read, day_before + timedelta(days=1))
 
 
 def with_parsed_timestamp(lf: pl.LazyFrame, dtype: pl.DataType, tz: str) -> pl.LazyFrame:
@@ -116,11 +127,16 @@ def with_parsed_timestamp(lf: pl.LazyFrame, dtype: pl.DataType, tz: str) -> pl.L
     for fmt, zone, must in _DIRECT_TIMES:
         src = text if must is None else pl.when(text.str.contains(must)).then(text)
         read = src.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zone == "offset" else None)
-        read = read.dt.replace_time_zone("UTC") if zone == "UTC" else _local(read, tz) if zone == "local" else read
+        if zone == "local":   # (a column of its own: ``_local`` reads it twice)
+            lf = lf.with_columns(read.alias("_ts_naive"))
+            read = _local(pl.col("_ts_naive"), tz)
+        elif zone == "UTC":
+            read = read.dt.replace_time_zone("UTC")
         lf = lf.with_columns(pl.coalesce(got, read).alias("_ts_parsed")) \
             .with_columns(pl.when(got.is_null()).then(text).alias("_ts_text"))
-    lf = lf.with_columns(_iso(text).alias("_ts_iso"))
-    return lf.with_columns(pl.coalesce(got, _from_text(text, pl.col("_ts_iso"), tz)).alias("_ts_parsed"))
+    lf = lf.with_columns(_iso(text).alias("_ts_iso")).with_columns(_naive(pl.col("_ts_iso")).alias("_ts_naive"))
+    return lf.with_columns(pl.coalesce(got, _from_text(text, pl.col("_ts_iso"), tz, pl.col("_ts_naive")))
+                           .alias("_ts_parsed"))
 
 
 def _iso(s: pl.Expr) -> pl.Expr:
@@ -133,23 +149,30 @@ def _iso(s: pl.Expr) -> pl.Expr:
         .str.replace(r"(:\d{2}(?:\.\d*)?) ?([+-]\d{2})$", "${1}${2}:00").str.replace(r" ([+-]\d{2}:?\d{2})$", "${1}")
 
 
-def _from_text(s: pl.Expr, iso: pl.Expr, tz: str) -> pl.Expr:
+def _naive(iso: pl.Expr) -> pl.Expr:
+    """The ``_iso`` form of timestamp text read as a time without a zone (seconds and
+    fraction, minutes, or a bare date); null where it is not one."""
+    return pl.coalesce(
+        iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
+        iso.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
+        iso.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
+    )
+
+
+def _from_text(s: pl.Expr, iso: pl.Expr, tz: str, naive: pl.Expr | None = None) -> pl.Expr:
     """Stripped timestamp text ``s`` (and its ``_iso`` form) -> Datetime(µs, UTC): an epoch
     number by magnitude, ISO 8601 with an offset (after seconds and fraction, or minutes:
-    ``10:07Z``), or local time (``tz``) with seconds and fraction, minutes, or a bare date;
-    null where unparseable."""
+    ``10:07Z``), or local time (``tz``) with seconds and fraction, minutes, or a bare date
+    (``_naive``; given as ``naive``, a column of its own: ``_local`` reads it twice); null
+    where unparseable."""
     with_offset = pl.coalesce(
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
         iso.str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False, time_unit="us", time_zone="UTC"),
     )
-    naive = _local(pl.coalesce(
-        iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-        iso.str.to_datetime("%Y-%m-%dT%H:%M", strict=False, time_unit="us"),
-        iso.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
-    ), tz)
+    local = _local(_naive(iso) if naive is None else naive, tz)
     epoch = pl.from_epoch(_epoch_to_us(s.cast(pl.Float64, strict=False)), time_unit="us") \
         .dt.replace_time_zone("UTC")
-    return pl.when(s.str.contains(_NUMERIC)).then(epoch).otherwise(pl.coalesce(with_offset, naive))
+    return pl.when(s.str.contains(_NUMERIC)).then(epoch).otherwise(pl.coalesce(with_offset, local))
 
 
 def parse_number(s: pl.Expr, mark: pl.Expr | None = None) -> pl.Expr:
@@ -405,8 +428,8 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
     return lf, rules
 
 
-_TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_bad_value", BLANK, *(f"_{p}_{c}" for p in ("num", "bad", "nil")
-                                                   for c in (CART_VALUE, SHIPPING, LOAD_MS)))
+_TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_ts_naive", "_bad_value", BLANK,
+              *(f"_{p}_{c}" for p in ("num", "bad", "nil") for c in (CART_VALUE, SHIPPING, LOAD_MS)))
 
 
 def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
