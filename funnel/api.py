@@ -201,7 +201,7 @@ def prepare_rows(lf: pl.LazyFrame, loaded: Loaded, cfg: Config, sessions: str | 
     user shard of them): normalise -> sessionize -> steps -> duplicates -> session cap, collected;
     then the rejected rows set aside and the sessions log (a path, or already read) joined."""
     say = progress or (lambda _msg: None)
-    lf = normalize(lf, cfg.timezone, decimals=loaded.decimals)
+    lf = normalize(lf, cfg.timezone, decimals=loaded.decimals, names=loaded.names)
     if funnel_only:   # a few columns kept: streamed through the chain, only they are held
         # every row has a session id: skip the full sort + windows of sessionizing (cheap scan)
         build = _collect_input(lf.select(_NEEDS_SESSION.any()), loaded).item()

@@ -436,10 +436,11 @@ def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
 
 
 def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str, dict[str, str]],
-                   log=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+                   log=None, names: dict[str, str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
     (``marks``: the driver's decimal marks, ``_decided_marks``; ``log``: the sessions log,
-    joined as there)."""
+    joined as there; ``names``: the columns' names in the input, which the rejected rows'
+    details use, ``Loaded.names``)."""
     from .api import event_chain, project_input, with_sessions_log
     from .core.normalize import missing_ids, normalize
     from .schema import REJECT, ROW
@@ -453,7 +454,7 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str
     row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
     lf = missing_ids(df.lazy().rename(rename).with_columns(row.alias(ROW)), cfg.missing_ids)
     decimals = _shard_marks(df, marks)
-    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=decimals), cfg,
+    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=decimals, names=names), cfg,
                       build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
@@ -527,12 +528,12 @@ def _pass1(rename, cfg, marks, attrs, log, spans, shared: pl.Series):
 
 
 def _pass2(rename, cfg, marks, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans,
-           shared: pl.Series, fixed_ipc: dict[str, bytes]):
+           shared: pl.Series, fixed_ipc: dict[str, bytes], names: dict[str, str]):
     def run(batches):
         from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials, timed
         from .schema import ENTITY
 
-        usable, rejects = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log))
+        usable, rejects = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log), names)
         if usable.height == 0 and rejects.height == 0:
             return
         meta = {
@@ -660,7 +661,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
                       shared_recovery, step_warnings, whole_entities)
     from .core.normalize import NUMBER_COLUMNS
     from .io.detect import detect_roles
-    from .io.load import check_format
+    from .io.load import check_format, source_names
     from .io.sources import BLANK, EXTRA, encoding_warnings, skipped_files
     from .schema import CANONICAL_COLUMNS, DEFAULT_SEGMENT_CANDIDATES, REJECT, ROLE_BY_NAME, ROW, SOURCE_FILE, TS
 
@@ -746,8 +747,9 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
             fixed[prefix] = _ipc(got)
     ipc = {k: _ipc(v) for k, v in baseline.items()}
     say("pass 2: diagnosis and partials per shard")
+    names = source_names(mapping=mapping) if mapping is not None else source_names(roles)   # (as load_events)
     p = _collect_partials(shards.mapInArrow(
-        _pass2(rename, cfg, marks, attrs, shipped, ipc, tables, spans, shared, fixed), PARTIAL_SCHEMA))
+        _pass2(rename, cfg, marks, attrs, shipped, ipc, tables, spans, shared, fixed, names), PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if "_input" not in p:

@@ -349,7 +349,7 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
 
 def _narrow(rows: pl.LazyFrame, loaded, cfg: Config) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """A shard's rows (``_row_level_rows`` of ``loaded``) normalised (lazy), and the narrow frame of it."""
-    lf = map_steps(normalize(rows, cfg.timezone, decimals=loaded.decimals), cfg)
+    lf = map_steps(normalize(rows, cfg.timezone, decimals=loaded.decimals, names=loaded.names), cfg)
     # Normalising is the costly part: do it once, keep only what the counts need (narrow),
     # and run every aggregate on that.
     have = lf.collect_schema().names()

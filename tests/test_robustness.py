@@ -212,10 +212,48 @@ def test_bug_rejects_lost_the_offending_raw_value():
     table = reject_table(prep.rejects)
     assert table.columns[:4] == ["file", "row", "cause", "detail"]
     detail = dict(zip(table["row"], table["detail"], strict=True))
-    assert detail[2] == "ts: yesterday-ish" and detail[8] == "ts: 2999-01-01T00:00:00Z"
+    assert detail[2] == "timestamp: yesterday-ish" and detail[8] == "timestamp: 2999-01-01T00:00:00Z"
     assert detail[6] == "cart_value: -5" and detail[7] == "cart_value: 1e12"
     assert detail[3] is None   # missing timestamp: nothing to show
 
+
+
+@pytest.mark.parametrize("route", [{}, {"shards": 2}, {"funnel_only": True}])
+def test_bug_rejects_named_the_internal_column_ts_not_the_files_own(tmp_path, route):
+    """--rejects named the offending value by the tool's internal column (``ts: yesterday``),
+    which the user's file does not have. The detail names the column as the input has it: its
+    header (detected, or set with --column), per file where files differ, or a vendor export's
+    fields (as ``funnel validate`` lists them, without the remarks in brackets); on every route.
+    The table's own columns keep their names."""
+    from funnel.api import analyze
+
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("event_time,sid,event_name,order_value\n2026-11-10 10:00:00,a,add_to_cart,5\n"
+                 "yesterday,a,purchase,5\n2026-11-10 10:02:00,b,add_to_cart,-5\n")
+    b.write_text("time,sid,event_name,basket_value\n1999-13-01,c,add_to_cart,1\n2026-11-10 10:03:00,c,x,-1\n")
+    got = analyze(str(a), **route).rejects
+    assert got.columns[:5] == ["file", "row", "cause", "detail", "ts"]
+    assert got.select("row", "cause", "detail").rows() == [(2, "bad_timestamp", "event_time: yesterday"),
+                                                          (3, "bad_value", "order_value: -5")]
+    # two files naming the columns differently: each row by its own file's names
+    both = analyze([str(a), str(b)], **route).rejects
+    assert both.select("file", "detail").rows() == [
+        (str(a), "event_time: yesterday"), (str(a), "order_value: -5"),
+        (str(b), "time: 1999-13-01"), (str(b), "basket_value: -1")]
+    # a column set with --column ([columns]) is named as the file has it
+    c.write_text("when,sid,event_name,price\nsoon,a,add_to_cart,5\n2026-11-10 10:03:00,a,purchase,1e12\n"
+                 "2026-11-10 10:04:00,a,purchase,5\n")
+    set_ = analyze(str(c), Config(columns={"timestamp": "when", "cart_value": "price"}), **route).rejects
+    assert set_["detail"].to_list() == ["when: soon", "price: 1e12"]
+    # a vendor export: the fields its adapter reads, as funnel validate lists them
+    seg = tmp_path / "segment.ndjson"
+    track = {"type": "track", "userId": "u1", "event": "Product Added", "properties": {"value": 5}}
+    seg.write_text("\n".join(json.dumps({**track, **extra}) for extra in (
+        {"timestamp": "2026-11-10T10:00:00Z"}, {"timestamp": "1970-01-01T00:00:00Z"},
+        {"timestamp": "2026-11-10T10:01:00Z", "properties": {"value": -3}})) + "\n")
+    vendor = analyze(str(seg), **route).rejects
+    assert vendor["detail"].to_list() == ["timestamp, else originalTimestamp: 1970-01-01 00:00:00.000000+00:00",
+                                          "properties.value, else revenue, else total, else price × quantity: -3.0"]
 
 def test_future_and_ancient_dates_are_rejected_not_used(tmp_path):
     p = tmp_path / "t.csv"
@@ -790,7 +828,7 @@ def test_cli_partly_bad_input_reports_and_writes_rejects(tmp_path):
         "missing_timestamp": 1, "timestamp_out_of_range": 2}
     rej = pl.read_csv(tmp_path / "rej.csv", infer_schema=False)
     assert rej.height == 9 and rej["row"].to_list() == ["2", "3", "4", "5", "6", "7", "8", "9", "10"]
-    assert rej.columns[:4] == ["file", "row", "cause", "detail"] and rej["detail"][0] == "ts: yesterday-ish"
+    assert rej.columns[:4] == ["file", "row", "cause", "detail"] and rej["detail"][0] == "timestamp: yesterday-ish"
     strict = run_cli("analyze", str(src), "--strict", "-q", "--json", "-", cwd=tmp_path)
     _one_line_error(strict, "--strict", "9 rows rejected")
     assert strict.stdout == ""
@@ -1375,9 +1413,9 @@ def test_bug_ndjson_rows_after_a_blank_line_were_numbered_one_short(tmp_path, ki
     p = tmp_path / ("log.ndjson.gz" if kind == "gz" else "log.ndjson")
     p.write_bytes(gzip.compress(text, mtime=0) if kind == "gz" else text)
     table = analyze(str(p), **route).rejects
-    assert table["detail"].to_list() == ["ts: bad-1", "ts: bad-2", "ts: bad-3"]
+    assert table["detail"].to_list() == ["timestamp: bad-1", "timestamp: bad-2", "timestamp: bad-3"]
     for row, detail in table.select("row", "detail").iter_rows():
-        assert detail.removeprefix("ts: ") in lines[row - 1]
+        assert detail.removeprefix("timestamp: ") in lines[row - 1]
     assert table["row"].to_list() == [3, 7, 9]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -455,6 +456,26 @@ def test_spark_reads_dirty_csv_like_local(name, spark):
         cols = ["cause", "detail", *(["extra_fields"] if "extra_fields" in here.rejects.columns else [])]
         assert there.rejects.select(cols).sort(cols).equals(here.rejects.select(cols).sort(cols))
 
+
+
+def test_spark_names_the_files_own_columns_in_rejected_rows_like_local(tmp_path, spark):
+    """A rejected row's detail names the column as the file has it (``event_time: yesterday``,
+    not the internal ``ts``), on Spark as locally; a vendor export's by the fields read."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    p = tmp_path / "renamed.csv"
+    p.write_text("event_time,sid,event_name,order_value\n2026-11-10 10:00:00,a,add_to_cart,5\n"
+                 "yesterday,a,purchase,5\n2026-11-10 10:02:00,b,add_to_cart,-5\n")
+    seg = tmp_path / "segment.ndjson"
+    track = {"type": "track", "userId": "u1", "event": "Product Added", "timestamp": "2026-11-10T10:00:00Z"}
+    seg.write_text(json.dumps({**track, "properties": {"value": 5}}) + "\n"
+                   + json.dumps({**track, "properties": {"value": -3}}) + "\n")
+    for path, want in ((p, ["event_time: yesterday", "order_value: -5"]),
+                       (seg, ["properties.value, else revenue, else total, else price × quantity: -3.0"])):
+        here, there = analyze(str(path)).rejects, analyze_spark(str(path), Config(), spark=spark).rejects
+        assert sorted(here["detail"].to_list()) == sorted(there["detail"].to_list()) == sorted(want)
 
 def test_spark_names_a_json_key_repeated_in_one_object(tmp_path, spark):
     """Regression: an NDJSON line naming a key twice failed the Spark job with its own

@@ -2,8 +2,8 @@
 
 Pure LazyFrame -> LazyFrame stages. Nothing is dropped silently: every row that cannot be
 used gets a ``_reject`` cause (see ``REJECT_CAUSES``); callers count them and can write them out.
-A rejected row also gets ``_detail``, the offending raw value (e.g. ``ts: yesterday``), because
-the typed column can only hold null for it.
+A rejected row also gets ``_detail``, the offending raw value under the name its column has in
+the input (e.g. ``event_time: yesterday``), because the typed column can only hold null for it.
 
 Text from the log is made harmless once, here: control characters (terminal escapes, bells,
 NULs) and bidirectional overrides in string columns become U+FFFD, and line breaks/tabs inside a
@@ -432,10 +432,23 @@ _TEMPORARY = ("_ts_parsed", "_ts_text", "_ts_iso", "_ts_naive", "_bad_value", BL
               *(f"_{p}_{c}" for p in ("num", "bad", "nil") for c in (CART_VALUE, SHIPPING, LOAD_MS)))
 
 
+def source_label(column: str, names: dict[str, str | dict[str, str]] | None) -> pl.Expr:
+    """``column``'s name as the input has it, then ``": "``, on each rejected row (what its
+    ``_detail`` starts with): ``names`` gives the name (``Loaded.names``: canonical column ->
+    name, or file -> name where the files name it differently); else the canonical name."""
+    name = (names or {}).get(column, column)
+    if isinstance(name, str):
+        return harmless(pl.lit(f"{name}: "))
+    by_file = pl.when(pl.col(REJECT).is_not_null()).then(pl.col(SOURCE_FILE).cast(pl.String))
+    return harmless(by_file.replace_strict(name, default=column, return_dtype=pl.String) + ": ")
+
+
 def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
-              decimals: dict[str, dict[str, str]] | None = None) -> pl.LazyFrame:
+              decimals: dict[str, dict[str, str]] | None = None,
+              names: dict[str, str | dict[str, str]] | None = None) -> pl.LazyFrame:
     """Typed canonical events with ``_reject`` (null for usable rows). ``decimals``: the
-    decimal mark of each text number column per file (``Loaded.decimals``; see ``parse_number``)."""
+    decimal mark of each text number column per file (``Loaded.decimals``; see ``parse_number``).
+    ``names``: the columns' names in the input, which ``_detail`` uses (``source_label``)."""
     lf = ensure_columns(lf)
     schema = lf.collect_schema()
     text_cols = [c for c, t in schema.items() if t == pl.String and c not in (SOURCE_FILE, ROW, REJECT)]
@@ -451,9 +464,9 @@ def normalize(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
     for cause, cond in reversed(rules):
         reject = pl.when(cond).then(pl.lit(cause)).otherwise(reject)
     money = (CART_VALUE, SHIPPING, LOAD_MS)
-    raw_ts = pl.lit("ts: ") + pl.col(TS).cast(pl.String)
+    raw_ts = source_label(TS, names) + pl.col(TS).cast(pl.String)
     raw_values = pl.concat_str(
-        [pl.when(pl.col(f"_bad_{c}")).then(pl.lit(f"{c}: ") + pl.col(c).cast(pl.String)) for c in money],
+        [pl.when(pl.col(f"_bad_{c}")).then(source_label(c, names) + pl.col(c).cast(pl.String)) for c in money],
         separator="; ", ignore_nulls=True)
     detail = (
         pl.when(pl.col(REJECT).is_in(["bad_timestamp", "timestamp_out_of_range"])).then(raw_ts)

@@ -6,6 +6,7 @@ generic event table whose column roles are detected from common names or set in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -32,6 +33,9 @@ class Loaded:
     # text number column -> file (its SOURCE_FILE) -> decimal mark ("," or "."), decided from the
     # file's first rows (``_decimal_marks``); a file not named reads each value by itself
     decimals: dict[str, dict[str, str]] = field(default_factory=dict)
+    # canonical column -> its name in the input, as the user sees it (``source_names``), or
+    # file -> name where the files name it differently: what a rejected row's detail names
+    names: dict[str, str | dict[str, str]] = field(default_factory=dict)
 
     @cached_property
     def rows(self) -> int:
@@ -104,6 +108,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
     columns: dict[str, str] = {}
     extras: list[str] = []
     decimals: dict[str, dict[str, str]] = {}
+    seen_as: dict[str, dict[str, str]] = {}   # canonical column -> file -> its name there
     for src in files:
         schema = file_schema(src)
         if len([c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]) == 0:
@@ -120,6 +125,7 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
             lf = mod.adapt(lf)
             formats.add(vendor)
             columns.update(mod.MAPPING)
+            named = source_names(mapping=mod.MAPPING)
             extras += [c for c in lf.collect_schema().names()
                        if c not in CANONICAL_COLUMNS and c not in (ROW, SOURCE_FILE) and c not in extras]
         else:
@@ -132,7 +138,10 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
             lf = lf.rename(rename)
             formats.add("events")
             columns.update({r: c for r, c in roles.items() if r not in columns})
+            named = source_names(roles)
             extras += [rename.get(c, c) for c in others if rename.get(c, c) not in extras]
+        for c, name in named.items():
+            seen_as.setdefault(c, {})[str(src.path)] = name
         for c, mark in _decimal_marks(lf, src).items():
             decimals.setdefault(c, {})[str(src.path)] = mark
         frames.append(lf)
@@ -140,7 +149,18 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
     from ..core.normalize import missing_ids
 
     lf = missing_ids(lf, cfg.missing_ids)   # (a shop's placeholder ids, e.g. guest: no id)
-    return Loaded(lf, files, "+".join(sorted(formats)), columns, extras, decimals)
+    one = {c: next(iter(by_file.values())) for c, by_file in seen_as.items() if len(set(by_file.values())) == 1}
+    return Loaded(lf, files, "+".join(sorted(formats)), columns, extras, decimals, {**seen_as, **one})
+
+
+def source_names(roles: dict[str, str] | None = None, mapping: dict[str, str] | None = None) -> dict[str, str]:
+    """Canonical column -> its name in the input, as the user sees it: the column of a table
+    (``roles``: role -> column, detected or set with ``--column`` / ``[columns]``), or of a vendor
+    export the fields its adapter reads (``mapping``: its ``MAPPING`` notes, shown by ``funnel
+    validate``, without their remarks in brackets: ``derived_tstamp, else collector_tstamp``)."""
+    if mapping is not None:
+        return {c: re.sub(r"\s*\([^)]*\)", "", note).strip() for c, note in mapping.items() if c in CANONICAL_COLUMNS}
+    return {ROLE_BY_NAME[r].column: c for r, c in (roles or {}).items()}
 
 
 def _decimal_marks(lf: pl.LazyFrame, src: SourceFile) -> dict[str, str]:
