@@ -528,7 +528,8 @@ def test_nulls_spelled_as_text_in_ids_and_names_are_missing(tmp_path):
     for i in range(6):   # anonymous sessions: a cart each, the last one buys
         t = f"2026-10-0{1 + i}T10:00:00Z"
         rows.append(f"{t},a{i},{['undefined', 'null', 'None'][i % 3]},add_to_cart,20")
-        if i == 5:
+        if i == 5:   # (through checkout: a purchase that skips it recovers its own cart)
+            rows.append(f"2026-10-0{1 + i}T10:03:00Z,a{i},undefined,begin_checkout,20")
             rows.append(f"2026-10-0{1 + i}T10:05:00Z,a{i},undefined,purchase,20")
     rows += ["2026-10-01T09:00:00Z,s1,null,add_to_cart,10",        # logs in mid-session as u1
              "2026-10-01T09:01:00Z,s1,u1,begin_checkout,10",
