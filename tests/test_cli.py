@@ -463,8 +463,8 @@ def test_dash_writes_where_the_shell_sent_stdout_without_truncating_it(tmp_path)
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
     funnel = f"'{sys.executable}' -m funnel analyze sample_data/events.csv -q --html /dev/null"
     log.write_text("earlier\n")
-    subprocess.run(["bash", "-c", f"{{ echo head; {funnel} --carts -; echo tail; }} > '{out}'; "
-                                  f"{funnel} --rejects - >> '{log}'"],
+    script = f"{{ echo head; {funnel} --carts -; echo tail; }} > '{out}'; {funnel} --rejects - >> '{log}'"
+    subprocess.run(["bash", "-c", script],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     lines = out.read_text().splitlines()
     assert lines[0] == "head" and lines[1].startswith("session_id,user_id,exit_step") and lines[-1] == "tail"
