@@ -111,8 +111,8 @@ def _reader(spark, path: str):
         return _numbered(spark.read.parquet(path))
     if low.endswith((".json", ".ndjson", ".jsonl")):
         return _ndjson(spark, path)
-    if low.endswith((".csv", ".tsv", ".txt")):
-        return _csv(spark, path, "\t" if low.endswith(".tsv") else ",")
+    if _text_name(path):
+        return _text_table(spark, path, "\t" if low.endswith((".tsv", ".tab")) else ",")
     if _is_uri(path):   # an object store (s3a://, gs://, abfss://, hdfs://) or a file: URI
         return _dataset(spark, path)
     p = Path(path)
@@ -180,6 +180,27 @@ def _decided_marks(sources: list[str], cfg: Config, text: list[str]) -> tuple[di
                     "such files to a local path, or write the numbers as numbers (Parquet)")]
 
 
+def _store_warnings(sources: list[str]) -> list[str]:
+    """The report warning for the CSV/TSV inputs in a store only Spark reaches (``_dialects``
+    decides nothing there): each is read with the separator its extension names, and its
+    first line as the header."""
+    stores = [s for s in sources if _local_path(s) is None and _text_name(s)]
+    if not stores:
+        return []
+    return [(f"{', '.join(stores)}: the field separator is not sniffed per file in a store only Spark reaches, so "
+             "such a file is read with a comma (a tab for .tsv/.tab) — a ';'- or tab-separated .csv there does not "
+             "read as with --engine local, whose rows-swallowed-by-a-quote check does not run there either — copy "
+             "such files to a local path, or convert them to Parquet")]
+
+
+def _text_name(path: str) -> bool:
+    """Whether ``path`` names CSV/TSV text by its extension (.gz/.zst/.bz2 aside), as ``_reader`` reads it."""
+    low = path.lower().rstrip("/")
+    for comp in (".gz", ".zst", ".bz2"):
+        low = low.removesuffix(comp)
+    return low.endswith((".csv", ".tsv", ".tab", ".txt"))
+
+
 def _dataset(spark, uri: str):
     """A folder URI with no format in its name (``s3a://bucket/events/``, hive partitions such
     as ``date=2026-11-02/`` welcome): a Parquet dataset, as Spark writes one, read by Spark (which
@@ -194,7 +215,7 @@ def _dataset(spark, uri: str):
                          f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
 
-def _csv(spark, path: str, sep: str):
+def _csv(spark, path: str | list[str], sep: str):
     """A CSV/TSV file (or directory) as the local reader reads it (``sources.scan_file``): every
     field text; quotes inside a field are doubled (RFC 4180; Spark's own default escapes them
     with a backslash). A row longer than its header keeps its surplus fields in ``_extra``
@@ -214,7 +235,6 @@ def _csv(spark, path: str, sep: str):
     from .schema import ROW, SOURCE_FILE
 
     _quiet_header_check(spark)
-    _check_quoting(path)
     value = F.col("value")
     lines = _text_lines(spark, path).withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
     spans = bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
@@ -269,17 +289,52 @@ def _numbered_lines(lines):
         .withColumn(ROW, (F.col("__off") + at - F.col("__lo")).cast("long"))
 
 
-def _check_quoting(path: str) -> None:
-    """The local reader's check for rows swallowed by a quote closed rows later
-    (``sources.check_quoting``: an error naming the line), on the CSV files of ``path`` that
-    the driver can read (a local file, folder or glob); a store only Spark reaches (a URI) is
-    not checked."""
-    if _is_uri(path):
-        return
-    from .io.sources import check_quoting, resolve_paths, sniff_format
+def _text_table(spark, path: str, sep: str):
+    """The CSV/TSV files of ``path`` (a file, glob or folder named as CSV/TSV), each read as
+    the local loader reads it: the driver decides each file's dialect with that loader's own
+    functions (``_dialects``), and Spark reads each group of files of one dialect in one read
+    (``_csv``), unioned by name. A store only Spark reaches is read with ``sep`` (the
+    extension's: tab for .tsv/.tab, else a comma; ``_store_warnings`` says so)."""
+    groups = _dialects(path)
+    if groups is None:
+        return _csv(spark, path, sep)
+    frames = []
+    for (fmt, separator, _), files in groups.items():
+        named = path if len(groups) == 1 else files   # (one dialect: read as named, as before)
+        if fmt == "parquet":
+            frames.append(_numbered(spark.read.parquet(*files)))
+        elif fmt == "ndjson":
+            frames.append(_ndjson(spark, named))
+        else:
+            frames.append(_csv(spark, named, separator))
+    return _union(frames)
 
-    for f in resolve_paths([path]):
-        check_quoting(sniff_format(f))
+
+def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...]], list[str]] | None:
+    """The files of ``path`` that the driver can open (a local file, folder, glob or ``file:``
+    URI: ``_local_path``) by how the local loader reads each (``sources.sniff_format``, from
+    its first bytes: the format, a .csv holding NDJSON or Parquet included, and the field
+    separator, taken from the header line; the header, ``file_schema``): (format, separator,
+    header) -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
+    way, each CSV file gets the local reader's check for rows swallowed by a quote closed rows
+    later (``sources.check_quoting``: an error naming the line). None for a store only Spark
+    reaches (nothing is decided, nor checked, there)."""
+    local = _local_path(path)
+    if local is None:
+        return None
+    from .io.sources import check_quoting, file_schema, resolve_paths, sniff_format
+
+    uri = _is_uri(path)
+    groups: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    for f in resolve_paths([local if uri else path]):
+        src = sniff_format(f)
+        header: tuple[str, ...] = ()
+        sep = ""
+        if src.format in ("csv", "tsv"):
+            check_quoting(src)
+            sep, header = src.sep, tuple(file_schema(src).names())
+        groups.setdefault((src.format, sep, header), []).append(f"file:{f}" if uri else str(f))
+    return groups
 
 
 def _blank_lines(lines, names: list[str]):
@@ -777,7 +832,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     # (a step no entity reached: said without the input's event names, which Spark would read again)
     report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
         report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + encoding_warnings(list(sources))
-        + undecided + report.warnings)
+        + undecided + _store_warnings(list(sources)) + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))

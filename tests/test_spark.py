@@ -849,3 +849,42 @@ def test_spark_says_a_store_is_read_without_a_decimal_mark(tmp_path):
     assert len(warned) == 1 and warned[0].startswith("s3a://bucket/eu.csv: the decimal mark of the text numbers "
                                                      "(cart_value) is not decided per file")
     assert _decided_marks(["s3a://bucket/eu.csv", str(tmp_path / "gone.csv")], Config(), []) == ({}, [])
+
+
+def test_spark_reads_each_files_separator_like_local(tmp_path, spark):
+    """Each CSV is read with the separator the local loader takes from its header line (and
+    each by its own header), decided on the driver by that loader: a ';'-separated file with
+    decimal commas and a tab-separated .txt beside a comma file whose columns come in another
+    order give the local cart values, funnel, abandonment and input counts (Spark read every
+    .csv/.txt with a comma and one glob with its first file's header: no timestamp column)."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    def write(name: str, sep: str, cols: list[str], values: list[str]):
+        rows = [{"timestamp": f"2026-10-01T10:{i:02d}:{s}0Z", "session_id": f"{name[0]}{i}", "event": event,
+                 "cart_value": v} for i, v in enumerate(values)
+                for s, event in enumerate(["add_to_cart", "begin_checkout"][:1 + (i % 2 == 0)])]
+        (tmp_path / name).write_text(sep.join(cols) + "\n" + "".join(sep.join(r[c] for c in cols) + "\n" for r in rows))
+
+    cols = ["timestamp", "session_id", "event", "cart_value"]
+    write("eu.csv", ";", cols, ["12,50", "1.234", "2.500", "1.234,50", "99,90", "abc"])
+    write("us.csv", ",", cols[::-1], ["12.50", "7", "3.5"])
+    write("tabs.txt", "\t", cols, ["12,5", "3,25", "8"])
+    specs = [str(tmp_path / "*.csv"), str(tmp_path / "tabs.txt")]
+    here, there = analyze(specs), analyze_spark(specs, Config(), spark=spark)
+    values = dict(here.carts.select("session_id", "cart_value").iter_rows())
+    assert dict(there.carts.select("session_id", "cart_value").iter_rows()) == values
+    assert {k: values[k] for k in ("e1", "e2", "e3", "t1", "u1")} == {"e1": 1234.0, "e2": 2500.0, "e3": 1234.5,
+                                                                     "t1": 3.25, "u1": 7.0}
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions"):
+        assert remote["input"][key] == local["input"][key], key
+    assert local["input"]["rows_read"] == 19 and local["input"]["rows_rejected"] == 1   # ('abc': a bad value)
+    assert local["funnel"]["steps"][1]["sessions"] == 7
+    # a store's CSV: read with its extension's separator, which the report says
+    from funnel.spark import _store_warnings
+
+    assert _store_warnings(["s3a://b/eu.csv.gz", str(tmp_path / "us.csv"), "s3a://b/events/"])[0].startswith(
+        "s3a://b/eu.csv.gz: the field separator is not sniffed per file")
