@@ -215,7 +215,7 @@ def _dataset(spark, uri: str):
                          f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
 
-def _csv(spark, path: str | list[str], sep: str):
+def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8"):
     """A CSV/TSV file (or directory) as the local reader reads it (``sources.scan_file``): every
     field text; quotes inside a field are doubled (RFC 4180; Spark's own default escapes them
     with a backslash). A row longer than its header keeps its surplus fields in ``_extra``
@@ -227,7 +227,11 @@ def _csv(spark, path: str | list[str], sep: str):
     as its lines, each parsed (``from_csv``) and numbered by its place in its file
     (``_numbered_lines``) — split over many tasks, with ``_row`` as the local reader gives it.
     A file where a field spans lines is read with ``multiLine``, one task per file, its rows
-    unnumbered, and its empty lines outside quoted fields added (``_blank_lines``)."""
+    unnumbered, and its empty lines outside quoted fields added (``_blank_lines``).
+
+    ``encoding``: the files' text encoding as the local loader sniffs it (``_dialects``): a
+    Latin-1 or Windows-1252 file is decoded as it is locally (``_text_lines``; before, Spark
+    read its bytes as UTF-8, each é a U+FFFD, so ids that differ by one such letter were one)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -236,11 +240,16 @@ def _csv(spark, path: str | list[str], sep: str):
 
     _quiet_header_check(spark)
     value = F.col("value")
-    lines = _text_lines(spark, path).withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
+    lines = _text_lines(spark, path, encoding)
+    lines = lines.withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
     spans = bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
     options = {"sep": sep, "escape": '"'}
     reader = spark.read.options(**options).option("multiLine", spans).option("header", True)
+    if encoding in _CHARSETS:   # (Spark's CSV reader takes ISO-8859-1, not Windows-1252: _cp1252 puts it right)
+        reader = reader.option("encoding", "ISO-8859-1")
     names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
+    if encoding == "cp1252":
+        names = [n.translate(_CP1252) for n in names]
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
     fields = [*names, *_EXTRAS]
     surplus = [F.col(x) for x in _EXTRAS]
@@ -255,18 +264,43 @@ def _csv(spark, path: str | list[str], sep: str):
             .select(*(F.col("__r")[c].alias(c) for c in fields), ROW, SOURCE_FILE).select(*out, ROW, SOURCE_FILE)
     schema = StructType([StructField(c, StringType()) for c in fields])
     raw = reader.option("enforceSchema", True).schema(schema).csv(path)
+    if encoding == "cp1252":
+        raw = raw.select(*(_cp1252(F.col(c)).alias(c) for c in fields))
     return raw.select(*out, F.input_file_name().alias(SOURCE_FILE)) \
         .unionByName(_blank_lines(lines, names), allowMissingColumns=True)
 
 
-def _text_lines(spark, path: str):
+# The 8-bit encodings the local loader sniffs (sources._sniff_encoding), read by Spark as
+# ISO-8859-1 (its text reader keeps a line's bytes; its CSV reader and ``decode`` take no other
+# 8-bit charset), then the 32 characters where Windows-1252 differs put right: ``_CP1252``
+# (Windows-1252's five unassigned bytes as U+FFFD, as the local loader's copy has them).
+_CHARSETS = ("latin-1", "cp1252")
+_HIGH = bytes(range(0x80, 0xA0))
+_CP1252 = str.maketrans(_HIGH.decode("latin-1"), _HIGH.decode("cp1252", errors="replace"))
+
+
+def _cp1252(text):
+    """Spark column ``text``, a Windows-1252 text read as ISO-8859-1, as Windows-1252 reads it."""
+    from pyspark.sql import functions as F
+
+    return F.translate(text, _HIGH.decode("latin-1"), _HIGH.decode("cp1252", errors="replace"))
+
+
+def _text_lines(spark, path: str | list[str], encoding: str = "utf-8"):
     """The lines of the text files of ``path`` (``value``), each with Spark's row id (``__i``),
-    its partition (``__p``) and its file (``_file``): what ``_numbered_lines`` numbers."""
+    its partition (``__p``) and its file (``_file``): what ``_numbered_lines`` numbers.
+    ``encoding``: a Latin-1 or Windows-1252 file's lines are decoded as the local loader's
+    UTF-8 copy has them (``sources._text_path``; ``_CHARSETS``)."""
     from pyspark.sql import functions as F
 
     from .schema import SOURCE_FILE
 
-    return spark.read.text(path).select("value", F.monotonically_increasing_id().alias("__i"),
+    value = F.col("value")
+    if encoding in _CHARSETS:
+        value = F.decode(value.cast("binary"), "ISO-8859-1")
+        if encoding == "cp1252":
+            value = _cp1252(value)
+    return spark.read.text(path).select(value.alias("value"), F.monotonically_increasing_id().alias("__i"),
                                         F.spark_partition_id().alias("__p"), F.input_file_name().alias(SOURCE_FILE))
 
 
@@ -299,23 +333,24 @@ def _text_table(spark, path: str, sep: str):
     if groups is None:
         return _csv(spark, path, sep)
     frames = []
-    for (fmt, separator, _), files in groups.items():
+    for (fmt, separator, _, encoding), files in groups.items():
         named = path if len(groups) == 1 else files   # (one dialect: read as named, as before)
         if fmt == "parquet":
             frames.append(_numbered(spark.read.parquet(*files)))
         elif fmt == "ndjson":
             frames.append(_ndjson(spark, named))
         else:
-            frames.append(_csv(spark, named, separator))
+            frames.append(_csv(spark, named, separator, encoding))
     return _union(frames)
 
 
-def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...]], list[str]] | None:
+def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str], list[str]] | None:
     """The files of ``path`` that the driver can open (a local file, folder, glob or ``file:``
     URI: ``_local_path``) by how the local loader reads each (``sources.sniff_format``, from
     its first bytes: the format, a .csv holding NDJSON or Parquet included, and the field
-    separator, taken from the header line; the header, ``file_schema``): (format, separator,
-    header) -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
+    separator, taken from the header line; the header, ``file_schema``; the text encoding:
+    Latin-1 and Windows-1252 apart, UTF-16/32 an error): (format, separator, header, encoding)
+    -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
     way, each CSV file gets the local reader's check for rows swallowed by a quote closed rows
     later (``sources.check_quoting``: an error naming the line). None for a store only Spark
     reaches (nothing is decided, nor checked, there)."""
@@ -325,15 +360,20 @@ def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...]], list[str]] | 
     from .io.sources import check_quoting, file_schema, resolve_paths, sniff_format
 
     uri = _is_uri(path)
-    groups: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    groups: dict[tuple[str, str, tuple[str, ...], str], list[str]] = {}
     for f in resolve_paths([local if uri else path]):
         src = sniff_format(f)
+        if src.encoding.startswith(("utf-16", "utf-32")):
+            raise InputError(f"{f}: {src.encoding.upper()} text, which --engine spark does not read (Spark splits "
+                             "its lines on single bytes)", f"convert it to UTF-8 (iconv -f {src.encoding.upper()} -t "
+                             "UTF-8), or run with --engine local")
         header: tuple[str, ...] = ()
-        sep = ""
+        sep, encoding = "", "utf-8"
         if src.format in ("csv", "tsv"):
             check_quoting(src)
             sep, header = src.sep, tuple(file_schema(src).names())
-        groups.setdefault((src.format, sep, header), []).append(f"file:{f}" if uri else str(f))
+            encoding = src.encoding if src.encoding in _CHARSETS else "utf-8"   # (Spark takes a UTF-8 BOM)
+        groups.setdefault((src.format, sep, header, encoding), []).append(f"file:{f}" if uri else str(f))
     return groups
 
 

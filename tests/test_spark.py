@@ -888,3 +888,29 @@ def test_spark_reads_each_files_separator_like_local(tmp_path, spark):
 
     assert _store_warnings(["s3a://b/eu.csv.gz", str(tmp_path / "us.csv"), "s3a://b/events/"])[0].startswith(
         "s3a://b/eu.csv.gz: the field separator is not sniffed per file")
+
+
+def test_spark_reads_latin1_and_windows1252_csv_like_local(tmp_path, spark):
+    """A Latin-1 and a Windows-1252 CSV (sniffed by the local loader; the second with a quoted
+    field spanning lines, read with multiLine, and a non-ASCII column name) give the local ids:
+    Spark read their bytes as UTF-8, so s-é and s-ö were one session, s-�. UTF-16 is an
+    error saying to convert it."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.errors import InputError
+    from funnel.spark import analyze_spark
+
+    rows = "".join(f'2026-10-01T10:0{i}:00Z,s-{c},add_to_cart,{i},"{c}"\n' for i, c in enumerate("éöüß"))
+    (tmp_path / "latin.csv").write_bytes(("timestamp,session_id,event,cart_value,país\n" + rows).encode("latin-1"))
+    (tmp_path / "cp.csv").write_bytes(("timestamp,session_id,event,cart_value,país\n" + rows.replace("ß", "€")
+                                       + '2026-10-01T10:09:00Z,s-œ,add_to_cart,9,"a\nb"\n').encode("cp1252"))
+    for name in ("latin.csv", "cp.csv"):
+        here, there = analyze(str(tmp_path / name)), analyze_spark(str(tmp_path / name), Config(), spark=spark)
+        assert sorted(there.carts.select("session_id", "cart_value").rows()) == \
+            sorted(here.carts.select("session_id", "cart_value").rows())
+        assert here.carts.height >= 4
+        local, remote = here.report.to_dict(), there.report.to_dict()
+        assert remote["funnel"] == local["funnel"] and remote["input"]["sessions"] == local["input"]["sessions"]
+    (tmp_path / "u16.csv").write_bytes("timestamp,session_id,event\n".encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16 text, which --engine spark does not read"):
+        analyze_spark(str(tmp_path / "u16.csv"), Config(), spark=spark)
