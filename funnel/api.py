@@ -33,8 +33,8 @@ from .periods import PeriodSpec
 from .io.load import Loaded, load_events, load_sessions
 from .io.sources import encoding_warnings, skipped_files
 from .model import SCHEMA_VERSION, Abandonment, Count, InputSummary, Period, Report, Settings
-from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, ENTITY, EVENT,
-                     PAYMENT, REJECT, SESSION, STEP, TS, USER)
+from .schema import (CANONICAL_COLUMNS, CART_VALUE, CURRENCY, DEFAULT_SEGMENT_CANDIDATES, DUP_KEY, ENTITY,
+                     EVENT, PAYMENT, REJECT, SESSION, STEP, TS, USER)
 
 Progress = Callable[[str], None]
 
@@ -89,20 +89,20 @@ def project_input(lf: pl.LazyFrame, cfg: Config, columns: tuple[str, ...] | None
     names = lf.collect_schema().names()
     wanted = set(columns) if columns is not None else \
         {*CANONICAL_COLUMNS, *DEFAULT_SEGMENT_CANDIDATES, *cfg.segments}
-    keep = [c for c in names if c in wanted or c.startswith("_")]
-    dropped = [c for c in names if c not in keep]
-    if not dropped:
+    keep = [c for c in names if (c in wanted or c.startswith("_")) and c != DUP_KEY]
+    dropped = [c for c in names if c not in keep]   # (with an adapter's DUP_KEY: the export's event id)
+    if not dropped or dropped == [DUP_KEY]:
         return lf
-    return lf.select(*keep, pl.struct(dropped).hash(0).alias("_dup_key"))
+    return lf.select(*keep, pl.struct(dropped).hash(0).alias(DUP_KEY))
 
 
 def collected_columns(lf: pl.LazyFrame, cfg: Config, funnel_only: bool) -> pl.LazyFrame:
     """What ``prepare`` materialises: everything the analysis reads, or the funnel's few columns."""
     names = lf.collect_schema().names()
     if not funnel_only:
-        return lf.drop("_dup_key", strict=False)
+        return lf.drop(DUP_KEY, strict=False)
     keep = [c for c in names if (c in FUNNEL_ONLY_COLUMNS or c in cfg.segments or c.startswith("_"))
-            and c != "_dup_key"]
+            and c != DUP_KEY]
     return lf.select(keep)
 
 

@@ -27,6 +27,7 @@ LOAD_MS = "load_ms"
 # Columns added by the pipeline itself.
 SOURCE_FILE = "_file"
 ROW = "_row"
+DUP_KEY = "_dup_key"   # the hash of what "exact duplicate" compares besides the kept columns (api.project_input)
 STEP = "_step"
 ENTITY = "_entity"
 REJECT = "_reject"

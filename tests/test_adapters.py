@@ -16,7 +16,7 @@ from funnel.config import DEFAULT_STEPS
 from funnel.errors import InputError
 from funnel.io import adapters as A
 from funnel.io.adapters import ga4, segment, shopify, snowplow
-from funnel.schema import CANONICAL_COLUMNS, ROLES
+from funnel.schema import CANONICAL_COLUMNS, DUP_KEY, ROLES
 
 FIX = Path(__file__).parent / "fixtures"
 GA4_NDJSON = FIX / "ga4" / "events_20240305.ndjson"
@@ -54,7 +54,8 @@ def check_canonical(df: pl.DataFrame, n_rows: int) -> None:
     for col, dtype in DTYPES.items():
         assert df.schema[col] == dtype, (col, df.schema[col])
     assert df.schema["ts"] == pl.Datetime("us", "UTC")
-    extras = [c for c in df.columns[len(CANONICAL_COLUMNS):] if c not in ("_file", "_row")]
+    extras = [c for c in df.columns[len(CANONICAL_COLUMNS):] if c not in ("_file", "_row", DUP_KEY)]
+    assert df.schema.get(DUP_KEY, pl.Int64) == pl.Int64   # (the export's own event id, hashed)
     assert all(df.schema[c] == pl.String for c in extras)
     assert df.columns[-2:] == ["_file", "_row"]
     assert df.height == n_rows
@@ -566,3 +567,21 @@ def test_snowplow_malformed_json_is_null_not_an_error():
     df = snowplow.adapt(lf).collect()
     assert df["event"].to_list() == ["snowplow_ecommerce_action"]
     assert df["cart_value"].to_list() == [None]
+
+
+def test_snowplow_rows_with_their_own_event_ids_are_not_duplicates(tmp_path):
+    """Regression (QA): on the Snowplow export, 8 rows that the tracker sent twice in one
+    millisecond with empty payloads — alike in every adapted column, but each with its own
+    event_id — were rejected as "exact duplicate of an earlier event". Two event ids are two
+    events: the id's hash joins what duplicates compare (adapters.finish ``ident``), as a
+    generic export's other columns do. A row repeated whole (the same event_id) is still one."""
+    import funnel
+
+    raw = pl.read_csv(SNOWPLOW, infer_schema=False)
+    twice = pl.concat([raw, raw.head(3)])
+    p = tmp_path / "twice.csv"
+    twice.write_csv(p)
+    one = funnel.analyze(str(SNOWPLOW), steps="add_to_cart,purchase").report.to_dict()["input"]
+    assert one["rejected"] == [] and one["events"] == raw.height
+    rep = funnel.analyze(str(p), steps="add_to_cart,purchase").report.to_dict()["input"]
+    assert rep["rejected"] == [{"key": "duplicate", "count": 3}] and rep["events"] == raw.height

@@ -23,7 +23,7 @@ from types import ModuleType
 
 import polars as pl
 
-from ...schema import CANONICAL_COLUMNS, ROLES, ROW, SOURCE_FILE
+from ...schema import CANONICAL_COLUMNS, DUP_KEY, ROLES, ROW, SOURCE_FILE
 
 OUTPUT_DTYPES: dict[str, pl.DataType] = {r.column: r.dtype for r in ROLES}  # type: ignore[misc]
 SEGMENT_COLUMNS: tuple[str, ...] = ("device", "country", "channel", "browser", "platform")
@@ -189,8 +189,12 @@ def ua_browser(ua: pl.Expr) -> pl.Expr:
 # --- output ------------------------------------------------------------------------------------
 
 def finish(lf: pl.LazyFrame, schema: pl.Schema, columns: dict[str, pl.Expr],
-           extras: dict[str, pl.Expr] | None = None) -> pl.LazyFrame:
-    """Select the canonical columns (null-filled when absent), extras as String, then _file/_row."""
+           extras: dict[str, pl.Expr] | None = None, ident: pl.Expr | None = None) -> pl.LazyFrame:
+    """Select the canonical columns (null-filled when absent), extras as String, the event id's
+    hash (``DUP_KEY``, below), then _file/_row.
+    ``ident``: the export's own event id, when it has one (Snowplow's ``event_id``): two rows
+    with different ids are two events, however alike their adapted columns (a tracker that
+    fires twice in one millisecond), so its hash joins what duplicates compare (``DUP_KEY``)."""
     unknown = set(columns) - set(CANONICAL_COLUMNS)
     if unknown:
         raise ValueError(f"not canonical columns: {sorted(unknown)}")
@@ -199,6 +203,9 @@ def finish(lf: pl.LazyFrame, schema: pl.Schema, columns: dict[str, pl.Expr],
         for name in CANONICAL_COLUMNS
     ]
     out += [e.cast(_STR, strict=False).alias(k) for k, e in (extras or {}).items()]
+    if ident is not None:
+        # (signed: Spark's Arrow conversion has no unsigned 64-bit type)
+        out.append(ident.cast(_STR, strict=False).hash(0).reinterpret(signed=True).alias(DUP_KEY))
     out += [pl.col(c) for c in (SOURCE_FILE, ROW) if c in schema]
     return lf.select(out)
 

@@ -218,4 +218,4 @@ def adapt(lf: pl.LazyFrame) -> pl.LazyFrame:
         "shipping_method": pl.when(action == "checkout_step").then(ent("checkout", "delivery_method")),
         "account_type": pl.when(action == "checkout_step").then(ent("checkout", "account_type")),
     }
-    return finish(lf, schema, columns, extras)
+    return finish(lf, schema, columns, extras, ident=s("event_id"))
