@@ -215,7 +215,7 @@ def _dataset(spark, uri: str):
                          f"name CSV or NDJSON files by their extension, e.g. {uri.rstrip('/')}/*.csv") from None
 
 
-def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8"):
+def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8", names: list[str] | None = None):
     """A CSV/TSV file (or directory) as the local reader reads it (``sources.scan_file``): every
     field text; quotes inside a field are doubled (RFC 4180; Spark's own default escapes them
     with a backslash). A row longer than its header keeps its surplus fields in ``_extra``
@@ -231,7 +231,12 @@ def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8"):
 
     ``encoding``: the files' text encoding as the local loader sniffs it (``_dialects``): a
     Latin-1 or Windows-1252 file is decoded as it is locally (``_text_lines``; before, Spark
-    read its bytes as UTF-8, each é a U+FFFD, so ids that differ by one such letter were one)."""
+    read its bytes as UTF-8, each é a U+FFFD, so ids that differ by one such letter were one).
+
+    ``names``: the columns of a file with no header row, as the driver decided them
+    (``_dialects``: a Snowplow enriched TSV, ``sources.headerless``): every line is a row
+    (``_row`` from 1, as the local reader numbers it), and quotes are plain text (its JSON
+    contexts hold bare quotes; the local reader reads it with quoting off)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -242,14 +247,17 @@ def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8"):
     value = F.col("value")
     lines = _text_lines(spark, path, encoding)
     lines = lines.withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
-    spans = bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
-    options = {"sep": sep, "escape": '"'}
+    headerless = names is not None
+    # (no quoting: Spark's empty quote character turns quoting off; no field spans lines then)
+    spans = not headerless and bool(lines.where(F.col("__q") % 2 == 1).limit(1).count())
+    options = {"sep": sep, "quote": ""} if headerless else {"sep": sep, "escape": '"'}
     reader = spark.read.options(**options).option("multiLine", spans).option("header", True)
     if encoding in _CHARSETS:   # (Spark's CSV reader takes ISO-8859-1, not Windows-1252: _cp1252 puts it right)
         reader = reader.option("encoding", "ISO-8859-1")
-    names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
-    if encoding == "cp1252":
-        names = [n.translate(_CP1252) for n in names]
+    if names is None:
+        names = reader.option("inferSchema", False).csv(path).columns   # (the header: its first line)
+        if encoding == "cp1252":
+            names = [n.translate(_CP1252) for n in names]
     # the header's columns, then room for surplus fields, by position (the header row is skipped)
     fields = [*names, *_EXTRAS]
     surplus = [F.col(x) for x in _EXTRAS]
@@ -257,7 +265,9 @@ def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8"):
            F.when(F.greatest(*(x.isNotNull() for x in surplus)), F.concat_ws(sep, *surplus)).alias(EXTRA),
            F.least(*(F.col(c).isNull() for c in fields)).alias(BLANK)]
     if not spans:
-        rows = _numbered_lines(lines).where(F.col(ROW) > 0)   # (line 0: the header)
+        rows = _numbered_lines(lines)
+        # (line 0: the header; with no header row, line 0 is row 1)
+        rows = rows.withColumn(ROW, F.col(ROW) + 1) if headerless else rows.where(F.col(ROW) > 0)
         ddl = ", ".join(f"`{c.replace('`', '``')}` STRING" for c in fields)
         parsed = F.from_csv(value, ddl, options)
         return rows.select(parsed.alias("__r"), ROW, SOURCE_FILE) \
@@ -333,34 +343,36 @@ def _text_table(spark, path: str, sep: str):
     if groups is None:
         return _csv(spark, path, sep)
     frames = []
-    for (fmt, separator, _, encoding), files in groups.items():
+    for (fmt, separator, header, encoding, headerless), files in groups.items():
         named = path if len(groups) == 1 else files   # (one dialect: read as named, as before)
         if fmt == "parquet":
             frames.append(_numbered(spark.read.parquet(*files)))
         elif fmt == "ndjson":
             frames.append(_ndjson(spark, named))
         else:
-            frames.append(_csv(spark, named, separator, encoding))
+            frames.append(_csv(spark, named, separator, encoding, list(header) if headerless else None))
     return _union(frames)
 
 
-def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str], list[str]] | None:
+def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] | None:
     """The files of ``path`` that the driver can open (a local file, folder, glob or ``file:``
     URI: ``_local_path``) by how the local loader reads each (``sources.sniff_format``, from
     its first bytes: the format, a .csv holding NDJSON or Parquet included, and the field
     separator, taken from the header line; the header, ``file_schema``; the text encoding:
-    Latin-1 and Windows-1252 apart, UTF-16/32 an error): (format, separator, header, encoding)
-    -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
+    Latin-1 and Windows-1252 apart, UTF-16/32 an error; whether the file has no header row, a
+    Snowplow enriched TSV read with its fixed column names as the header, ``sources.headerless``):
+    (format, separator, header, encoding, headerless) -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
     way, each CSV file gets the local reader's check for rows swallowed by a quote closed rows
     later (``sources.check_quoting``: an error naming the line). None for a store only Spark
     reaches (nothing is decided, nor checked, there)."""
     local = _local_path(path)
     if local is None:
         return None
-    from .io.sources import check_quoting, file_schema, resolve_paths, sniff_format
+    from .io.sources import BLANK, EXTRA, check_quoting, file_schema, headerless, resolve_paths, sniff_format
+    from .schema import ROW, SOURCE_FILE
 
     uri = _is_uri(path)
-    groups: dict[tuple[str, str, tuple[str, ...], str], list[str]] = {}
+    groups: dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] = {}
     for f in resolve_paths([local if uri else path]):
         src = sniff_format(f)
         if src.encoding.startswith(("utf-16", "utf-32")):
@@ -368,12 +380,15 @@ def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str], list[str
                              "its lines on single bytes)", f"convert it to UTF-8 (iconv -f {src.encoding.upper()} -t "
                              "UTF-8), or run with --engine local")
         header: tuple[str, ...] = ()
-        sep, encoding = "", "utf-8"
+        sep, encoding, bare = "", "utf-8", False
         if src.format in ("csv", "tsv"):
             check_quoting(src)
             sep, header = src.sep, tuple(file_schema(src).names())
             encoding = src.encoding if src.encoding in _CHARSETS else "utf-8"   # (Spark takes a UTF-8 BOM)
-        groups.setdefault((src.format, sep, header, encoding), []).append(f"file:{f}" if uri else str(f))
+            bare = headerless(src)
+            if bare:   # (the file's columns, without what the local scan adds)
+                header = tuple(c for c in header if c not in (ROW, SOURCE_FILE, EXTRA, BLANK))
+        groups.setdefault((src.format, sep, header, encoding, bare), []).append(f"file:{f}" if uri else str(f))
     return groups
 
 

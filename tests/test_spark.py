@@ -914,3 +914,36 @@ def test_spark_reads_latin1_and_windows1252_csv_like_local(tmp_path, spark):
     (tmp_path / "u16.csv").write_bytes("timestamp,session_id,event\n".encode("utf-16"))
     with pytest.raises(InputError, match="UTF-16 text, which --engine spark does not read"):
         analyze_spark(str(tmp_path / "u16.csv"), Config(), spark=spark)
+
+
+def test_spark_reads_a_snowplow_enriched_tsv_like_local(tmp_path, spark):
+    """A Snowplow enriched TSV (no header row, no quoting: its JSON contexts hold bare quotes),
+    the Snowplow fixture written as one (a title opening with a quote, a row with no valid
+    time), gives the local engine's funnel, abandonment, input counts, cart values and rejected
+    rows by line: Spark reads it with the enriched column names the driver decided, from its
+    first line (before, that line was taken for the header: no Snowplow columns)."""
+    from conftest import ROOT
+    from test_adapters import _enriched_line
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    raw = pl.read_csv(ROOT / "tests" / "fixtures" / "snowplow" / "snowplow_ecommerce_events.csv", infer_schema=False)
+    rows = raw.to_dicts()
+    rows[3]["page_title"] = '"Sale" ends today'
+    rows[5]["collector_tstamp"] = rows[5]["derived_tstamp"] = "not a time"
+    path = tmp_path / "enriched.tsv"
+    path.write_text("".join(_enriched_line(r) + "\n" for r in rows))
+    here = analyze(str(path))
+    with _pieces(spark, 4096):
+        there = analyze_spark(str(path), Config(), spark=spark)
+    local, remote = here.report.to_dict(), there.report.to_dict()
+    assert local["input"]["format"] == remote["input"]["format"] == "snowplow"
+    assert local["funnel"]["steps"][0]["sessions"] > 0
+    assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
+    for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period"):
+        assert remote["input"][key] == local["input"][key], key
+    assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
+    mine = here.rejects.select(pl.col("row").cast(pl.Int64), "cause").rows()
+    assert [r for r, _ in mine] == [6] and there.rejects.select(pl.col("row").cast(pl.Int64), "cause").rows() == mine

@@ -503,6 +503,12 @@ def _enriched_tsv(path: Path, sep: str) -> bool:
         return is_enriched_tsv_line(fh.readline(1 << 20))
 
 
+def headerless(src: SourceFile) -> bool:
+    """Whether the CSV/TSV ``src``, once scanned (``scan_file``, ``file_schema``), was read as a
+    Snowplow enriched TSV: no header row (data from line 1), the enriched column names, no quoting."""
+    return _key(src) in _HEADERLESS
+
+
 def _csv_header(src: SourceFile, path: Path, sep: str) -> list[str]:
     key = _key(src)
     if key not in _HEADERS and _enriched_tsv(path, sep):
