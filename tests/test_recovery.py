@@ -48,20 +48,25 @@ def _expected(per_pattern: int = 6) -> int:
     return sum(per_pattern for _, _, back in LATER.values() if back)
 
 
-@pytest.mark.parametrize("route", ["full", "full in shards", "full, split input", "funnel-only clean",
-                                   "funnel-only row-level"])
-def test_a_later_purchase_recovers_the_cart_whatever_that_session_did_first(route, tmp_path, monkeypatch):
+def _analyses(route: str, log: pl.DataFrame, tmp_path) -> list:
+    """``log`` analysed by ``route``: the full analysis in one pass ("full") or in 3 user shards
+    (of Parquet, or of CSV split to disk: "full, split input"); funnel-only in 1 and 3 shards,
+    on the clean route (Parquet) or the row-level one (CSV)."""
     from funnel import streaming
     from funnel.api import analyze
 
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
-    log = _log()
     p = tmp_path / ("log.csv" if route in ("full, split input", "funnel-only row-level") else "log.parquet")
     (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
     if route.startswith("funnel-only"):
-        got = [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
-    else:
-        got = [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+        return [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
+    return [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+
+
+@pytest.mark.parametrize("route", ["full", "full in shards", "full, split input", "funnel-only clean",
+                                   "funnel-only row-level"])
+def test_a_later_purchase_recovers_the_cart_whatever_that_session_did_first(route, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    got = _analyses(route, _log(), tmp_path)
     for a in got:
         assert a is not None
         ab = a.report.to_dict()["abandonment"]
@@ -102,17 +107,8 @@ def test_a_cart_bought_later_in_its_own_session_is_recovered_not_lost(route, tmp
     at shipping, as windowFunnel counts it; it is recovered, not lost, and a warning names the
     step whose event was missing. A purchase *before* the exit (a second cart after an order)
     does not recover the later cart."""
-    from funnel import streaming
-    from funnel.api import analyze
-
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
-    p = tmp_path / ("log.csv" if route.endswith("row-level") else "log.parquet")
-    log = _skipping_log()
-    (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
-    if route.startswith("funnel-only"):
-        got = [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
-    else:
-        got = [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+    got = _analyses(route, _skipping_log(), tmp_path)
     for a in got:
         assert a is not None
         r = a.report.to_dict()
