@@ -161,17 +161,26 @@ def _glob_files(spec: str) -> tuple[list[Path], list[tuple[Path, str]]]:
 EMPTY = "empty"
 
 
-def _empty(f: Path) -> bool:
+def _magic(head: bytes) -> str:
+    """The compression a file's first bytes name: ``gz``, ``zst``, or none."""
+    return "gz" if head[:2] == b"\x1f\x8b" else "zst" if head[:4] == b"\x28\xb5\x2f\xfd" else ""
+
+
+def _empty(f: Path, size: int | None = None, head: bytes | None = None) -> bool:
     """File ``f`` holds nothing: no bytes, or a compressed stream of none (a .gz of nothing).
-    Found through a folder or a glob it is skipped (and named); named explicitly, an error."""
+    Found through a folder or a glob it is skipped (and named); named explicitly, an error.
+    ``size`` and ``head`` (its first bytes): given by a caller that read them already."""
     try:
-        if f.stat().st_size == 0:
+        if size is None:
+            size = f.stat().st_size
+        if size == 0:
             return True
-        with f.open("rb") as fh:
-            magic = fh.read(4)
+        if head is None:
+            with f.open("rb") as fh:
+                head = fh.read(4)
     except OSError:
         return False   # (the reader names what is wrong with it)
-    compression = "gz" if magic[:2] == b"\x1f\x8b" else "zst" if magic == b"\x28\xb5\x2f\xfd" else ""
+    compression = _magic(head)
     if not compression:
         return False
     try:
@@ -257,12 +266,10 @@ def sniff_format(path: Path) -> SourceFile:
             head = fh.read(_SNIFF)
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror})", "check that the file is readable") from None
-    if _empty(path):
+    if _empty(path, size, head):
         raise InputError(f"{path}: the file is empty", "export the log again or remove the file from the input")
-    if head[:2] == b"\x1f\x8b":
-        compression = "gz"
-    elif head[:4] == b"\x28\xb5\x2f\xfd":
-        compression = "zst"
+    if magic := _magic(head):
+        compression = magic
     elif compression and head[:4] != b"PAR1":
         compression = ""    # named .gz/.zst but stored plain: read it as it is
     if head[:4] == b"PAR1":
