@@ -114,13 +114,13 @@ def off_chain_warning(p: Partials, cfg: Config) -> list[str]:
     shop does not track its event. They are recovered, not lost (``with_recovery``), and the
     funnel still shows them stopping there, as windowFunnel counts them; the step whose event
     was missing is named, most common first, so its tracking can be checked."""
-    b = p.get(BOUGHT_OFF_CHAIN)
-    if b is None or not b.height or not int(b["n"].sum()):
+    b = p.get(BOUGHT_OFF_CHAIN)   # (one row per exit level: funnel_partials groups by it, merge too)
+    n = int(b["n"].sum()) if b is not None else 0
+    if not n:
         return []
     names, unit = cfg.step_names, cfg.level
-    by = b.group_by(LEVEL).agg(pl.col("n").sum()).sort(["n", LEVEL], descending=[True, False])
-    each = ", ".join(f"{n:,} without a '{names[lv]}' event" for lv, n in by.iter_rows())
-    n = int(by["n"].sum())
+    by = b.sort(["n", LEVEL], descending=[True, False])
+    each = ", ".join(f"{c:,} without a '{names[lv]}' event" for lv, c in by.select(LEVEL, "n").iter_rows())
     return [(f"{n:,} {'cart' if n == 1 else 'carts'} stopped at a step but {'was' if n == 1 else 'were'} bought later "
              f"in the same {unit} ({each}): "
              "counted as recovered, not lost, and the funnel shows them stopping there — if buyers can skip "
