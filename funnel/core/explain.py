@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 
 import polars as pl
 
@@ -306,10 +305,11 @@ def _verdict(level: int, names: list[str], excluded: bool, outcomes: list[StepOu
 def _bought_after(record: dict, cfg: Config) -> str:
     """The verdict's addition for a cart bought later in its own session or user
     (``BOUGHT_HERE``): not lost, though the funnel counts it as stopping at its exit step."""
+    from ..api import _iso
+
     if not record.get(BOUGHT_HERE) or record.get("_excluded"):
         return ""
-    when = record[LAST_PURCHASE_TS].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (f"; it bought at {when} all the same, without that step's event: counted as recovered, "
+    return (f"; it bought at {_iso(record[LAST_PURCHASE_TS])} all the same, without that step's event: counted as recovered, "
             "not lost")
 
 
