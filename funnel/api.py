@@ -24,8 +24,8 @@ from .core import finalize as fin
 from .core import partials as parts
 from .core.normalize import cap_sessions, mark_duplicates, may_repeat, needs_cleaning, normalize
 from .core.sessionize import sessionize
-from .core.sessions import (LAST_PURCHASE_TS, PURCHASE_TS, funnel_base, hashed_entities, map_steps, purchase_time,
-                            purchase_times, session_records, with_recovery)
+from .core.sessions import (BOUGHT_TS, PURCHASE_TS, bought_after_exit, first_purchase, funnel_base, hashed_entities,
+                            map_steps, purchase_time, session_records, with_recovery)
 from . import gates, periods
 from .core.compare import compare_reports
 from .errors import ConfigError, InputError, OutputError
@@ -301,7 +301,7 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     sessions, so their records are left out of ``abandonment`` (the one partial that reads
     ``recovered``) and kept under ``DEFERRED``: ``merge_funnel_only`` counts them once every
     shard's are in."""
-    from .core.funnel import LEVEL, apply_exclusions, funnel_levels, step_time_col
+    from .core.funnel import LEVEL, apply_exclusions, exit_time, funnel_levels
 
     k = len(cfg.steps)
     base = funnel_base(ev) if base is None else base
@@ -310,16 +310,16 @@ def shard_funnel(ev: pl.LazyFrame, cfg: Config, base: pl.LazyFrame | None = None
     levels = funnel_levels(steps, k, cfg.window, cfg.order)
     if cfg.exclude:
         levels = apply_exclusions(levels, ev.filter(pl.col(EVENT).is_in(list(cfg.exclude))).select(ENTITY, TS))
-    bought = steps.select(ENTITY, purchase_time(k)).group_by(ENTITY).agg(purchase_times())
+    bought = steps.select(ENTITY, purchase_time(k)).group_by(ENTITY).agg(first_purchase())
     rec = base.join(levels, on=ENTITY, how="left").join(bought, on=ENTITY, how="left") \
+        .join(bought_after_exit(steps, levels, k), on=ENTITY, how="left") \
         .with_columns(pl.col(LEVEL).fill_null(0).cast(pl.Int32))
     if "_excluded" in rec.collect_schema().names():
         rec = rec.with_columns(pl.col("_excluded").fill_null(False))
     else:
         rec = rec.with_columns(pl.lit(False).alias("_excluded"))
-    exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
     # Collected once: collect_all below would otherwise plan the levels again for every partial.
-    rec = with_recovery(rec.with_columns(exit_t.alias("exit_ts")), cfg) \
+    rec = with_recovery(rec.with_columns(exit_time(k).alias("exit_ts")), cfg) \
         .with_columns(pl.lit(None, pl.String).alias("reason")).collect()
     lazy = parts.funnel_partials(rec.lazy(), cfg, [])
     deferred = None
@@ -351,11 +351,12 @@ def shared_recovery(records: list[pl.LazyFrame], shared: pl.Series, cfg: Config)
     several shards may hold) was recovered, over all their sessions: per shard (one frame of
     per-entity ``records`` each, from ``entity_records``), ``ENTITY`` and ``recovered`` of
     those users' records (``with_recovery`` on the union of all shards' records of them)."""
-    from .core.funnel import LEVEL
+    from .core.funnel import LEVEL, step_time_col
 
     if not shared.len():
         return [pl.DataFrame() for _ in records]
-    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, PURCHASE_TS, LAST_PURCHASE_TS, "exit_ts"]
+    cols = [ENTITY, USER, "first_ts", "last_ts", LEVEL, PURCHASE_TS, BOUGHT_TS, "exit_ts",
+            step_time_col(len(cfg.steps) - 1)]   # (the purchase's: bought_here with --order any)
     theirs = pl.concat([r.filter(parts.of_shared(shared)).select(cols)
                         .with_columns(pl.lit(i, pl.UInt32).alias("_shard")) for i, r in enumerate(records)],
                        how="vertical_relaxed")

@@ -321,7 +321,7 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     # (purchase follows from it; its buyers bought without the step's event: recovered, not lost)
     first, bought = json.loads((tmp_path / "r.json").read_text())["warnings"]
     assert first == said and bought.startswith("602 carts stopped at a step but were bought later in the same "
-                                               "session (602 without a 'checkout_begin' event)")
+                                               "session (602 without a 'checkout_begin' event in order within the window)")
     assert f"warning: {said}" in r.stdout and f"> **Warning:** {said}" in (tmp_path / "r.md").read_text()
     assert said.replace("'", "&#39;") in (tmp_path / "r.html").read_text()
     quiet = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,checkout_begin,purchase", "-q",

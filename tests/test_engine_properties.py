@@ -372,7 +372,7 @@ def test_recovery_does_not_depend_on_the_order_of_the_records():
 
     from funnel.config import Config
     from funnel.core.funnel import LEVEL
-    from funnel.core.sessions import LAST_PURCHASE_TS, PURCHASE_TS, with_recovery
+    from funnel.core.sessions import BOUGHT_TS, PURCHASE_TS, with_recovery
 
     cfg = Config()
     k = len(cfg.steps)
@@ -383,7 +383,7 @@ def test_recovery_does_not_depend_on_the_order_of_the_records():
                         "first_ts": [r[1] for r in rows], "last_ts": [r[2] for r in rows],
                         LEVEL: [r[3] for r in rows]}).with_columns(
         pl.Series(PURCHASE_TS, [r[4] for r in rows], dtype=pl.Datetime("us", "UTC")),
-        pl.col("last_ts").alias("exit_ts")).with_columns(pl.col(PURCHASE_TS).alias(LAST_PURCHASE_TS))
+        pl.col("last_ts").alias("exit_ts"), pl.lit(None, pl.Datetime("us", "UTC")).alias(BOUGHT_TS))
     flags = {tuple(with_recovery(rec[list(p)].lazy(), cfg).collect().sort("_entity")["recovered"])
              for p in itertools.permutations(range(len(rows)))}
     assert flags == {(True, False, False, True, False)}   # a and d: b buys after they end

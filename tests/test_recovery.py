@@ -48,18 +48,19 @@ def _expected(per_pattern: int = 6) -> int:
     return sum(per_pattern for _, _, back in LATER.values() if back)
 
 
-def _analyses(route: str, log: pl.DataFrame, tmp_path) -> list:
+def _analyses(route: str, log: pl.DataFrame, tmp_path, **settings) -> list:
     """``log`` analysed by ``route``: the full analysis in one pass ("full") or in 3 user shards
     (of Parquet, or of CSV split to disk: "full, split input"); funnel-only in 1 and 3 shards,
-    on the clean route (Parquet) or the row-level one (CSV)."""
+    on the clean route (Parquet) or the row-level one (CSV). ``settings``: ``Config`` overrides."""
     from funnel import streaming
     from funnel.api import analyze
 
     p = tmp_path / ("log.csv" if route in ("full, split input", "funnel-only row-level") else "log.parquet")
     (log.write_csv if p.suffix == ".csv" else log.write_parquet)(p)
     if route.startswith("funnel-only"):
-        return [streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=n) for n in (1, 3)]
-    return [analyze(str(p), shards=n) for n in ((1,) if route == "full" else (3,))]
+        cfg = Config().with_overrides(**settings)
+        return [streaming.analyze_funnel_only([str(p)], cfg, lambda _m: None, shards=n) for n in (1, 3)]
+    return [analyze(str(p), shards=n, **settings) for n in ((1,) if route == "full" else (3,))]
 
 
 @pytest.mark.parametrize("route", ["full", "full in shards", "full, split input", "funnel-only clean",
@@ -136,3 +137,85 @@ def test_explain_says_a_skipping_buyer_bought_all_the_same(tmp_path):
     assert "it bought at 2026-10-05T09:03:00Z all the same" in skip.verdict and skip.recovered
     before = explain([str(p)], "before-0-s", Config())
     assert "bought" not in before.verdict and not before.recovered
+
+
+def _rows(plans: dict[str, list[tuple[timedelta, str, str]]]) -> pl.DataFrame:
+    """A log from per-user plans: (time after T0, session, event) each, cart value 40."""
+    rows = [(T0 + at, f"{user}-{sess}", user, ev, 40.0) for user, plan in plans.items() for at, sess, ev in plan]
+    return pl.DataFrame(rows, schema={"timestamp": pl.Datetime("us", "UTC"), "session_id": pl.String,
+                                      "user_id": pl.String, "event": pl.String, "cart_value": pl.Float64},
+                        orient="row")
+
+
+H = timedelta(hours=1)
+# Per user: a cart left at checkout, and the purchases that follow in the same session (s) or
+# user (t: another session). "old-then-late": a purchase before the cart and one after the horizon.
+_HORIZON_PLANS = {
+    "soon": [(0 * H, "s", CART), (H / 60, "s", CHECKOUT), (H, "s", PURCHASE)],
+    "late": [(0 * H, "s", CART), (H / 60, "s", CHECKOUT), (10 * DAY, "s", PURCHASE)],
+    "old-then-late": [(0 * H, "s", PURCHASE), (H / 60, "s", CART), (2 * H / 60, "s", CHECKOUT),
+                      (10 * DAY, "s", PURCHASE)],
+    "back": [(0 * H, "s", CART), (H / 60, "s", CHECKOUT), (2 * DAY, "t", PURCHASE)],
+    "gone": [(0 * H, "s", CART), (H / 60, "s", CHECKOUT), (20 * DAY, "t", PURCHASE)],
+}
+
+
+@pytest.mark.parametrize("route", ["full", "full in shards", "funnel-only clean", "funnel-only row-level"])
+@pytest.mark.parametrize("unit, horizon, recovered", [
+    ("session", "7d", {"soon", "back"}),
+    ("session", "1h", {"soon"}),
+    ("user", "7d", {"soon", "back"}),
+    ("user", "30m", set()),
+])
+def test_a_purchase_recovers_a_cart_only_within_the_horizon(route, unit, horizon, recovered, tmp_path, monkeypatch):
+    """Regression (QA): a purchase in the cart's own session or user recovered it however much
+    later it came — with --unit user (a user funnel has no later session, so every recovery is
+    one) a purchase 29 days after the cart counted, whatever ``recovery_horizon`` said. The
+    horizon runs from the exit step to the first purchase after it, so a purchase before the
+    cart and one past the horizon recover nothing."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    got = _analyses(route, _rows(_HORIZON_PLANS), tmp_path, level=unit, recovery_horizon=horizon)
+    for a in got:
+        ab = a.report.to_dict()["abandonment"]
+        assert (ab["abandoned"], ab["recovered"]) == (len(_HORIZON_PLANS), len(recovered)), (unit, horizon, ab)
+        assert ab["value_at_stake"] == 40.0 * (len(_HORIZON_PLANS) - len(recovered))
+    if route == "full":
+        carts = got[0].carts
+        assert {c.split("-s")[0] if unit == "session" else c for c, r in
+                zip(carts["session_id" if unit == "session" else "user_id"], carts["recovered"], strict=True)
+                if r} == recovered
+
+
+@pytest.mark.parametrize("route", ["full", "full in shards", "funnel-only clean", "funnel-only row-level"])
+def test_with_order_any_a_buyer_is_no_lost_cart(route, tmp_path, monkeypatch):
+    """Regression (QA): with ``--order any`` a level is the number of distinct steps, so a buyer
+    with fewer steps than the funnel's stood at a level below purchase and was counted as a lost
+    cart — in the value at stake and the reminder list. Order is ignored: a purchase anywhere
+    in the session is its buying."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    log = _rows({"a": [(0 * H, "s", PURCHASE)], "b": [(H, "s", CART), (H + H / 12, "s", PURCHASE)],
+                 "c": [(2 * H, "s", CART)]})
+    for a in _analyses(route, log, tmp_path, order="any"):
+        r = a.report.to_dict()
+        assert [s["sessions"] for s in r["funnel"]["steps"]][:3] == [3, 1, 0]   # (distinct steps: the funnel's own)
+        ab = r["abandonment"]
+        assert (ab["abandoned"], ab["recovered"], ab["value_at_stake"]) == (3, 2, 40.0)
+        off = [w for w in r["warnings"] if "were bought in the same session (" in w]
+        assert len(off) == 1 and "1 with 1 of the 5 steps in one window" in off[0], r["warnings"]
+        if route == "full":
+            assert dict(zip(a.carts["session_id"], a.carts["recovered"], strict=True)) == \
+                {"a-s": True, "b-s": True, "c-s": False}
+
+
+def test_explain_names_the_purchase_that_recovers_it(tmp_path):
+    """The verdict's time is the first purchase after the exit (not the last one), and with
+    ``--order any`` the purchase wherever it is."""
+    from funnel.core.explain import explain
+
+    p = tmp_path / "log.parquet"
+    _rows({"x": [(0 * H, "s", CART), (H / 60, "s", CHECKOUT), (H, "s", PURCHASE), (2 * H, "s", PURCHASE)],
+           "y": [(0 * H, "s", PURCHASE), (H, "s", CART)]}).write_parquet(p)
+    x = explain([str(p)], "x-s", Config())
+    assert "it bought at 2026-10-05T10:00:00Z all the same" in x.verdict and x.recovered
+    y = explain([str(p)], "y-s", Config().with_overrides(order="any"))
+    assert "it bought at 2026-10-05T09:00:00Z all the same" in y.verdict and y.recovered

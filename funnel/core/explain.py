@@ -30,8 +30,8 @@ import polars as pl
 from ..config import Config
 from ..model import Record
 from ..schema import ENTITY, EVENT, SESSION, STEP, TS, USER
-from .funnel import _base, _qualifying_ordered, _qualifying_strict
-from .sessions import BOUGHT_HERE, LAST_PURCHASE_TS, bought_here
+from .funnel import _base, _qualifying_ordered, _qualifying_strict, step_time_col
+from .sessions import BOUGHT_HERE, BOUGHT_TS, bought_here
 
 STATUSES: dict[str, str] = {
     "reached": "satisfied its step in the counted attempt",
@@ -309,8 +309,8 @@ def _bought_after(record: dict, cfg: Config) -> str:
 
     if not record.get(BOUGHT_HERE) or record.get("_excluded"):
         return ""
-    return (f"; it bought at {_iso(record[LAST_PURCHASE_TS])} all the same, without that step's event: counted as recovered, "
-            "not lost")
+    at = record[BOUGHT_TS] or record[step_time_col(len(cfg.steps) - 1)]   # (--order any: its purchase, in any order)
+    return f"; it bought at {_iso(at)} all the same, outside the funnel's chain of steps: counted as recovered, not lost"
 
 
 # --- library entry ------------------------------------------------------------------------
@@ -449,7 +449,7 @@ def _explained(entity: str, mine: pl.DataFrame, cfg: Config, attrs: list[str], d
     from .sessions import session_records
 
     classified = classify(mine.lazy(), cfg).collect()
-    rec = session_records(mine.lazy(), cfg, attrs).with_columns(bought_here(len(cfg.steps))).collect() \
+    rec = session_records(mine.lazy(), cfg, attrs).with_columns(bought_here(cfg)).collect() \
         .row(0, named=True)
     out = build_explanation(entity, classified, rec, cfg)
     if not diagnose:

@@ -110,19 +110,25 @@ def placeholder_warning(p: Partials, carts: int, cfg: Config) -> list[str]:
 
 def off_chain_warning(p: Partials, cfg: Config) -> list[str]:
     """A warning when carts counted as stopping at a step were bought later in their own
-    session (``BOUGHT_OFF_CHAIN``, per exit step): the buyer skipped the next step, or the
-    shop does not track its event. They are recovered, not lost (``with_recovery``), and the
-    funnel still shows them stopping there, as windowFunnel counts them; the step whose event
-    was missing is named, most common first, so its tracking can be checked."""
+    session (``BOUGHT_OFF_CHAIN``, per exit step): the buyer skipped the next step, the shop
+    does not track its event, or it came outside the window. They are recovered, not lost
+    (``with_recovery``), and the funnel still shows them stopping there, as windowFunnel counts
+    them; the step whose event was missing from the chain is named, most common first, so its
+    tracking can be checked. (With ``--order any`` a level is a number of distinct steps, so
+    that number is named.)"""
     b = p.get(BOUGHT_OFF_CHAIN)   # (one row per exit level: funnel_partials groups by it, merge too)
     n = int(b["n"].sum()) if b is not None else 0
     if not n:
         return []
-    names, unit = cfg.step_names, cfg.level
+    names, unit, k = cfg.step_names, cfg.level, len(cfg.steps)
     by = b.sort(["n", LEVEL], descending=[True, False])
-    each = ", ".join(f"{c:,} without a '{names[lv]}' event" for lv, c in by.select(LEVEL, "n").iter_rows())
-    return [(f"{n:,} {'cart' if n == 1 else 'carts'} stopped at a step but {'was' if n == 1 else 'were'} bought later "
-             f"in the same {unit} ({each}): "
+    if cfg.order == "any":   # (bought anywhere in it: order is ignored)
+        when, what = "", lambda lv: f"with {lv} of the {k} steps in one window"
+    else:
+        when, what = " later", lambda lv: f"without a '{names[lv]}' event in order within the window"
+    each = ", ".join(f"{c:,} {what(lv)}" for lv, c in by.select(LEVEL, "n").iter_rows())
+    return [(f"{n:,} {'cart' if n == 1 else 'carts'} stopped at a step but {'was' if n == 1 else 'were'} bought"
+             f"{when} in the same {unit} ({each}): "
              "counted as recovered, not lost, and the funnel shows them stopping there — if buyers can skip "
              "that step or the shop does not track its event, check its tracking or leave it out of the steps")]
 

@@ -165,14 +165,19 @@ def funnel_levels(step_events: pl.LazyFrame, n_steps: int, window_us: int,
     return _levels_with_times(q, n_steps)
 
 
+def exit_time(n_steps: int) -> pl.Expr:
+    """Over levels (or records): the time of the furthest step the best attempt reached — the
+    exit step's, or the purchase's for a buyer; null at level 0."""
+    return pl.coalesce([pl.col(step_time_col(k)) for k in range(n_steps - 1, -1, -1)])
+
+
 def apply_exclusions(levels: pl.LazyFrame, exclusion_events: pl.LazyFrame) -> pl.LazyFrame:
     """Mark entities with an exclusion event between their first and last reached step.
 
     Adds boolean ``_excluded``; excluded entities are not counted in the funnel (as PostHog
     and Mixpanel exclusion steps do). ``exclusion_events`` has ``_entity`` and ``ts``.
     """
-    last = pl.coalesce([pl.col(step_time_col(k)) for k in range(_n_steps(levels) - 1, -1, -1)])
-    spans = levels.select(ENTITY, pl.col(step_time_col(0)).alias("_a"), last.alias("_b"))
+    spans = levels.select(ENTITY, pl.col(step_time_col(0)).alias("_a"), exit_time(_n_steps(levels)).alias("_b"))
     hits = (
         exclusion_events.select(ENTITY, TS)
         .join(spans, on=ENTITY)

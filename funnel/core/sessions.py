@@ -12,7 +12,7 @@ import polars as pl
 from ..config import Config
 from ..schema import (CART_VALUE, CURRENCY, ENTITY, EVENT, PAYMENT, SESSION, SHIPPING, STEP, TS,
                       URL, USER)
-from .funnel import LEVEL, RUN, apply_exclusions, entity_run, funnel_levels, shift_in_entity, step_time_col
+from .funnel import LEVEL, RUN, apply_exclusions, entity_run, exit_time, funnel_levels, shift_in_entity, step_time_col
 
 
 def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
@@ -27,7 +27,7 @@ def map_steps(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
 
 KEY2 = "_key2"   # the entity id's second hash (entity_keys)
 PURCHASE_TS = "purchase_ts"   # an entity's first purchase event (the last step's), in or out of the funnel
-LAST_PURCHASE_TS = "last_purchase_ts"   # ... and its last (a purchase after the exit step: with_recovery)
+BOUGHT_TS = "bought_ts"   # its first purchase event after the exit step (bought_here)
 BOUGHT_HERE = "bought_here"   # a cart bought later in its own session or user, off the funnel's chain (with_recovery)
 
 
@@ -120,11 +120,24 @@ def purchase_time(k: int) -> pl.Expr:
     return pl.when(pl.col(STEP) == k - 1).then(pl.col(TS)).alias(PURCHASE_TS)
 
 
-def purchase_times() -> list[pl.Expr]:
-    """Inside a group-by on the entity, over step events with ``purchase_time``: the first and
-    the last purchase event (``PURCHASE_TS``, ``LAST_PURCHASE_TS``), what ``with_recovery``
-    reads. The one definition for every route that builds records."""
-    return [pl.col(PURCHASE_TS).min(), pl.col(PURCHASE_TS).max().alias(LAST_PURCHASE_TS)]
+def first_purchase() -> pl.Expr:
+    """Inside a group-by on the entity, over step events with ``purchase_time``: the first
+    purchase event (``PURCHASE_TS``), what a later session's recovery looks for. The one
+    definition for every route that builds records."""
+    return pl.col(PURCHASE_TS).min()
+
+
+def bought_after_exit(steps: pl.LazyFrame, levels: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    """Per entity of ``levels`` that has one: its first purchase event (step ``k - 1``) after the
+    furthest step its best attempt reached (``BOUGHT_TS``), what ``bought_here`` reads. Only
+    the purchase events are joined to the exits (a few of the step events). The one definition
+    for every route that builds records."""
+    return (
+        steps.filter(pl.col(STEP) == k - 1).select(ENTITY, TS)
+        .join(levels.select(ENTITY, exit_time(k).alias("_exit")), on=ENTITY)
+        .filter(pl.col(TS) > pl.col("_exit"))
+        .group_by(ENTITY).agg(pl.col(TS).min().alias(BOUGHT_TS))
+    )
 
 
 def funnel_base(ev: pl.LazyFrame) -> pl.LazyFrame:
@@ -191,7 +204,7 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
         .agg(pl.col(ENTITY).first(),
              pl.col("_back").sum().cast(pl.Int32).alias("backtracks"),
              pl.col("_rep").sum().cast(pl.Int32).alias("repeats"),
-             *purchase_times())
+             first_purchase())
         .drop(RUN)
     )
     # The record's own columns, each by its rule; a segment attribute of the same name (e.g.
@@ -219,6 +232,7 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
         pl.concat([full, light])
         .join(levels, on=ENTITY, how="left")
         .join(flags, on=ENTITY, how="left")
+        .join(bought_after_exit(steps, levels, k), on=ENTITY, how="left")
         .with_columns(
             pl.col(LEVEL).fill_null(0).cast(pl.Int32),
             pl.col("backtracks").fill_null(0),
@@ -229,7 +243,7 @@ def session_records(ev: pl.LazyFrame | pl.DataFrame, cfg: Config, attrs: list[st
         rec = rec.with_columns(pl.lit(False).alias("_excluded"))
     else:  # entities without a reached step are absent from ``levels``: never excluded
         rec = rec.with_columns(pl.col("_excluded").fill_null(False))
-    exit_t = pl.coalesce([pl.col(step_time_col(i)) for i in range(k - 1, -1, -1)])
+    exit_t = exit_time(k)
     rec = rec.with_columns(exit_t.alias("exit_ts"))
     # Next event after the exit step (where did they go?). (Exits from the levels alone: the
     # records' plan is not run twice.)
@@ -248,16 +262,23 @@ def _abandoned(k: int) -> pl.Expr:
     return (pl.col(LEVEL) >= 1) & (pl.col(LEVEL) < k)
 
 
-def bought_here(k: int) -> pl.Expr:
-    """Over records (``session_records``): ``BOUGHT_HERE``, an abandoned cart of a ``k``-step
-    funnel whose own session (or user) has a purchase event after its exit step."""
-    return (_abandoned(k) & (pl.col(LAST_PURCHASE_TS) > pl.col("exit_ts"))).fill_null(False).alias(BOUGHT_HERE)
+def bought_here(cfg: Config) -> pl.Expr:
+    """Over records (``session_records``): ``BOUGHT_HERE``, an abandoned cart whose own session
+    (or user) bought within the recovery horizon after its exit step (``BOUGHT_TS``). With
+    ``--order any`` order is ignored: a purchase event anywhere in the entity (its purchase
+    step time) is its buying."""
+    k = len(cfg.steps)
+    if cfg.order == "any":
+        bought = pl.col(step_time_col(k - 1)).is_not_null()
+    else:
+        bought = (pl.col(BOUGHT_TS) - pl.col("exit_ts")).dt.total_microseconds() <= cfg.recovery_horizon
+    return (_abandoned(k) & bought).fill_null(False).alias(BOUGHT_HERE)
 
 
 def with_recovery(rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     """``recovered``: an abandoned cart that was bought after all, so not lost. Either
-    (``BOUGHT_HERE``) its own session (or user) has a purchase event after the exit step: the
-    buyer skipped a step, or the shop does not track it (a session without an
+    (``BOUGHT_HERE``) its own session (or user) has a purchase event within the recovery horizon
+    after the exit step (``--order any``: anywhere in it): the buyer skipped a step, or the shop does not track it (a session without an
     ``add_payment_info`` event that buys a minute later); the ordered funnel still counts it as
     stopping at the exit step, as windowFunnel does, but it is no cart to win back. Or its user
     purchases in a later session within the recovery horizon: a purchase event
@@ -268,7 +289,7 @@ def with_recovery(rec: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     that start at the same instant are then in one order whatever order the records come in
     (they come from a group-by, whose order varies between runs)."""
     k = len(cfg.steps)
-    rec = rec.with_columns(bought_here(k))
+    rec = rec.with_columns(bought_here(cfg))
     if cfg.level != "session":
         return rec.with_columns(pl.col(BOUGHT_HERE).alias("recovered"))
     nxt = (
