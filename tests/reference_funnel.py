@@ -7,8 +7,10 @@ qualifying event. A first-step event sets level 0 to (t, t). A step-k event at t
 when level k-1 has a state with ``last_ts < t`` and ``t - anchor <= window``; it writes
 (anchor, t) into level k. The level is the highest level with a state.
 
-``strict``: the step event immediately before (same sort order, exact duplicates removed) must
-be a qualifying step-(k-1) event; ``any``: the most distinct steps inside one [t, t + window].
+``strict``: additionally, every step event between the qualifying step-(k-1) event (the one in
+the state) and the step-k event (same sort order, exact duplicates removed) must be of step k-1
+or k: no other funnel step in between (checked literally on the sorted list);
+``any``: the most distinct steps inside one [t, t + window].
 
 Events are ``(t, step)`` pairs with ``step`` None (or out of range) for non-funnel events.
 """
@@ -41,39 +43,30 @@ def _steps(events: Iterable[Event], n_steps: int) -> list[tuple[int, int]]:
     return sorted({(int(t), int(s)) for t, s in events if s is not None and 0 <= s < n_steps})
 
 
-def qualifying_ordered(events: Iterable[Event], n_steps: int, window: int) -> list[Qualified]:
-    state: list[tuple[int, int] | None] = [None] * n_steps   # per level: (anchor, last_ts)
+def qualifying_ordered(events: Iterable[Event], n_steps: int, window: int,
+                       strict: bool = False) -> list[Qualified]:
+    steps = _steps(events, n_steps)
+    state: list[tuple[int, int, int] | None] = [None] * n_steps   # per level: (anchor, last_ts, index)
     out: list[Qualified] = []
-    for t, s in _steps(events, n_steps):
+    for i, (t, s) in enumerate(steps):
         if s == 0:
-            state[0] = (t, t)
+            state[0] = (t, t, i)
             out.append(Qualified(t, 0, t))
             continue
         prev = state[s - 1]
         if prev is None:
             continue
-        anchor, last = prev
+        anchor, last, j = prev
+        if strict and any(x not in (s - 1, s) for _, x in steps[j + 1:i]):
+            continue
         if last < t and t - anchor <= window:
-            state[s] = (anchor, t)
+            state[s] = (anchor, t, i)
             out.append(Qualified(t, s, anchor))
     return out
 
 
 def qualifying_strict(events: Iterable[Event], n_steps: int, window: int) -> list[Qualified]:
-    out: list[Qualified] = []
-    prev: tuple[int, int, int | None] | None = None   # (t, step, anchor if qualifying else None)
-    for t, s in _steps(events, n_steps):
-        anchor: int | None = None
-        if s == 0:
-            anchor = t
-        elif prev is not None:
-            pt, ps, pa = prev
-            if ps == s - 1 and pa is not None and pt < t and t - pa <= window:
-                anchor = pa
-        if anchor is not None:
-            out.append(Qualified(t, s, anchor))
-        prev = (t, s, anchor)
-    return out
+    return qualifying_ordered(events, n_steps, window, strict=True)
 
 
 def _best(q: list[Qualified], n_steps: int) -> Result:

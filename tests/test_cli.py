@@ -470,3 +470,19 @@ def test_dash_writes_where_the_shell_sent_stdout_without_truncating_it(tmp_path)
     assert lines[0] == "head" and lines[1].startswith("session_id,user_id,exit_step") and lines[-1] == "tail"
     assert len(lines) > 1000
     assert log.read_text().startswith("earlier\nfile,row,cause")   # (the sample has no rejected row)
+
+
+def test_strict_order_counts_a_repeated_step_as_no_interruption(tmp_path):
+    """QA: with --order strict a reloaded add_payment_info before purchase lost the purchase
+    (steps 1,1,1,1,0; the cart abandoned and blamed on payment, with two contradictory
+    warnings). A repeat of the same step is no *other* funnel step in between: it converts."""
+    p = tmp_path / "strict2.csv"
+    p.write_text("timestamp,event,session_id,user_id,cart_value\n" + "".join(
+        f"2026-01-05T10:0{m}:00Z,{e},r,u1,50\n" for m, e in enumerate(
+            ("add_to_cart", "begin_checkout", "add_shipping_info", "add_payment_info", "add_payment_info",
+             "purchase"))))
+    r = run_cli("analyze", str(p), "--order", "strict", "--json", "-", "-q")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [s["sessions"] for s in doc["funnel"]["steps"]] == [1, 1, 1, 1, 1]
+    assert doc["abandonment"]["abandoned"] == 0 and doc["warnings"] == []

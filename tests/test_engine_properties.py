@@ -180,11 +180,41 @@ def test_exact_duplicates_change_nothing():
 
 
 def test_strict_forbids_other_steps_in_between():
+    # An earlier step in between (back to the cart) breaks the chain; ordered lets it pass.
     assert level([(0, CART), (1, CHECKOUT), (2, CART), (3, SHIP)], order="strict") == 2
     assert level([(0, CART), (1, CHECKOUT), (2, CART), (3, SHIP)], order="ordered") == 3
-    assert level([(0, CART), (1, CHECKOUT), (2, CHECKOUT), (3, SHIP)], order="strict") == 2
+    # So does a later step (payment before shipping), and a step before the previous one.
+    assert level([(0, CART), (1, CHECKOUT), (2, PAY), (3, SHIP)], n_steps=4, order="strict") == 2
+    assert level([(0, CART), (1, CHECKOUT), (2, SHIP), (3, CHECKOUT), (4, PAY)], n_steps=4, order="strict") == 3
     # Non-funnel events in between do not break a strict funnel.
     assert level([(0, CART), (1, None), (2, CHECKOUT), (3, None), (4, SHIP)], order="strict") == 3
+
+
+PURCHASE = 4
+
+
+def test_strict_lets_repeats_of_the_same_step_pass():
+    """QA: a repeat of a step's own event (a reload, a retry) was an interruption, so strict
+    conversion was understated. Only *other* steps interrupt: a repeat of the previous step or
+    of the step itself passes, and the next step advances from the latest one."""
+    def strict(ev, n_steps=5):
+        rows = [("s", t, k) for t, k in ev]
+        got = engine(rows, n_steps, 100, "strict")["s"]
+        want = ref.funnel_result(ev, n_steps, 100, "strict")
+        assert got == (want.level, want.times)
+        return got
+
+    # The repro: add_payment_info twice, then purchase, converts.
+    assert strict([(0, CART), (1, CHECKOUT), (2, SHIP), (3, PAY), (4, PAY), (5, PURCHASE)]) == (5, (0, 1, 2, 3, 5))
+    # begin_checkout twice, then add_shipping_info.
+    assert strict([(0, CART), (1, CHECKOUT), (2, CHECKOUT), (3, SHIP)], 3) == (3, (0, 1, 3))
+    # Repeats of the step reached and of the one before, interleaved: back to shipping from
+    # payment, then payment again and purchase; only steps 2 and 3 lie between ship@2 and pay@5.
+    assert strict([(0, CART), (1, CHECKOUT), (2, SHIP), (3, PAY), (4, SHIP), (5, PAY), (6, PURCHASE)])[0] == 5
+    # A repeat does not restart the window: the anchor is still the cart.
+    assert level([(0, CART), (5, CHECKOUT), (9, CHECKOUT), (11, SHIP)], window=10, order="strict") == 2
+    # A tie with the repeat still never advances (the latest qualifying previous step decides).
+    assert level([(0, CART), (1, CHECKOUT), (2, SHIP), (5, SHIP), (5, PAY)], n_steps=4, order="strict") == 3
 
 
 def test_any_counts_distinct_steps_in_one_window():

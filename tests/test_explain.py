@@ -76,6 +76,40 @@ def test_strict_order_reports_the_interruption():
     assert statuses(doc)[-1] == ("add_shipping_info", "interrupted")
     assert doc["level"] == 2 and doc["exit_step"] == "checkout"
     assert "another funnel step" in doc["verdict"]
+    # The detail names the step that came in between and the previous-step event it cut off.
+    assert doc["events"][-1]["detail"] == ("order: 'cart' came between it and the 'checkout' event at "
+                                           "2026-10-01T15:01:00Z (strict: no other funnel step in between)")
+
+
+def test_strict_order_lets_a_repeat_of_the_same_step_pass(tmp_path):
+    """QA: session d (begin_checkout twice, then add_shipping_info) was 'interrupted: another
+    funnel step came between it and begin_checkout', the step in between being begin_checkout
+    itself; a reloaded add_payment_info before purchase lost the purchase. A repeat is no other
+    step: the repeat is in the counted attempt and the next step is reached."""
+    p = tmp_path / "events.csv"
+    p.write_text("timestamp,event,session_id,user_id,cart_value\n" + "".join(
+        f"2026-01-05T1{h}:0{m}:00Z,{e},{sid},u_{sid},50\n" for h, sid, evs in (
+            (0, "r", ("add_to_cart", "begin_checkout", "add_shipping_info", "add_payment_info",
+                      "add_payment_info", "purchase")),
+            (1, "d", ("add_to_cart", "begin_checkout", "begin_checkout", "add_shipping_info")),
+            (2, "b", ("add_to_cart", "begin_checkout", "add_payment_info", "add_shipping_info")))
+        for m, e in enumerate(evs)))
+    r = runner.invoke(app, ["explain", "d", str(p), "--order", "strict", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert statuses(d) == [("add_to_cart", "reached"), ("begin_checkout", "reached"),
+                           ("begin_checkout", "repeat"), ("add_shipping_info", "reached")]
+    assert d["level"] == 3 and "came between" not in r.stdout
+    r = runner.invoke(app, ["explain", "r", str(p), "--order", "strict", "--json", "-"])
+    doc = json.loads(r.stdout)
+    assert doc["converted"] and statuses(doc)[-2:] == [("add_payment_info", "repeat"), ("purchase", "reached")]
+    # A later step in between still interrupts, and is named.
+    r = runner.invoke(app, ["explain", "b", str(p), "--order", "strict", "--json", "-"])
+    doc = json.loads(r.stdout)
+    assert doc["level"] == 2 and statuses(doc)[-2:] == [("add_payment_info", "order"),
+                                                          ("add_shipping_info", "interrupted")]
+    assert doc["events"][-1]["detail"].startswith("order: 'payment' came between it and the 'checkout' event at "
+                                                  "2026-01-05T12:01:00Z")
 
 
 def test_window_option_changes_the_verdict():
@@ -212,7 +246,13 @@ def test_classification_agrees_with_reference(order, log):
                 elif status == "order":
                     assert latest is None
                 elif status == "interrupted":
+                    # an event of another step than s - 1 and s between the latest and this one,
+                    # and the classification names one such step
                     assert order == "strict" and latest is not None
+                    steps = ref._steps(evs, n_steps)
+                    between = {x for u, x in steps[steps.index((latest.t, s - 1)) + 1:steps.index((t, s))]}
+                    cut = mine.filter((pl.col("_t") == t + base) & (pl.col(STEP) == s))["cut"][0]
+                    assert cut in between - {s - 1, s}, (between, cut)
         else:
             assert len({s for _, s in reached}) == len(reached) == want.level
 

@@ -1,8 +1,9 @@
 """Why is this visitor counted as dropped? One entity's events, classified as the engine sees them.
 
-Every event of the entity gets a ``status`` (see ``STATUSES``), computed with the engine's own
-qualifying events (funnel.core.funnel) and one backward as-of join from each step event to the
-qualifying previous-step events — the same rule the engine applies:
+Every event of the entity gets a ``status`` (see ``STATUSES``), computed from the engine's own
+walk over the step events, traced (``funnel.core.funnel._qualifying(trace=True)``: which events
+qualify, the latest qualifying previous-step event of each and, strict, the other step that came
+in between) — the rule the engine applies, not a copy of it:
 
 * ``reached``: the event that satisfied its step in the counted (best) attempt;
 * ``start`` / ``advanced``: it started or advanced another attempt, not the counted one;
@@ -10,7 +11,8 @@ qualifying previous-step events — the same rule the engine applies:
 * ``tie``: the latest qualifying previous-step event has the same timestamp (never advances);
 * ``window``: it is more than the window after its attempt's first step (the anchor);
 * ``order``: no qualifying previous-step event at or before it;
-* ``interrupted`` (strict order): another funnel step came right before it;
+* ``interrupted`` (strict order): an event of another funnel step (neither its own nor the
+  previous one) came between it and the latest qualifying previous-step event;
 * ``duplicate``: same step at the same microsecond as an earlier row (changes nothing);
 * ``ignored``: not a funnel step;
 * ``any`` order: ``reached`` (first of its step inside the best window), ``repeat`` (again
@@ -30,7 +32,7 @@ import polars as pl
 from ..config import Config
 from ..model import Record
 from ..schema import ENTITY, EVENT, SESSION, STEP, TS, USER
-from .funnel import _base, _qualifying_ordered, _qualifying_strict, step_time_col
+from .funnel import CUT, PREV_ANCHOR, PREV_T, _base, _qualifying, step_time_col
 from .sessions import BOUGHT_HERE, BOUGHT_TS, bought_here
 
 STATUSES: dict[str, str] = {
@@ -40,7 +42,7 @@ STATUSES: dict[str, str] = {
     "tie": "the previous step's latest event has the same timestamp: a tie never advances",
     "window": "beyond the window from its attempt's first step",
     "order": "no earlier event of the previous step",
-    "interrupted": "another funnel step came in between (strict order)",
+    "interrupted": "another funnel step (not its own or the previous one) came in between (strict order)",
     "duplicate": "same step at the same time as an earlier row",
     "ignored": "not a funnel step",
     "repeat": "its step again, in the counted attempt (ordered/strict: now the latest one the next "
@@ -111,7 +113,8 @@ def _iso(col: str) -> pl.Expr:
 
 def classify(ev: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     """One row per event of ``ev`` (any number of entities), in time order: ``_entity, ts,
-    event, _step, status, anchor, prev_t`` (µs) and ``_level`` (the entity's level)."""
+    event, _step, status, anchor, prev_t`` (µs), ``cut`` (interrupted: the step index of the
+    other step that came in between) and ``_level`` (the entity's level)."""
     k, window = len(cfg.steps), cfg.window
     rows = (
         ev.select(ENTITY, TS, EVENT, STEP)
@@ -135,7 +138,8 @@ def classify(ev: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         .with_columns(pl.coalesce("_pre", "status").alias("status"),
                       pl.col("_level").fill_null(0).cast(pl.Int32))
         .with_columns(pl.when(pl.col("_pre").is_null()).then(pl.col("anchor")).alias("anchor"),
-                      pl.when(pl.col("_pre").is_null()).then(pl.col("prev_t")).alias("prev_t"))
+                      pl.when(pl.col("_pre").is_null()).then(pl.col("prev_t")).alias("prev_t"),
+                      pl.when(pl.col("_pre").is_null()).then(pl.col("cut")).alias("cut"))
         .sort("_i")
         .drop("_pre", "_i")
     )
@@ -143,25 +147,16 @@ def classify(ev: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
 
 def _classify_ordered(base: pl.LazyFrame, k: int, window: int, order: str) -> pl.LazyFrame:
     """Unique step events with status, anchor, prev_t and ``_lv`` (level reached by it)."""
-    eng = base.rename({_US: "t"})
-    q = (_qualifying_strict if order == "strict" else _qualifying_ordered)(eng, k, window)
-    q = q.rename({"t": _US}).with_columns(pl.lit(True).alias("_q"))
-    # The latest qualifying previous-step event at or before each event (one as-of join).
-    prev = q.select(ENTITY, (pl.col(STEP) + 1).alias(STEP), pl.col(_US).alias("prev_t"),
-                    pl.col("anchor").alias("_pa")).sort("prev_t")
+    # The engine's own walk, traced: which events qualify, the latest qualifying previous-step
+    # event of each (prev_t, its anchor) and, strict, the other step that came in between.
+    strict = order == "strict"
     ev = (
-        base.sort(_US)
-        .join_asof(prev, left_on=_US, right_on="prev_t", by=[ENTITY, STEP], strategy="backward",
-                   check_sortedness=False)
-        .join(q.select(ENTITY, _US, STEP, "anchor", "_q"), on=[ENTITY, _US, STEP], how="left")
-        .with_columns(pl.col("_q").fill_null(False))
-        .sort(ENTITY, _US, STEP)
+        _qualifying(base.rename({_US: "t"}), k, window, strict=strict, trace=True)
+        .rename({"t": _US, PREV_T: "prev_t", PREV_ANCHOR: "_pa", CUT: "cut"})
+        .with_columns(pl.col("anchor").is_not_null().alias("_q"))
     )
-    # Strict order: the funnel-step event right before must be the qualifying previous step.
-    before = lambda c: pl.col(c).shift(1).over(ENTITY)
-    right_before = (before(STEP) == pl.col(STEP) - 1) & before("_q").fill_null(False)
+    ev = ev.with_columns(pl.col(STEP).filter("_q").max().over(ENTITY).alias("_top"))
     # Best attempt: highest step reached, earliest anchor; its first event at each step.
-    ev = ev.with_columns(right_before.alias("_rb"), pl.col(STEP).filter("_q").max().over(ENTITY).alias("_top"))
     ev = ev.with_columns(pl.col("anchor").filter(pl.col("_q") & (pl.col(STEP) == pl.col("_top")))
                          .min().over(ENTITY).alias("_best"))
     ev = ev.with_columns((pl.col("_q") & (pl.col("anchor") == pl.col("_best"))).alias("_in"))
@@ -174,7 +169,7 @@ def _classify_ordered(base: pl.LazyFrame, k: int, window: int, order: str) -> pl
         .when(pl.col("_q") & (pl.col(STEP) == 0)).then(pl.lit("start"))
         .when(pl.col("_q")).then(pl.lit("advanced"))
         .when(pl.col("prev_t").is_null()).then(pl.lit("order"))
-        .when(pl.lit(order == "strict") & ~pl.col("_rb")).then(pl.lit("interrupted"))
+        .when(pl.col("cut").is_not_null()).then(pl.lit("interrupted"))
         .when(pl.col("prev_t") >= pl.col(_US)).then(pl.lit("tie"))
         .when(pl.col(_US) - anchor > window).then(pl.lit("window"))
         .otherwise(pl.lit("order"))
@@ -183,6 +178,7 @@ def _classify_ordered(base: pl.LazyFrame, k: int, window: int, order: str) -> pl
         ENTITY, _US, STEP, status.alias("status"),
         pl.when(pl.col(STEP) > 0).then(anchor).otherwise(pl.col(_US)).alias("anchor"),
         "prev_t",
+        pl.when(status == "interrupted").then(pl.col("cut")).alias("cut"),
         pl.when("_q").then(pl.col(STEP) + 1).otherwise(0).alias("_lv"),
     )
 
@@ -205,13 +201,14 @@ def _classify_any(base: pl.LazyFrame, window: int) -> pl.LazyFrame:
     status = pl.when(first).then(pl.lit("reached")).when(inside).then(pl.lit("repeat")) \
         .otherwise(pl.lit("outside"))
     return ev.select(ENTITY, _US, STEP, status.alias("status"), pl.col("_s").alias("anchor"),
-                     pl.lit(None, pl.Int64).alias("prev_t"), pl.col("_lv").cast(pl.Int32))
+                     pl.lit(None, pl.Int64).alias("prev_t"), pl.lit(None, pl.Int32).alias("cut"),
+                     pl.col("_lv").cast(pl.Int32))
 
 
 # --- the explanation -------------------------------------------------------------------------
 
 def _detail(status: str, step: str | None, prev_step: str | None, t: int, anchor: int | None,
-            prev_t: int | None, window: int, iso) -> str:
+            prev_t: int | None, window: int, iso, other: str | None = None) -> str:
     if status == "tie":
         return f"tie: the latest '{prev_step}' event is at the same time ({iso(prev_t)})"
     if status == "window":
@@ -220,7 +217,8 @@ def _detail(status: str, step: str | None, prev_step: str | None, t: int, anchor
     if status == "order":
         return f"order: no earlier '{prev_step}' event that counted"
     if status == "interrupted":
-        return f"order: another funnel step came between it and '{prev_step}' (strict)"
+        return (f"order: '{other}' came between it and the '{prev_step}' event at {iso(prev_t)} "
+                f"(strict: no other funnel step in between)")
     if status == "repeat" and prev_t is not None:
         return f"'{step}' again in the counted attempt: now the latest '{step}' event"
     if status == "reached":
@@ -258,7 +256,8 @@ def build_explanation(entity: str, classified: pl.DataFrame, record: dict, cfg: 
         prev_step = names[st - 1] if st is not None and st > 0 else None
         events.append(ExplainedEvent(
             time=iso(r[_US]), event=r[EVENT], step=step, status=r["status"],
-            detail=_detail(r["status"], step, prev_step, r[_US], r["anchor"], r["prev_t"], cfg.window, iso),
+            detail=_detail(r["status"], step, prev_step, r[_US], r["anchor"], r["prev_t"], cfg.window, iso,
+                           names[r["cut"]] if r["cut"] is not None else None),
             attempt_start=iso(r["anchor"]), previous_step_time=iso(r["prev_t"]),
         ))
     outcomes = []
@@ -297,7 +296,7 @@ def _verdict(level: int, names: list[str], excluded: bool, outcomes: list[StepOu
     if not nxt.events:
         return f"{head}: this {unit} has no '{nxt.step}' event"
     words = {"tie": "at the same timestamp as the previous step", "window": "beyond the window",
-             "order": "with no earlier previous step", "interrupted": "after another funnel step (strict)"}
+             "order": "with no earlier previous step", "interrupted": "with another funnel step in between (strict)"}
     why = ", ".join(f"{n} {words[s]}" for s, n in nxt.failed.items())
     return f"{head}: '{nxt.step}' events did not count ({why})" if why else f"{head}"
 
