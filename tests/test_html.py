@@ -19,8 +19,10 @@ from funnel.render.html import escape_json, redact, render_html
 
 try:
     from _report_factory import XSS_ALL, XSS_IMG, XSS_SCRIPT, make_report
+    from conftest import run_cli
 except ImportError:  # tests/ imported as a package
     from tests._report_factory import XSS_ALL, XSS_IMG, XSS_SCRIPT, make_report
+    from tests.conftest import run_cli
 
 
 class _Doc(HTMLParser):
@@ -262,6 +264,9 @@ def test_ids_are_masked_unless_include_ids(report, html):
     ("/order/123e4567-e89b-12d3-a456-426614174000/pay", "/order/[id]/pay"),
     ("/help?session_id=s1&page=2&userId=9", "/help?session_id=[redacted]&page=2&userId=[redacted]"),
     ("/cart?token=xyz#top", "/cart?token=[redacted]#top"),
+    ("/unsubscribe/jane.doe%40example.com", "/unsubscribe/[email]"),      # URL-encoded, anywhere in the address
+    ("/a/jane.doe%2Bshop%40Example%2Ecom/orders", "/a/[email]/orders"),
+    ("100%40 off.com", "100%40 off.com"),
     ("checkout", "checkout"),
     ("/search?q=sid", "/search?q=sid"),
 ])
@@ -314,6 +319,16 @@ def test_own_ids_are_masked_in_pages_and_segments_before_aggregation(tmp_path, s
     ("/orders/20261102-77/track", "/orders/[id]/track"),
     ("/product/light-wool-cardigan-1097", "/product/light-wool-cardigan-1097"),
     ("/x/ann@mail.example/y", "/x/[id]/y"),
+    ("/newsletter/unsubscribe/jane.doe%40example.com", "/newsletter/unsubscribe/[id]"),
+    ("/account/jane.doe%2Bshop%40example.com/orders", "/account/[id]/orders"),
+    ("/account/JANE%2bX%40EXAMPLE.COM", "/account/[id]"),
+    ("/u/jane@example.com.html", "/u/[id]"),                    # a segment holding an address
+    ("/phone/+358401234567", "/phone/[id]"),                    # a phone number in international form
+    ("/phone/%2B358401234567/x", "/phone/[id]/x"),
+    ("/phone/%2b3584012", "/phone/[id]"),
+    ("/p/c++-primer-5th-edition", "/p/c++-primer-5th-edition"),  # ordinary slugs with + stay
+    ("/p/+123456", "/p/+123456"),                               # (too short for a phone number)
+    ("/p/tv+sound+bar+4000", "/p/tv+sound+bar+4000"),
     ("https://shop1234.example/cart", "https://shop1234.example/cart"),
     (None, None),
 ])
@@ -324,6 +339,27 @@ def test_masked_page(page, expected):
     from funnel.core.partials import masked_page
 
     assert pl.DataFrame({"url": [page]}, schema={"url": pl.String}).select(masked_page(pl.col("url"))).item() == expected
+
+
+def test_url_encoded_emails_and_phone_numbers_are_masked_in_every_output(tmp_path):
+    """QA: an e-mail address with its @ (and +) URL-encoded, in a last page or a segment value,
+    and a phone number as a path segment reached the JSON, Markdown and HTML; all are masked."""
+    rows = ["timestamp,event,session_id,user_id,page_url,landing"]
+    for i, page in enumerate(["/newsletter/unsubscribe/jane.doe%40example.com",
+                              "/newsletter/unsubscribe/jane.doe@example.com",
+                              "/account/jane.doe%2Bshop%40example.com/orders",
+                              "/phone/+358401234567", "/phone/%2B358401234567"]):
+        rows.append(f"2026-11-02T10:00:00Z,add_to_cart,s{i},u{i},{page},/unsubscribe/bob%40example.com")
+    (tmp_path / "pii.csv").write_text("\n".join(rows) + "\n")
+    out = {f: tmp_path / f"r.{f}" for f in ("json", "md", "html")}
+    run = run_cli("analyze", str(tmp_path / "pii.csv"), "--segment", "landing",
+                  "--json", str(out["json"]), "--markdown", str(out["md"]), "--html", str(out["html"]))
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out["json"].read_text())
+    pages = {p["key"]: p["count"] for p in report["paths"]["after_exit"][0]["last_pages"]}
+    assert pages == {"/newsletter/unsubscribe/[id]": 2, "/account/[id]/orders": 1, "/phone/[id]": 2}
+    for text in (run.stdout, run.stderr, *(p.read_text() for p in out.values())):
+        assert not re.search(r"jane|bob|358401234567", text)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -34,7 +34,11 @@ REDACTED = "[redacted]"     # a masked URL parameter value
 # up the rows that became alike equals masking every row first, at no cost per row.
 _QUERY_VALUE = r"([?&;#][^=&;#?]*=)[^&;#?]*"   # a value in a URL query, fragment or matrix parameter
 _ID_SHAPE = r"^[A-Za-z0-9_-]+$"
-_EMAIL = r"[^\s@/]+@[^\s@/]+\.[A-Za-z]{2,}"
+_PHONE = r"^(?:\+|%2[Bb])[0-9]{7,15}$"       # a phone number in international form, its + maybe URL-encoded
+_PCT = r"%[0-9A-Fa-f]{2}"                      # a URL-encoded byte
+# An e-mail address, its characters maybe URL-encoded (``jane.doe%2Bshop%40example.com``): the
+# one pattern of the partials (polars' regex) and of the HTML's ``render.html.redact`` (Python's).
+EMAIL = rf"(?:[\w.+-]|{_PCT})+(?:@|%40)(?:[\w.-]|{_PCT})+(?:\.|%2[Ee])[A-Za-z]{{2,}}"
 
 
 def own_ids_masked(text: pl.Expr, cfg: Config) -> pl.Expr:
@@ -54,10 +58,11 @@ def own_ids_masked(text: pl.Expr, cfg: Config) -> pl.Expr:
 def _id_like(e: pl.Expr) -> pl.Expr:
     """A path segment or word that looks like an identifier: letters, digits, ``-`` and ``_``
     with at least 4 digits making up a third of it or more (``cust_00042``, ``sess-0004-9f8e7d``,
-    a UUID, an order number; not ``wool-cardigan-1097``), or an e-mail address."""
+    a UUID, an order number; not ``wool-cardigan-1097``), a phone number in international form
+    (``+358401234567``, ``%2B358401234567``), or one holding an e-mail address (``EMAIL``)."""
     digits = e.str.count_matches(r"[0-9]")
     return (e.str.contains(_ID_SHAPE) & (digits >= 4) & (digits * 3 >= e.str.len_chars())) \
-        | e.str.contains(f"^{_EMAIL}$")
+        | e.str.contains(_PHONE) | e.str.contains(EMAIL)
 
 
 def masked_page(page: pl.Expr) -> pl.Expr:
@@ -74,7 +79,7 @@ def masked_segment(value: pl.Expr) -> pl.Expr:
     e = pl.element()
     value = value.cast(pl.String)
     words = value.str.replace_all(r"[^\p{L}\p{N}_@.-]+", " ").str.split(" ")
-    hit = words.list.eval(_id_like(e)).list.any() | value.str.contains(_EMAIL)
+    hit = words.list.eval(_id_like(e)).list.any() | value.str.contains(EMAIL)
     return pl.when(hit.fill_null(False)).then(pl.lit(ID_MASK)).otherwise(value)
 
 

@@ -8,9 +8,9 @@ Safety: Jinja2 autoescapes every string; chart data is embedded as JSON in
 escaped, and plotly labels are HTML-escaped (plotly renders a subset of HTML in labels). A
 Content-Security-Policy meta tag allows only the scripts whose SHA-256 hashes it lists
 (plotly.js and the small boot script), so even an injected ``<script>`` would not run.
-Unless ``include_ids``, e-mail addresses, UUIDs and identifier-like URL query parameters are
-masked in every data string (pages and segment values come masked from the partials already:
-``core.partials.own_ids_masked``, ``masked_partials``).
+Unless ``include_ids``, e-mail addresses (URL-encoded too: ``core.partials.EMAIL``), UUIDs and
+identifier-like URL query parameters are masked in every data string (pages and segment values
+come masked from the partials already: ``core.partials.own_ids_masked``, ``masked_partials``).
 
 Determinism: chart ids are fixed, JSON key order follows the Report, and the only time
 stamp is ``report.generated_at``; the same Report gives byte-identical HTML.
@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.partials import ID_MASK, REDACTED
+from ..core.partials import EMAIL, ID_MASK, REDACTED
 from ..model import Report
 from . import charts
 from .filters import FILTERS
@@ -36,7 +36,7 @@ PLOTLY_CDN = "https://cdn.plot.ly"
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _JSON_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_EMAIL_RE = re.compile(EMAIL)
 _UUID_RE = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _ID_PARAM_RE = re.compile(
     r"(?i)([?&;](?:[a-z_]*?(?:user|session|sess|visitor|client|customer|anon|member|account)[_-]?id|"
