@@ -59,6 +59,7 @@ class Analysis:
     report: Report
     carts: pl.DataFrame           # one row per abandoned cart: ids, exit step, value, reason, evidence
     rejects: pl.DataFrame         # rows that could not be used: _file, _row, _reject + their values
+    counts: pl.DataFrame | None = None   # reject_counts of the input (per cause, per step): step_warnings
 
     def to_dict(self) -> dict[str, Any]:
         return self.report.to_dict()
@@ -448,20 +449,31 @@ def _iso(ts: Any) -> str | None:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
 
 
-def input_summary(prep: Prepared, p: parts.Partials) -> InputSummary:
+def input_summary(prep: Prepared, p: parts.Partials, cfg: Config) -> InputSummary:
     users = prep.events.select(pl.col(USER).drop_nulls().n_unique()).collect().item()
-    return _summary(source_of(prep.loaded), reject_counts(prep.rejects), prep.rows_read, users, prep.sessionized,
+    return _summary(source_of(prep.loaded), reject_counts(prep.rejects, cfg), prep.rows_read, users, prep.sessionized,
                     prep.sessions_log, p)
 
 
-def reject_counts(rejects: pl.DataFrame) -> pl.DataFrame:
+def reject_counts(rejects: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     """Rejected rows per cause (``_reject``, ``n``), with the sessions the cap rejected
-    (``n_capped``) on the ``session_cap`` row: what the input summary reports of them, in a form
-    that adds across user shards (a session is in one shard)."""
+    (``n_capped``) on the ``session_cap`` row, and the rows of each funnel step's events
+    (``n_step0``, ``n_step1``, ...: ``step_rejects``): what the input summary and the step
+    warnings report of them, in a form that adds across user shards (a session is in one shard)."""
     return rejects.group_by(REJECT).agg(
         pl.len().alias("n"),
         pl.when(pl.col(REJECT) == "session_cap").then(pl.col(ENTITY)).drop_nulls().n_unique().alias("n_capped"),
+        *((pl.col(STEP) == i).sum().alias(f"n_step{i}") for i in range(len(cfg.steps))),
     )
+
+
+def step_rejects(counts: pl.DataFrame | None, i: int) -> dict[str, int]:
+    """The rejected rows of funnel step ``i``'s events, per cause, in ``reject_counts``
+    ``counts`` (of every shard; empty when None: not known)."""
+    col = f"n_step{i}"
+    if counts is None or col not in counts.columns:
+        return {}
+    return {cause: int(n) for cause, n in merged_counts(counts).select(REJECT, col).iter_rows() if n}
 
 
 def merged_counts(counts: pl.DataFrame) -> pl.DataFrame:
@@ -685,7 +697,7 @@ def _prepare_shard(rows: pl.LazyFrame, files: list[str], name: str, loaded: Load
         events = os.path.join(tmp, f"{name}-events.arrow")
         ev.write_ipc(events, compression="lz4")
     shared = parts.NO_SHARED if shared is None else shared
-    return _Shard(rejects, reject_counts(prep.rejects), events, prep.rows_read, prep.sessionized, prep.attrs,
+    return _Shard(rejects, reject_counts(prep.rejects, cfg), events, prep.rows_read, prep.sessionized, prep.attrs,
                   time_bounds(ev), shared), ev
 
 
@@ -846,7 +858,8 @@ def _analyze_sharded(loaded: Loaded, cfg: Config, sessions: str | None, say: Pro
 
         def finish(report: Report, carts: list[str]) -> Analysis:   # (while the parts exist)
             return Analysis(report=report, carts=table("carts", carts, CART_ORDER),
-                            rejects=table("rejects", [s.rejects for s in shards], ["file", "row"], log))
+                            rejects=table("rejects", [s.rejects for s in shards], ["file", "row"], log),
+                            counts=_counts(shards))
 
         def why_nothing():   # no usable row at all: say why, as the one-pass run does
             _no_usable_rows(loaded, sum(s.rows_read for s in shards), _counts(shards))
@@ -1024,7 +1037,7 @@ def analyze(sources: str | os.PathLike | list[str | os.PathLike] | tuple[str | o
     result = _analyze(_paths(sources), cfg, sessions, progress, period, compare, funnel_only, shards,
                       tables or bool(sinks), sinks)
     # (a step no entity reached, rare: a misnamed step, usually; only then are the names read)
-    warned = step_warnings(result.report, lambda: event_names(sources, cfg))
+    warned = step_warnings(result.report, cfg, lambda: event_names(sources, cfg), result.counts)
     # (first and last event at local midnight, rare: dates without a time, usually; only then
     # are the timestamps read)
     warned += midnight_warning(result.report, cfg, lambda: timed_events(sources, cfg)) + skipped \
@@ -1047,32 +1060,43 @@ def _paths(sources: Any) -> list[str]:
     return [os.fspath(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
 
 
-def event_names(sources: Any, cfg: Config) -> set[str]:
-    """The distinct event names of the input, as read (one more pass over the event column)."""
+def event_names(sources: Any, cfg: Config) -> dict[str, int]:
+    """The distinct event names of the input, as read, with their rows (one more pass over the
+    event column)."""
     from .core.normalize import clean_string
 
-    col = load_events(_paths(sources), cfg).lf.select(clean_string(EVENT).unique())
-    return set(col.collect(engine="streaming")[EVENT].drop_nulls())
+    col = load_events(_paths(sources), cfg).lf.select(clean_string(EVENT)).group_by(EVENT).len()
+    return dict(col.collect(engine="streaming").drop_nulls(EVENT).iter_rows())
 
 
-def step_warnings(report: Report, names: Callable[[], set[str]] | None) -> list[str]:
+def step_warnings(report: Report, cfg: Config, names: Callable[[], dict[str, int]] | None,
+                  counts: pl.DataFrame | None) -> list[str]:
     """Why funnel steps that no entity reached have none: their event names are not in the
-    input (``names()``: its distinct event names; None where they cannot be read), with the
-    closest names there, or its events occur but never after the step before within the
-    window. One line each; empty when every step was reached."""
-    unreached = [s for s in report.funnel.steps if s.sessions == 0]
+    input (``names()``: its distinct event names with their rows; None where they cannot be
+    read), with the closest names there; or every row of their events was rejected
+    (``counts``: ``reject_counts``, ``step_rejects``; None: not known), with the causes; or
+    its events occur but never after the step before within the window. One line each; empty
+    when every step was reached."""
+    unreached = [(i, s) for i, s in enumerate(report.funnel.steps) if s.sessions == 0]
     if not unreached:
         return []
     unit = f"{report.funnel.unit}s"
     seen = names() if names is not None else None
+    where = "--rejects FILE lists them"
     if seen is None:
-        s = unreached[0]
-        return [(f"no {unit} reached step {s.name!r} (events: {', '.join(s.events)}) — check the step's event "
-                 "names against the input with 'funnel validate'")]
+        i, s = unreached[0]
+        rejected = step_rejects(counts, i)
+        return [(f"no {unit} reached step {s.name!r} (events: {', '.join(s.events)})"
+                 + (f"; rows of its events were rejected: {rejected_causes(rejected, cfg)}" if rejected else "")
+                 + " — check the step's event names against the input with 'funnel validate'")]
     out = []
-    for s in unreached:
-        if not any(e in seen for e in s.events):
-            out.append(unnamed_step(s.name, s.events, seen, unit))
+    for i, s in unreached:
+        rows = sum(seen.get(e, 0) for e in s.events)
+        rejected = step_rejects(counts, i)
+        if not rows:
+            out.append(unnamed_step(s.name, s.events, set(seen), unit))
+        elif sum(rejected.values()) >= rows:
+            out.append(rejected_step(s.name, rejected, unit, cfg, where))
         elif not out:   # (the first unreached step, its events there; later steps follow from it)
             out.append(f"no {unit} reached step {s.name!r}: its events occur, but never after the step before "
                        f"within the {report.settings.window} window (order: {report.funnel.order})")
@@ -1118,6 +1142,24 @@ def timed_events(sources: Any, cfg: Config) -> int:
     return int(_collect_input(lf.select(timed(cfg.timezone).sum()), loaded).item() or 0)
 
 
+def rejected_causes(rejected: dict[str, int], cfg: Config) -> str:
+    """Rejected rows per cause (``step_rejects``) as the step warnings say them: each cause
+    with its count and meaning (the session cap with its value and setting)."""
+    from .core.normalize import REJECT_CAUSES
+
+    cap = f"event beyond the per-session cap of {cfg.max_events_per_session:,} events, [input] max_events_per_session"
+    return ", ".join(f"{cause} {n:,} ({cap if cause == 'session_cap' else REJECT_CAUSES.get(cause, cause)})"
+                     for cause, n in rejected.items())
+
+
+def rejected_step(name: str, rejected: dict[str, int], unit: str, cfg: Config, where: str) -> str:
+    """The warning for step ``name`` when every row of its events was rejected (``rejected``:
+    per cause, ``step_rejects``); ``where``: where the rows are to be seen. ``analyze`` and
+    ``funnel validate`` say it alike."""
+    return (f"no {unit} reached step {name!r}: its events occur in the input, but every row of them was rejected — "
+            f"{rejected_causes(rejected, cfg)}; {where}")
+
+
 def unnamed_step(name: str, events: Sequence[str], seen: set[str], unit: str,
                  otherwise: str = "run 'funnel validate' to list the event names") -> str:
     """The warning for step ``name`` when none of its ``events`` is among the input's event
@@ -1159,8 +1201,9 @@ def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress 
         if sharded is not None:
             return sharded
     prep = prepare(list(sources), cfg, sessions=sessions, progress=say, funnel_only=funnel_only, loaded=loaded)
+    counts = reject_counts(prep.rejects, cfg)
     if prep.rows_read == 0 or prep.events.select(pl.len()).collect().item() == 0:
-        _no_usable_rows(prep.loaded, prep.rows_read, reject_counts(prep.rejects))
+        _no_usable_rows(prep.loaded, prep.rows_read, counts)
     # --- CI mode: analysed period (entities by first event time) -------------------------
     span, prev_span = periods.resolve_periods(prep.events, period, compare)
     _check_gates(rules, prev_span)
@@ -1174,20 +1217,22 @@ def _analyze(sources: list[str], cfg: Config, sessions: Any, progress: Progress 
     if funnel_only:
         say("counting the funnel")
         p = shard_funnel(prep.events, cfg)
-        report = build_report(p, cfg, input_summary(prep, p), prep.attrs, funnel_only=True)
+        report = build_report(p, cfg, input_summary(prep, p, cfg), prep.attrs, funnel_only=True)
         return Analysis(report=_ci_report(report, span, None, None, ()), carts=pl.DataFrame(),
-                        rejects=reject_table(prep.rejects, prep.sessions_log) if tables else pl.DataFrame())
+                        rejects=reject_table(prep.rejects, prep.sessions_log) if tables else pl.DataFrame(),
+                        counts=counts)
     p, diag = _one_shard(prep.events, cfg, prep.attrs, say)
     say("building the report")
-    report = build_report(p, cfg, input_summary(prep, p), prep.attrs)
+    report = build_report(p, cfg, input_summary(prep, p, cfg), prep.attrs)
     before = None
     if prev_span is not None:
         say("analysing the comparison period")
         before = _period_report(whole, cfg, prev_span)
     report = _ci_report(report, span, prev_span, before, rules)
     if not tables:
-        return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame())
-    return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects, prep.sessions_log))
+        return Analysis(report=report, carts=pl.DataFrame(), rejects=pl.DataFrame(), counts=counts)
+    return Analysis(report=report, carts=carts_table(diag, cfg), rejects=reject_table(prep.rejects, prep.sessions_log),
+                    counts=counts)
 
 
 def _one_shard(ev: pl.LazyFrame, cfg: Config, attrs: list[str],
@@ -1215,7 +1260,7 @@ def _period_report(prep: Prepared, cfg: Config, span: periods.Span) -> Report | 
         return None
     p, _ = _one_shard(ev, cfg, prep.attrs)
     sub = dataclasses.replace(prep, events=ev)
-    return build_report(p, cfg, input_summary(sub, p), prep.attrs)
+    return build_report(p, cfg, input_summary(sub, p, cfg), prep.attrs)
 
 
 __all__ = ["Analysis", "analyze", "build_report", "prepare", "shard_baseline", "shard_diagnosis",

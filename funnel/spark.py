@@ -652,7 +652,7 @@ def _pass2(rename, cfg, marks, attrs, log, baseline_ipc: dict[str, bytes], table
                 "n_sessionized": [int(usable["_built_session"].sum()) if usable.height else 0],
                 "n_timed": [usable.select(timed(cfg.timezone).sum()).item() if usable.height else 0],   # (dates only?)
             }),
-            "_rejects": reject_counts(rejects),   # per cause, and the capped sessions: as the local engine
+            "_rejects": reject_counts(rejects, cfg),   # per cause, the capped sessions, per step: as the local engine
         }
         p: parts.Partials = dict(meta)
         if tables and rejects.height:
@@ -885,10 +885,10 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     before = report_of(PREVIOUS) if prev_span is not None else None
     report = _ci_report(report, span, prev_span, before, rules)
     # (a step no entity reached: said without the input's event names, which Spark would read again)
-    report = dataclasses.replace(report, warnings=step_warnings(report, None) + midnight_warning(
+    report = dataclasses.replace(report, warnings=step_warnings(report, cfg, None, counts) + midnight_warning(
         report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + encoding_warnings(list(sources))
         + undecided + _store_warnings(list(sources)) + report.warnings)
-    return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts,
+    return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts, counts=counts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))
 

@@ -82,7 +82,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
         got = _funnel_only(loaded, cfg, say, shards, tables, keep)
         if got is None:
             return None
-        report, kept = got
+        report, kept, counts = got
         rejects = pl.DataFrame()
         if keep is not None:
             from .io.writers import write_frame
@@ -90,11 +90,11 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
             write_frame(sinks.pop("rejects"), api._merged(kept, ["file", "row"]))
         elif tables:
             rejects = api.reject_table(pl.concat(kept, how="diagonal_relaxed"))
-    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=rejects)
+    return api.Analysis(report=report, carts=pl.DataFrame(), rejects=rejects, counts=counts)
 
 
 def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables: bool, keep):
-    """(report, each shard's kept rejected rows) of ``analyze_funnel_only``, or None."""
+    """(report, each shard's kept rejected rows, reject counts) of ``analyze_funnel_only``, or None."""
     from . import api
     from .core import partials as parts
 
@@ -109,8 +109,9 @@ def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables:
     p = api.merge_funnel_only([r[0] for r in results], cfg)
     rows, users = sum(r[1]["rows"] for r in results), parts.users_of([r[1]["users"] for r in results])
     # (no session is capped here: a shard with a session over the cap takes the materialising path)
-    inp = api._summary(api.source_of(loaded), pl.concat([r[3] for r in results]), int(rows), users, False, None, p)
-    return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results]
+    counts = pl.concat([r[3] for r in results])
+    inp = api._summary(api.source_of(loaded), counts, int(rows), users, False, None, p)
+    return api.build_report(p, cfg, inp, [], funnel_only=True), [r[2] for r in results], counts
 
 
 IDS = "ids"     # _clean_shard declined: an id needs cleaning (the raw-id shards are not user shards)
@@ -333,7 +334,7 @@ def _shards(loaded, cfg: Config, say: Progress, clean: bool, k: int, tables: boo
                 return None
             if got[1]["rows"]:   # an empty shard adds nothing
                 kept = keep(got[2]) if keep is not None else got[2] if tables else got[2].clear()
-                results.append((got[0], got[1], kept, api.reject_counts(got[2])))
+                results.append((got[0], got[1], kept, api.reject_counts(got[2], cfg)))
             del got
         return results
 

@@ -78,7 +78,7 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         rows_read, sessionized = sum(s.rows_read for s in done), any(s.sessionized for s in done)
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
         prep = api.prepare(sources, cfg, progress=say, loaded=loaded)
-        facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects)
+        facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects, cfg)
         rows_read, sessionized = prep.rows_read, prep.sessionized
     rej = api.merged_counts(counts)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \

@@ -23,6 +23,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input:
                           capture_output=True, text=True, timeout=300)
 
 
+def capped_payments(tmp_path: Path):
+    """(log, config): a session of 5 events, one per step, and one of 2, with a session cap of 3
+    (``tmp_path/cap.toml``): every payment and purchase event is set aside by the cap."""
+    from funnel.config import load_config
+
+    rows = [("10:00", "add_to_cart", "s1"), ("10:01", "begin_checkout", "s1"), ("10:02", "add_shipping_info", "s1"),
+            ("10:03", "add_payment_info", "s1"), ("10:04", "purchase", "s1"),
+            ("11:00", "add_to_cart", "s2"), ("11:01", "begin_checkout", "s2")]
+    log = tmp_path / "t1.csv"
+    log.write_text("timestamp,event,session_id,user_id\n"
+                   + "".join(f"2026-11-02T{t}:00Z,{e},{s},u{s}\n" for t, e, s in rows))
+    (tmp_path / "cap.toml").write_text("[input]\nmax_events_per_session = 3\n")
+    return str(log), load_config(str(tmp_path / "cap.toml"))
+
+
 @pytest.fixture(scope="session")
 def sample_analysis():
     """The analysis of the bundled sample (computed once per test session)."""

@@ -7,8 +7,9 @@ import json
 import tomllib
 
 import polars as pl
+import pytest
 
-from conftest import ROOT, SAMPLE_EVENTS, SAMPLE_SESSIONS, run_cli
+from conftest import ROOT, SAMPLE_EVENTS, SAMPLE_SESSIONS, capped_payments, run_cli
 
 
 def test_analyze_default_prints_tables_and_writes_html(tmp_path):
@@ -226,6 +227,32 @@ def test_validate_unusable_exits_2(tmp_path):
     assert r.returncode == 2 and "no usable rows" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("route", [{}, {"funnel_only": True}, {"shards": 2}, {"shards": 2, "funnel_only": True}])
+def test_a_step_whose_events_were_all_set_aside_says_so(tmp_path, route):
+    """QA: with a session cap that set aside every payment event, the warning said the step's
+    events "occur, but never after the step before". It now says every row of them was
+    rejected, and why (the cap, with its value), on every route. Only the steps whose rows were
+    all set aside are said; Spark, which reads no event names again, names the causes too."""
+    from funnel.api import analyze, step_warnings
+    from funnel.config import load_config
+
+    log, cfg = capped_payments(tmp_path)
+    cause = "session_cap 1 (event beyond the per-session cap of 3 events, [input] max_events_per_session)"
+    said = [f"no sessions reached step {s!r}: its events occur in the input, but every row of them was rejected — "
+            f"{cause}; --rejects FILE lists them" for s in ("payment", "purchase")]
+    got = analyze(str(log), config=cfg, **route)
+    assert got.report.warnings == said
+    if not route:
+        assert step_warnings(got.report, cfg, None, got.counts) == [(   # (Spark)
+            "no sessions reached step 'payment' (events: add_payment_info, Payment Info Entered, payment_info_submitted)"
+            f"; rows of its events were rejected: {cause} — check the step's event names against the input with "
+            "'funnel validate'")]
+        # (with a cap of 4 only the purchase row is set aside: payment is reached, purchase is said)
+        (tmp_path / "cap.toml").write_text("[input]\nmax_events_per_session = 4\n")
+        got = analyze(str(log), config=load_config(str(tmp_path / "cap.toml"))).report.warnings
+        assert got == [said[1].replace("cap of 3", "cap of 4")]
+
+
 def test_init_writes_commented_config_that_loads(tmp_path):
     r = run_cli("init", str(SAMPLE_EVENTS), "--out", str(tmp_path / "funnel.toml"))
     assert r.returncode == 0, r.stderr
@@ -312,6 +339,7 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     input lacks and the closest names it has (word order too), or saying that its events occur
     but never in order within the window. The bundled sample has none."""
     from funnel.api import analyze, step_warnings
+    from funnel.config import Config
 
     r = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,checkout_begin,purchase",
                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html"))
@@ -330,8 +358,9 @@ def test_a_step_no_session_reached_is_explained(tmp_path):
     rep = analyze(str(SAMPLE_EVENTS), steps="purchase,add_to_cart", window="1s", funnel_only=True).report
     assert rep.warnings == [("no sessions reached step 'add_to_cart': its events occur, but never after the step "
                              "before within the 1s window (order: ordered)")]
-    assert step_warnings(rep, None) == [("no sessions reached step 'add_to_cart' (events: add_to_cart) — check the "
-                                         "step's event names against the input with 'funnel validate'")]   # (Spark)
+    assert step_warnings(rep, Config(), None, None) == [("no sessions reached step 'add_to_cart' (events: add_to_cart) "
+                                                         "— check the step's event names against the input with "
+                                                         "'funnel validate'")]   # (Spark)
     assert analyze(str(SAMPLE_EVENTS), funnel_only=True).report.warnings == []
     # funnel validate says the same (it said "no events for funnel steps checkout_begin", no more)
     (tmp_path / "funnel.toml").write_text('[funnel]\nsteps = ["add_to_cart", "checkout_begin", "purchase"]\n')

@@ -26,7 +26,7 @@ SECTIONS = ("funnel", "abandonment", "recommendations", "paths", "segments", "tr
 def report_of(shards: list[pl.LazyFrame], prep, cfg: Config) -> dict:
     baseline = parts.merge([shard_baseline(s, cfg, prep.attrs) for s in shards])
     merged = parts.merge([shard_partials(s, cfg, prep.attrs, baseline) for s in shards])
-    return build_report(merged, cfg, input_summary(prep, merged), prep.attrs).to_dict()
+    return build_report(merged, cfg, input_summary(prep, merged, cfg), prep.attrs).to_dict()
 
 
 def split_by_user(ev: pl.DataFrame, n: int, seed: int) -> list[pl.LazyFrame]:
@@ -105,7 +105,7 @@ def test_funnel_only_shards_equal_the_whole_and_the_full_pass(overrides):
 
     def fast(shards):
         p = parts.merge([shard_funnel(s, cfg) for s in shards])
-        return build_report(p, cfg, input_summary(prep, p), [], funnel_only=True).to_dict()
+        return build_report(p, cfg, input_summary(prep, p, cfg), [], funnel_only=True).to_dict()
 
     whole = fast([ev.lazy()])
     assert {k: fast(split_by_user(ev, 4, 5))[k] for k in ("funnel", "abandonment")} == \

@@ -131,6 +131,21 @@ def test_spark_counts_rejects_per_cause_and_capped_sessions_like_local(log, spar
         assert remote[key] == local[key], key
 
 
+def test_spark_names_the_causes_of_a_step_whose_events_were_all_set_aside(tmp_path, spark):
+    """A step whose every row the session cap set aside: Spark, which reads no event names
+    again, says so from the shards' rejected rows per step, as the local engine's counts give it."""
+    from conftest import capped_payments
+
+    from funnel.api import analyze, step_warnings
+    from funnel.spark import analyze_spark
+
+    log, cfg = capped_payments(tmp_path)
+    here = analyze(log, config=cfg)
+    there = analyze_spark(log, cfg, spark=spark).report.warnings
+    assert there[0] == step_warnings(here.report, cfg, None, here.counts)[0]
+    assert "rows of its events were rejected: session_cap 1 (event beyond the per-session cap of 3" in there[0]
+
+
 def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark, tmp_path):
     """--sessions: the log is read on the driver, shipped to the shards and joined there; the
     segments (device, channel, country from the sessions log) equal the local engine's, and so
