@@ -107,9 +107,12 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
         "events": [{"event": e, "rows": int(n), "step": step_of.get(e)} for e, n in per_event.iter_rows()],
         "funnel_steps_found": found,
         "read_as_missing": _read_as_missing(loaded),
-        "warnings": [*(api.unnamed_step(s.name, s.events, seen, f"{cfg.level}s",
+        # (a step without usable rows: its events' rows all rejected, or none of them in the input)
+        "warnings": [*(api.rejected_step(s.name, rejected, f"{cfg.level}s", cfg, "they are counted under rejected rows")
+                       if (rejected := api.step_rejects(rej, i)) else
+                       api.unnamed_step(s.name, s.events, seen, f"{cfg.level}s",
                                         "the input's event names are listed under events")
-                       for s in cfg.steps if not found[s.name]),
+                       for i, s in enumerate(cfg.steps) if not found[s.name]),
                      *api.dates_only(sum(f["usable"] for f in facts), sum(f["timed"] for f in facts),
                                   loaded.columns.get("timestamp")),
                      *(f"a {why} is likely a placeholder for no id (e.g. guest), which joins unrelated "
@@ -135,7 +138,8 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     console.print(t)
     tr = desc["time_range"]
     built = f" (built from {desc['session_timeout']} of inactivity)" if desc["sessions_built_from_inactivity"] else ""
-    console.print(f"time range {tr['start']} → {tr['end']} · {desc['sessions']:,} sessions{built}"
+    span = f"time range {tr['start']} → {tr['end']}" if tr["start"] else "no usable time range"
+    console.print(f"{span} · {desc['sessions']:,} sessions{built}"
                   f" · {desc['users']:,} users · {desc['usable_rows']:,} of {desc['rows_read']:,} rows usable")
     e = Table(title="Events", title_justify="left")
     e.add_column("event")

@@ -227,12 +227,32 @@ def test_validate_unusable_exits_2(tmp_path):
     assert r.returncode == 2 and "no usable rows" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_validate_without_usable_rows_says_why_each_step_has_none(tmp_path):
+    """QA: validate of an input whose rows all have a bad or no timestamp printed "time range
+    None → None" and warned that no event is named 'add_to_cart' though both rows were
+    add_to_cart events (rejected). It now says there is no usable time range (the JSON keeps
+    nulls) and that the step's rows were all rejected, with the causes; a step whose events
+    the input lacks is still said to be unnamed."""
+    p = tmp_path / "allbad.csv"
+    p.write_text("timestamp,event,session_id\nyesterday,add_to_cart,s1\n,add_to_cart,s2\n")
+    r = run_cli("validate", str(p))
+    assert r.returncode == 2 and "None" not in r.stdout and "no usable time range · 0 sessions" in r.stdout
+    said = ("no sessions reached step 'cart': its events occur in the input, but every row of them was rejected — "
+            "bad_timestamp 1 (timestamp could not be parsed), missing_timestamp 1 (no timestamp); they are counted "
+            "under rejected rows")
+    assert f"warning: {said}" in r.stdout and "named 'add_to_cart'" not in r.stdout
+    assert "no event in the input is named 'begin_checkout'" in r.stdout
+    doc = json.loads(run_cli("validate", str(p), "--json", "-").stdout)
+    assert doc["time_range"] == {"start": None, "end": None} and doc["warnings"][0] == said
+
+
 @pytest.mark.parametrize("route", [{}, {"funnel_only": True}, {"shards": 2}, {"shards": 2, "funnel_only": True}])
 def test_a_step_whose_events_were_all_set_aside_says_so(tmp_path, route):
     """QA: with a session cap that set aside every payment event, the warning said the step's
     events "occur, but never after the step before". It now says every row of them was
-    rejected, and why (the cap, with its value), on every route. Only the steps whose rows were
-    all set aside are said; Spark, which reads no event names again, names the causes too."""
+    rejected, and why (the cap, with its value), on every route, and validate says it alike.
+    Only the steps whose rows were all set aside are said; Spark, which reads no event names
+    again, names the causes too."""
     from funnel.api import analyze, step_warnings
     from funnel.config import load_config
 
@@ -243,6 +263,8 @@ def test_a_step_whose_events_were_all_set_aside_says_so(tmp_path, route):
     got = analyze(str(log), config=cfg, **route)
     assert got.report.warnings == said
     if not route:
+        v = run_cli("validate", str(log), "-c", str(tmp_path / "cap.toml"))
+        assert said[0].replace("--rejects FILE lists them", "they are counted under rejected rows") in v.stdout
         assert step_warnings(got.report, cfg, None, got.counts) == [(   # (Spark)
             "no sessions reached step 'payment' (events: add_payment_info, Payment Info Entered, payment_info_submitted)"
             f"; rows of its events were rejected: {cause} — check the step's event names against the input with "
