@@ -109,8 +109,11 @@ def parse_rule(text: str, step_names: Iterable[str], where: str = "--fail-on") -
                               if metric == "conversion_drop" else "write a plain number")
         value /= 100
     if fraction and not 0 <= value <= 1:   # (a rate past 100% would always, or never, fire)
-        raise ConfigError(f"{where} {text.strip()!r}: {metric} is a fraction between 0 and 1",
-                          "write a percentage between 0% and 100%" if percent else f"write {value / 100:g} or {value:g}%")
+        # (a number in (1, 100] is likely a percentage without its '%': both valid spellings of it)
+        hint = "write a percentage between 0% and 100%" if percent else \
+            f"write {value / 100:g} or {value:g}%" if 1 < value <= 100 else \
+            "write a number between 0 and 1 or a percentage between 0% and 100%"
+        raise ConfigError(f"{where} {text.strip()!r}: {metric} is a fraction between 0 and 1", hint)
     return Rule(f"{metric} {op} {raw}", metric, op, value)
 
 

@@ -55,6 +55,10 @@ def test_parse_rule(text, metric, op, value):
     # (regression, QA: a percentage past 100% was taken, and such a rule always or never fires)
     ("conversion < 150%", r"conversion is a fraction between 0 and 1.*between 0% and 100%"),
     ("step:payment:conversion >= -5%", r"fraction between 0 and 1.*between 0% and 100%"),
+    # (QA: the hint suggested '-0.01 or -1%' and '1.5 or 150%', as invalid as the rule)
+    ("conversion>-1", r"fraction between 0 and 1 — write a number between 0 and 1 or a percentage between 0% and 100%"),
+    ("conversion > 150", r"fraction between 0 and 1 — write a number between 0 and 1 or a percentage between 0%"),
+    ("conversion > 100", r"write 1 or 100%"),
 ])
 def test_bad_rules_are_config_errors_with_a_hint(text, message):
     with pytest.raises(ConfigError, match=message) as exc:
