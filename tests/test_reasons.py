@@ -140,6 +140,30 @@ def test_forced_login_and_slow_page_are_ui_friction():
     assert reason_of({"a": slow})[0] == "ui_friction"
 
 
+def test_leaving_at_the_account_step_is_its_own_signal_not_a_login_page_seen():
+    """Leaving at the step playing the account role is ui_friction evidence of its own
+    (ui_friction.exit_at_account, defined by the exit: no lift), not the login-page signal, whose
+    with/without comparison it made true by definition (QA: 80 of 80 'with' carts abandoned)."""
+    from funnel.config import parse_steps
+
+    cfg = Config(steps=parse_steps("cart=add_to_cart,account=account_view,checkout=begin_checkout,"
+                                   "payment=add_payment_info,purchase=purchase"))
+    acc = CART + [(2, "account_view", {})]
+    d = run({"left": acc + [(3, "page_view", {"url": "/x"})],
+             "login": acc + [(2.5, "page_view", {"url": "/account/login"}), (3, "page_view", {"url": "/x"})],
+             "buyer": acc + [(3, "begin_checkout", {}), (4, "add_payment_info", {}), (5, "purchase", {})]},
+            cfg).sort("_entity")
+    rows = {r["_entity"]: r for r in d.iter_rows(named=True)}
+    assert catalogue(cfg).get("ui_friction.exit_at_account").lift is False
+    assert (rows["left"]["reason"], rows["left"]["evidence"]) == ("ui_friction", ["ui_friction.exit_at_account"])
+    assert not rows["left"]["sig__ui_friction.forced_account"]
+    # a login page seen comes first: it is the evidence with a with/without comparison
+    assert rows["login"]["evidence"] == ["ui_friction.forced_account", "ui_friction.exit_at_account"]
+    assert not rows["buyer"]["sig__ui_friction.exit_at_account"]
+    # no account step: no such signal
+    assert not run({"a": CHECKOUT + [(3, "page_view", {"url": "/x"})]})["sig__ui_friction.exit_at_account"].any()
+
+
 def test_weak_signals_alone_stay_unknown():
     # going back to the cart and a payment submit: weak inferred evidence only
     path = PAYMENT + [(8, "page_view", {"url": "/cart"})]

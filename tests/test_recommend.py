@@ -44,6 +44,7 @@ def test_a_signal_feeds_one_fix_but_alternatives():
             assert s not in owner, (s, owner.get(s), f.id)
             owner[s] = f.id
     assert owner["payment.exit_at_step"] == "payment.card_trust"
+    assert owner["ui_friction.exit_at_account"] == "ui_friction.guest_checkout"
 
 
 def test_leaving_at_the_payment_step_without_an_error_is_a_card_trust_fix():
@@ -515,3 +516,74 @@ def test_constructed_estimates_are_reproducible_from_the_json(case):
     if case in ("review", "both_steps"):
         st = recs["ui_friction.review_step"]["basis"]["step_rule"]
         assert st["step"] == "shipping" and st["q_value"] is not None and recs["ui_friction.review_step"]["basis"]["signals"] == []
+
+
+ACCOUNT_STEPS = "cart=add_to_cart,account=account_view,checkout=begin_checkout,payment=add_payment_info,purchase=purchase"
+
+
+def _account_shop(tmp_path, groups: list[tuple[int, int, bool]]):
+    """The analysis of a shop whose funnel has an account step (cart, account, checkout, payment,
+    purchase): per group (carts, steps reached, saw a login page after the account step), one
+    session per cart, 50 per cart, each ending on an ordinary page view."""
+    from datetime import datetime, timedelta
+
+    from funnel.api import analyze
+    from funnel.config import parse_steps
+
+    names = ["add_to_cart", "account_view", "begin_checkout", "add_payment_info", "purchase"]
+    t0, n, rows = datetime(2026, 11, 2, 8), 0, ["timestamp,session_id,user_id,event,cart_value,page_url"]
+    for carts, reached, login in groups:
+        for _ in range(carts):
+            n += 1
+            s, t = f"s{n:04d}", t0 + timedelta(minutes=10 * n)
+            at = [(t + timedelta(seconds=sec)).isoformat() + "Z" for sec in range(0, 60 * reached + 11, 10)]
+            rows += [f"{at[6 * i]},{s},u{s},{e},{50 if i == 0 else ''}," for i, e in enumerate(names[:reached])]
+            if login:
+                rows.append(f"{at[7]},{s},u{s},page_view,,/account/login")
+            rows.append(f"{at[6 * reached + 1]},{s},u{s},page_view,,/x")
+    log = tmp_path / "ev.csv"
+    log.write_text("\n".join(rows) + "\n")
+    return analyze(str(log), steps=parse_steps(ACCOUNT_STEPS)).report
+
+
+def test_leaving_at_the_account_step_gets_no_lift_and_no_estimate(tmp_path):
+    """Regression (QA): leaving at the account step was part of ui_friction.forced_account, so its
+    'with' group was the carts that left there — 80 of 80 abandoned vs 33%, 'significant', and the
+    guest-checkout card estimated 53 orders from a comparison true by definition. Leaving there is
+    its own signal, defined by the exit (as leaving at the payment step): evidence for the cart's
+    reason, no with/without comparison, so the card names the fix without an estimate."""
+    # 300 buyers pass the account step; 200 carts leave at cart, checkout or payment; 80 at account
+    report = _account_shop(tmp_path, [(300, 5, False), (50, 1, False), (100, 3, False), (50, 4, False),
+                                      (80, 2, False)])
+    assert not [s for s in report.abandonment.signals if s.reason == "ui_friction"]
+    ui = next(r for r in report.abandonment.reasons if r.reason == "ui_friction")
+    assert ui.sessions == 80
+    assert [(e.signal, e.sessions) for e in ui.evidence] == [("ui_friction.exit_at_account", 80)]
+    assert ui.evidence[0].description == "the buyer left at the account step"
+    card = next(r for r in report.recommendations if r.id == "ui_friction.guest_checkout")
+    assert card.estimated_orders == 0 and card.estimated_revenue == 0
+    assert card.evidence == ["ui_friction.exit_at_account"] and card.step == "account"
+    parts = {s.signal: s for s in card.basis.signals}
+    assert (parts["ui_friction.exit_at_account"].lost_carts, parts["ui_friction.exit_at_account"].factor,
+            parts["ui_friction.exit_at_account"].comparison) == (80, 0.0, None)
+    assert parts["ui_friction.forced_account"].lost_carts == 0
+    assert "100% abandoned" not in card.why and "for 80 of them" in card.why
+
+
+def test_a_login_page_seen_at_the_account_step_keeps_its_lift_and_estimate(tmp_path):
+    """The carts that saw a login page are compared with the carts that reached the account step
+    without one — those that left there included — and only they get an estimate."""
+    report = _account_shop(tmp_path, [(40, 5, True), (60, 2, True),      # saw it: 60 of 100 left
+                                      (40, 2, False),                    # left at account, no page
+                                      (200, 5, False), (60, 3, False)])  # passed it, no page
+    [lift] = [s for s in report.abandonment.signals if s.reason == "ui_friction"]
+    assert lift.signal == "ui_friction.forced_account" and lift.step == "account" and lift.significant
+    assert (lift.with_signal.numerator, lift.with_signal.denominator) == (60, 100)
+    assert (lift.without_signal.numerator, lift.without_signal.denominator) == (100, 300)
+    card = next(r for r in report.recommendations if r.id == "ui_friction.guest_checkout")
+    parts = {s.signal: s for s in card.basis.signals}
+    assert parts["ui_friction.forced_account"].lost_carts == 60
+    assert parts["ui_friction.forced_account"].factor == pytest.approx((0.6 - 1 / 3) / 0.6)
+    assert (parts["ui_friction.exit_at_account"].lost_carts, parts["ui_friction.exit_at_account"].factor) == (40, 0.0)
+    assert card.estimated_orders == round(60 * (0.6 - 1 / 3) / 0.6, 1)
+    assert "100 carts where the buyer was sent to a login or account page" in card.why

@@ -312,14 +312,13 @@ def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalog
         sig["payment.exit_at_step"] = (p, t_exit, t_exit, p)
     if "ui_friction.long_dwell" in active and dwell_thr:
         sig["ui_friction.long_dwell"] = _long_dwell(dwell_thr, k, abandoned)
-    if "ui_friction.forced_account" in active:
-        acc = cat.role_step("ui_friction", cfg)
-        if acc is not None:   # leaving at a forced account step is the signal itself
-            present, f, l_, x = sig.get("ui_friction.forced_account",
-                                        (pl.lit(False), pl.lit(None), pl.lit(None), pl.lit(False)))
-            at_acc = abandoned & (level == acc + 1)
-            sig["ui_friction.forced_account"] = (present | at_acc, pl.coalesce(f, t_exit),
-                                                 pl.coalesce(l_, t_exit), x | at_acc)
+    acc = cat.role_step("ui_friction", cfg)
+    if "ui_friction.exit_at_account" in active and acc is not None:
+        # defined by leaving, as payment.exit_at_step: evidence for the cart's reason, but no
+        # with/without comparison (its 'with' carts all left there); forced_account is only
+        # what the buyer was seen to be shown
+        p = abandoned & (level == acc + 1)
+        sig["ui_friction.exit_at_account"] = (p, t_exit, t_exit, p)
     order = [s for s in cat.active if s.id in sig]
     d = d.with_columns(
         *(sig[s.id][0].fill_null(False).alias(s.column) for s in order),

@@ -8,7 +8,10 @@ where carts first showed it, only when significant after Benjamini-Hochberg), ti
 order value. A lost cart counts for at most one reason fix, the one its strongest evidence
 points to: each signal belongs to one fix (leaving at the payment step with no error, retry or
 method switch — the buyer saw the card fields and left — to card trust; retries and method
-switches to more payment methods). The seeds' step-level rule ("if purchases often stop at the
+switches to more payment methods; a login page seen, and leaving at the account step, to guest
+checkout). A signal defined by leaving (``payment.exit_at_step``, ``ui_friction.exit_at_account``)
+has no with/without comparison — every cart showing it left — so its carts name the fix with a
+factor of 0. The seeds' step-level rule ("if purchases often stop at the
 payment step, offer more payment methods") adds to the payment-methods fix the lost carts with no
 reason found (``unknown``, so no reason fix counts them) that left at the payment step, times
 (exit rate there - the other checkout steps' pooled exit rate) / exit rate there, when that is
@@ -110,7 +113,7 @@ FIXES: tuple[Fix, ...] = (
         "Make guest checkout the most prominent option; offer an account on the confirmation page",
         "Among US shoppers who abandoned during checkout, 26% said the site wanted them to create "
         "an account" + _SURVEY + ".",
-        ("ui_friction.forced_account",)),
+        ("ui_friction.forced_account", "ui_friction.exit_at_account")),
     Fix("ui_friction.fix_step", "ui_friction",
         "Fix the errors and slow pages on the step where sessions stall",
         "Among US shoppers who abandoned during checkout, 17% said the website had errors or "
@@ -292,7 +295,8 @@ def signal_effects(p: dict[str, pl.DataFrame], cfg: Config) -> dict[str, _Effect
 
 def _signal_basis(signal: str, lost_carts: int, eff: _Effect | None) -> SignalBasis:
     """A signal's part of a fix's estimate as the report states it; a signal with no comparison
-    (``payment.exit_at_step``, defined by leaving) names its carts with a factor of 0."""
+    (``payment.exit_at_step``, ``ui_friction.exit_at_account``: defined by leaving) names its
+    carts with a factor of 0."""
     if eff is None:
         return SignalBasis(signal, lost_carts, None, None, None, None, False, 0.0)
     return SignalBasis(signal, lost_carts, eff.step, eff.comparison, make_rate(eff.k_with, eff.n_with),
