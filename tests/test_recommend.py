@@ -568,6 +568,10 @@ def test_leaving_at_the_account_step_gets_no_lift_and_no_estimate(tmp_path):
             parts["ui_friction.exit_at_account"].comparison) == (80, 0.0, None)
     assert parts["ui_friction.forced_account"].lost_carts == 0
     assert "100% abandoned" not in card.why and "for 80 of them" in card.why
+    from funnel.render.filters import fmt_basis
+
+    # the one-line formula says why there is no estimate, rather than a bare "× 0.0%"
+    assert fmt_basis(card.basis).startswith("80 carts × 0 (ui_friction.exit_at_account: no with/without comparison) × ")
 
 
 def test_a_login_page_seen_at_the_account_step_keeps_its_lift_and_estimate(tmp_path):

@@ -92,11 +92,15 @@ def fmt_basis(b: Any) -> str:
     (``model.EstimateBasis``), so a reader sees which carts and factors give the number:
     ``(52 carts × 44.7% (shipping.quick_exit) + 122 carts × 16.3% (shipping.info_page)) × 109 EUR
     (average order value)``. Only the parts with carts are shown (a signal with carts but no
-    significant excess shows × 0.0%, which is why an estimate can be 0); the JSON has every input."""
+    significant excess shows × 0.0%, one without a with/without comparison — leaving at the
+    payment or account step — × 0, which is why an estimate can be 0); the JSON has every input."""
     def carts(n: int, what: str = "") -> str:
         return f"{fmt_int(n)} {what}cart{'' if n == 1 else 's'}"
 
-    parts = [f"{carts(s.lost_carts)} × {fmt_pct(s.factor)} ({s.signal})" for s in b.signals if s.lost_carts]
+    def factor(s: Any) -> str:   # (a signal defined by the exit itself has nothing to compare: factor 0)
+        return f"0 ({s.signal}: no with/without comparison)" if s.comparison is None else f"{fmt_pct(s.factor)} ({s.signal})"
+
+    parts = [f"{carts(s.lost_carts)} × {factor(s)}" for s in b.signals if s.lost_carts]
     if (st := b.step_rule) is not None and st.lost_carts and st.significant:
         parts.append(f"{carts(st.lost_carts)} with no reason found at {st.step} × {fmt_pct(st.share)}")
     if (r := b.reminder) is not None:
