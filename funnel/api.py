@@ -944,15 +944,16 @@ def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> Non
                      "check the timestamp, event and id columns with 'funnel validate'")
 
 
-def reject_table(rejects: pl.DataFrame, log: SessionsLog | None = None) -> pl.DataFrame:
+def reject_table(rejects: pl.DataFrame, log: SessionsLog | None = None, *, by_line: bool = False) -> pl.DataFrame:
     """Rejected rows as written by ``--rejects``: file, row, cause, the offending raw value
     (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any), sorted
     by file and row; then the rows of the sessions ``log`` not used (``with_log_rows``). Rows
-    of NDJSON files are numbered by their line (``line_numbers``)."""
+    of NDJSON files are numbered by their line (``line_numbers``), unless ``by_line`` says they
+    already are (Spark numbers an NDJSON file's lines itself: ``spark._ndjson``)."""
     from .io.sources import line_numbers
     from .schema import ROW, SOURCE_FILE, STEP
 
-    rejects = line_numbers(rejects)
+    rejects = rejects if by_line else line_numbers(rejects)
     special = ("_detail", "_extra")
     keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP, *special)]
     detail = pl.col("_detail") if "_detail" in rejects.columns else pl.lit(None, pl.String)

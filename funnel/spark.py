@@ -138,8 +138,8 @@ def _local_path(name: str, encoded: bool = False) -> str | None:
     """The driver's absolute path of the file (or folder, glob) ``name``: a path, or a ``file:``
     URI; None for a store's URI (``s3a://…``), which only Spark reaches. ``encoded``: ``name``
     is a file as Spark names the files it reads (``input_file_name``: ``file:///…`` with a
-    space as ``%20``), where a path given to Spark is taken as written. The driver's decimal
-    marks (``_decided_marks``) and each partition's file names (``_shard_marks``) both go
+    space as ``%20``), where a path given to Spark is taken as written. The driver's names of
+    the local files (``_local_names``) and each partition's file names (``_as_named``) both go
     through it, so that a file has one key on either side."""
     from urllib.parse import unquote
 
@@ -156,21 +156,50 @@ def _local_path(name: str, encoded: bool = False) -> str | None:
     return os.path.abspath(name)
 
 
+def _local_spec(source: str) -> str | None:
+    """Input ``source`` as the local engine reads it: a path (file, folder, glob) as given, a
+    ``file:`` URI as its path; None for a store's URI, which only Spark reaches."""
+    local = _local_path(source)
+    return local if local is None or _is_uri(source) else source
+
+
+def _local_names(sources: list[str]) -> dict[str, str]:
+    """The local engine's name of each local input file (``sources.resolve_paths``: as given,
+    relative or absolute, or as its folder or glob finds it; a ``file:`` URI's by its path), by
+    its absolute path (``_local_path``): what the partitions name the rows' files by
+    (``_as_named``), Spark naming them as URIs. A source the driver cannot list is left out
+    (Spark says what is wrong with it)."""
+    from .io.sources import resolve_paths
+
+    out: dict[str, str] = {}
+    for source in sources:
+        spec = _local_spec(source)
+        if spec is None:
+            continue
+        try:
+            files = resolve_paths([spec])
+        except InputError:
+            continue
+        out.update({os.path.abspath(f): str(f) for f in files})
+    return out
+
+
 def _decided_marks(sources: list[str], cfg: Config, text: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
     """The decimal mark of each text number column per input file, decided on the driver as
     the local engine decides it: the local loader's ``Loaded.decimals`` over the same files
     (from each file's first 100,000 rows; without its quoting check and line count), keyed by
-    ``_local_path``; and the report warning for the inputs it cannot open (a store's URI),
-    whose numbers are read each by itself. ``text``: the canonical number columns Spark reads
-    as text (none: typed numbers need no mark, and nothing is read)."""
+    the local engine's names of the files (``_local_names``); and the report warning for the
+    inputs it cannot open (a store's URI), whose numbers are read each by itself. ``text``: the
+    canonical number columns Spark reads as text (none: typed numbers need no mark, and nothing
+    is read)."""
     if not text:
         return {}, []
     from .io.load import load_events
 
-    paths = {s: _local_path(s) for s in sources}
+    paths = {s: _local_spec(s) for s in sources}
     local = [p for p in paths.values() if p is not None]
     decided = load_events(local, cfg, checks=False).decimals if local else {}
-    marks = {c: {_local_path(f): mark for f, mark in files.items()} for c, files in decided.items() if c in text}
+    marks = {c: files for c, files in decided.items() if c in text}
     stores = [s for s, p in paths.items() if p is None]
     if not stores:
         return marks, []
@@ -365,7 +394,7 @@ def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], li
     way, each CSV file gets the local reader's check for rows swallowed by a quote closed rows
     later (``sources.check_quoting``: an error naming the line). None for a store only Spark
     reaches (nothing is decided, nor checked, there)."""
-    local = _local_path(path)
+    local = _local_spec(path)
     if local is None:
         return None
     from .io.sources import BLANK, EXTRA, check_quoting, file_schema, headerless, resolve_paths, sniff_format
@@ -373,7 +402,7 @@ def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], li
 
     uri = _is_uri(path)
     groups: dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] = {}
-    for f in resolve_paths([local if uri else path]):
+    for f in resolve_paths([local]):
         src = sniff_format(f)
         if src.encoding.startswith(("utf-16", "utf-32")):
             raise InputError(f"{f}: {src.encoding.upper()} text, which --engine spark does not read (Spark splits "
@@ -546,11 +575,13 @@ def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
 
 
 def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str, dict[str, str]],
-                   log=None, names: dict[str, str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+                   files: dict[str, str], log=None, names: dict[str, str] | None = None
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
-    (``marks``: the driver's decimal marks, ``_decided_marks``; ``log``: the sessions log,
-    joined as there; ``names``: the columns' names in the input, which the rejected rows'
-    details use, ``Loaded.names``)."""
+    (``marks``: the driver's decimal marks, ``_decided_marks``; ``files``: the local engine's
+    names of the files, ``_local_names``, which the rows' files are named by; ``log``: the
+    sessions log, joined as there; ``names``: the columns' names in the input, which the
+    rejected rows' details use, ``Loaded.names``)."""
     from .api import event_chain, project_input, with_sessions_log
     from .core.normalize import missing_ids, normalize
     from .schema import REJECT, ROW
@@ -560,26 +591,30 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str
     batches = [b for b in batches if b.num_rows]
     if not batches:
         return pl.DataFrame(), pl.DataFrame()
-    df = pl.from_arrow(pa.Table.from_batches(batches))
+    df = _as_named(pl.from_arrow(pa.Table.from_batches(batches)), files)
     row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
     lf = missing_ids(df.lazy().rename(rename).with_columns(row.alias(ROW)), cfg.missing_ids)
-    decimals = _shard_marks(df, marks)
-    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=decimals, names=names), cfg,
+    out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=marks, names=names), cfg,
                       build_sessions=True).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
 
 
-def _shard_marks(df: pl.DataFrame, marks: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """The driver's decimal marks (column -> ``_local_path`` of a file -> mark: ``_decided_marks``)
-    keyed by the names of the files of shard ``df`` as Spark gave them (``_file``, a URI), by
-    which ``normalize`` looks up each row's file (``Loaded.decimals``' shape)."""
+def _as_named(df: pl.DataFrame, files: dict[str, str]) -> pl.DataFrame:
+    """Shard ``df`` with each row's file (``_file``, as Spark names it: a ``file:///…`` URI, a
+    space as ``%20``) named as the local engine names it (``files``: ``_local_names``; a local
+    file not there by its path), so that rejected rows, decimal marks (``_decided_marks``) and
+    names per file (``Loaded``'s keys) are the local engine's. A store's URI stays as Spark
+    gives it."""
     from .schema import SOURCE_FILE
 
-    if not marks or SOURCE_FILE not in df.columns:
-        return {}
-    names = {n: _local_path(n, encoded=True) for n in df.get_column(SOURCE_FILE).unique().drop_nulls().to_list()}
-    return {c: {n: files[k] for n, k in names.items() if k in files} for c, files in marks.items()}
+    if SOURCE_FILE not in df.columns:
+        return df
+    named = {}
+    for name in df.get_column(SOURCE_FILE).unique().drop_nulls().to_list():
+        path = _local_path(name, encoded=True)
+        named[name] = name if path is None else files.get(path, path)
+    return df.with_columns(pl.col(SOURCE_FILE).replace(named)) if named else df
 
 
 def _blobs(p: parts.Partials):
@@ -604,11 +639,11 @@ def _in_spans(frame: pl.DataFrame, spans):
         yield prefix, frame if span is None else entities_in(frame.lazy(), span).collect()
 
 
-def _pass0(rename, cfg, marks):
+def _pass0(rename, cfg, marks, files):
     def run(batches):   # CI mode: the shard's first and last usable event time
         from .schema import TS
 
-        usable, _ = _prepare_shard(batches, rename, cfg, marks)
+        usable, _ = _prepare_shard(batches, rename, cfg, marks, files)
         if usable.height:
             yield from _blobs({"_bounds": usable.select(pl.col(TS).min().alias("min_ts"),
                                                         pl.col(TS).max().alias("max_ts"))})
@@ -619,11 +654,11 @@ TABLE = "_table:"   # a per-shard table (carts, rejected rows): concatenated, no
 SHARED = "shared"   # pass 1's table of the shared users' records (recovery over all shards)
 
 
-def _pass1(rename, cfg, marks, attrs, log, spans, shared: pl.Series):
+def _pass1(rename, cfg, marks, files, attrs, log, spans, shared: pl.Series):
     def run(batches):
         from .api import entity_records, shard_baseline
 
-        usable, _ = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log))
+        usable, _ = _prepare_shard(batches, rename, cfg, marks, files, _sessions_log(log))
         if usable.height == 0:
             return
         for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
@@ -637,13 +672,13 @@ def _pass1(rename, cfg, marks, attrs, log, spans, shared: pl.Series):
     return run
 
 
-def _pass2(rename, cfg, marks, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans,
+def _pass2(rename, cfg, marks, files, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans,
            shared: pl.Series, fixed_ipc: dict[str, bytes], names: dict[str, str]):
     def run(batches):
         from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials, timed
         from .schema import ENTITY
 
-        usable, rejects = _prepare_shard(batches, rename, cfg, marks, _sessions_log(log), names)
+        usable, rejects = _prepare_shard(batches, rename, cfg, marks, files, _sessions_log(log), names)
         if usable.height == 0 and rejects.height == 0:
             return
         meta = {
@@ -702,8 +737,9 @@ def _collect_partials(df) -> parts.Partials:
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
                   progress=None, spark=None, tables: bool = True, period=None, compare=None):
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
-    rejected-row tables, brought from the shards to the driver (rejected rows carry the file
-    Spark read them from, and their row in it for Parquet: ``_numbered``). ``period``, ``compare`` and
+    rejected-row tables, brought from the shards to the driver (rejected rows carry their file,
+    named as the local engine names it, ``_as_named``, and their row in it: ``_numbered``,
+    ``_numbered_lines``). ``period``, ``compare`` and
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode). A failed Spark job is a one-line error
     (``spark_error``)."""
     _require_spark()
@@ -809,6 +845,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     types = dict(raw.dtypes)
     marks, undecided = _decided_marks(list(sources), cfg, [c for s, c in rename.items()
                                                            if c in NUMBER_COLUMNS and types[s] == "string"])
+    files = _local_names(list(sources))   # (the rows' files, named as the local engine names them)
     # The sessions log (one row per session) is read on the driver and shipped to every shard.
     log = read_sessions_log(sessions, cfg) if sessions else None
     shipped = None
@@ -839,7 +876,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     span = prev_span = lo = hi = None
     if not _no_period(period) or compare is not None:
         say("pass 0: the first and last event per shard (periods)")
-        b = _collect_partials(shards.mapInArrow(_pass0(rename, cfg, marks), PARTIAL_SCHEMA))
+        b = _collect_partials(shards.mapInArrow(_pass0(rename, cfg, marks, files), PARTIAL_SCHEMA))
         if "_bounds" not in b:
             _no_usable_rows(sources)
         lo, hi = b["_bounds"].row(0)
@@ -847,7 +884,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         _check_gates(rules, prev_span)
     spans = [(CURRENT, span)] + ([(PREVIOUS, prev_span)] if prev_span is not None else [])
     say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, marks, attrs, shipped, spans, shared),
+    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, marks, files, attrs, shipped, spans, shared),
                                                    PARTIAL_SCHEMA))
     fixed = {}   # per period, the shared users' carts recovered or not over all their sessions
     for prefix, _ in spans:
@@ -859,7 +896,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     say("pass 2: diagnosis and partials per shard")
     names = source_names(mapping=mapping) if mapping is not None else source_names(roles)   # (as load_events)
     p = _collect_partials(shards.mapInArrow(
-        _pass2(rename, cfg, marks, attrs, shipped, ipc, tables, spans, shared, fixed, names), PARTIAL_SCHEMA))
+        _pass2(rename, cfg, marks, files, attrs, shipped, ipc, tables, spans, shared, fixed, names), PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if "_input" not in p:
@@ -890,7 +927,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         + undecided + _store_warnings(list(sources)) + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts, counts=counts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
-                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None))
+                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None,
+                        by_line=True))
 
 
 def _ipc(df: pl.DataFrame) -> bytes:

@@ -103,13 +103,12 @@ def test_spark_engine_matches_local(log, spark):
     # the per-cart table comes back from the shards whole
     assert there.carts.height == here.carts.height > 0
     assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
-    # rejected rows too, named by file (as Spark names it: a URI) and row, as the local engine
-    # numbers the rows of a Parquet file
+    # rejected rows too, named by file (as the local engine names it, not Spark's file: URI) and
+    # row, as the local engine numbers the rows of a Parquet file
     assert there.rejects.height == here.rejects.height >= 3
-    mine = here.rejects.select(pl.col("row").cast(pl.Int64), "cause").sort("row")
-    assert there.rejects.select("row", "cause").sort("row").equals(mine)
-    assert mine["row"].null_count() == 0
-    assert all(f.startswith("file:") and f.endswith(log.rsplit("/", 1)[-1]) for f in there.rejects["file"])
+    mine = here.rejects.select("file", pl.col("row").cast(pl.Int64), "cause").sort("row")
+    assert there.rejects.select("file", "row", "cause").sort("row").equals(mine)
+    assert mine["row"].null_count() == 0 and set(mine["file"]) == {log}
     assert remote["funnel"] == local["funnel"]
     assert remote["abandonment"] == local["abandonment"]
     for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period",
@@ -702,7 +701,7 @@ def test_spark_counts_blank_csv_lines_like_local(tmp_path, spark, split, spannin
             for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions"):
                 assert remote[key] == local[key], key
             assert sorted(there.rejects["cause"].to_list()) == ["empty_row"] * 12 + ["missing_timestamp"]
-            assert set(there.rejects["file"]) == {path.as_uri()}   # (the file, as Spark names it)
+            assert set(there.rejects["file"]) == set(here.rejects["file"]) == {str(path)}   # (as locally)
             if not spanning:   # (read as numbered lines: each rejected row's number, as locally)
                 assert there.rejects["row"].to_list() == here.rejects["row"].to_list()
 
@@ -962,3 +961,27 @@ def test_spark_reads_a_snowplow_enriched_tsv_like_local(tmp_path, spark):
     assert there.carts.select(here.carts.columns).sort("session_id").equals(here.carts.sort("session_id"))
     mine = here.rejects.select(pl.col("row").cast(pl.Int64), "cause").rows()
     assert [r for r, _ in mine] == [6] and there.rejects.select(pl.col("row").cast(pl.Int64), "cause").rows() == mine
+
+
+def test_spark_names_the_files_of_rejected_rows_like_local(tmp_path, spark):
+    """Rejected rows name their file as the local engine does (its path, not Spark's
+    ``file:///…`` URI with a space as ``%20``): a CSV whose name has a space and a ``%``, and an
+    NDJSON file with a blank line (its rows still numbered by their line; test_spark_engine_matches_local:
+    a Parquet file); a ``file:`` URI input is named by its path."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    csv = tmp_path / "eu 50%.csv"
+    csv.write_text("timestamp,session_id,event,cart_value\n2026-10-01T10:00:00Z,a,add_to_cart,5\n"
+                   "yesterday,a,begin_checkout,5\n2026-10-01T10:02:00Z,b,add_to_cart,-5\n")
+    nd = tmp_path / "more.ndjson"
+    row = {"timestamp": "2026-10-01T11:00:00Z", "session_id": "c", "event": "add_to_cart", "cart_value": "3"}
+    nd.write_text(json.dumps(row) + "\n\n" + json.dumps({**row, "timestamp": "soon"}) + "\n")
+    specs = [str(csv), str(nd)]
+    here = analyze(specs).rejects.select("file", "row", "cause")
+    there = analyze_spark(specs, Config(), spark=spark).rejects.select("file", "row", "cause")
+    assert there.sort("file", "row").rows() == here.sort("file", "row").rows()
+    assert set(here["file"]) == {str(csv), str(nd)} and (str(nd), 3, "bad_timestamp") in here.rows()
+    uri = analyze_spark(f"file://{csv}", Config(), spark=spark).rejects   # (Spark takes it as written: no %20)
+    assert sorted(uri["file"]) == [str(csv), str(csv)]
