@@ -120,11 +120,9 @@ def _reader(spark, path: str):
         kinds = {f.suffix.lower() for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
         if kinds <= {".parquet"} and kinds:   # a Parquet dataset: one read
             return _numbered(spark.read.parquet(path))
-        from .io.sources import resolve_paths
-
         # any other folder (CSV, NDJSON, mixed, nested): its files by the local engine's rules
         # (recursive, hidden files skipped), each read by its own format and header
-        return _union([_reader(spark, str(f)) for f in resolve_paths([path])])
+        return _text_table(spark, path, ",")
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
 
@@ -272,7 +270,7 @@ def _csv(spark, path: str | list[str], sep: str, encoding: str = "utf-8", names:
     from .io.sources import _EXTRAS, BLANK, EXTRA
     from .schema import ROW, SOURCE_FILE
 
-    _quiet_header_check(spark)
+    _quiet_loggers(spark)
     value = F.col("value")
     lines = _text_lines(spark, path, encoding)
     lines = lines.withColumn("__q", F.length(value) - F.length(F.regexp_replace(value, '"', "")))
@@ -363,24 +361,41 @@ def _numbered_lines(lines):
 
 
 def _text_table(spark, path: str, sep: str):
-    """The CSV/TSV files of ``path`` (a file, glob or folder named as CSV/TSV), each read as
-    the local loader reads it: the driver decides each file's dialect with that loader's own
-    functions (``_dialects``), and Spark reads each group of files of one dialect in one read
-    (``_csv``), unioned by name. A store only Spark reaches is read with ``sep`` (the
-    extension's: tab for .tsv/.tab, else a comma; ``_store_warnings`` says so)."""
+    """The CSV/TSV files of ``path`` (a file, glob or folder named as CSV/TSV; or a local
+    folder of any files, found by the local engine's folder rules), each read as the local
+    loader reads it: the driver decides each file's dialect with that loader's own functions
+    (``_dialects``), and Spark reads each group of files of one dialect in one read (``_csv``),
+    unioned by name; a group's files are named to Spark as literal paths (``_literal``). A
+    store only Spark reaches is read with ``sep`` (the extension's: tab for .tsv/.tab, else a
+    comma; ``_store_warnings`` says so)."""
     groups = _dialects(path)
     if groups is None:
         return _csv(spark, path, sep)
+    whole = len(groups) == 1 and not os.path.isdir(_local_spec(path))   # (one dialect: read as named, as before)
+    _quiet_loggers(spark)
     frames = []
     for (fmt, separator, header, encoding, headerless), files in groups.items():
-        named = path if len(groups) == 1 else files   # (one dialect: read as named, as before)
+        literal = [_literal(f) for f in files]
+        named = path if whole else literal
         if fmt == "parquet":
-            frames.append(_numbered(spark.read.parquet(*files)))
+            frames.append(_numbered(spark.read.parquet(*literal)))
         elif fmt == "ndjson":
             frames.append(_ndjson(spark, named))
         else:
             frames.append(_csv(spark, named, separator, encoding, list(header) if headerless else None))
     return _union(frames)
+
+
+# The characters of a Hadoop glob pattern, as which Spark takes every path it is given
+# (``FileSystem.globStatus``), the backslash that escapes them included.
+_HADOOP_GLOB = str.maketrans({c: "\\" + c for c in "\\[]{}*?"})
+
+
+def _literal(path: str) -> str:
+    """The path of one file (or a ``file:`` URI), as Spark reads that very file: its glob
+    characters escaped with a backslash, so that ``events[1].csv`` is not the pattern that
+    matches ``events1.csv`` (nor ``a{b,c}.csv`` two names)."""
+    return path.translate(_HADOOP_GLOB)
 
 
 def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] | None:
@@ -476,16 +491,25 @@ def _ndjson(spark, path: str):
 _JSON_BLANK = "__json_blank"   # (_ndjson's: every field of the line null)
 
 
-def _quiet_header_check(spark) -> None:
-    """Spark warns of every CSV file whose header is shorter than the schema, which ``_csv``'s
-    room for surplus fields always makes it: that one logger is set to errors only (where the
-    JVM is reachable: not on Spark Connect)."""
+# Spark's loggers of warnings funnel's reads always cause, set to errors only (``_quiet_loggers``):
+# a CSV file whose header is shorter than the schema, which ``_csv``'s room for surplus fields
+# always makes it; and a path that is a glob, as every ``_literal`` file with an escaped
+# character is (FileStreamSink looks for a streaming sink's metadata there and prints a stack
+# trace: "Assume no metadata directory"; its package since Spark 4.1 and before).
+_QUIET = ("org.apache.spark.sql.catalyst.csv.CSVHeaderChecker",
+          "org.apache.spark.sql.execution.streaming.sinks.FileStreamSink",
+          "org.apache.spark.sql.execution.streaming.FileStreamSink")
+
+
+def _quiet_loggers(spark) -> None:
+    """The ``_QUIET`` loggers set to errors only (where the JVM is reachable: not on Spark Connect)."""
     try:
         jvm = spark.sparkContext._jvm
-        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-            "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker", jvm.org.apache.logging.log4j.Level.ERROR)
+        for logger in _QUIET:
+            jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+                logger, jvm.org.apache.logging.log4j.Level.ERROR)
     except (AttributeError, *_spark_errors("Py4JError")):
-        return   # (no JVM gateway, or another logging backend: the warning stays)
+        return   # (no JVM gateway, or another logging backend: the warnings stay)
 
 
 def _spark_errors(gateway: str) -> tuple[type[BaseException], ...]:

@@ -985,3 +985,31 @@ def test_spark_names_the_files_of_rejected_rows_like_local(tmp_path, spark):
     assert set(here["file"]) == {str(csv), str(nd)} and (str(nd), 3, "bad_timestamp") in here.rows()
     uri = analyze_spark(f"file://{csv}", Config(), spark=spark).rejects   # (Spark takes it as written: no %20)
     assert sorted(uri["file"]) == [str(csv), str(csv)]
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_spark_reads_files_named_with_glob_characters_as_those_files(tmp_path, spark, as_folder):
+    """Files whose names hold glob characters (``[ ] * ? { }``), found by a glob or a folder and
+    read by Spark one dialect group at a time, are read as the files they are, not as patterns
+    (``semi{a,b}.csv`` matched nothing: the run failed; ``events[1].csv`` matches only
+    ``events1.csv``), each in its own dialect, and their rejected rows name them as the local
+    engine does. (The local engine itself reads ``events[1].csv`` as that pattern: polars globs
+    the paths it scans, so its report is not the reference here.)"""
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = {"events[1].csv": ",", "events1.csv": ",", "semi{a,b}.csv": ";", "odd*?.csv": "\t"}
+    for hour, (name, sep) in enumerate(names.items(), 10):
+        value = "12,5" if sep == ";" else "12.5"
+        rows = [(f"2026-10-01T{hour}:00:00Z", name, "add_to_cart", value),
+                (f"2026-10-01T{hour}:01:00Z", name, "begin_checkout", value), ("later", name, "purchase", "1")]
+        (folder / name).write_text(sep.join(["timestamp", "session_id", "event", "cart_value"]) + "\n"
+                                   + "".join(sep.join(r) + "\n" for r in rows))
+    there = analyze_spark(str(folder) if as_folder else str(folder / "*.csv"), Config(), spark=spark)
+    got = there.report.to_dict()
+    assert got["input"]["rows_read"] == 12 and got["input"]["sessions"] == 4
+    assert sorted(there.carts.select("session_id", "cart_value").rows()) == [(n, 12.5) for n in sorted(names)]
+    assert sorted(there.rejects.select("file", "row", "cause").rows()) == \
+        [(str(folder / n), 3, "bad_timestamp") for n in sorted(names)]
