@@ -103,7 +103,7 @@ def _numbered(frame):
         return frame
 
 
-def _reader(spark, path: str):
+def _reader(spark, path: str, sniffed: dict):
     low = path.lower().rstrip("/")
     for comp in (".gz", ".zst", ".bz2"):
         low = low.removesuffix(comp)
@@ -112,7 +112,7 @@ def _reader(spark, path: str):
     if low.endswith((".json", ".ndjson", ".jsonl")):
         return _ndjson(spark, path)
     if _text_name(path):
-        return _text_table(spark, path, "\t" if low.endswith((".tsv", ".tab")) else ",")
+        return _text_table(spark, path, "\t" if low.endswith((".tsv", ".tab")) else ",", sniffed)
     if _is_uri(path):   # an object store (s3a://, gs://, abfss://, hdfs://) or a file: URI
         return _dataset(spark, path)
     p = Path(path)
@@ -122,7 +122,7 @@ def _reader(spark, path: str):
             return _numbered(spark.read.parquet(path))
         # any other folder (CSV, NDJSON, mixed, nested): its files by the local engine's rules
         # (recursive, hidden files skipped), each read by its own format and header
-        return _text_table(spark, path, ",")
+        return _text_table(spark, path, ",", sniffed)
     raise ConfigError(f"{path}: --engine spark reads .parquet, .csv/.tsv and .json/.ndjson paths",
                       "name the files by format, or use --engine local")
 
@@ -182,21 +182,25 @@ def _local_names(sources: list[str]) -> dict[str, str]:
     return out
 
 
-def _decided_marks(sources: list[str], cfg: Config, text: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+def _decided_marks(sources: list[str], cfg: Config, text: list[str], sniffed: dict | None = None
+                   ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """The decimal mark of each text number column per input file, decided on the driver as
     the local engine decides it: the local loader's ``Loaded.decimals`` over the same files
     (from each file's first 100,000 rows; without its quoting check and line count), keyed by
     the local engine's names of the files (``_local_names``); and the report warning for the
     inputs it cannot open (a store's URI), whose numbers are read each by itself. ``text``: the
     canonical number columns Spark reads as text (none: typed numbers need no mark, and nothing
-    is read)."""
+    is read). ``sniffed``: the files ``_dialects`` sniffed (``_sniff``), not sniffed again."""
     if not text:
         return {}, []
-    from .io.load import load_events
+    from .io.load import load_files
+    from .io.sources import resolve_paths
 
     paths = {s: _local_spec(s) for s in sources}
     local = [p for p in paths.values() if p is not None]
-    decided = load_events(local, cfg, checks=False).decimals if local else {}
+    sniffed = {} if sniffed is None else sniffed
+    decided = load_files([_sniff(f, sniffed) for f in resolve_paths(local)], cfg, checks=False).decimals \
+        if local else {}
     marks = {c: files for c, files in decided.items() if c in text}
     stores = [s for s, p in paths.items() if p is None]
     if not stores:
@@ -360,15 +364,15 @@ def _numbered_lines(lines):
         .withColumn(ROW, (F.col("__off") + at - F.col("__lo")).cast("long"))
 
 
-def _text_table(spark, path: str, sep: str):
+def _text_table(spark, path: str, sep: str, sniffed: dict):
     """The CSV/TSV files of ``path`` (a file, glob or folder named as CSV/TSV; or a local
     folder of any files, found by the local engine's folder rules), each read as the local
     loader reads it: the driver decides each file's dialect with that loader's own functions
     (``_dialects``), and Spark reads each group of files of one dialect in one read (``_csv``),
     unioned by name; a group's files are named to Spark as literal paths (``_literal``). A
     store only Spark reaches is read with ``sep`` (the extension's: tab for .tsv/.tab, else a
-    comma; ``_store_warnings`` says so)."""
-    groups = _dialects(path)
+    comma; ``_store_warnings`` says so). ``sniffed``: as ``_dialects``."""
+    groups = _dialects(path, sniffed)
     if groups is None:
         return _csv(spark, path, sep)
     whole = len(groups) == 1 and not os.path.isdir(_local_spec(path))   # (one dialect: read as named, as before)
@@ -398,7 +402,19 @@ def _literal(path: str) -> str:
     return path.translate(_HADOOP_GLOB)
 
 
-def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] | None:
+def _sniff(f: Path, sniffed: dict):
+    """``sources.sniff_format`` of local file ``f``, once per run: ``sniffed`` (file name ->
+    ``SourceFile``) keeps it for the next caller, so that the driver's one sniff of a file
+    serves both its dialect (``_dialects``) and its decimal marks (``_decided_marks``)."""
+    from .io.sources import sniff_format
+
+    key = str(f)
+    if key not in sniffed:
+        sniffed[key] = sniff_format(f)
+    return sniffed[key]
+
+
+def _dialects(path: str, sniffed: dict) -> dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] | None:
     """The files of ``path`` that the driver can open (a local file, folder, glob or ``file:``
     URI: ``_local_path``) by how the local loader reads each (``sources.sniff_format``, from
     its first bytes: the format, a .csv holding NDJSON or Parquet included, and the field
@@ -408,17 +424,18 @@ def _dialects(path: str) -> dict[tuple[str, str, tuple[str, ...], str, bool], li
     (format, separator, header, encoding, headerless) -> the files, named as Spark will read them (a ``file:`` URI stays one). On the
     way, each CSV file gets the local reader's check for rows swallowed by a quote closed rows
     later (``sources.check_quoting``: an error naming the line). None for a store only Spark
-    reaches (nothing is decided, nor checked, there)."""
+    reaches (nothing is decided, nor checked, there). ``sniffed``: each file's sniff is kept
+    there (``_sniff``) for ``_decided_marks``."""
     local = _local_spec(path)
     if local is None:
         return None
-    from .io.sources import BLANK, EXTRA, check_quoting, file_schema, headerless, resolve_paths, sniff_format
+    from .io.sources import BLANK, EXTRA, check_quoting, file_schema, headerless, resolve_paths
     from .schema import ROW, SOURCE_FILE
 
     uri = _is_uri(path)
     groups: dict[tuple[str, str, tuple[str, ...], str, bool], list[str]] = {}
     for f in resolve_paths([local]):
-        src = sniff_format(f)
+        src = _sniff(f, sniffed)
         if src.encoding.startswith(("utf-16", "utf-32")):
             raise InputError(f"{f}: {src.encoding.upper()} text, which --engine spark does not read (Spark splits "
                              "its lines on single bytes)", f"convert it to UTF-8 (iconv -f {src.encoding.upper()} -t "
@@ -525,10 +542,11 @@ def _spark_errors(gateway: str) -> tuple[type[BaseException], ...]:
     return PySparkException, getattr(protocol, gateway)
 
 
-def _read(spark, sources: list[str]):
+def _read(spark, sources: list[str], sniffed: dict):
     """The sources as one Spark DataFrame, each row with the file it came from (``_file``) and,
-    for Parquet and CSV without fields spanning lines, its row in it (``_row``)."""
-    return _union([_reader(spark, s) for s in sources])
+    for Parquet and CSV without fields spanning lines, its row in it (``_row``). ``sniffed``:
+    the local files sniffed on the way, by name (``_sniff``)."""
+    return _union([_reader(spark, s, sniffed) for s in sources])
 
 
 def _union(frames: list):
@@ -846,7 +864,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
 
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     say("reading input with Spark")
-    raw = _read(spark, list(sources))
+    sniffed: dict = {}   # (the driver's sniff of each local file: its dialect and its decimal marks)
+    raw = _read(spark, list(sources), sniffed)
     vendor, mapping = _vendor(raw.drop(_JSON_BLANK), cfg, ", ".join(sources)), None
     if _JSON_BLANK in raw.columns:
         if not vendor:   # (a generic NDJSON line's _blank, as the local reader's; a vendor export has none)
@@ -868,7 +887,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     # each file's decimal mark of its text numbers, decided on the driver as locally, for the shards
     types = dict(raw.dtypes)
     marks, undecided = _decided_marks(list(sources), cfg, [c for s, c in rename.items()
-                                                           if c in NUMBER_COLUMNS and types[s] == "string"])
+                                                           if c in NUMBER_COLUMNS and types[s] == "string"], sniffed)
     files = _local_names(list(sources))   # (the rows' files, named as the local engine names them)
     # The sessions log (one row per session) is read on the driver and shipped to every shard.
     log = read_sessions_log(sessions, cfg) if sessions else None

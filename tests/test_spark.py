@@ -1013,3 +1013,37 @@ def test_spark_reads_files_named_with_glob_characters_as_those_files(tmp_path, s
     assert sorted(there.carts.select("session_id", "cart_value").rows()) == [(n, 12.5) for n in sorted(names)]
     assert sorted(there.rejects.select("file", "row", "cause").rows()) == \
         [(str(folder / n), 3, "bad_timestamp") for n in sorted(names)]
+
+
+def test_spark_driver_sniffs_each_local_file_once(tmp_path, spark, monkeypatch):
+    """The driver opens each local file once for how it is read (``sources.sniff_format``): the
+    CSV dialect Spark reads it in and the decimal mark of its text numbers come from that one
+    sniff (before, the decimal marks sniffed every file again)."""
+    from collections import Counter
+
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io import load, sources
+    from funnel.spark import analyze_spark
+
+    (tmp_path / "eu.csv").write_text("timestamp;session_id;event;cart_value\n2026-10-01T10:00:00Z;e1;add_to_cart;12,50\n"
+                                     "2026-10-01T10:01:00Z;e2;add_to_cart;1.234\n")
+    (tmp_path / "us.csv").write_text("timestamp,session_id,event,cart_value\n2026-10-01T10:00:00Z,u1,add_to_cart,12.50\n"
+                                     "2026-10-01T10:01:00Z,u2,add_to_cart,\"1,234\"\n")
+    spec = str(tmp_path / "*.csv")
+    seen: Counter = Counter()
+    sniff = sources.sniff_format
+
+    def counted(path):
+        seen[str(path)] += 1
+        return sniff(path)
+
+    monkeypatch.setattr(sources, "sniff_format", counted)
+    monkeypatch.setattr(load, "sniff_format", counted)
+    there = analyze_spark(spec, Config(), spark=spark)
+    assert seen == Counter({str(tmp_path / "eu.csv"): 1, str(tmp_path / "us.csv"): 1})
+    monkeypatch.undo()
+    here = analyze(spec)
+    assert sorted(there.carts.select("session_id", "cart_value").rows()) == \
+        sorted(here.carts.select("session_id", "cart_value").rows()) == [("e1", 12.5), ("e2", 1234.0), ("u1", 12.5),
+                                                                         ("u2", 1234.0)]

@@ -102,7 +102,13 @@ def load_events(specs: list[str] | tuple[str, ...], cfg: Config, *, checks: bool
     quoting check itself)."""
     check_format(cfg)
     cfg.check()
-    files = [sniff_format(p) for p in resolve_paths(specs)]
+    return load_files([sniff_format(p) for p in resolve_paths(specs)], cfg, checks=checks)
+
+
+def load_files(files: list[SourceFile], cfg: Config, *, checks: bool = True) -> Loaded:
+    """``load_events`` of input files already found and sniffed (``resolve_paths``,
+    ``sniff_format``), the format and config checked: for Spark's driver, whose sniff of each
+    file for its CSV dialect serves its decimal marks too."""
     frames: list[pl.LazyFrame] = []
     formats: set[str] = set()
     columns: dict[str, str] = {}
