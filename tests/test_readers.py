@@ -40,6 +40,26 @@ def test_csv_tsv_ndjson_parquet_gz_zst(tmp_path):
         assert ev["event"].to_list() == ROWS["event"], name
 
 
+def test_bug_a_file_named_with_glob_characters_was_read_as_a_pattern(tmp_path):
+    """Regression: polars reads every path as a glob pattern, and so did the path resolver when
+    the file existed — ``events[1].csv`` was read as ``events1.csv`` beside it, a different log,
+    without a word. A named file is that file; its folder and a glob still find both."""
+    d = tmp_path / "in [eu] *?"   # (the folder too)
+    d.mkdir()
+    for ext, write in (("csv", "write_csv"), ("ndjson", "write_ndjson"), ("parquet", "write_parquet")):
+        named = lambda tag: pl.DataFrame(ROWS).with_columns(pl.col("session_id") + f"-{tag}-{ext}")
+        getattr(named("one"), write)(d / f"events[1].{ext}")
+        getattr(named("decoy").head(1), write)(d / f"events1.{ext}")
+        ev = _events([d / f"events[1].{ext}"])
+        assert ev.height == 3 and ev["session_id"].str.contains("-one-").all(), ext
+    (d / "events[1].csv.gz").write_bytes(gzip.compress((d / "events[1].csv").read_bytes()))
+    assert _events([d / "events[1].csv.gz"])["session_id"].to_list() == ["s1-one-csv", "s1-one-csv", "s2-one-csv"]
+    assert _events([d]).height == 3 * 3 + 3   # (the .gz copy's rows are exact duplicates of the CSV's)
+    import glob
+
+    assert _events([glob.escape(str(d)) + "/events[[]1].*"]).height == 3 * 3   # (a pattern is still a pattern)
+
+
 def test_folder_glob_and_hive(tmp_path):
     for day in ("2026-10-01", "2026-10-02"):
         d = tmp_path / "logs" / f"date={day}"

@@ -16,8 +16,8 @@ from ..config import Config
 from ..errors import InputError
 from ..schema import CANONICAL_COLUMNS, REJECT, ROLE_BY_NAME, ROW, SESSION, SOURCE_FILE
 from .detect import detect_roles
-from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, counted_rows, file_schema, read_error,
-                      resolve_paths, scan_file, sniff_format)
+from .sources import (BLANK, EXTRA, READ_ERRORS, SourceFile, check_quoting, counted_rows, file_schema, literal,
+                      read_error, resolve_paths, scan_file, sniff_format)
 
 VENDOR_FORMATS = ("ga4", "segment", "snowplow", "shopify")
 INPUT_FORMATS = ("auto", "events", *VENDOR_FORMATS)
@@ -45,7 +45,7 @@ class Loaded:
         total = 0
         for f in self.files:
             if f.format == "parquet":
-                total += pl.scan_parquet(str(f.path)).select(pl.len()).collect().item()
+                total += pl.scan_parquet(literal(f.path)).select(pl.len()).collect().item()
             else:
                 counted = counted_rows(f)
                 total += counted if counted is not None else f.size // 100 * (5 if f.compression else 1)

@@ -81,11 +81,21 @@ class SourceFile:
 
 
 def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
-    """Files, globs and folders (recursively, hidden files skipped) -> sorted unique files."""
+    """Files, globs and folders (recursively, hidden files skipped) -> sorted unique files. A
+    spec naming an existing file or folder is that, pattern characters and all (``events[1].csv``)."""
     out: list[Path] = []
     for spec in specs:
         p = Path(spec)
-        if _glob(spec):
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            hits, skipped = _folder_files(p)
+            if not hits:
+                also = f" (skipped: {_listed(skipped)})" if skipped else ""
+                raise InputError(f"folder {spec} holds no CSV, TSV, Parquet or NDJSON files{also}",
+                                 "point at the files or a folder that contains them")
+            out.extend(hits)
+        elif _glob(spec):
             hits, skipped = _glob_files(spec)
             if skipped and not hits:
                 raise InputError(f"every file matching {spec!r} is empty: {', '.join(str(f) for f, _ in skipped[:10])}"
@@ -95,15 +105,6 @@ def resolve_paths(specs: list[str] | tuple[str, ...]) -> list[Path]:
                 raise InputError(f"no files match {spec!r}",
                                  "check the pattern (quote it so the shell does not expand it)")
             out.extend(hits)
-        elif p.is_dir():
-            hits, skipped = _folder_files(p)
-            if not hits:
-                also = f" (skipped: {_listed(skipped)})" if skipped else ""
-                raise InputError(f"folder {spec} holds no CSV, TSV, Parquet or NDJSON files{also}",
-                                 "point at the files or a folder that contains them")
-            out.extend(hits)
-        elif p.is_file():
-            out.append(p)
         elif p.exists():
             raise InputError(f"{spec} is not a regular file", "pass a file, a folder or a glob")
         else:
@@ -430,6 +431,13 @@ def _tmpdir() -> Path:
     return Path(_TMP["dir"])
 
 
+def literal(path: str | Path) -> str:
+    """``path`` for a polars scan of that one file. polars reads every path as a glob pattern, so
+    a file named ``events[1].csv`` was read as ``events1.csv`` (or not found); its pattern
+    characters go in brackets, where each matches only itself."""
+    return re.sub(r"([\[\]*?])", r"[\1]", str(path))
+
+
 def _text_path(src: SourceFile) -> Path:
     """The path polars should read: the file itself, or its UTF-8 copy when it is not UTF-8."""
     plain = src.encoding == "utf-8" or (src.encoding == "utf-8-sig" and src.format != "ndjson")
@@ -524,7 +532,7 @@ def _csv_header(src: SourceFile, path: Path, sep: str) -> list[str]:
         _HEADERS[key] = list(ENRICHED_TSV_COLUMNS)
         _HEADERLESS.add(key)
     if key not in _HEADERS:
-        names = pl.scan_csv(path, separator=sep, infer_schema=False, encoding="utf8-lossy",
+        names = pl.scan_csv(literal(path), separator=sep, infer_schema=False, encoding="utf8-lossy",
                             truncate_ragged_lines=True).collect_schema().names()
         if not any(n.strip() for n in names):
             raise InputError(f"{src.path}: no header row (the first line is blank)",
@@ -553,7 +561,7 @@ def _ndjson_schema(src: SourceFile, path: Path) -> pl.Schema:
     key = _key(src)
     if key not in _NDJSON:
         try:
-            _NDJSON[key] = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+            _NDJSON[key] = pl.scan_ndjson(literal(path), infer_schema_length=None).collect_schema()
         except READ_ERRORS as exc:  # polars raises many types for bad JSON
             raise read_error(src, exc) from None
     return _NDJSON[key]
@@ -568,12 +576,12 @@ def scan_file(src: SourceFile, *, text: bool = False) -> pl.LazyFrame:
     p = str(src.path)
     path = _text_path(src)
     if src.format == "parquet":
-        lf = pl.scan_parquet(p).with_row_index(ROW, offset=1)
+        lf = pl.scan_parquet(literal(p)).with_row_index(ROW, offset=1)
     elif src.format == "ndjson":
         schema = _ndjson_schema(src, path)
         if text:
             schema = pl.Schema({k: pl.String for k in schema.names()})
-        lf = pl.scan_ndjson(path, schema=schema).with_row_index(ROW, offset=1)   # (records: see line_numbers)
+        lf = pl.scan_ndjson(literal(path), schema=schema).with_row_index(ROW, offset=1)   # (records: see line_numbers)
         _NDJSON_FILES[p] = src
     else:
         sep = src.sep
@@ -601,7 +609,7 @@ def _csv_scan(src: SourceFile, path: Path, names: list[str], headerless: bool) -
     """The CSV/TSV reader of ``scan_file``: every line a record, the header included, unless a
     quoted field spans lines; the header's ``names`` and, for long rows, ``_EXTRAS``, all text."""
     schema = {n: pl.String for n in [*names, *_EXTRAS]}
-    return pl.scan_csv(path, separator=src.sep, has_header=False, schema=schema, encoding="utf8-lossy",
+    return pl.scan_csv(literal(path), separator=src.sep, has_header=False, schema=schema, encoding="utf8-lossy",
                        truncate_ragged_lines=True, missing_columns="insert", quote_char=None if headerless else '"')
 
 
@@ -649,7 +657,7 @@ def _counted_lines(src: SourceFile, path: Path) -> int:
     UTF-8 (+~0.05 s a GB): where it is not, the lines with bad bytes are found and remembered
     (``_NOT_UTF8``; a transcoded copy, ``_text_path``, remembered its own while decoding)."""
     try:
-        return pl.scan_lines(path).select(pl.len(), pl.col("line").str.len_bytes().sum()).collect().item(0, 0)
+        return pl.scan_lines(literal(path)).select(pl.len(), pl.col("line").str.len_bytes().sum()).collect().item(0, 0)
     except pl.exceptions.ComputeError as exc:
         if "utf8" not in str(exc).lower() and "utf-8" not in str(exc).lower():
             raise
@@ -702,7 +710,7 @@ def _records_before_blank_lines(src: SourceFile) -> pl.Series:
     if key not in _BLANK_LINES:
         try:
             _BLANK_LINES[key] = (
-                pl.scan_lines(_text_path(src), name="text").with_row_index("line", offset=1)
+                pl.scan_lines(literal(_text_path(src)), name="text").with_row_index("line", offset=1)
                 .filter(pl.col("text").str.contains(r"^[ \t\r\n]*$"))   # (a test, no stripped copy)
                 .with_row_index("blank", offset=1)
                 .select((pl.col("line") - pl.col("blank")).alias("records"))
