@@ -114,6 +114,8 @@ class Config:
     min_segment_size: int = 30
     max_events_per_session: int = 5000
     missing_ids: tuple[str, ...] = ()   # session/user ids that stand for no id (guest, 0, ...)
+    sessions_id: str | None = None   # the --sessions log's session id column ([sessions] session_id;
+    # unset: the events' session id column if the log has it, else detected as the events' is)
     signals: dict[str, Any] = field(default_factory=dict)   # validated by funnel.core.signals
     fail_on: tuple[str, ...] = ()
     include_ids: bool = False
@@ -170,6 +172,7 @@ _GIVEN: dict[str, tuple[str, str, str]] = {
     "columns": ("columns", "", "--column"),
     "exclude": ("funnel", "exclude", "--exclude"),
     "segments": ("segments", "columns", "--segment"),
+    "sessions_id": ("sessions", "session_id", "sessions_id"),   # (no flag: the file, or the Python API's keyword)
 }
 
 
@@ -203,6 +206,8 @@ def _coerce(key: str, value: Any) -> Any:
         return _ids((value,) if isinstance(value, str) else list(value), key, "")
     if key == "include_ids":
         return _expect(value, bool, key, "")
+    if key == "sessions_id":
+        return _column(value, key, "")
     return value
 
 
@@ -210,13 +215,14 @@ def _coerce(key: str, value: Any) -> Any:
 
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("columns", "time", "funnel", "segments", "signals", "thresholds", "gates", "input",
-         "report"),
+         "report", "sessions"),
     "time": ("timezone", "session_timeout"),
     "funnel": ("steps", "window", "order", "level", "exclude", "recovery_horizon"),
     "segments": ("columns", "min_size"),
     "gates": ("fail_on",),
     "input": ("format", "max_events_per_session", "missing_ids"),
     "report": ("include_ids",),
+    "sessions": ("session_id",),
 }
 
 
@@ -272,6 +278,13 @@ def _ids(value: Any, key: str, src: str) -> tuple[str, ...]:
 def toml_value(value: str | int) -> str:
     """``value`` as TOML writes it (a quoted string, or a number)."""
     return str(value) if isinstance(value, int) else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _column(value: Any, key: str, src: str) -> str:
+    """A column name: a string, not blank."""
+    if not _expect(value, str, key, src).strip():
+        raise ConfigError(f"{_at(src)}{key} is blank", "name a column, or leave it out")
+    return value
 
 
 def _count(value: Any, key: str, src: str, least: int) -> int:
@@ -368,6 +381,9 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
         kw["max_events_per_session"] = _count(inp["max_events_per_session"], "input.max_events_per_session", src, 1)
     if "missing_ids" in inp:
         kw["missing_ids"] = _ids(inp["missing_ids"], "input.missing_ids", src)
+    ses = _section(data, "sessions", src)
+    if "session_id" in ses:
+        kw["sessions_id"] = _column(ses["session_id"], "sessions.session_id", src)
     rep = _section(data, "report", src)
     if "include_ids" in rep:
         kw["include_ids"] = _expect(rep["include_ids"], bool, "report.include_ids", src)

@@ -236,6 +236,11 @@ def init_toml(sources: list[str], cfg: Config) -> tuple[str, list[tuple[str, str
             lines.append(f"# {role.name} = {toml_value(role.synonyms[0])}   # {role.description}")
     lines += [
         "",
+        "[sessions]",
+        "# The --sessions log's session id column. By default the events' session id column if the",
+        "# log has one so named, else detected there from common names as above; uncomment to set it.",
+        '# session_id = "session_id"',
+        "",
         "[time]",
         f"timezone = {toml_value(cfg.timezone)}          # time zone of timestamps without an offset",
         'session_timeout = "30m"     # new session after this much inactivity (logs without session id)',

@@ -1502,3 +1502,82 @@ def test_sessions_log_rows_not_used_are_counted_and_reported(tmp_path):
                       "," * (SAMPLE_EVENTS.read_text().splitlines()[0].count(",") - 3) + "\n")
     both = run_cli("analyze", str(events), "--sessions", str(log), "--strict", "-q")
     _one_line_error(both, "--strict: 1 row rejected (bad_timestamp 1); 2 rows of the sessions log")
+
+
+def _renamed_ids(tmp_path):
+    """(events, sessions log): events whose session id column is visit_id (user id customer_id),
+    and a sessions log with its own session_id column, as QA had them."""
+    ev = tmp_path / "ev.csv"
+    ev.write_text("occurred_at,visit_id,customer_id,action\n"
+                  "2026-10-01T10:00:00Z,s1,u1,add_to_cart\n2026-10-01T10:01:00Z,s1,u1,purchase\n"
+                  "2026-10-01T11:00:00Z,s2,u2,add_to_cart\n")
+    log = tmp_path / "sessions.csv"
+    log.write_text("session_id,user_id,device\ns1,u1,mobile\ns2,u2,desktop\n")
+    return ev, log
+
+
+def test_the_sessions_log_id_column_is_found_in_the_log_itself(tmp_path):
+    """QA: naming the events' session id column (--column session_id=visit_id, or the
+    [columns] session_id = "visit_id" that funnel init writes) made a sessions log with a
+    session_id column fail: 'sessions log has no session id column (columns: session_id, …) —
+    name it session_id'. The log's column is the events' one if the log has it, else detected
+    in the log as the events' is."""
+    from funnel.api import prepare
+    from funnel.config import load_config
+
+    ev, log = _renamed_ids(tmp_path)
+    r = run_cli("analyze", str(ev), "--column", "session_id=visit_id", "--sessions", str(log), "-q",
+                "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["input"]["sessions_log"] == str(log)
+    assert not [w for w in doc["warnings"] if "sessions log" in w]   # (every session is in it)
+    init = run_cli("init", str(ev), "--out", str(tmp_path / "funnel.toml"))
+    assert init.returncode == 0, init.stderr
+    cfg = load_config(tmp_path / "funnel.toml")
+    assert cfg.columns["session_id"] == "visit_id" and cfg.sessions_id is None
+    assert "[sessions]\n" in (tmp_path / "funnel.toml").read_text()   # (its key commented out, to set)
+    joined = prepare([str(ev)], cfg, sessions=str(log)).events.collect()
+    assert dict(joined.select("session_id", "device").unique().sort("session_id").rows()) == \
+        {"s1": "mobile", "s2": "desktop"}
+    again = run_cli("analyze", str(ev), "--config", str(tmp_path / "funnel.toml"), "--sessions", str(log), "-q",
+                    "--json", str(tmp_path / "r2.json"))
+    assert again.returncode == 0, again.stderr
+    # a log that has the events' own name for it: that column (before any detected one)
+    both = tmp_path / "both.csv"
+    both.write_text("session_id,visit_id,device\nx1,s1,mobile\nx2,s2,desktop\n")
+    joined = prepare([str(ev)], cfg, sessions=str(both)).events.collect()
+    assert joined["device"].drop_nulls().len() == joined.height
+
+
+def test_the_sessions_log_id_column_can_be_named_and_a_missing_one_says_what_to_do(tmp_path):
+    """[sessions] session_id names the log's column (any name); naming none of its columns is an
+    error naming the file and key; a log without a column that can be its session id is an error
+    naming the log's columns and that key (not [columns] session_id, which is the events')."""
+    from funnel.api import prepare
+    from funnel.config import Config, load_config
+
+    ev, _ = _renamed_ids(tmp_path)
+    log = tmp_path / "visits.csv"
+    log.write_text("visit,device\ns1,mobile\ns2,desktop\n")
+    no_id = run_cli("analyze", str(ev), "--sessions", str(log), "-q", "--json", str(tmp_path / "r.json"))
+    assert no_id.returncode == 2 and no_id.stderr.count("\n") == 1
+    assert f"{log}: sessions log has no session id column (columns: visit, device)" in no_id.stderr
+    assert '[sessions] session_id = "COLUMN" in funnel.toml' in no_id.stderr
+    (tmp_path / "funnel.toml").write_text('[sessions]\nsession_id = "visit"\n')
+    named = run_cli("analyze", str(ev), "--sessions", str(log), "-q", "--json", str(tmp_path / "r.json"),
+                    cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    joined = prepare([str(ev)], load_config(tmp_path / "funnel.toml"), sessions=str(log)).events.collect()
+    assert joined["device"].drop_nulls().len() == joined.height
+    assert prepare([str(ev)], Config().with_overrides(sessions_id="visit"), sessions=str(log)).events \
+        .collect()["device"].drop_nulls().len() == joined.height   # (the Python API's keyword)
+    (tmp_path / "funnel.toml").write_text('[sessions]\nsession_id = "vist"\n')
+    wrong = run_cli("analyze", str(ev), "--sessions", str(log), "-q", "--json", str(tmp_path / "r.json"),
+                    cwd=tmp_path)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
+    assert f"funnel.toml [sessions] session_id 'vist': no such column in the sessions log {log}" in wrong.stderr
+    assert "did you mean 'visit'?" in wrong.stderr
+    (tmp_path / "funnel.toml").write_text('[sessions]\nsession_id = " "\n')
+    blank = run_cli("analyze", str(ev), "--sessions", str(log), "-q", cwd=tmp_path)
+    assert blank.returncode == 2 and "sessions.session_id is blank" in blank.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, did_you_mean
@@ -32,9 +33,6 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
     """
     overrides = overrides or {}
     cols = [c for c in columns if c not in (SOURCE_FILE, ROW)]
-    by_norm: dict[str, str] = {}
-    for c in cols:
-        by_norm.setdefault(_norm(c), c)
     roles: dict[str, str] = {}
     used: set[str] = set()
     for role, col in overrides.items():
@@ -49,14 +47,24 @@ def detect_roles(columns: list[str], overrides: dict[str, str] | None = None,
     for role in ROLES:
         if role.name in roles:
             continue
-        for syn in role.synonyms:
-            hit = by_norm.get(_norm(syn))
-            if hit is not None and hit not in used:
-                roles[role.name] = hit
-                used.add(hit)
-                break
+        hit = role_column(role.name, cols, used)
+        if hit is not None:
+            roles[role.name] = hit
+            used.add(hit)
     _require(roles, cols, where, level)
     return roles
+
+
+def role_column(role: str, columns: list[str], used: Collection[str] = ()) -> str | None:
+    """The column of ``columns`` (not among ``used``) that role ``role`` is detected in: the
+    one named as its first synonym that any is named as, names compared without case and
+    punctuation (``Session-ID`` is ``session_id``; of two alike, the first). ``detect_roles``
+    detects every role so; a sessions log its session id column (``load.load_sessions``)."""
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        by_norm.setdefault(_norm(c), c)
+    return next((hit for syn in ROLE_BY_NAME[role].synonyms
+                 if (hit := by_norm.get(_norm(syn))) is not None and hit not in used), None)
 
 
 def _require(roles: dict[str, str], cols: list[str], where: str, level: str = "session") -> None:

@@ -186,6 +186,34 @@ def _decimal_marks(lf: pl.LazyFrame, src: SourceFile) -> dict[str, str]:
     return decimal_marks(sample)
 
 
+def sessions_id_column(names: list[str], cfg: Config, where: str) -> str:
+    """The session id column of a sessions log with columns ``names`` (``where``: its file):
+    the one ``[sessions] session_id`` names (which it must have), else the events' session id
+    column (``[columns] session_id``, ``--column``) if the log has one so named, else the one
+    detected as the events' is (``detect.role_column``: session_id, sid, visit_id, …). None: an
+    error listing the log's columns."""
+    from .detect import _show, role_column
+
+    shown = ", ".join(_show(c) for c in names[:20]) + (" …" if len(names) > 20 else "")
+    if cfg.sessions_id is not None:
+        if cfg.sessions_id not in names:
+            from ..errors import did_you_mean
+
+            near = did_you_mean(cfg.sessions_id, names)
+            raise InputError(f"{_show(cfg.given('sessions_id'), 120)} {_show(cfg.sessions_id)!r}: no such column in "
+                             f"the sessions log {where}",
+                             f"did you mean {' or '.join(repr(_show(n)) for n in near)}?" if near
+                             else f"its columns: {shown}")
+        return cfg.sessions_id
+    events_sid = cfg.columns.get("session_id")
+    sid = events_sid if events_sid in names else role_column("session_id", names)
+    if sid is None:
+        raise InputError(f"{where}: sessions log has no session id column (columns: {shown})",
+                         "name its session id column session_id, or set [sessions] session_id = \"COLUMN\" "
+                         "in funnel.toml")
+    return sid
+
+
 def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.DataFrame]:
     """The optional sessions log: session id + attributes (device, channel, country, ...), one
     row per session (the first of each id, in file and row order); the attribute names; and
@@ -199,20 +227,13 @@ def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.D
     for src in files:
         schema = file_schema(src)
         names = [c for c in schema.names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]
-        sid = cfg.columns.get("session_id")
-        if sid is None:
-            from .detect import _norm
-
-            sid = next((c for syn in ROLE_BY_NAME["session_id"].synonyms for c in names
-                        if _norm(c) == _norm(syn)), None)
-        if sid is None or sid not in names:
-            raise InputError(f"{src.path}: sessions log has no session id column (columns: {', '.join(names)})",
-                             "name it session_id or set [columns] session_id in funnel.toml")
+        sid = sessions_id_column(names, cfg, str(src.path))
         keep = [c for c in names if c != sid and c not in CANONICAL_COLUMNS]
         attrs += [c for c in keep if c not in attrs]
         # columns named as an event role (user_id, ...): not joined (the events hold them), but
-        # written with the rows not used, so that --rejects shows those rows whole
-        roles = [c for c in names if c != sid and c in CANONICAL_COLUMNS]
+        # written with the rows not used, so that --rejects shows those rows whole (but a column
+        # named session_id that is not its id: that name is the id's, once read)
+        roles = [c for c in names if c not in (sid, SESSION) and c in CANONICAL_COLUMNS]
         check_quoting(src)
         lf = scan_file(src, text=True)
         blank = pl.col(BLANK) if BLANK in lf.collect_schema().names() else pl.lit(False)
