@@ -415,6 +415,7 @@ def sample(
 @app.command()
 def validate(
     events: EventsArg,
+    sessions: SessionsOpt = None,
     config: ConfigOpt = None,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
@@ -427,10 +428,10 @@ def validate(
     try:
         from .validate import describe_input, print_description
 
-        _not_empty({"--json": json_out})
+        _not_empty({"--sessions": sessions, "--json": json_out})
         cfg = _base_config(config, columns, fmt, timezone)
         with _Progress(err) as progress:
-            desc = describe_input(events, cfg, progress=progress)
+            desc = describe_input(events, cfg, progress=progress, sessions=sessions)
         if json_out:
             import json
 

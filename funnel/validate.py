@@ -11,10 +11,12 @@ from .core.normalize import REJECT_CAUSES
 from .schema import EVENT, REJECT, ROLES, SESSION, USER
 
 
-def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> dict[str, Any]:
+def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None,
+           logged: pl.Series | None = None) -> dict[str, Any]:
     """What ``describe_input`` reports of usable events ``ev``, in parts that merge across user
     shards (counts add; sessions too, as a session is in one shard; users as a
-    ``partials.user_tally``, ``shared``: the users other shards may hold too)."""
+    ``partials.user_tally``, ``shared``: the users other shards may hold too; ``logged``: the
+    session ids of the sessions log, whose sessions of ``ev`` are counted)."""
     from . import api
     from .core.partials import user_tally
 
@@ -22,6 +24,8 @@ def _facts(ev: pl.DataFrame, cfg: Config, shared: pl.Series | None = None) -> di
         "usable": ev.height,
         "bounds": api.time_bounds(ev),
         "sessions": int(ev[SESSION].n_unique()) if ev.height else 0,
+        "in_log": int(ev[SESSION].filter(ev[SESSION].is_in(logged.implode())).n_unique())
+        if logged is not None and ev.height else 0,
         "users": user_tally(ev, shared),
         "per_event": ev.group_by(EVENT).agg(pl.len().alias("n")),
         "steps": {s.name: ev.filter(pl.col(EVENT).is_in(list(s.events))).height for s in cfg.steps},
@@ -51,34 +55,42 @@ def _read_as_missing(loaded: Any) -> list[dict[str, Any]]:
 
 
 def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
-                   progress: Any = None) -> dict[str, Any]:
-    """Format, column roles, time range, sessions, users, events per name, rejected rows.
+                   progress: Any = None, sessions: str | None = None) -> dict[str, Any]:
+    """Format, column roles, time range, sessions, users, events per name, rejected rows; with
+    ``sessions`` (a sessions log, read as ``analyze`` reads it: ``api.read_sessions_log``) its
+    columns among the segment columns, its rows not used, and a warning when it holds few of
+    the sessions (``finalize.log_coverage``, as ``analyze`` warns).
 
     Inputs over ``api.FULL_SHARD_ROWS`` rows (or ``shards`` > 1) are read in user shards, one
     at a time, as ``analyze`` reads them, so memory stays bounded; ``progress`` (a callable)
     hears each step."""
     from . import api
+    from .core.finalize import log_coverage
     from .core.partials import users_of
     from .core.signals import catalogue
-    from .io.load import load_events
+    from .io.load import SESSIONS_LOG_CAUSES, load_events
     from .io.sources import encoding_warnings, skipped_files
     from .streaming import shard_count
 
     catalogue(cfg)  # report config mistakes here too, not only in analyze
     loaded = load_events(sources, cfg)
     say = progress or (lambda _msg: None)
+    if sessions is not None:
+        say("reading the sessions log")
+    log = api.read_sessions_log(sessions, cfg)
+    logged = log.lf.select(SESSION).collect()[SESSION] if log is not None else None
     k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
     if k > 1:
         with api.shard_dir() as tmp:
             done: list = []
             # (done[-1]: the shard whose events ev are, appended as they are yielded)
-            facts = [_facts(ev, cfg, done[-1].shared)
+            facts = [_facts(ev, cfg, done[-1].shared, logged)
                      for ev in api.prepared_shards(loaded, cfg, k, tmp, say, done, tables=False)]
             counts = api._counts(done) if done else None
         rows_read, sessionized = sum(s.rows_read for s in done), any(s.sessionized for s in done)
     if k <= 1 or not done:   # (an input without rows: the one-pass reading says so)
         prep = api.prepare(sources, cfg, progress=say, loaded=loaded)
-        facts, counts = [_facts(prep.events.collect(), cfg)], api.reject_counts(prep.rejects, cfg)
+        facts, counts = [_facts(prep.events.collect(), cfg, logged=logged)], api.reject_counts(prep.rejects, cfg)
         rows_read, sessionized = prep.rows_read, prep.sessionized
     rej = api.merged_counts(counts)
     per_event = pl.concat([f["per_event"] for f in facts]).group_by(EVENT).agg(pl.col("n").sum()) \
@@ -87,20 +99,24 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
     step_of = {e: s.name for s in cfg.steps for e in s.events}
     found = {s.name: sum(f["steps"][s.name] for f in facts) for s in cfg.steps}
     seen = set(per_event[EVENT].drop_nulls())
+    n_sessions = sum(f["sessions"] for f in facts)
     return {
         "files": [str(f.path) for f in loaded.files],
         "file_formats": {str(f.path): f.format + (f"+{f.compression}" if f.compression else "")
                          for f in loaded.files},
         "format": loaded.format,
         "columns": dict(loaded.columns),
-        "segment_columns": api.segment_choices(loaded.extra_columns, loaded.columns, None),
+        "segment_columns": api.segment_choices(loaded.extra_columns, loaded.columns, log),
+        "sessions_log": log.name if log is not None else None,
+        "sessions_log_rejected": [{"cause": k_, "rows": n, "meaning": SESSIONS_LOG_CAUSES[k_]}
+                                  for k_, n in sorted(log.rejected.items())] if log is not None else [],
         "rows_read": rows_read,
         "usable_rows": sum(f["usable"] for f in facts),
         "rows_rejected": int(rej["n"].sum()),
         "rejected": [{"cause": k_, "rows": int(n), "meaning": REJECT_CAUSES.get(k_, k_)} for k_, n in rej.select(REJECT, "n").iter_rows()],
         "time_range": {"start": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo else None,
                        "end": hi.strftime("%Y-%m-%dT%H:%M:%SZ") if hi else None},
-        "sessions": sum(f["sessions"] for f in facts),
+        "sessions": n_sessions,
         "sessions_built_from_inactivity": sessionized,
         "session_timeout": api._duration(cfg.session_timeout),
         "users": users_of([f["users"] for f in facts]),
@@ -118,6 +134,8 @@ def describe_input(sources: list[str], cfg: Config, shards: int | None = None,
                      *(f"a {why} is likely a placeholder for no id (e.g. guest), which joins unrelated "
                        "visitors into one — 'funnel init EVENTS' lists it under [input] missing_ids"
                        for _, why in placeholder_ids(loaded, cfg)),
+                     *(log_coverage(sum(f["in_log"] for f in facts), n_sessions, log.name, sessionized)
+                       if log is not None else ()),
                      *skipped_files(list(sources)), *encoding_warnings(list(sources))],
     }
 
@@ -141,6 +159,11 @@ def print_description(desc: dict[str, Any], console: Any) -> None:
     span = f"time range {tr['start']} → {tr['end']}" if tr["start"] else "no usable time range"
     console.print(f"{span} · {desc['sessions']:,} sessions{built}"
                   f" · {desc['users']:,} users · {desc['usable_rows']:,} of {desc['rows_read']:,} rows usable")
+    if desc["sessions_log_rejected"]:   # (as analyze says them)
+        unused = desc["sessions_log_rejected"]
+        console.print(f"[yellow]sessions log:[/] {sum(r['rows'] for r in unused):,} rows not used ("
+                      + escape(", ".join(f"{r['cause']} {r['rows']:,}" for r in unused))
+                      + "; the first row of a session is used)", soft_wrap=True)
     e = Table(title="Events", title_justify="left")
     e.add_column("event")
     e.add_column("rows", justify="right")

@@ -537,3 +537,46 @@ def test_strict_order_counts_a_repeated_step_as_no_interruption(tmp_path):
     doc = json.loads(r.stdout)
     assert [s["sessions"] for s in doc["funnel"]["steps"]] == [1, 1, 1, 1, 1]
     assert doc["abandonment"]["abandoned"] == 0 and doc["warnings"] == []
+
+
+def test_validate_reads_a_sessions_log_as_analyze_does(tmp_path):
+    """README: funnel validate lists segment_columns, 'a --sessions log adds its columns'; but
+    validate had no --sessions (exit 2 'No such option: --sessions'). It reads the log as
+    analyze does: its columns join segment_columns, its rows not used are said (terminal, JSON),
+    a log holding few of the sessions is warned of in analyze's words (user shards too), and a
+    log without a session id column is analyze's error."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.validate import describe_input
+
+    lines = SAMPLE_SESSIONS.read_text().splitlines()
+    head, rows = lines[0], lines[1:1501]   # a quarter of the sessions, a repeated id, a row without one
+    log = tmp_path / "sessions.csv"
+    log.write_text("\n".join([head, *rows, rows[0], "," + rows[1].split(",", 1)[1]]) + "\n")
+    r = run_cli("validate", str(SAMPLE_EVENTS), "--sessions", str(log), "--json", str(tmp_path / "v.json"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert doc["segment_columns"] == ["currency", "payment_method", "device", "channel", "country", "user_type",
+                                      "landing_page"]
+    assert doc["sessions_log"] == str(log)
+    assert [(c["cause"], c["rows"]) for c in doc["sessions_log_rejected"]] == [("duplicate_session", 1),
+                                                                              ("missing_id", 1)]
+    assert "sessions log: 2 rows not used (duplicate_session 1, missing_id 1;" in r.stdout
+    coverage = [w for w in doc["warnings"] if "are in the sessions log" in w]
+    assert coverage == [(f"only 1,500 of the {doc['sessions']:,} sessions (25%) are in the sessions log {log}: "
+                         "check that both files spell the session ids alike (their breakdowns by its columns read "
+                         "'(none)')")]
+    assert coverage[0] in analyze(str(SAMPLE_EVENTS), sessions=str(log), tables=False).report.warnings
+    assert coverage[0] in " ".join(r.stdout.split())
+    sharded = describe_input([str(SAMPLE_EVENTS)], Config(), shards=3, sessions=str(log))
+    assert {k: sharded[k] for k in ("segment_columns", "sessions_log_rejected", "warnings")} == \
+        {k: doc[k] for k in ("segment_columns", "sessions_log_rejected", "warnings")}
+    clean = run_cli("validate", str(SAMPLE_EVENTS), "--sessions", str(SAMPLE_SESSIONS), "--json", "-")
+    assert clean.returncode == 0 and json.loads(clean.stdout)["sessions_log_rejected"] == []
+    assert json.loads(clean.stdout)["warnings"] == []
+    (tmp_path / "no_id.csv").write_text("visit,device\ns_000001,mobile\n")
+    bad = run_cli("validate", str(SAMPLE_EVENTS), "--sessions", str(tmp_path / "no_id.csv"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "sessions log has no session id column (columns: visit, device)" in bad.stderr
+    empty = run_cli("validate", str(SAMPLE_EVENTS), "--sessions", "")
+    assert empty.returncode == 2 and "--sessions is empty" in empty.stderr

@@ -164,15 +164,21 @@ def sessions_log_warning(p: Partials, inp) -> list[str]:
     inactivity can match no log)."""
     m = p.get("sessions_log")
     n = int(p["totals"]["n_entities"].sum() or 0) if "totals" in p else 0
-    if m is None or not inp.sessions_log or not n:
+    if m is None or not inp.sessions_log:
         return []
-    found = int(m["n_matched"].sum())
-    if found >= LOG_MATCH_SHARE * n:
+    return log_coverage(int(m["n_matched"].sum()), n, inp.sessions_log, inp.sessionized)
+
+
+def log_coverage(found: int, n: int, log: str, sessionized: bool) -> list[str]:
+    """The warning of ``sessions_log_warning`` (and ``funnel validate --sessions``): ``found``
+    of the ``n`` sessions are in the sessions log ``log``; ``sessionized``: the events' sessions
+    were built from inactivity."""
+    if not n or found >= LOG_MATCH_SHARE * n:
         return []
     why = ("the events have no session ids (their sessions were built from inactivity), so none can be "
-           "found there — give session ids in the events, or leave out --sessions") if inp.sessionized \
+           "found there — give session ids in the events, or leave out --sessions") if sessionized \
         else "check that both files spell the session ids alike (their breakdowns by its columns read '(none)')"
-    return [f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log {inp.sessions_log}: {why}"]
+    return [f"only {found:,} of the {n:,} sessions ({found / n:.0%}) are in the sessions log {log}: {why}"]
 
 
 def finalize_segments(p: Partials, cfg: Config, attrs: list[str]) -> list[SegmentBreakdown]:

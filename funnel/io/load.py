@@ -214,13 +214,20 @@ def sessions_id_column(names: list[str], cfg: Config, where: str) -> str:
     return sid
 
 
+SESSIONS_LOG_CAUSES: dict[str, str] = {   # why a row of the sessions log is not used (``load_sessions``)
+    "empty_row": "blank line or every field empty",
+    "missing_id": "no session id",
+    "duplicate_session": "a session id already on an earlier row (the first row's attributes are used)",
+}
+
+
 def load_sessions(spec: str, cfg: Config) -> tuple[pl.LazyFrame, list[str], pl.DataFrame]:
     """The optional sessions log: session id + attributes (device, channel, country, ...), one
     row per session (the first of each id, in file and row order); the attribute names; and
     the rows not used, as rejected events are held (``_file``, ``_row``, ``_reject``,
     ``_detail``, then their values), per cause: ``empty_row`` (a blank line, or every field
     empty), ``missing_id`` (no session id, nothing to join it to) and ``duplicate_session`` (a
-    session id already on an earlier row; ``_detail``: the row that is used)."""
+    session id already on an earlier row; ``_detail``: the row that is used): ``SESSIONS_LOG_CAUSES``."""
     files = [sniff_format(p) for p in resolve_paths([spec])]
     frames = []
     attrs: list[str] = []
