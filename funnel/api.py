@@ -917,11 +917,13 @@ def _no_entities_in(span: periods.Span, lo: Any, hi: Any, cfg: Config) -> InputE
 def _ci_report(report: Report, span: periods.Span | None, prev_span: periods.Span | None,
                before: Report | None, rules: Any) -> Report:
     """CI mode: the analysed period in the report, the comparison with the previous period's
-    report ``before`` (None: no entity starts in it; a warning when the periods overlap) and
-    the gates."""
+    report ``before`` (None: no entity starts in it, a warning; a warning when the periods
+    overlap) and the gates."""
     if prev_span is not None:   # (overlap with the data's own first and last event, without a period)
-        overlap = periods.overlap_warning(span, report.input.period, prev_span, report.funnel.unit)
-        report = dataclasses.replace(report, warnings=[*report.warnings, *overlap])
+        said = periods.overlap_warning(span, report.input.period, prev_span, report.funnel.unit)
+        if before is None or not before.funnel.entities:
+            said += periods.empty_comparison_warning(prev_span, report.funnel.unit)
+        report = dataclasses.replace(report, warnings=[*report.warnings, *said])
     if span is not None:
         report = dataclasses.replace(report, input=dataclasses.replace(report.input, period=span.as_period()))
     if prev_span is not None:

@@ -223,6 +223,15 @@ def overlap_warning(current: Span | None, data: Period, previous: Span, unit: st
              f"— {fix}")]
 
 
+def empty_comparison_warning(previous: Span, unit: str) -> list[str]:
+    """The warning for a comparison period in which no ``unit`` (session, user) starts: every
+    previous rate and every change is then undefined (n/a, ``null``), and a gate on them does
+    not fire — said, not left to a table of n/a."""
+    return [(f"no {unit}s start in the comparison period {iso(previous.start)} → {iso(previous.end)}, so nothing can "
+             f"be compared: its rates and every change are n/a, and a gate on them does not fire — compare with a "
+             "period the data covers (--compare START..END)")]
+
+
 def entities_in(events, span: Span):
     """Events of the entities whose first event is in ``[span.start, span.end)`` (all their
     events are kept, including those after ``span.end``). ``events``: a LazyFrame with ``ts``
@@ -264,5 +273,5 @@ def resolve_periods(events, period, compare) -> tuple[Span | None, Span | None]:
     return cur, previous_span(compare if compare is not None else (spec.compare if spec else None), cur)
 
 
-__all__ = ["PeriodSpec", "Span", "entities_in", "iso", "iso_week", "label_for", "last_week", "make_span", "month",
-           "overlap_warning", "parse_instant", "previous_span", "resolve_periods", "to_span"]
+__all__ = ["PeriodSpec", "Span", "empty_comparison_warning", "entities_in", "iso", "iso_week", "label_for", "last_week",
+           "make_span", "month", "overlap_warning", "parse_instant", "previous_span", "resolve_periods", "to_span"]

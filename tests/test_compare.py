@@ -116,3 +116,33 @@ def test_cli_compare_explicit_range_in_json_and_markdown(tmp_path):
                                      "significant"]
     assert "## Change vs previous period (2026-11-02T00:00:00Z → 2026-11-09T00:00:00Z)" in r.stdout
     assert "| conversion |" in r.stdout and "| purchase |" in r.stdout
+
+
+def test_a_comparison_period_without_sessions_is_warned_of(tmp_path):
+    """QA: --compare previous right after the data starts (the sample's 2026-W40) gave 'previous'
+    0/0 and n/a everywhere without a word. A report warning (JSON, terminal even with -q,
+    Markdown, HTML; every route) says the comparison period has no sessions, with its dates; a
+    gate on a comparison metric still does not fire (its value is null), others still do."""
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--period", "2026-W40", "--compare", "previous", "-q",
+                "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"),
+                "--html", str(tmp_path / "r.html"), "--fail-on", "conversion_drop>5", "--fail-on", "carts<1")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    said = ("no sessions start in the comparison period 2026-09-21T00:00:00Z → 2026-09-28T00:00:00Z, so nothing can "
+            "be compared: its rates and every change are n/a, and a gate on them does not fire — compare with a "
+            "period the data covers (--compare START..END)")
+    assert said in doc["warnings"]
+    assert said in " ".join(r.stderr.split())
+    assert f"> **Warning:** {said}" in (tmp_path / "r.md").read_text()
+    assert said in (tmp_path / "r.html").read_text()
+    assert [(g["metric"], g["value"], g["fired"]) for g in doc["gates"]] == [("conversion_drop", None, False),
+                                                                          ("carts", doc["abandonment"]["carts"], False)]
+    fired = run_cli("analyze", str(SAMPLE_EVENTS), "--period", "2026-W40", "--compare", "previous", "-q",
+                    "--json", str(tmp_path / "f.json"), "--fail-on", "conversion_drop>5", "--fail-on", "carts>1")
+    assert fired.returncode == 1 and json.loads((tmp_path / "f.json").read_text())["gates"][1]["fired"]
+    # every route says it, as it happens; a comparison period with sessions is not warned of
+    spec = PeriodSpec(period="2026-W40", compare="previous")
+    assert said in analyze(str(SAMPLE_EVENTS), period=spec, shards=3, tables=False).report.warnings
+    busy = analyze(str(SAMPLE_EVENTS), period=PeriodSpec(period="2026-W41", compare="previous"), tables=False)
+    assert not [w for w in busy.report.warnings if "comparison period" in w]
+    assert busy.report.comparison.conversion.previous.denominator > 0
