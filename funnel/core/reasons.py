@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import polars as pl
 
@@ -140,13 +141,28 @@ def _row_inputs(cat: Catalogue) -> list[list[pl.Expr]]:
     return [first, [by_error.alias(_BY_ERR)]]
 
 
-def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]:
-    """signal id -> (row predicate, minimum count) for signals seen on single events; the
-    predicates read the columns of ``_row_inputs``."""
+class _Matcher(NamedTuple):
+    """A signal seen on single events: its row predicate in up to two parts, and how many rows
+    it takes. ``unordered`` reads the row alone (the columns of ``_row_inputs`` and the cart's
+    step times), so it is evaluated on the rows as they come, text columns and all; ``ordered``
+    reads the entity's earlier rows, so it is evaluated on the rows sorted by (``RUN``,
+    ``_ORD``) — a narrow frame of the few columns it reads — with the unordered part as the
+    column ``_m_col(id)``. Either may be None (not both)."""
+    unordered: pl.Expr | None
+    ordered: pl.Expr | None
+    min_n: int
+
+
+def _m_col(sid: str) -> str:
+    return f"_m__{sid}"
+
+
+def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, _Matcher]:
+    """signal id -> ``_Matcher`` for the signals seen on single events."""
     th = cat.thresholds
     by_error = pl.col(_BY_ERR)
     pay = cat.role_step("payment", cfg)
-    out: dict[str, tuple[pl.Expr, int]] = {}
+    out: dict[str, _Matcher] = {}
     for s in cat.active:
         if s.events or s.url_patterns or s.error_types:
             m = pl.lit(False)
@@ -156,7 +172,7 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
                 m = m | (~by_error & _lower_in(_EV_L, s.events))
             if s.url_regex:
                 m = m | pl.col(_PATH).str.contains(s.url_regex).fill_null(False)
-            out[s.id] = (m, 1)
+            out[s.id] = _Matcher(m, None, 1)
     step = pl.col(STEP)
     # The rows are sorted by entity (``_event_aggregates``): "the last value before this row in
     # the entity" is a forward fill of the whole frame, kept only when the row it came from
@@ -168,23 +184,23 @@ def _row_matchers(cat: Catalogue, cfg: Config) -> dict[str, tuple[pl.Expr, int]]
     e = pl.col(RUN).cast(pl.Int64) * 1024   # steps are < 1024
     prev_step = before(step, step.is_not_null())
     prev_max = before((e + step).cum_max(), step.is_not_null()) - e
-    if "ui_friction.backtrack" in out:
+    bt = "ui_friction.backtrack"
+    if bt in out:
         after_checkout = (pl.col(TS) > pl.col(step_time_col(1))).fill_null(False)
-        m, _ = out["ui_friction.backtrack"]
-        out["ui_friction.backtrack"] = (((m & after_checkout) | (step < prev_max)).fill_null(False), 1)
+        out[bt] = _Matcher(out[bt].unordered & after_checkout, (pl.col(_m_col(bt)) | (step < prev_max)).fill_null(False), 1)
     active = {s.id for s in cat.active}
     if "ui_friction.slow_page" in active:
-        out["ui_friction.slow_page"] = ((pl.col(LOAD_MS) > th.slow_page_ms).fill_null(False), 1)
+        out["ui_friction.slow_page"] = _Matcher((pl.col(LOAD_MS) > th.slow_page_ms).fill_null(False), None, 1)
     if "payment.retry" in active and pay is not None:
-        out["payment.retry"] = ((step == pay).fill_null(False), th.payment_attempts)
+        out["payment.retry"] = _Matcher((step == pay).fill_null(False), None, th.payment_attempts)
     if "payment.method_switch" in active:
         prev_m = before(pl.col(PAYMENT), pl.col(PAYMENT).is_not_null())
-        out["payment.method_switch"] = ((pl.col(PAYMENT) != prev_m).fill_null(False), 1)
+        out["payment.method_switch"] = _Matcher(None, (pl.col(PAYMENT) != prev_m).fill_null(False), 1)
     if "ui_friction.repeat_submit" in active:
         rep = (step == prev_step) & (step > 0)
         if pay is not None:
             rep = rep & (step != pay)
-        out["ui_friction.repeat_submit"] = (rep.fill_null(False), max(1, th.repeat_submits - 1))
+        out["ui_friction.repeat_submit"] = _Matcher(None, rep.fill_null(False), max(1, th.repeat_submits - 1))
     return out
 
 
@@ -201,13 +217,18 @@ def event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config) -> pl.Laz
 
 def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalogue) -> pl.LazyFrame:
     """Per cart: for each row-level signal n/first/last/at-exit, plus the last shipping cost
-    shown before buying and when (the latest display: what the buyer saw before leaving)."""
+    shown before buying and when (the latest display: what the buyer saw before leaving).
+
+    The carts' events are matched as they come out of the join; only a narrow frame (ids, time,
+    step, payment method, shipping cost and the row predicates so far) is sorted, for the
+    predicates that read earlier events, and only when one is active: sorting the text columns
+    along (URLs, mostly distinct) was half of the cost. Every aggregate takes "first"/"last"
+    by the order key ``_ORD`` (time, step, input row: unique), the order of the sort."""
     k = len(cfg.steps)
-    # Each cart gets an integer code (``RUN``): its events are sorted and grouped by it, ~3x
+    # Each cart gets an integer code (``RUN``): its events are grouped (and sorted) by it, ~3x
     # cheaper than by the string id (the row matchers only need a code shared within an entity).
     spans = rec.filter(pl.col(LEVEL) >= 1).select(
-        ENTITY, "exit_ts", _span_end(k).alias("_end"),
-        *(pl.col(step_time_col(i)) for i in range(k)),
+        ENTITY, "exit_ts", _span_end(k).alias("_end"), *dict.fromkeys(step_time_col(i) for i in (0, 1, k - 1)),
         pl.int_range(pl.len(), dtype=pl.UInt32).alias(RUN))
     names = set(ev.collect_schema().names())
     cols = [c for c in (ENTITY, TS, EVENT, URL, ERROR, LOAD_MS, SHIPPING, PAYMENT, STEP) if c in names]
@@ -215,12 +236,6 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
         ev.select(*cols, _order_key().alias(_ORD))   # (the order key before the join, which reorders rows)
         .join(spans, on=ENTITY, how="inner")
         .filter((pl.col(TS) >= pl.col(step_time_col(0))) & (pl.col(TS) <= pl.col("_end")))
-        # each entity's events together, in the order of the records: time, then step index,
-        # then input row (events at the same instant were in the join's arbitrary order, so a
-        # backtrack among them could come and go between runs)
-        .sort(RUN, _ORD)
-        .drop(_ORD)
-        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"))   # _i: that order
     )
     missing = [c for c in (URL, ERROR, LOAD_MS, SHIPPING, PAYMENT) if c not in names]
     if missing:
@@ -229,22 +244,26 @@ def _event_aggregates(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Cat
     for stage in _row_inputs(cat):
         e = e.with_columns(stage)
     matchers = _row_matchers(cat, cfg)
-    e = e.with_columns(m.alias(f"_m__{sid}") for sid, (m, _) in matchers.items())
-    at_exit = pl.col(TS) >= pl.col("exit_ts")
-    # Conditional min/max as a masked min/max, first/last as min_by/max_by of the row order:
+    # a shipping cost counts as shown before buying: not the one on the purchase event itself
+    shown = pl.col(SHIPPING).is_not_null() & (pl.col(TS) < pl.col(step_time_col(k - 1))).fill_null(True)
+    e = e.select(RUN, ENTITY, _ORD, TS, STEP, PAYMENT, SHIPPING, (pl.col(TS) >= pl.col("exit_ts")).alias("_at_exit"),
+                 shown.alias("_shown"),
+                 *(m.unordered.alias(_m_col(sid)) for sid, m in matchers.items() if m.unordered is not None))
+    ordered = {sid: m.ordered for sid, m in matchers.items() if m.ordered is not None}
+    if ordered:   # each entity's events together, in the order of the records: time, step, input row
+        e = e.sort(RUN, _ORD).with_columns(x.alias(_m_col(sid)) for sid, x in ordered.items())
+    at_exit, shown = pl.col("_at_exit"), pl.col("_shown")
+    # Conditional min/max as a masked min/max, first/last as min_by/max_by of the order key:
     # polars' fast group aggregations, where a filter inside the aggregation is evaluated per group.
     ts_if = lambda cond: pl.when(cond).then(pl.col(TS))
     aggs: list[pl.Expr] = []
     for sid in matchers:
-        m = pl.col(f"_m__{sid}")
+        m = pl.col(_m_col(sid))
         aggs += [m.sum().cast(pl.Int32).alias(f"_n__{sid}"),
                  ts_if(m).min().alias(f"_f__{sid}"),
                  ts_if(m).max().alias(f"_l__{sid}"),
                  (m & at_exit).any().alias(f"_x__{sid}")]
-    # a shipping cost counts as shown before buying: not the one on the purchase event itself
-    shown = pl.col(SHIPPING).is_not_null() & (
-        pl.col(TS) < pl.col(step_time_col(k - 1))).fill_null(True)
-    row_if_shown = pl.when(shown).then(pl.col("_i"))
+    row_if_shown = pl.when(shown).then(pl.col(_ORD))
     aggs += [ts_if(shown).max().alias("_reveal_ts"),
              pl.col(SHIPPING).max_by(row_if_shown).alias("_ship"),
              ts_if(shown).min().alias("_reveal_first"),
@@ -282,8 +301,8 @@ def _signal_table(ev: pl.LazyFrame, rec: pl.LazyFrame, cfg: Config, cat: Catalog
     end = _span_end(k)
     # entity-level signals -> (present, first ts, last ts, at exit)
     sig: dict[str, tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = {}
-    for sid, (_, min_n) in _row_matchers(cat, cfg).items():   # the signals aggregated per row
-        present = (pl.col(f"_n__{sid}") >= min_n).fill_null(False)
+    for sid, m in _row_matchers(cat, cfg).items():   # the signals aggregated per row
+        present = (pl.col(f"_n__{sid}") >= m.min_n).fill_null(False)
         sig[sid] = (present, pl.col(f"_f__{sid}"), pl.col(f"_l__{sid}"),
                     present & pl.col(f"_x__{sid}").fill_null(False))
     active = {s.id for s in cat.active}
