@@ -176,8 +176,11 @@ def test_a_purchase_recovers_a_cart_only_within_the_horizon(route, unit, horizon
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
     got = _analyses(route, _rows(_HORIZON_PLANS), tmp_path, level=unit, recovery_horizon=horizon)
     for a in got:
-        ab = a.report.to_dict()["abandonment"]
+        r = a.report.to_dict()
+        ab = r["abandonment"]
         assert (ab["abandoned"], ab["recovered"]) == (len(_HORIZON_PLANS), len(recovered)), (unit, horizon, ab)
+        said = "in the same session" if unit == "session" else "by the same user"   # (not 'in the same user')
+        assert all(said in w for w in r["warnings"] if "stopped at a step but" in w), r["warnings"]
         assert ab["value_at_stake"] == 40.0 * (len(_HORIZON_PLANS) - len(recovered))
     if route == "full":
         carts = got[0].carts

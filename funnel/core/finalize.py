@@ -120,7 +120,7 @@ def off_chain_warning(p: Partials, cfg: Config) -> list[str]:
     n = int(b["n"].sum()) if b is not None else 0
     if not n:
         return []
-    names, unit, k = cfg.step_names, cfg.level, len(cfg.steps)
+    names, unit, k = cfg.step_names, cfg.level, len(cfg.steps)   # (unit: 'session' or 'user')
     by = b.sort(["n", LEVEL], descending=[True, False])
     if cfg.order == "any":   # (bought anywhere in it: order is ignored)
         when, what = "", lambda lv: f"with {lv} of the {k} steps in one window"
@@ -128,7 +128,7 @@ def off_chain_warning(p: Partials, cfg: Config) -> list[str]:
         when, what = " later", lambda lv: f"without a '{names[lv]}' event in order within the window"
     each = ", ".join(f"{c:,} {what(lv)}" for lv, c in by.select(LEVEL, "n").iter_rows())
     return [(f"{n:,} {'cart' if n == 1 else 'carts'} stopped at a step but {'was' if n == 1 else 'were'} bought"
-             f"{when} in the same {unit} ({each}): "
+             f"{when} {'in the same session' if unit == 'session' else 'by the same user'} ({each}): "
              "counted as recovered, not lost, and the funnel shows them stopping there — if buyers can skip "
              "that step or the shop does not track its event, check its tracking or leave it out of the steps")]
 
