@@ -49,6 +49,11 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option(
 TimeoutOpt = Annotated[str | None, typer.Option(
     "--session-timeout", metavar="DURATION",
     help="Inactivity that starts a new session when the log has no session id (default 30m).")]
+# The period flags, shared by analyze and explain (an entity belongs to a period by its first event).
+SinceOpt = Annotated[str | None, typer.Option("--since", metavar="TIME", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")]
+UntilOpt = Annotated[str | None, typer.Option("--until", metavar="TIME", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")]
+PeriodOpt = Annotated[str | None, typer.Option("--period", metavar="PERIOD", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="The instant relative periods end at (default: the end of the data).")]
 
 
 def _consoles(machine_to_stdout: bool):
@@ -235,10 +240,10 @@ def analyze(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
     engine: Annotated[str, typer.Option("--engine", metavar="ENGINE", help="local (default: polars, one machine) or spark (PySpark; local mode or the cluster your Spark configuration points at).")] = "local",
     funnel_only: Annotated[bool, typer.Option("--funnel-only", help="Only the funnel and abandonment counts (fast; no reasons, paths or HTML). Implied by --steps with only --json.")] = False,
-    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="Only sessions whose first event is at or after this UTC date/time (inclusive).")] = None,
-    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Only sessions whose first event is before this UTC date/time (exclusive; a date means 00:00Z).")] = None,
-    period: Annotated[str | None, typer.Option("--period", metavar="PERIOD", help="last-week, last-7d, YYYY-Www, YYYY-MM or START..END (relative to --as-of).")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="The instant relative periods end at (default: the end of the data).")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    period: PeriodOpt = None,
+    as_of: AsOfOpt = None,
     compare: Annotated[str | None, typer.Option("--compare", metavar="PERIOD", help="Compare with: previous (the period of equal length before) or START..END.")] = None,
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="RULE", help="Exit 1 when RULE holds, e.g. 'abandonment_rate > 0.8', 'conversion_drop > 5'. Repeatable; adds to [gates] fail_on.")] = None,
 ) -> None:
@@ -492,18 +497,27 @@ def explain(
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
     timezone: TzOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    period: PeriodOpt = None,
+    as_of: AsOfOpt = None,
 ) -> None:
     """Why is this visitor counted as dropped? Its events in order, which one satisfied each step,
-    why later ones did not (tie, window, order), its exit step and the diagnosed reason."""
+    why later ones did not (tie, window, order), its exit step and the diagnosed reason.
+    With --period/--since/--until, as the run of that period sees it (its --carts row)."""
     allocator.tune()   # (shards as the full analysis's)
     human, err = _consoles(json_out == "-")
     try:
         from .core.explain import explain as run
 
-        _not_empty({"--sessions": sessions, "--json": json_out})
+        _not_empty({"--sessions": sessions, "--json": json_out, "--period": period, "--since": since,
+                    "--until": until, "--as-of": as_of})
         cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
-        ex = run(events, session_id, cfg, sessions=sessions)
+        from .periods import PeriodSpec
+
+        spec = PeriodSpec(period=period, since=since, until=until, as_of=as_of)
+        ex = run(events, session_id, cfg, sessions=sessions, period=spec)
         from .io.sources import skipped_files
         from .render.terminal import explain_table, print_warnings
 

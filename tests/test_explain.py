@@ -287,3 +287,62 @@ def test_times_are_never_cut_at_80_columns(tmp_path):
     assert max(len(line) for line in lines if line[:1] in "┏┃┡│└") <= 80 and "…" not in r.stdout
     times = [e["time"] for e in json.loads(out.read_text())["events"]]
     assert len(times) > 5 and all(t in r.stdout for t in times), [t for t in times if t not in r.stdout]
+
+
+def _period_carts(**period):
+    from conftest import SAMPLE_EVENTS
+
+    from funnel.api import analyze
+    from funnel.periods import PeriodSpec
+
+    return analyze(str(SAMPLE_EVENTS), period=PeriodSpec(**period)).carts
+
+
+def test_explain_with_a_period_is_that_period_runs_cart_row():
+    """Regression (QA): ``explain s_003482`` said recovered while the --period 2026-W44 run's
+    carts table says lost (its user's later session starts after the period) and explain had
+    no --period. With the period flags its verdict is the period run's row, in one pass (CLI)
+    and in user shards; without them it is the whole input's."""
+    from conftest import SAMPLE_EVENTS
+
+    from funnel.core.explain import explain
+    from funnel.periods import PeriodSpec
+
+    carts = _period_carts(period="2026-W44")
+    row = lambda sid: carts.filter(pl.col("session_id") == sid).row(0, named=True)
+    assert row("s_003482")["recovered"] is False
+    picks = ["s_003482", *carts.filter(pl.col("recovered"))["session_id"].head(2),
+             *carts.filter(~pl.col("recovered") & (pl.col("reason") != "unknown"))["session_id"].head(2)]
+    for sid in picks:
+        r = runner.invoke(app, ["explain", sid, str(SAMPLE_EVENTS), "--period", "2026-W44", "--json", "-"])
+        assert r.exit_code == 0, r.output
+        doc, want = json.loads(r.stdout), row(sid)
+        assert (doc["exit_step"], doc["reason"], doc["recovered"]) == \
+            (want["exit_step"], want["reason"], want["recovered"]), sid
+        assert doc["confidence"] == pytest.approx(want["confidence"], abs=6e-4)   # (the table's: 3 decimals)
+    for sid in picks[:3]:   # user shards: the same
+        ex = explain([str(SAMPLE_EVENTS)], sid, Config(), period=PeriodSpec(period="2026-W44"), shards=3)
+        want = row(sid)
+        assert (ex.exit_step, ex.reason, ex.recovered) == (want["exit_step"], want["reason"], want["recovered"]), sid
+        assert ex.confidence == pytest.approx(want["confidence"], abs=6e-4)
+    # --since/--until is the same week; without a period, its later recovery counts
+    r = runner.invoke(app, ["explain", "s_003482", str(SAMPLE_EVENTS), "--since", "2026-10-26",
+                            "--until", "2026-11-02", "--json", "-"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["recovered"] is False
+    assert explain([str(SAMPLE_EVENTS)], "s_003482", Config()).recovered is True
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_explain_of_a_session_outside_the_period_says_so(shards):
+    from conftest import SAMPLE_EVENTS
+
+    from funnel.core.explain import explain
+    from funnel.errors import InputError
+    from funnel.periods import PeriodSpec
+
+    with pytest.raises(InputError) as e:
+        explain([str(SAMPLE_EVENTS)], "s_000001", Config(), period=PeriodSpec(period="2026-W44"), shards=shards)
+    assert str(e.value).startswith("session 's_000001' does not start in the period 2026-W44 "
+                                   "(2026-10-26T00:00:00Z → 2026-11-02T00:00:00Z): its first event is at 2026-09-28")
+    r = runner.invoke(app, ["explain", "s_000001", str(SAMPLE_EVENTS), "--period", "2026-W44"])
+    assert r.exit_code == 2 and "does not start in the period 2026-W44" in r.stderr and "Traceback" not in r.output

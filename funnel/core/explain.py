@@ -315,7 +315,8 @@ def _bought_after(record: dict, cfg: Config) -> str:
 # --- library entry ------------------------------------------------------------------------
 
 def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
-            sessions: str | None = None, diagnose: bool = True, shards: int | None = None) -> Explanation:
+            sessions: str | None = None, diagnose: bool = True, shards: int | None = None,
+            period=None) -> Explanation:
     """Read the input, find ``entity`` (a session id, or a user id with ``level='user'``) and
     explain its funnel level; add the diagnosis (reason, evidence) when the module exists.
 
@@ -323,24 +324,50 @@ def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
     a time, as ``analyze`` reads them: the entity's events and its user's come from its shard,
     the diagnosis baseline is merged from every shard's.
 
-    Raises ``InputError`` with a did-you-mean when the id is unknown."""
-    from .. import api
+    ``period`` (as ``analyze``'s: a ``PeriodSpec`` or a ``(start, end)`` pair) explains the
+    entity as the run of that period sees it: only the entities that start in it are read
+    (``periods.entities_in``; its recovery, the baseline), so the verdict is that run's cart row.
+
+    Raises ``InputError`` with a did-you-mean when the id is unknown, and when the entity
+    does not start in the period."""
+    from .. import api, periods
     from ..io.load import load_events
     from ..streaming import shard_count
 
+    timed = not api._no_period(period)
     loaded = load_events(list(sources), cfg)
     k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
     if k > 1:
-        got = _explain_in_shards(loaded, entity, cfg, sessions, diagnose, k)
+        got = _explain_in_shards(loaded, entity, cfg, sessions, diagnose, k, period if timed else None)
         if got is not None:
             return got
     prep = api.prepare(list(sources), cfg, sessions=sessions, loaded=loaded)
-    ev = prep.events
+    whole = ev = prep.events
+    span = periods.resolve_periods(ev, period, None)[0] if timed else None
+    if span is not None:   # (as analyze restricts a period's run)
+        ev = periods.entities_in(ev, span).collect().lazy()
     mine = ev.filter(pl.col(ENTITY) == entity).collect()
     if mine.height == 0:
+        outside = whole.filter(pl.col(ENTITY) == entity).select(pl.col(TS).min()).collect().item() \
+            if span is not None else None
+        if outside is not None:
+            raise _not_in_period(entity, outside, span, cfg)
         raise _all_rejected(entity, api.reject_table(prep.rejects), cfg) or \
-            _unknown(entity, ev.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
+            _unknown(entity, whole.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
     return _explained(entity, mine, cfg, prep.attrs, diagnose, lambda: ev, lambda: api.shard_baseline(ev, cfg, prep.attrs))
+
+
+def _not_in_period(entity: str, first, span, cfg: Config):
+    """The error for an entity of the input that does not start in the period ``span``."""
+    from .. import periods
+    from ..api import _iso
+    from ..errors import InputError
+
+    what = "session" if cfg.level == "session" else "user"
+    return InputError(f"{what} {entity!r} does not start in the period {span.label} "
+                      f"({periods.iso(span.start)} → {periods.iso(span.end)}): its first event is at {_iso(first)}, "
+                      f"so that period's run does not count it",
+                      "choose the period it starts in, or drop --period/--since/--until")
 
 
 def _all_rejected(entity: str, rejects: pl.DataFrame, cfg: Config):
@@ -389,47 +416,77 @@ def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None)
 
 
 def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, diagnose: bool,
-                       k: int) -> Explanation | None:
+                       k: int, period=None) -> Explanation | None:
     """``explain`` over ``k`` user shards (None: the input has no rows; the one-pass reading
     says so). Of each shard it keeps only its baseline partials (when ``diagnose``) and, for an
-    unknown id, its closest ids and sorted neighbours, whose union gives the one-pass answer."""
-    from .. import api
+    unknown id, its closest ids and sorted neighbours, whose union gives the one-pass answer. With a ``period`` the
+    shards' events are kept in files, the period resolved from the bounds of all of them and
+    each shard read again for the entities that start in it, as ``analyze`` does."""
+    from .. import api, periods
     from . import partials as parts
 
     with api.shard_dir() as tmp:
         log = api.read_sessions_log(sessions, cfg)
         done: list = []
-        baselines, hints, n_ids, found = [], [], 0, None
-        for ev in api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log,
-                                      whole_sessions=api.whole_entities(cfg)):
-            if not ev.height:
+        prepared = api.prepared_shards(loaded, cfg, k, tmp, lambda _m: None, done, log, keep=period is not None,
+                                       whole_sessions=api.whole_entities(cfg))
+        span = None
+        if period is None:
+            shards = ((ev, ev, done[-1]) for ev in prepared)   # (done[-1]: the shard just yielded)
+        else:
+            for ev in prepared:
+                del ev
+            lo, hi = api.merged_bounds(s.bounds for s in done)
+            if lo is None:
+                return None
+            span = periods.resolve_periods(pl.DataFrame({TS: [lo, hi]}).lazy(), period, None)[0]
+
+            def shards_in(span):
+                for s in done:
+                    whole = pl.read_ipc(s.events)
+                    yield whole, periods.entities_in(whole.lazy(), span).collect(), s
+            shards = shards_in(span)
+        baselines, hints, n_ids, found, first = [], [], 0, None, None
+        for whole, ev, shard in shards:
+            if not whole.height:
                 continue
-            if diagnose:
-                baselines.append(api.shard_baseline(ev.lazy(), cfg, done[-1].attrs))
+            if diagnose and ev.height:
+                baselines.append(api.shard_baseline(ev.lazy(), cfg, shard.attrs))
             mine = ev.filter(pl.col(ENTITY) == entity)
             if mine.height:   # its user's events are in this shard too: keep them for the diagnosis
                 users = mine[USER].drop_nulls().unique().to_list()
-                found = (mine, ev.filter(pl.col(USER).is_in(users) | (pl.col(ENTITY) == entity)), done[-1].attrs)
+                found = (mine, ev.filter(pl.col(USER).is_in(users) | (pl.col(ENTITY) == entity)), shard.attrs)
             elif found is None:
+                ids = whole.select(pl.col(ENTITY).unique().sort()).to_series()
+                n_ids += ids.len()
+                if span is not None and entity in ids:
+                    first = whole.filter(pl.col(ENTITY) == entity)[TS].min()
                 from ..errors import did_you_mean
 
-                ids = ev.select(pl.col(ENTITY).unique().sort()).to_series()
-                n_ids += ids.len()
                 i = int(ids.search_sorted(entity))
                 hints += did_you_mean(entity, ids.to_list(), n=3) + ids.slice(max(0, i - 2), 4).to_list()
-            del ev
+            del ev, whole
         if found is None and done:   # (the shards' rejected rows, before their folder goes)
+            if first is not None:
+                raise _not_in_period(entity, first, span, cfg)
             rejected = _all_rejected(entity, pl.concat([pl.read_ipc(s.rejects) for s in done if s.rejects],
                                                        how="diagonal_relaxed"), cfg)
             if rejected is not None:
                 raise rejected
+        if found is not None and span is not None and diagnose:
+            mine, pool, attrs = found
+            users = mine[USER].drop_nulls().unique()
+            if users.is_in(done[0].shared.implode()).any():   # (see below: from the kept files)
+                pool = pl.concat([ev.filter(pl.col(USER).is_in(users.implode()) | (pl.col(ENTITY) == entity))
+                                  for _, ev, _ in shards_in(span)], how="diagonal_relaxed")
+                found = (mine, pool, attrs)
     if not done:
         return None
     if found is None:
         raise _unknown(entity, pl.Series(sorted(set(hints)), dtype=pl.String), cfg, n_ids)
     mine, pool, attrs = found
     users = mine[USER].drop_nulls().unique()
-    if diagnose and users.is_in(done[0].shared.implode()).any():
+    if diagnose and span is None and users.is_in(done[0].shared.implode()).any():
         # A user whose sessions other shards hold too (api.user_shards): their events from
         # every shard, for the recovery (a second reading of the input; rare).
         with api.shard_dir() as tmp:
