@@ -194,9 +194,34 @@ def test_a_session_whose_rows_were_all_rejected_is_said_to_be_so(shards, tmp_pat
         explain([str(p)], "s7", Config(), shards=shards)
 
 
-def test_unknown_id_far_from_all_gets_neighbours():
+def test_unknown_id_far_from_all_says_no_id_is_similar():
+    """Regression (QA): an id like no other got its alphabetical neighbours as 'did you mean'."""
     r = runner.invoke(app, ["explain", "zzz", str(FIXTURE)])
-    assert r.exit_code == 2 and "did you mean 's_window'" in r.stderr
+    assert r.exit_code == 2 and "did you mean" not in r.stderr
+    assert "no session 'zzz' in the input (8 sessions)" in r.stderr and "no session id is similar to it" in r.stderr
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_unknown_id_suggestions_on_the_sample(shards):
+    """Regression (QA): a user id explained as a session got session ids as suggestions (it
+    says to use --unit user, and the converse); 'nope' got unrelated ids; a zero-padding near
+    miss ('s_00006') is among the suggestions; outer spaces are stripped, as ids are when read."""
+    from conftest import SAMPLE_EVENTS
+
+    from funnel.core.explain import explain
+    from funnel.errors import InputError
+
+    def error(entity: str, **cfg) -> str:
+        with pytest.raises(InputError) as e:
+            explain([str(SAMPLE_EVENTS)], entity, Config(**cfg), diagnose=False, shards=shards)
+        return f"{e.value.message} — {e.value.hint}"
+
+    assert error("u_00006").startswith("'u_00006' is a user id, not a session id: use --unit user")
+    assert error("s_000006", level="user").startswith("'s_000006' is a session id, not a user id: drop --unit user")
+    nope = error("nope")
+    assert "did you mean" not in nope and "no session id is similar to it" in nope
+    assert "did you mean 's_000006'" in error("s_00006")
+    assert explain([str(SAMPLE_EVENTS)], " s_000006 ", Config(), diagnose=False, shards=shards).entity == "s_000006"
 
 
 def test_bad_option_is_a_config_error():

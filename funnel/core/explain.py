@@ -334,6 +334,7 @@ def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
     from ..io.load import load_events
     from ..streaming import shard_count
 
+    entity = entity.strip()   # (as ids are stripped when the data is read)
     timed = not api._no_period(period)
     loaded = load_events(list(sources), cfg)
     k = shards or shard_count(loaded, api.FULL_SHARD_ROWS)
@@ -353,7 +354,8 @@ def explain(sources: list[str] | tuple[str, ...], entity: str, cfg: Config,
         if outside is not None:
             raise _not_in_period(entity, outside, span, cfg)
         raise _all_rejected(entity, api.reject_table(prep.rejects), cfg) or \
-            _unknown(entity, whole.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg)
+            _unknown(entity, whole.select(pl.col(ENTITY).unique().sort()).collect().to_series(), cfg,
+                     is_other=_other_unit(whole, entity, cfg))
     return _explained(entity, mine, cfg, prep.attrs, diagnose, lambda: ev, lambda: api.shard_baseline(ev, cfg, prep.attrs))
 
 
@@ -368,6 +370,17 @@ def _not_in_period(entity: str, first, span, cfg: Config):
                       f"({periods.iso(span.start)} → {periods.iso(span.end)}): its first event is at {_iso(first)}, "
                       f"so that period's run does not count it",
                       "choose the period it starts in, or drop --period/--since/--until")
+
+
+def _other_unit(ev, entity: str, cfg: Config) -> bool:
+    """Whether ``entity``, not an id of ``cfg.level``, is an id of the other unit (a user id
+    explained as a session, or a session id with ``--unit user``)."""
+    names = ev.collect_schema().names() if isinstance(ev, pl.LazyFrame) else ev.columns
+    col = USER if cfg.level == "session" else SESSION
+    if col not in names:
+        return False
+    got = ev.lazy().filter(pl.col(col) == entity).select(pl.len()).collect().item()
+    return bool(got)
 
 
 def _all_rejected(entity: str, rejects: pl.DataFrame, cfg: Config):
@@ -391,14 +404,26 @@ def _all_rejected(entity: str, rejects: pl.DataFrame, cfg: Config):
                       "see each row and why with 'funnel analyze ... --rejects FILE'")
 
 
-def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None):
-    """The error for an id not in the input: the closest of ``ids`` (sorted), or its neighbours."""
-    from ..errors import InputError, did_you_mean
+def _padded(ids: pl.Series, entity: str) -> list[str]:
+    """The ids of ``ids`` that differ from ``entity`` only in the zero padding of their numbers
+    ('s_000006' for 's_00006')."""
+    unpad = lambda e: e.str.replace_all(r"(^|\D)0+(\d)", "${1}${2}")
+    key = unpad(pl.Series([entity])).item()
+    return ids.filter(unpad(ids) == key).head(3).to_list()
 
-    near = did_you_mean(entity, ids.to_list(), n=3)
-    if not near and ids.len():
-        i = int(ids.search_sorted(entity))
-        near = ids.slice(max(0, i - 1), 2).to_list()
+
+def near_ids(entity: str, ids: pl.Series) -> list[str]:
+    """Close matches only: the zero-padding near misses, then by spelling (``did_you_mean``)."""
+    from ..errors import did_you_mean
+
+    return list(dict.fromkeys([*_padded(ids, entity), *did_you_mean(entity, ids.to_list(), n=3)]))[:3]
+
+
+def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None, is_other: bool = False):
+    """The error for an id not in the input: the closest of ``ids`` (close matches only), or,
+    when ``is_other``, that it is an id of the other unit."""
+    from ..errors import InputError
+
     what = "session" if cfg.level == "session" else "user"
     n_ids = ids.len() if n_ids is None else n_ids
     from .normalize import TEXT_NULLS
@@ -410,16 +435,21 @@ def _unknown(entity: str, ids: pl.Series, cfg: Config, n_ids: int | None = None)
     if entity.strip() in TEXT_NULLS:   # (no id is spelled so: the normaliser reads it as missing)
         return InputError(f"{entity!r} spells a missing {what} id: funnel reads it as no id, so no {what} has it "
                           f"({n_ids:,} {what}s in the input)", f"list the {what} ids with 'funnel analyze --carts FILE'")
+    if is_other:
+        other, flag = ("user", "use --unit user") if what == "session" else ("session", "drop --unit user")
+        return InputError(f"{entity!r} is a {other} id, not a {what} id: {flag}",
+                          f"'funnel explain {entity} ... --unit {other}' explains the {other}")
+    near = near_ids(entity, ids)
     return InputError(f"no {what} {entity!r} in the input ({n_ids:,} {what}s)",
                       ("did you mean " + " or ".join(f"'{n}'" for n in near) + "?") if near
-                      else f"list the {what} ids with 'funnel analyze --carts FILE'")
+                      else f"no {what} id is similar to it; list the {what} ids with 'funnel analyze --carts FILE'")
 
 
 def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, diagnose: bool,
                        k: int, period=None) -> Explanation | None:
     """``explain`` over ``k`` user shards (None: the input has no rows; the one-pass reading
     says so). Of each shard it keeps only its baseline partials (when ``diagnose``) and, for an
-    unknown id, its closest ids and sorted neighbours, whose union gives the one-pass answer. With a ``period`` the
+    unknown id, its closest ids, whose union gives the one-pass answer. With a ``period`` the
     shards' events are kept in files, the period resolved from the bounds of all of them and
     each shard read again for the entities that start in it, as ``analyze`` does."""
     from .. import api, periods
@@ -446,7 +476,7 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
                     whole = pl.read_ipc(s.events)
                     yield whole, periods.entities_in(whole.lazy(), span).collect(), s
             shards = shards_in(span)
-        baselines, hints, n_ids, found, first = [], [], 0, None, None
+        baselines, hints, n_ids, found, first, other = [], [], 0, None, None, False
         for whole, ev, shard in shards:
             if not whole.height:
                 continue
@@ -461,10 +491,8 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
                 n_ids += ids.len()
                 if span is not None and entity in ids:
                     first = whole.filter(pl.col(ENTITY) == entity)[TS].min()
-                from ..errors import did_you_mean
-
-                i = int(ids.search_sorted(entity))
-                hints += did_you_mean(entity, ids.to_list(), n=3) + ids.slice(max(0, i - 2), 4).to_list()
+                other = other or _other_unit(whole, entity, cfg)
+                hints += near_ids(entity, ids)
             del ev, whole
         if found is None and done:   # (the shards' rejected rows, before their folder goes)
             if first is not None:
@@ -483,7 +511,7 @@ def _explain_in_shards(loaded, entity: str, cfg: Config, sessions: str | None, d
     if not done:
         return None
     if found is None:
-        raise _unknown(entity, pl.Series(sorted(set(hints)), dtype=pl.String), cfg, n_ids)
+        raise _unknown(entity, pl.Series(sorted(set(hints)), dtype=pl.String), cfg, n_ids, is_other=other)
     mine, pool, attrs = found
     users = mine[USER].drop_nulls().unique()
     if diagnose and span is None and users.is_in(done[0].shared.implode()).any():
