@@ -295,15 +295,15 @@ def _dirt():
             pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("")).otherwise(pl.col("user_id")).alias("user_id")),
         "negative cart value": lambda df: df.with_columns(
             pl.when(pl.int_range(pl.len()) == 3).then(-5.0).otherwise(pl.col("cart_value")).alias("cart_value")),
-        "NaN cart value": lambda df: df.with_columns(
-            pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise(pl.col("cart_value")).alias("cart_value")),
+        "infinite cart value": lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(float("inf")).otherwise(pl.col("cart_value")).alias("cart_value")),
         "row without a session id": lambda df: df.with_columns(
             pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("session_id")).alias("session_id")),
         "timestamps as text": lambda df: df.with_columns(pl.col("timestamp").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")),
     }
 
 
-SET_ASIDE = ("duplicate row", "null timestamp", "timestamp before 1990", "negative cart value", "NaN cart value")
+SET_ASIDE = ("duplicate row", "null timestamp", "timestamp before 1990", "negative cart value", "infinite cart value")
 
 
 @pytest.mark.parametrize("kind", [k for k in _dirt() if k not in SET_ASIDE])
@@ -510,3 +510,46 @@ def test_any_mix_of_rejected_rows_and_duplicates_equals_the_row_level_route(tmp_
         slow = streaming.analyze_funnel_only([str(p)], Config(), lambda _m: None, shards=shards)
     assert fast.report.to_dict() == slow.report.to_dict()
     assert fast.rejects.equals(slow.rejects)
+
+
+def _nan_routes(path: str, monkeypatch) -> dict:
+    """(rows rejected, sessions per step, rejected rows' causes) of ``path`` on every local
+    route: one pass, user shards, funnel only on the clean and on the row-level route."""
+    from funnel import streaming
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    got = lambda a: (a.report.input.rows_rejected, [s["sessions"] for s in a.report.to_dict()["funnel"]["steps"]],
+                     sorted(a.rejects["cause"].to_list()) if a.rejects.height else [])
+    out = {"one pass": got(analyze(path)), "shards": got(analyze(path, shards=3)),
+           "funnel only": got(analyze(path, funnel_only=True))}
+    with monkeypatch.context() as m:
+        m.setattr(streaming, "_clean_shard", lambda *_a: None)
+        out["funnel only, row level"] = got(analyze(path, funnel_only=True))
+    return out
+
+
+def test_a_typed_nan_number_is_missing_like_the_text_nan_on_every_route(tmp_path, monkeypatch):
+    """QA: a cart value NaN in Parquet rejected its row (bad_value: the cart was gone) while the
+    text NaN of a CSV reads as missing. Polars and Spark write a missing float as NaN: it is a
+    missing number on every route; an infinite one stays a bad value."""
+    csv = tmp_path / "nan.csv"
+    csv.write_text("timestamp,session_id,event,cart_value,load_ms\n"
+                   "2026-10-01T10:00:00Z,s1,add_to_cart,NaN,NaN\n"
+                   "2026-10-01T10:01:00Z,s1,begin_checkout,,\n"
+                   "2026-10-01T10:02:00Z,s2,add_to_cart,5,\n"
+                   "2026-10-01T10:03:00Z,s2,purchase,10,3\n")
+    df = pl.read_csv(csv).with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"),
+                                       pl.col("cart_value", "load_ms").cast(pl.Float64))
+    assert df["cart_value"].is_nan().sum() == 1
+    typed_ = tmp_path / "nan.parquet"
+    df.write_parquet(typed_)
+    want = (0, [2, 1, 0, 0, 0], [])
+    for path in (csv, typed_):
+        got = _nan_routes(str(path), monkeypatch)
+        assert got == dict.fromkeys(got, want), (path.name, got)
+    carts = analyze(str(typed_)).carts
+    assert carts.height == 2 and carts["cart_value"].is_nan().sum() == 0
+    inf = tmp_path / "inf.parquet"
+    df.with_columns(pl.Series("cart_value", [float("inf"), None, 5.0, 10.0])).write_parquet(inf)
+    got = _nan_routes(str(inf), monkeypatch)
+    assert got == dict.fromkeys(got, (1, [1, 0, 0, 0, 0], ["bad_value"])), got

@@ -254,12 +254,18 @@ def with_parsed_numbers(lf: pl.LazyFrame, columns: dict[str, pl.DataType],
         lf = lf.with_columns(marks[c].alias(f"_dec_{c}") for c in marked)
         marks.update({c: pl.col(f"_dec_{c}") for c in marked})
     lf = lf.with_columns((_plain_cast(pl.col(c).str.strip_chars(), marks[c]) if c in text else
-                          pl.col(c).cast(pl.Float64, strict=False)).alias(f"_num_{c}") for c in columns)
+                          _typed_number(pl.col(c))).alias(f"_num_{c}") for c in columns)
     for c in text:
         left = pl.when(pl.col(f"_num_{c}").is_null()).then(pl.col(c).str.strip_chars())
         lf = lf.with_columns(left.alias("_num_text")).with_columns(
             pl.coalesce(f"_num_{c}", _spelled_number(pl.col("_num_text"), marks[c])).alias(f"_num_{c}"))
     return lf.drop("_num_text", *(f"_dec_{c}" for c in marked), strict=False)
+
+
+def _typed_number(x: pl.Expr) -> pl.Expr:
+    """A typed number column as Float64, a NaN read as missing (null), as the text ``NaN`` is:
+    polars and Spark write a missing float as NaN. (±inf stays a number: an absurd value.)"""
+    return x.cast(pl.Float64, strict=False).fill_nan(None)
 
 
 def _spelled_number(t: pl.Expr, mark: pl.Expr | None = None) -> pl.Expr:
@@ -395,6 +401,8 @@ def typed(lf: pl.LazyFrame, tz: str = "UTC", now: datetime | None = None,
         n = pl.col(f"_num_{c}")
         limit = MAX_LOAD_MS if c == LOAD_MS else MAX_MONEY
         given = ~_is_blank(c, schema[c])   # typed columns are never formatted as text here
+        if schema[c].is_float():   # a typed NaN is a missing number (``_typed_number``), not a bad one
+            given = given & ~pl.col(c).is_nan()
         if c in marked:   # a null marker (NULL, None, NaN, ...) is a missing number, not a bad one
             given = given & ~pl.col(f"_nil_{c}")
         money_bad.append((given & (n.is_null() | n.is_nan() | (n < 0) | (n > limit))).alias(f"_bad_{c}"))
