@@ -947,22 +947,24 @@ def _no_usable_rows(loaded: Loaded, rows_read: int, counts: pl.DataFrame) -> Non
 
 
 def reject_table(rejects: pl.DataFrame, log: SessionsLog | None = None, *, by_line: bool = False) -> pl.DataFrame:
-    """Rejected rows as written by ``--rejects``: file, row, cause, the offending raw value
-    (``detail``), the row's values, then ``extra_fields`` (surplus CSV fields, if any), sorted
-    by file and row; then the rows of the sessions ``log`` not used (``with_log_rows``). Rows
-    of NDJSON files are numbered by their line (``line_numbers``), unless ``by_line`` says they
-    already are (Spark numbers an NDJSON file's lines itself: ``spark._ndjson``)."""
+    """Rejected rows as written by ``--rejects``, one layout on every route and engine: file,
+    row, cause, the offending raw value (``detail``), the row's values under every canonical
+    column name (``CANONICAL_COLUMNS``, in that order; empty where the input has no such
+    column), its other columns read (segment columns), then ``extra_fields`` (surplus CSV
+    fields; empty otherwise); no internal (``_*``) column. Sorted by file and row; then the rows
+    of the sessions ``log`` not used (``with_log_rows``). Rows of NDJSON files are numbered by
+    their line (``line_numbers``), unless ``by_line`` says they already are (Spark numbers an
+    NDJSON file's lines itself: ``spark._ndjson``)."""
     from .io.sources import line_numbers
-    from .schema import ROW, SOURCE_FILE, STEP
+    from .schema import ROW, SOURCE_FILE
 
     rejects = rejects if by_line else line_numbers(rejects)
-    special = ("_detail", "_extra")
-    keep = [c for c in rejects.columns if c not in (SOURCE_FILE, ROW, REJECT, ENTITY, STEP, *special)]
-    detail = pl.col("_detail") if "_detail" in rejects.columns else pl.lit(None, pl.String)
-    extra = [pl.col("_extra").alias("extra_fields")] if "_extra" in rejects.columns else []
-    table = rejects.select(pl.col(SOURCE_FILE).alias("file"), pl.col(ROW).alias("row"),
-                           pl.col(REJECT).alias("cause"), detail.alias("detail"), *keep,
-                           *extra).sort("file", "row")
+    have = rejects.columns
+    value = lambda c, name, t=None: (pl.col(c) if c in have else pl.lit(None, t)).alias(name)
+    others = [c for c in have if c not in CANONICAL_COLUMNS and not c.startswith("_")]
+    table = rejects.select(value(SOURCE_FILE, "file"), value(ROW, "row"), value(REJECT, "cause"),
+                           value("_detail", "detail", pl.String), *(value(c, c) for c in CANONICAL_COLUMNS), *others,
+                           value("_extra", "extra_fields", pl.String)).sort("file", "row")
     return with_log_rows(table, log) if log is not None else table
 
 

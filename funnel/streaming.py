@@ -77,7 +77,7 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
             def keep(rej: pl.DataFrame) -> str:   # one shard's rejected rows, sorted, to a file
                 n[0] += 1
                 path = os.path.join(tmp, f"rejects-{n[0]:05d}.arrow")
-                api.reject_table(rej).write_ipc(path, compression="lz4")
+                rej.sort(SOURCE_FILE, ROW).write_ipc(path, compression="lz4")
                 return path
         got = _funnel_only(loaded, cfg, say, shards, tables, keep)
         if got is None:
@@ -87,10 +87,35 @@ def analyze_funnel_only(sources: list[str], cfg: Config, say: Progress,
         if keep is not None:
             from .io.writers import write_frame
 
-            write_frame(sinks.pop("rejects"), api._merged(kept, ["file", "row"]))
+            rej = api._merged(kept, [SOURCE_FILE, ROW]).collect()
+            write_frame(sinks.pop("rejects"), api.reject_table(_whole_rows(rej, loaded, cfg)))
         elif tables:
-            rejects = api.reject_table(pl.concat(kept, how="diagonal_relaxed"))
+            rejects = api.reject_table(_whole_rows(pl.concat(kept, how="diagonal_relaxed"), loaded, cfg))
     return api.Analysis(report=report, carts=pl.DataFrame(), rejects=rejects, counts=counts)
+
+
+def _whole_rows(rej: pl.DataFrame, loaded, cfg: Config) -> pl.DataFrame:
+    """The rejected rows ``rej`` (of every shard) with every value the full analysis gives them:
+    the funnel-only routes read only the funnel's columns (``_COLUMNS``) and keep fewer, so
+    for ``--rejects`` the rejected rows alone are read again with the columns the full
+    analysis reads (``api.project_input``), normalised as it normalises them (one more
+    filtered scan of the input, only when some rows were rejected); causes and details stay
+    ``rej``'s. ``api.reject_table`` then lays them out as every route does."""
+    from . import api
+
+    if not rej.height or SOURCE_FILE not in rej.columns or ROW not in rej.columns:
+        return rej
+    key = [SOURCE_FILE, ROW]
+    wide = api.project_input(loaded.lf, cfg)
+    rows = wide.join(rej.lazy().select(key).unique(), on=key, how="semi")
+    rows = normalize(rows, cfg.timezone, decimals=loaded.decimals, names=loaded.names)
+    have = rows.collect_schema().names()
+    more = [c for c in have if not c.startswith("_") or c == "_extra"]
+    try:
+        got = rows.select(*key, *more).unique(key, keep="first", maintain_order=True).collect(engine="streaming")
+    except api.READ_ERRORS as exc:
+        raise api.read_error(loaded, exc) from None
+    return rej.drop(more, strict=False).join(got, on=key, how="left", coalesce=True)
 
 
 def _funnel_only(loaded, cfg: Config, say: Progress, shards: int | None, tables: bool, keep):

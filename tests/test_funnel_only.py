@@ -553,3 +553,61 @@ def test_a_typed_nan_number_is_missing_like_the_text_nan_on_every_route(tmp_path
     df.with_columns(pl.Series("cart_value", [float("inf"), None, 5.0, 10.0])).write_parquet(inf)
     got = _nan_routes(str(inf), monkeypatch)
     assert got == dict.fromkeys(got, (1, [1, 0, 0, 0, 0], ["bad_value"])), got
+
+
+def _rejects_of_every_route(path: str, tmp_path, monkeypatch) -> dict[str, str]:
+    """The ``--rejects`` file (CSV text) of ``path`` on every local route: one pass, user shards
+    (streamed to the file), funnel only on the clean and row-level routes, in one pass and in
+    user shards (streamed)."""
+    from funnel import streaming
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    out = {}
+
+    def run(name: str, **kw) -> None:
+        f = tmp_path / f"rej-{len(out)}.csv"
+        analyze(path, rejects_to=str(f), **kw)
+        out[name] = f.read_text()
+
+    run("one pass")
+    run("shards", shards=3)
+    run("funnel only", funnel_only=True)
+    run("funnel only, shards", funnel_only=True, shards=3)
+    with monkeypatch.context() as m:
+        m.setattr(streaming, "_clean_shard", lambda *_a: None)
+        run("funnel only, row level", funnel_only=True)
+        run("funnel only, row level, shards", funnel_only=True, shards=3)
+    return out
+
+
+HEAD = ("file,row,cause,detail,ts,event,session_id,user_id,url,cart_value,currency,shipping_cost,"
+        "payment_method,error_type,checkout_step,load_ms")
+
+
+@pytest.mark.parametrize("kind", ["typed parquet", "csv", "clean parquet"])
+def test_rejected_rows_have_one_layout_on_every_route(tmp_path, monkeypatch, kind):
+    """QA: --rejects had a layout per route: the funnel-only routes leaked the internal _dup_key,
+    left url, payment method and error type empty (the full route fills them), in another
+    column order; with no rejected row the header was 17, 10 or 4 columns by route. Now every
+    route writes the same file: the canonical columns in one order, then the input's segment
+    columns (device), then extra_fields; no internal column."""
+    df = _all_dirt(_typed_log()).with_columns(
+        pl.when(pl.col("timestamp").is_null()).then(None)   # (the empty row stays empty)
+        .when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit("mobile")).otherwise(pl.lit("desktop")).alias("device"))
+    if kind == "clean parquet":
+        df = _typed_log()
+    p = tmp_path / ("dirty.csv" if kind == "csv" else "dirty.parquet")
+    if kind == "csv":
+        df.with_columns(pl.col("timestamp").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")).write_csv(p)
+    else:
+        df.write_parquet(p)
+    got = _rejects_of_every_route(str(p), tmp_path, monkeypatch)
+    first = got["one pass"]
+    for route, text in got.items():
+        assert text == first, (route, [(a, b) for a, b in zip(first.splitlines(), text.splitlines()) if a != b][:3])
+    lines = first.splitlines()
+    assert lines[0] == HEAD + (",device,extra_fields" if kind != "clean parquet" else ",extra_fields")
+    assert not [c for c in lines[0].split(",") if c.startswith("_")] and (len(lines) > 1) == (kind != "clean parquet")
+    if kind != "clean parquet":   # the values the funnel-only routes do not read are there too
+        rows = pl.read_csv(first.encode())
+        assert rows["url"].null_count() < rows.height and rows["device"].null_count() < rows.height
