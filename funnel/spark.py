@@ -884,6 +884,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     rename.update({c: f"prop_{c}" for c in others if c in CANONICAL_COLUMNS})
     extras = [rename.get(c, c) for c in others]
     attrs = [c for c in extras if c in DEFAULT_SEGMENT_CANDIDATES or c in cfg.segments]
+    kept = list(attrs)   # the events' own columns a rejected row carries (api.reject_table)
     # each file's decimal mark of its text numbers, decided on the driver as locally, for the shards
     types = dict(raw.dtypes)
     marks, undecided = _decided_marks(list(sources), cfg, [c for s, c in rename.items()
@@ -970,7 +971,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         + undecided + _store_warnings(list(sources)) + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts, counts=counts,
                     rejects=reject_table(rejected if rejected is not None else pl.DataFrame(
-                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String}), log if tables else None,
+                        schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String,
+                                **dict.fromkeys(kept, pl.String)}), log if tables else None,
                         by_line=True))
 
 

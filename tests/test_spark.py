@@ -1047,3 +1047,33 @@ def test_spark_driver_sniffs_each_local_file_once(tmp_path, spark, monkeypatch):
     assert sorted(there.carts.select("session_id", "cart_value").rows()) == \
         sorted(here.carts.select("session_id", "cart_value").rows()) == [("e1", 12.5), ("e2", 1234.0), ("u1", 12.5),
                                                                          ("u2", 1234.0)]
+
+
+@pytest.mark.parametrize("dirty", [True, False])
+def test_spark_writes_rejected_rows_in_the_local_layout(tmp_path, spark, dirty):
+    """QA: with no rejected row Spark's --rejects held only file,row,cause,detail (the local
+    engine 17 columns). Every route writes one layout (api.reject_table): the same columns, in
+    the same order, and the same rows, with or without rejected rows; a typed NaN cart value is
+    missing (not a bad_value) on Spark too."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.io.sample import generate_sample
+    from funnel.spark import analyze_spark
+
+    ev = generate_sample(n_sessions=60, seed=5).events
+    if ev["timestamp"].dtype == pl.String:
+        ev = ev.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC"))
+    ev = ev.with_columns(pl.lit("mobile").alias("device"))
+    if dirty:
+        bad = ev.head(3).with_columns(pl.Series("cart_value", [-5.0, float("nan"), float("inf")]),
+                                      pl.Series("event", [None, "add_to_cart", "add_to_cart"], dtype=pl.String))
+        ev = pl.concat([ev, bad, ev.slice(5, 1)])
+    p = tmp_path / "events.parquet"
+    ev.write_parquet(p)
+    here, there = tmp_path / "here.csv", tmp_path / "there.csv"
+    analyze(str(p), rejects_to=str(here))
+    analyze_spark(str(p), Config(), spark=spark).rejects.write_csv(there)
+    local, remote = pl.read_csv(here), pl.read_csv(there)
+    assert remote.columns == local.columns and local.columns[-2:] == ["device", "extra_fields"]
+    assert remote.sort("row").equals(local.sort("row"))
+    assert sorted(local["cause"]) == (["bad_value", "duplicate", "missing_event"] if dirty else [])
