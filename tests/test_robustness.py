@@ -1054,6 +1054,64 @@ def test_unreadable_input_file(tmp_path):
         p.chmod(0o600)
 
 
+def _partitioned(tmp_path):
+    for day in ("day=1", "day=2"):
+        (tmp_path / "part" / day).mkdir(parents=True)
+        (tmp_path / "part" / day / "a.csv").write_text(HEADER + "2026-11-02T10:00:00Z,s1,u1,add_to_cart\n")
+    return tmp_path / "part"
+
+
+def _deny(monkeypatch, folder):
+    """os.scandir of ``folder`` fails as an unreadable folder does (also when running as root)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fspath(path)).resolve() == folder.resolve():
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("spec", ["{p}", "{p}/*/*.csv", "{p}/**/*.csv", "{p}/day=*/a.csv"])
+def test_bug_unreadable_subfolder_of_an_input_was_skipped_silently(tmp_path, monkeypatch, spec):
+    from funnel.io.sources import resolve_paths
+
+    part = _partitioned(tmp_path)
+    _deny(monkeypatch, part / "day=2")
+    with pytest.raises(InputError) as e:
+        resolve_paths([spec.format(p=part)])
+    msg = str(e.value)
+    assert f"cannot read folder {part / 'day=2'} (Permission denied)" in msg and "\n" not in msg
+    # a pattern that does not reach into it reads the rest
+    assert resolve_paths([str(part / "day=1" / "*.csv")]) == [part / "day=1" / "a.csv"]
+
+
+def test_bug_unreadable_input_folder_said_it_holds_no_logs(tmp_path, monkeypatch):
+    from funnel.io.sources import resolve_paths
+
+    part = _partitioned(tmp_path)
+    _deny(monkeypatch, part)
+    with pytest.raises(InputError) as e:
+        resolve_paths([str(part)])
+    assert f"cannot read folder {part} (Permission denied)" in str(e.value)
+    assert "holds no" not in str(e.value)
+
+
+def test_unreadable_subfolder_real_permissions_cli(tmp_path):
+    part = _partitioned(tmp_path)
+    (part / "day=2").chmod(0)
+    try:
+        if os.access(part / "day=2", os.R_OK):
+            pytest.skip("running as a user who can read anything")
+        r = run_cli("analyze", str(part), "--json", str(tmp_path / "r.json"), "-q")
+        assert r.returncode == 2, r.stderr
+        assert f"cannot read folder {part / 'day=2'} (Permission denied)" in r.stderr
+        assert not (tmp_path / "r.json").exists()
+    finally:
+        (part / "day=2").chmod(0o700)
+
+
 def test_library_error_text_quoting_the_file_is_made_safe():
     from funnel.io.sources import _short
 

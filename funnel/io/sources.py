@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import fnmatch
 import functools
 import glob as globmod
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -133,13 +135,75 @@ def _folder_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     read (and a file that is no log is then an error saying why)."""
     taken: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    for f in sorted(f for f in root.rglob("*") if f.is_file() and not _hidden(f, root)):
+    for f in sorted(f for f in _walk(root) if f.is_file()):
         why = _not_a_log(f)
         if why is None:
             taken.append(f)
         else:
             skipped.append((f, why))
     return taken, skipped
+
+
+def _unreadable(exc: OSError) -> InputError:
+    """The error for a folder of the input that cannot be listed: a part of the input left out
+    silently would be a wrong report."""
+    return InputError(f"cannot read folder {exc.filename} ({exc.strerror or exc})",
+                      "give funnel read access to it, or name the files or folders to read")
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every entry under folder ``root`` but hidden ones (``_hidden``; a hidden folder is not
+    entered), symbolic links to folders not followed. A folder that cannot be listed is an
+    error naming it (``Path.rglob`` would skip it without a word)."""
+    def fail(exc: OSError) -> None:
+        raise _unreadable(exc)
+
+    out: list[Path] = []
+    for top, dirs, files in os.walk(root, onerror=fail):
+        base = Path(top)
+        dirs[:] = [d for d in dirs if not _hidden(base / d, root)]
+        out.extend(base / d for d in dirs)
+        out.extend(f for f in (base / n for n in files) if not _hidden(f, root))
+    return out
+
+
+def _glob_unreadable(spec: str) -> None:
+    """Raise for a folder that glob ``spec`` would have to list but cannot (``glob.glob`` skips
+    it without a word): the folders under the pattern's fixed prefix whose path the pattern's
+    folder parts can match (any, below a ``**``)."""
+    parts = Path(spec).parts
+    fixed = next((i for i, part in enumerate(parts) if _glob(part)), len(parts))
+    base, rest = Path(*parts[:fixed]) if fixed else Path("."), parts[fixed:]
+    if not rest:
+        return
+    deep = "**" in rest
+
+    def could_match(rel: tuple[str, ...]) -> bool:
+        for i, part in enumerate(rel):
+            if i >= len(rest) - 1:
+                return False
+            if rest[i] == "**":
+                return True
+            if not fnmatch.fnmatchcase(part, rest[i]):
+                return False
+        return True
+
+    def visit(folder: Path, rel: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                subs = [e.name for e in it if e.is_dir(follow_symlinks=not deep) and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            exc.filename = str(folder)
+            raise _unreadable(exc) from None
+        for name in sorted(subs):
+            sub = rel + (name,)
+            if (deep or len(sub) < len(rest)) and could_match(sub):
+                visit(folder / name, sub)
+
+    if base.is_dir():
+        visit(base, ())
 
 
 def _glob(spec: str) -> bool:
@@ -151,6 +215,7 @@ def _glob_files(spec: str) -> tuple[list[Path], list[tuple[Path, str]]]:
     skipped: a pattern names its files, so only an empty one is not read."""
     taken: list[Path] = []
     skipped: list[tuple[Path, str]] = []
+    _glob_unreadable(spec)
     for f in sorted(Path(h) for h in globmod.glob(spec, recursive=True) if Path(h).is_file()):
         if _empty(f):
             skipped.append((f, EMPTY))
