@@ -266,6 +266,11 @@ def analyze(
             raise ConfigError(f"invalid --plotlyjs {plotlyjs!r}", "choose inline or cdn")
         _distinct_outputs({"--json": json_out, "--markdown": markdown, "--html": html, "--carts": carts,
                            "--rejects": rejects})
+        from .io.writers import frame_target
+
+        for flag, target, example in (("--carts", carts, "carts.csv"), ("--rejects", rejects, "rejects.csv")):
+            if target:
+                frame_target(target, example, flag)
         html, carts, rejects = _stdout(html), _stdout(carts), _stdout(rejects)
         from .periods import PeriodSpec
 
@@ -434,6 +439,10 @@ def validate(
         from .validate import describe_input, print_description
 
         _not_empty({"--sessions": sessions, "--json": json_out})
+        if json_out:
+            from .io.writers import file_target
+
+            file_target(json_out, "validate.json", "--json")
         cfg = _base_config(config, columns, fmt, timezone)
         with _Progress(err) as progress:
             desc = describe_input(events, cfg, progress=progress, sessions=sessions)
@@ -453,7 +462,7 @@ def validate(
 @app.command()
 def init(
     events: Annotated[list[str] | None, typer.Argument(metavar="[EVENTS]...", help="Optional event logs to detect column roles from.")] = None,
-    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the config, or - for stdout.")] = Path("funnel.toml"),
+    out: Annotated[str, typer.Option("--out", metavar="FILE", help="Where to write the config, or - for stdout.")] = "funnel.toml",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     columns: ColumnOpt = None,
     fmt: FormatOpt = None,
@@ -461,9 +470,11 @@ def init(
     """Write a commented funnel.toml with the detected column roles and the default funnel."""
     human, err = _consoles(str(out) == "-")
     try:
+        from .io.writers import file_target
         from .validate import init_toml
 
-        out = Path(_stdout(str(out)))
+        file_target(out, "funnel.toml", "--out")
+        out = Path(_stdout(out))
         if str(out) != STDOUT:
             _keep_existing([out], force, "name")
         cfg = _base_config(None, columns, fmt, None)
@@ -512,6 +523,10 @@ def explain(
 
         _not_empty({"--sessions": sessions, "--json": json_out, "--period": period, "--since": since,
                     "--until": until, "--as-of": as_of})
+        if json_out:
+            from .io.writers import file_target
+
+            file_target(json_out, "explain.json", "--json")
         cfg = _engine_overrides(_base_config(config, columns, fmt, timezone), steps=steps, window=window,
                                 order=order, unit=unit, exclude=exclude, session_timeout=session_timeout)
         from .periods import PeriodSpec

@@ -580,3 +580,48 @@ def test_validate_reads_a_sessions_log_as_analyze_does(tmp_path):
     assert "sessions log has no session id column (columns: visit, device)" in bad.stderr
     empty = run_cli("validate", str(SAMPLE_EVENTS), "--sessions", "")
     assert empty.returncode == 2 and "--sessions is empty" in empty.stderr
+
+
+@pytest.mark.parametrize("args, flag, example", [
+    (["analyze", str(SAMPLE_EVENTS), "-q", "--carts", "newdir/"], "--carts", "newdir/carts.csv"),
+    (["analyze", str(SAMPLE_EVENTS), "-q", "--rejects", "nd3/"], "--rejects", "nd3/rejects.csv"),
+    (["init", "--out", "newdir2/"], "--out", "newdir2/funnel.toml"),
+    (["explain", "s1", str(SAMPLE_EVENTS), "--json", "nd4/"], "--json", "nd4/explain.json"),
+    (["validate", str(SAMPLE_EVENTS), "--json", "nd5/"], "--json", "nd5/validate.json"),
+])
+def test_bug_trailing_slash_on_a_file_output_wrote_a_file_named_as_the_folder(tmp_path, args, flag, example):
+    """A path ending in / names a folder (docs/ci.md): an output that must be a file is exit 2
+    naming it, not a file called 'newdir' (QA)."""
+    r = run_cli(*args, cwd=tmp_path)
+    target = example.split("/")[0]
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"error: {flag} {target}/ names a folder — give a file name (e.g. {example})"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bug_init_out_an_existing_folder_asked_for_force_first(tmp_path):
+    (tmp_path / "existing_dir").mkdir()
+    for force in ([], ["--force"]):
+        r = run_cli("init", "--out", "existing_dir", *force, cwd=tmp_path)
+        assert r.returncode == 2
+        assert r.stderr.strip() == ("error: --out existing_dir is a folder — give a file name "
+                                    "(e.g. existing_dir/funnel.toml)")
+
+
+@pytest.mark.parametrize("name", ["x.xlsx", "x.csv.gz", "x.json"])
+def test_bug_table_written_as_csv_into_a_name_of_another_format(tmp_path, name):
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--carts", name, cwd=tmp_path)
+    assert r.returncode == 2
+    ext = "." + name.rsplit(".", 1)[1]
+    assert r.stderr.strip() == (f"error: cannot write --carts {name}: {ext} is not a format funnel writes — "
+                                "name it .csv (CSV) or .parquet/.pq (Parquet), e.g. x.csv")
+    assert list(tmp_path.iterdir()) == []
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "-q", "--rejects", name, cwd=tmp_path)
+    assert r.returncode == 2 and f"--rejects {name}: {ext} is not a format" in r.stderr
+
+
+def test_table_outputs_of_the_formats_written(tmp_path):
+    from funnel.io.writers import frame_target
+
+    for ok in ("c.csv", "c.CSV", "c.parquet", "c.pq", "-", "/dev/null", "/dev/fd/63", "carts", "c.2026-11"):
+        frame_target(ok, "carts.csv", "--carts")

@@ -11,6 +11,7 @@ prefixed with ``'`` — log text must not execute in the reader's spreadsheet.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -36,10 +37,42 @@ def protect(paths: Iterable[str | Path]) -> None:
             pass
 
 
+def file_target(path: str | Path, example: str, flag: str = "") -> None:
+    """An output that must be a file: a path ending in ``/`` (a folder, as docs/ci.md says) or
+    an existing folder is an error naming it, with ``example`` (a file name) as the way out;
+    without it the file would take the folder's name. ``flag``: the option, for the message."""
+    text = str(path)
+    if text == "-":
+        return
+    folder = text.rstrip("/" + os.sep) or text
+    hint = f"give a file name (e.g. {folder}/{example})" if example else "give a file name"
+    for what, holds in (("is", Path(text).is_dir()), ("names", text.endswith(("/", os.sep)))):
+        if holds:
+            raise OutputError(f"{flag} {text} {what} a folder" if flag else f"cannot write {text}: it {what} a folder",
+                              hint)
+
+
+FRAME_SUFFIXES = (".csv", ".parquet", ".pq")   # write_frame's formats: CSV, Parquet
+_EXTENSION = re.compile(r"^\.[a-z][a-z0-9]*$")
+
+
+def frame_target(path: str | Path, example: str, flag: str = "") -> None:
+    """``file_target``, and a name whose extension ``write_frame`` cannot produce (``.xlsx``,
+    ``.csv.gz``, ``.json``: CSV would be written into it) is an error naming the ones it can.
+    A name without an extension (``/dev/null``, ``/dev/fd/63``) is written as CSV."""
+    file_target(path, example, flag)
+    p = Path(str(path))
+    suffix = p.suffix.lower()
+    if str(path) != "-" and not _special(p) and _EXTENSION.match(suffix) and suffix not in FRAME_SUFFIXES:
+        name = f"{flag} {path}" if flag else str(path)
+        raise OutputError(f"cannot write {name}: {suffix} is not a format funnel writes",
+                          f"name it .csv (CSV) or .parquet/.pq (Parquet), e.g. "
+                          f"{p.with_name(p.name.split('.')[0] + '.csv')}")
+
+
 def _target(path: str | Path) -> Path:
+    file_target(path, "")
     p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"cannot write {p}: it is a folder", "give a file name")
     try:
         if p.resolve() in _PROTECTED:
             raise OutputError(f"refusing to write {p}: it is one of the input files",
@@ -170,6 +203,7 @@ def _defuse(col: str) -> pl.Expr:
 def write_frame(path: str | Path, df: pl.DataFrame | pl.LazyFrame) -> Path:
     """CSV, or Parquet when the name ends in .parquet / .pq (list columns joined for CSV). A
     LazyFrame is streamed to the file (``sink_*``), never held whole."""
+    frame_target(path, "table.csv")
     suffix = Path(path).suffix.lower()
     lazy = df.lazy()
     schema = lazy.collect_schema()
