@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import __version__, allocator
-from .errors import ConfigError, FunnelError
+from .errors import ConfigError, FunnelError, PipeClosed
 
 app = typer.Typer(
     name="funnel",
@@ -185,7 +185,11 @@ def _engine_overrides(cfg, *, steps, window, order, unit, exclude, session_timeo
 def _write_machine(target: str, text: str) -> str | None:
     """Write a machine format to stdout (``-``) or atomically to a file; returns the file written."""
     if target == "-":
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise PipeClosed from None
         return None
     from .io.writers import write_text_atomic
 
@@ -648,6 +652,10 @@ def _main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except PipeClosed:   # '| head': the reader has what it wanted; what is left unflushed goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
     except BaseException as exc:   # last line of defence (BaseException: polars panics)
         if os.environ.get("FUNNEL_DEBUG"):
             raise

@@ -34,6 +34,11 @@ class OutputError(FunnelError):
     """An output file cannot be written."""
 
 
+class PipeClosed(Exception):
+    """The reader of stdout (``| head``) closed it: not an error, the CLI ends quietly with 0,
+    as when what was written fitted in the pipe."""
+
+
 def _words(text: str) -> tuple[str, ...]:
     """The words of a name in sorted order: 'checkout_begin' and 'Begin Checkout' alike."""
     return tuple(sorted(w for w in re.split(r"[\W_]+", text.lower()) if w))

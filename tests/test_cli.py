@@ -625,3 +625,23 @@ def test_table_outputs_of_the_formats_written(tmp_path):
 
     for ok in ("c.csv", "c.CSV", "c.parquet", "c.pq", "-", "/dev/null", "/dev/fd/63", "carts", "c.2026-11"):
         frame_target(ok, "carts.csv", "--carts")
+
+
+@pytest.mark.parametrize("flag", ["--carts", "--json"])
+def test_bug_a_closed_stdout_pipe_was_an_error(flag):
+    """'funnel analyze … --carts - | head -1' said 'cannot write /dev/stdout (Broken pipe)', exit 2
+    (QA): the reader closing the pipe ends the run quietly, exit 0, as --json - did."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    # four copies of the sample: each output is far more than a pipe holds
+    p = subprocess.Popen([sys.executable, "-m", "funnel", "analyze", *[str(SAMPLE_EVENTS)] * 4, flag, "-",
+                          "-q", "--html", os.devnull, "--include-ids"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, err
+    assert "error" not in err.lower() and "Traceback" not in err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import OutputError
+from ..errors import OutputError, PipeClosed
 
 _PROTECTED: set[Path] = set()
 _FORMULA = r"^[=+\-@\t\r]"
@@ -144,6 +144,8 @@ def _through(p: Path, fill: Callable[[str], None]) -> Path:
         fill(tmp)
         with open(tmp, "rb") as src, _opened(p) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+    except BrokenPipeError:
+        raise PipeClosed from None
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise _failed(p, exc) from None
     finally:
