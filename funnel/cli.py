@@ -303,7 +303,7 @@ def analyze(
                              rejects_to=None if strict else rejects)
         report = result.report
         if strict:
-            _strict(report)
+            _strict(report, rejects, result.rejects)
         _write_outputs(report, result, human, html=html, json_out=json_out, markdown=markdown,
                        carts=carts, rejects=rejects, plotlyjs=plotlyjs, include_ids=cfg.include_ids,
                        quiet=quiet, tables_written=engine != "spark" and not strict, funnel_only=only)
@@ -349,9 +349,10 @@ def _in_folder(path: str, report, ext: str) -> Path:
     return target
 
 
-def _strict(report) -> None:
+def _strict(report, rejects: str | None = None, table=None) -> None:
     """``--strict``: any row of the input not used (rejected events, sessions-log rows) is an
-    error, one line naming both."""
+    error, one line naming both. ``rejects``: the --rejects file, written first (``table``:
+    the rows), so the evidence is kept; the line then names it."""
     inp = report.input
     causes = lambda counts: ", ".join(f"{c.key} {c.count}" for c in counts)   # (plain numbers, as in CI logs)
     rows = lambda n: f"{n} row" + ("" if n == 1 else "s")
@@ -364,8 +365,13 @@ def _strict(report) -> None:
     if unused:
         from .errors import InputError
 
-        raise InputError("--strict: " + "; ".join(unused),
-                         "fix the input, or run without --strict (write them out with --rejects FILE)")
+        where = "write them out with --rejects FILE"
+        if rejects and table is not None:
+            from .io.writers import write_frame
+
+            write_frame(rejects, table)
+            where = "they are listed on stdout" if rejects == STDOUT else f"they are listed in {rejects}"
+        raise InputError("--strict: " + "; ".join(unused), f"fix the input, or run without --strict ({where})")
 
 
 def _write_outputs(report, result, human, *, html, json_out, markdown, carts, rejects, plotlyjs,

@@ -645,3 +645,19 @@ def test_bug_a_closed_stdout_pipe_was_an_error(flag):
     err = p.stderr.read().decode()
     assert p.wait(timeout=300) == 0, err
     assert "error" not in err.lower() and "Traceback" not in err
+
+
+def test_bug_strict_with_rejects_wrote_no_rejects_file(tmp_path):
+    """--strict --rejects FILE exited 2 without FILE, its message saying to write them out with
+    --rejects FILE (QA): the evidence is written, then exit 2 naming it."""
+    bad = ROOT / "tests" / "fixtures" / "dirty" / "partly_bad.csv"
+    r = run_cli("analyze", str(bad), "--strict", "--rejects", "sr.csv", "--carts", "c.csv", "-q", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: --strict: 9 rows rejected (bad_timestamp 1,")
+    assert r.stderr.rstrip().endswith("— fix the input, or run without --strict (they are listed in sr.csv)")
+    assert len(r.stderr.strip().splitlines()) == 1
+    rej = pl.read_csv(tmp_path / "sr.csv")
+    assert rej.height == 9 and "bad_timestamp" in rej["cause"].to_list()
+    assert not (tmp_path / "c.csv").exists()   # (the report's own outputs are not written)
+    r = run_cli("analyze", str(bad), "--strict", "-q", "--html", str(tmp_path / "r.html"))
+    assert r.returncode == 2 and "(write them out with --rejects FILE)" in r.stderr
