@@ -61,9 +61,15 @@ def parse_steps(spec: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _step_parts(spec: str) -> list[str]:
-    """The steps of a ``--steps`` list, one text each (``_parse_step`` reads one)."""
-    return [part for part in (p.strip() for p in spec.split(",")) if part]
+def _step_parts(spec: str, where: str = "--steps") -> list[str]:
+    """The steps of a ``--steps`` list, one text each (``_parse_step`` reads one). An empty one
+    (``a,,b``, a trailing comma) is an error: dropped, the funnel would silently lose a step."""
+    parts = [p.strip() for p in spec.split(",")]
+    for i, part in enumerate(parts):
+        if not part:
+            raise ConfigError(f"empty step in {where} {spec!r} (step {i + 1})",
+                              "remove the extra comma, or name the missing step: e.g. a,b,c")
+    return parts
 
 
 def _parse_step(part: str) -> Step:
@@ -330,9 +336,12 @@ def _from_mapping(data: dict[str, Any], src: str, cfg: Config) -> Config:
     if "steps" in f:
         steps = []
         given = f["steps"]   # (a string, or strings among the tables: written as --steps takes them)
-        given = _step_parts(given) if isinstance(given, str) else given
+        given = _step_parts(given, f"{_at(src)}funnel.steps") if isinstance(given, str) else given
         for i, s in enumerate(_expect(given, list, "funnel.steps", src)):
             if isinstance(_expect(s, (str, dict), f"funnel.steps[{i}]", src), str):
+                if not s.strip():
+                    raise ConfigError(f"{src}: empty step in funnel.steps (funnel.steps[{i}])",
+                                      "remove it, or name the step's event")
                 try:
                     steps.append(_parse_step(s))
                 except ConfigError:

@@ -32,6 +32,33 @@ def test_bad_steps(spec):
         parse_steps(spec)
 
 
+@pytest.mark.parametrize("spec, n", [("a,,b", 2), ("a,b,", 3), (",a,b", 1), ("a, ,b", 2)])
+def test_bug_empty_step_in_steps_was_dropped(spec, n):
+    """--steps 'a,,b' ran the funnel a,b without a word (QA)."""
+    with pytest.raises(ConfigError) as e:
+        parse_steps(spec)
+    assert str(e.value) == (f"empty step in --steps {spec!r} (step {n}) — remove the extra comma, "
+                            "or name the missing step: e.g. a,b,c")
+
+
+@pytest.mark.parametrize("steps", ['"add_to_cart,,purchase"', '["add_to_cart", "", "purchase"]'])
+def test_bug_empty_step_in_funnel_toml_steps(tmp_path, steps):
+    p = tmp_path / "funnel.toml"
+    p.write_text(f"[funnel]\nsteps = {steps}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    assert "empty step in" in str(e.value) and "funnel.toml" in str(e.value) and "funnel.steps" in str(e.value)
+
+
+def test_empty_step_through_the_cli():
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    r = run_cli("analyze", str(SAMPLE_EVENTS), "--steps", "add_to_cart,,purchase", "-q")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: empty step in --steps 'add_to_cart,,purchase' (step 2) — remove the extra "
+                                "comma, or name the missing step: e.g. a,b,c")
+
+
 def test_defaults():
     cfg = Config()
     assert cfg.step_names == ("cart", "checkout", "shipping", "payment", "purchase")
