@@ -100,10 +100,23 @@ def label_for(start: datetime, end: datetime) -> str:
 
 
 def make_span(start: datetime, end: datetime, what: str) -> Span:
+    """``[start, end)``; an end not after the start is an error whose hint says which: a range
+    given backwards (the end before the start) or one of no length (the end is exclusive)."""
     if end <= start:
-        raise ConfigError(f"{what}: the end ({iso(end)}) must be after the start ({iso(start)})",
-                          "--since is inclusive and --until exclusive; widen the range")
+        flags = what == "--since/--until"
+        if end < start:
+            hint = ("--until is before --since: swap them" if flags else
+                    f"the range is reversed: give the earlier time first, e.g. {_short(end)}..{_short(start)}")
+        else:
+            hint = ("--since is inclusive and --until exclusive; widen the range" if flags else
+                    "START is inclusive and END exclusive; widen the range")
+        raise ConfigError(f"{what}: the end ({iso(end)}) must be after the start ({iso(start)})", hint)
     return Span(start, end, label_for(start, end))
+
+
+def _short(t: datetime) -> str:
+    """``2026-11-09`` for a midnight, else the instant in full."""
+    return f"{t:%Y-%m-%d}" if t == t.replace(hour=0, minute=0, second=0, microsecond=0) else iso(t)
 
 
 def _range(text: str, what: str) -> tuple[datetime, datetime]:

@@ -125,6 +125,23 @@ def test_bad_period_flags_are_config_errors_before_reading(kw, message):
         PeriodSpec(**kw).resolve(DATA_START, DATA_END)
 
 
+@pytest.mark.parametrize("kw, hint", [
+    (dict(period="last-week", compare="2026-10-20..2026-10-13"),
+     "the range is reversed: give the earlier time first, e.g. 2026-10-13..2026-10-20"),
+    (dict(period="2026-11-20..2026-11-10"), "the range is reversed: give the earlier time first, e.g. 2026-11-10..2026-11-20"),
+    (dict(period="last-week", compare="2026-10-20T10:00..2026-10-20T09:00"),
+     "the range is reversed: give the earlier time first, e.g. 2026-10-20T09:00:00Z..2026-10-20T10:00:00Z"),
+    (dict(since="2026-11-20", until="2026-11-10"), "--until is before --since: swap them"),
+    (dict(since="2026-11-20", until="2026-11-20"), "--since is inclusive and --until exclusive; widen the range"),
+    (dict(period="last-week", compare="2026-10-20..2026-10-20"), "START is inclusive and END exclusive; widen the range"),
+])
+def test_bug_reversed_range_hint_spoke_of_since_and_until(kw, hint):
+    """A reversed --compare START..END got '--since is inclusive and --until exclusive' (QA)."""
+    with pytest.raises(ConfigError) as e:
+        PeriodSpec(**kw).resolve(DATA_START, DATA_END)
+    assert str(e.value).endswith(f"— {hint}")
+
+
 def test_resolve_periods_accepts_datetime_pairs():
     ev = pl.LazyFrame({"ts": [DATA_START, DATA_END]})
     cur, prev = resolve_periods(ev, (datetime(2026, 11, 1), datetime(2026, 11, 8)), "previous")
