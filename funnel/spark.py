@@ -617,13 +617,14 @@ def _sessions_log(shipped: tuple[str, bytes, list[str]] | None):
 
 
 def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str, dict[str, str]],
-                   files: dict[str, str], log=None, names: dict[str, str] | None = None
+                   files: dict[str, str], log=None, names: dict[str, str] | None = None, funnel_only: bool = False
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(usable events with _entity/_step, rejected rows) of one shard, as ``api.prepare`` does
     (``marks``: the driver's decimal marks, ``_decided_marks``; ``files``: the local engine's
     names of the files, ``_local_names``, which the rows' files are named by; ``log``: the
     sessions log, joined as there; ``names``: the columns' names in the input, which the
-    rejected rows' details use, ``Loaded.names``)."""
+    rejected rows' details use, ``Loaded.names``; ``funnel_only``: only the funnel's columns
+    kept, as ``api.prepare``'s)."""
     from .api import event_chain, project_input, with_sessions_log
     from .core.normalize import missing_ids, normalize
     from .schema import REJECT, ROW
@@ -637,7 +638,7 @@ def _prepare_shard(batches, rename: dict[str, str], cfg: Config, marks: dict[str
     row = pl.col(ROW).cast(pl.Int64) if ROW in df.columns else pl.lit(None, pl.Int64)   # (Parquet: _numbered)
     lf = missing_ids(df.lazy().rename(rename).with_columns(row.alias(ROW)), cfg.missing_ids)
     out = event_chain(normalize(project_input(lf, cfg), cfg.timezone, decimals=marks, names=names), cfg,
-                      build_sessions=True).collect()
+                      build_sessions=True, funnel_only=funnel_only).collect()
     usable = with_sessions_log(out.filter(pl.col(REJECT).is_null()).drop(REJECT).lazy(), [], log)[0].collect()
     return usable, out.filter(pl.col(REJECT).is_not_null())
 
@@ -715,12 +716,15 @@ def _pass1(rename, cfg, marks, files, attrs, log, spans, shared: pl.Series):
 
 
 def _pass2(rename, cfg, marks, files, attrs, log, baseline_ipc: dict[str, bytes], tables: bool, spans,
-           shared: pl.Series, fixed_ipc: dict[str, bytes], names: dict[str, str]):
+           shared: pl.Series, fixed_ipc: dict[str, bytes], names: dict[str, str], funnel_only: bool = False):
+    """Pass 2 on each shard: every partial (``shard_partials``), or with ``funnel_only`` the
+    funnel's (``api.shard_funnel``: no baseline, no diagnosis; the shared users' records as a
+    table, ``DEFERRED``, for ``merge_funnel_only`` on the driver)."""
     def run(batches):
         from .api import carts_table, entity_records, reject_counts, shard_diagnosis, shard_partials, timed
         from .schema import ENTITY
 
-        usable, rejects = _prepare_shard(batches, rename, cfg, marks, files, _sessions_log(log), names)
+        usable, rejects = _prepare_shard(batches, rename, cfg, marks, files, _sessions_log(log), names, funnel_only)
         if usable.height == 0 and rejects.height == 0:
             return
         meta = {
@@ -737,6 +741,15 @@ def _pass2(rename, cfg, marks, files, attrs, log, baseline_ipc: dict[str, bytes]
         if usable.height:
             for prefix, frame in _in_spans(usable.drop("_built_session"), spans):
                 if not frame.height:
+                    continue
+                if funnel_only:
+                    from .api import DEFERRED, shard_funnel
+
+                    p[prefix + "_users"] = parts.user_tally(frame, shared)
+                    got = shard_funnel(frame.lazy(), cfg, shared=shared)
+                    if DEFERRED in got:
+                        p[TABLE + prefix + DEFERRED] = got.pop(DEFERRED)
+                    p.update({prefix + k: v for k, v in got.items()})
                     continue
                 baseline = {k[len(prefix):]: pl.read_ipc(io.BytesIO(v)) for k, v in baseline_ipc.items()
                             if k.startswith(prefix)}
@@ -777,17 +790,20 @@ def _collect_partials(df) -> parts.Partials:
 # --- the driver -----------------------------------------------------------------------------
 
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
-                  progress=None, spark=None, tables: bool = True, period=None, compare=None):
+                  progress=None, spark=None, tables: bool = True, period=None, compare=None,
+                  funnel_only: bool = False):
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry their file,
     named as the local engine names it, ``_as_named``, and their row in it: ``_numbered``,
     ``_numbered_lines``). ``period``, ``compare`` and
-    ``cfg.fail_on`` as in ``api.analyze`` (CI mode). A failed Spark job is a one-line error
+    ``cfg.fail_on`` as in ``api.analyze`` (CI mode); ``funnel_only`` too (the funnel and
+    abandonment counts only, ``api.shard_funnel`` on each shard; ignored with a comparison or
+    gates). A failed Spark job is a one-line error
     (``spark_error``)."""
     _require_spark()
     try:
         return _analyze_spark(sources, cfg, sessions=sessions, progress=progress, spark=spark, tables=tables,
-                              period=period, compare=compare)
+                              period=period, compare=compare, funnel_only=funnel_only)
     except _spark_errors("Py4JJavaError") as exc:
         raise spark_error(exc) from None
 
@@ -841,7 +857,8 @@ def _last_line(text: str, exc: BaseException) -> str:
 
 
 def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
-                   progress=None, spark=None, tables: bool = True, period=None, compare=None):
+                   progress=None, spark=None, tables: bool = True, period=None, compare=None,
+                   funnel_only: bool = False):
     """``analyze_spark``, whose Spark errors it turns into one line."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
@@ -855,6 +872,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
 
     say = progress or (lambda _msg: None)
     rules = gates.config_rules(cfg)  # bad rules fail before any work
+    # (as api.analyze: a comparison or gates need the full analysis)
+    funnel_only = funnel_only and compare is None and not getattr(period, "compare", None) and not rules
     check_format(cfg)
     cfg.check()
     if isinstance(sources, str):
@@ -927,9 +946,11 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         span, prev_span = periods.resolve_periods(pl.DataFrame({TS: [lo, hi]}).lazy(), period, compare)
         _check_gates(rules, prev_span)
     spans = [(CURRENT, span)] + ([(PREVIOUS, prev_span)] if prev_span is not None else [])
-    say("pass 1: baselines per shard")
-    baseline = _collect_partials(shards.mapInArrow(_pass1(rename, cfg, marks, files, attrs, shipped, spans, shared),
-                                                   PARTIAL_SCHEMA))
+    baseline: parts.Partials = {}   # (funnel-only: no baselines, no diagnosis)
+    if not funnel_only:
+        say("pass 1: baselines per shard")
+        baseline = _collect_partials(shards.mapInArrow(
+            _pass1(rename, cfg, marks, files, attrs, shipped, spans, shared), PARTIAL_SCHEMA))
     fixed = {}   # per period, the shared users' carts recovered or not over all their sessions
     for prefix, _ in spans:
         theirs = baseline.pop(TABLE + prefix + SHARED, None)
@@ -937,10 +958,11 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         if got.height:
             fixed[prefix] = _ipc(got)
     ipc = {k: _ipc(v) for k, v in baseline.items()}
-    say("pass 2: diagnosis and partials per shard")
+    say("pass 2: funnel counts per shard" if funnel_only else "pass 2: diagnosis and partials per shard")
     names = source_names(mapping=mapping) if mapping is not None else source_names(roles)   # (as load_events)
     p = _collect_partials(shards.mapInArrow(
-        _pass2(rename, cfg, marks, files, attrs, shipped, ipc, tables, spans, shared, fixed, names), PARTIAL_SCHEMA))
+        _pass2(rename, cfg, marks, files, attrs, shipped, ipc, tables, spans, shared, fixed, names, funnel_only),
+        PARTIAL_SCHEMA))
     carts = p.pop(TABLE + "carts", pl.DataFrame())
     rejected = p.pop(TABLE + "rejects", None)
     if "_input" not in p:
@@ -954,8 +976,13 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         if "totals" not in part:
             return None
         users = parts.users_of(part.pop("_users"))
+        if funnel_only:   # (the shared users' abandonment: recovered over all their sessions)
+            from .api import DEFERRED, merge_funnel_only
+
+            deferred = p.get(TABLE + prefix + DEFERRED)
+            part = merge_funnel_only([part] + ([{DEFERRED: deferred}] if deferred is not None else []), cfg)
         inp = _summary(source, counts, int(meta["n_rows"]), users, bool(meta["n_sessionized"]), log, part)
-        return build_report(part, cfg, inp, attrs)
+        return build_report(part, cfg, inp, attrs, funnel_only=funnel_only)
 
     say("building the report")
     report = report_of(CURRENT)

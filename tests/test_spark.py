@@ -175,6 +175,27 @@ def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark, 
     assert mine.select(unused.columns).equals(unused)
 
 
+def test_spark_funnel_only_is_the_local_funnel_only_report(log, sessions_log, spark, tmp_path):
+    """--funnel-only --engine spark (QA: the flag was not passed on, and Spark gave the full
+    diagnosis): the funnel and abandonment counts only, the local funnel-only JSON but for the
+    time it was made (no reasons, signals, recommendations, segments, paths or trend)."""
+    from typer.testing import CliRunner
+
+    from funnel.cli import app
+
+    got = {}
+    for engine in ("local", "spark"):
+        out = tmp_path / f"{engine}.json"
+        res = CliRunner().invoke(app, ["analyze", log, "--sessions", sessions_log, "--funnel-only", "--engine",
+                                       engine, "--json", str(out), "-q"])
+        assert res.exit_code == 0, res.output
+        got[engine] = {k: v for k, v in json.loads(out.read_text()).items() if k != "generated_at"}
+    local, remote = got["local"], got["spark"]
+    assert not local["abandonment"]["reasons"] and not local["recommendations"] and not local["segments"]
+    assert local["paths"] is None and not local["trend"] and local["funnel"]["steps"][0]["sessions"] > 0
+    assert remote == local
+
+
 @pytest.mark.parametrize("spec", [dict(period="last-7d", compare="previous"), dict(since="2026-10-20")])
 def test_spark_ci_mode_matches_local(log, spark, spec):
     """CI mode on Spark: the periods resolved from the shards' bounds (pass 0), each period's
