@@ -992,8 +992,9 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         raise _no_entities_in(span, lo, hi, cfg)
     before = report_of(PREVIOUS) if prev_span is not None else None
     report = _ci_report(report, span, prev_span, before, rules)
-    # (a step no entity reached: said without the input's event names, which Spark would read again)
-    report = dataclasses.replace(report, warnings=step_warnings(report, cfg, None, counts) + midnight_warning(
+    # (a step no entity reached, rare: only then are the input's event names counted, one more job)
+    report = dataclasses.replace(report, warnings=step_warnings(report, cfg, lambda: _event_names(raw, rename), counts)
+        + midnight_warning(
         report, cfg, lambda: int(meta["n_timed"] or 0)) + skipped_files(list(sources)) + encoding_warnings(list(sources))
         + undecided + _store_warnings(list(sources)) + report.warnings)
     return Analysis(report=report, carts=carts.sort(CART_ORDER) if carts.height else carts, counts=counts,
@@ -1001,6 +1002,25 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String,
                                 **dict.fromkeys(kept, pl.String)}), log if tables else None,
                         by_line=True))
+
+
+def _event_names(raw, rename: dict[str, str]) -> dict[str, int] | None:
+    """``api.event_names`` on Spark: the input's distinct event names, as read (the local
+    engine's ``clean_string``, on the driver: the names are few), with their rows; one job over
+    the event column of ``raw`` (``rename``: its columns' canonical names). None without one."""
+    from pyspark.sql import functions as F
+
+    from .core.normalize import clean_string
+    from .schema import EVENT
+
+    src = next((s for s, c in rename.items() if c == EVENT), None)
+    if src is None:
+        return None
+    rows = raw.groupBy(F.col(src).cast("string").alias(EVENT)).count().collect()
+    got = pl.DataFrame({EVENT: [r[EVENT] for r in rows], "n": [r["count"] for r in rows]},
+                       schema={EVENT: pl.String, "n": pl.Int64})
+    return dict(got.select(clean_string(EVENT), "n").drop_nulls(EVENT).group_by(EVENT).agg(pl.col("n").sum())
+                .iter_rows())
 
 
 def _ipc(df: pl.DataFrame) -> bytes:

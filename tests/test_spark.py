@@ -131,18 +131,35 @@ def test_spark_counts_rejects_per_cause_and_capped_sessions_like_local(log, spar
 
 
 def test_spark_names_the_causes_of_a_step_whose_events_were_all_set_aside(tmp_path, spark):
-    """A step whose every row the session cap set aside: Spark, which reads no event names
-    again, says so from the shards' rejected rows per step, as the local engine's counts give it."""
+    """A step whose every row the session cap set aside: Spark says so from the shards' rejected
+    rows per step and the input's event names, as the local engine does."""
     from conftest import capped_payments
 
-    from funnel.api import analyze, step_warnings
+    from funnel.api import analyze
     from funnel.spark import analyze_spark
 
     log, cfg = capped_payments(tmp_path)
     here = analyze(log, config=cfg)
     there = analyze_spark(log, cfg, spark=spark).report.warnings
-    assert there[0] == step_warnings(here.report, cfg, None, here.counts)[0]
-    assert "rows of its events were rejected: session_cap 1 (event beyond the per-session cap of 3" in there[0]
+    assert there[0] == here.report.warnings[0]
+    assert "every row of them was rejected — session_cap 1 (event beyond the per-session cap of 3" in there[0]
+
+
+@pytest.mark.parametrize("steps", ["add_to_cart,begin_checkout,add_shiping_info,purchase",
+                                   "add_to_cart,purchase,begin_checkout"])
+def test_spark_warns_of_an_unreached_step_like_local(log, spark, steps):
+    """A step no session reached: Spark counts the input's event names (QA: it said only 'check
+    the step's event names'), so its warning is the local one — a misspelled step's closest
+    name, or events that occur but never after the step before."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    cfg = Config().with_overrides(steps=steps)
+    here = analyze(log, config=cfg).report.warnings
+    there = analyze_spark(log, cfg, spark=spark).report.warnings
+    assert here and there == here
+    assert ("did you mean 'add_shipping_info'" if "shiping" in steps else "its events occur, but never") in here[0]
 
 
 def test_spark_engine_joins_a_sessions_log_like_local(log, sessions_log, spark, tmp_path):
@@ -354,6 +371,7 @@ def test_spark_reads_every_vendor_fixture_like_local(fixture, spark):
     assert remote["funnel"] == local["funnel"] and remote["abandonment"] == local["abandonment"]
     for key in ("rows_read", "rows_rejected", "rejected", "events", "sessions", "users", "period"):
         assert remote["input"][key] == local["input"][key], key
+    assert remote["warnings"] == local["warnings"]   # (Snowplow's: a step whose events never follow the one before)
 
 
 def test_spark_unknown_format_is_the_local_error(log, spark):
