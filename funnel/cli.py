@@ -294,7 +294,7 @@ def analyze(
                 from .spark import analyze_spark
 
                 result = analyze_spark(events, cfg, sessions=sessions, progress=progress,
-                                       tables=bool(carts or rejects), period=spec, funnel_only=only)
+                                       tables=bool(carts or rejects), period=spec, funnel_only=only, quiet=quiet)
             else:
                 # The tables go straight to their files (a large input streams them from its
                 # shards); with --strict nothing is written when rows are rejected, so they wait.

@@ -65,8 +65,11 @@ def _require_spark():
                           "to a Spark Connect server")
 
 
-def spark_session():
-    """The configured Spark session (spark-submit / SPARK_REMOTE / defaults), else local mode."""
+def spark_session(quiet: bool = False):
+    """The configured Spark session (spark-submit / SPARK_REMOTE / defaults), else local mode.
+    A session funnel creates shows Spark's progress bars and warnings only on a terminal and
+    without ``quiet`` (``-q``): otherwise no bars, and only errors logged. An active session is
+    taken as it is."""
     _require_spark()
     from pyspark.sql import SparkSession
 
@@ -83,7 +86,17 @@ def spark_session():
     if not os.environ.get("SPARK_REMOTE") and "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
         builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS_LOCAL)) \
             .config("spark.ui.enabled", "false")
+    if quiet or not _stderr_terminal():
+        builder = builder.config("spark.ui.showConsoleProgress", "false").config("spark.log.level", "ERROR")
     return builder.getOrCreate()
+
+
+def _stderr_terminal() -> bool:
+    """Whether standard error (file descriptor 2, where the JVM writes too) is a terminal."""
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
 
 
 # --- on the driver: reading ---------------------------------------------------------------
@@ -791,19 +804,20 @@ def _collect_partials(df) -> parts.Partials:
 
 def analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
                   progress=None, spark=None, tables: bool = True, period=None, compare=None,
-                  funnel_only: bool = False):
+                  funnel_only: bool = False, quiet: bool = False):
     """``api.analyze`` on Spark: the same report sections, and (``tables``) the per-cart and
     rejected-row tables, brought from the shards to the driver (rejected rows carry their file,
     named as the local engine names it, ``_as_named``, and their row in it: ``_numbered``,
     ``_numbered_lines``). ``period``, ``compare`` and
     ``cfg.fail_on`` as in ``api.analyze`` (CI mode); ``funnel_only`` too (the funnel and
     abandonment counts only, ``api.shard_funnel`` on each shard; ignored with a comparison or
-    gates). A failed Spark job is a one-line error
+    gates). ``quiet``: a session it creates logs errors only, with no progress bars
+    (``spark_session``). A failed Spark job is a one-line error
     (``spark_error``)."""
     _require_spark()
     try:
         return _analyze_spark(sources, cfg, sessions=sessions, progress=progress, spark=spark, tables=tables,
-                              period=period, compare=compare, funnel_only=funnel_only)
+                              period=period, compare=compare, funnel_only=funnel_only, quiet=quiet)
     except _spark_errors("Py4JJavaError") as exc:
         raise spark_error(exc) from None
 
@@ -858,7 +872,7 @@ def _last_line(text: str, exc: BaseException) -> str:
 
 def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, sessions: str | None = None,
                    progress=None, spark=None, tables: bool = True, period=None, compare=None,
-                   funnel_only: bool = False):
+                   funnel_only: bool = False, quiet: bool = False):
     """``analyze_spark``, whose Spark errors it turns into one line."""
     from . import gates, periods
     from .api import (Analysis, _check_gates, _ci_report, _no_entities_in, _no_period, _summary, build_report,
@@ -878,7 +892,7 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
     cfg.check()
     if isinstance(sources, str):
         sources = [sources]
-    spark = spark or spark_session()
+    spark = spark or spark_session(quiet)
     from pyspark.sql import functions as F   # (imported after the availability check)
 
     spark.conf.set("spark.sql.session.timeZone", "UTC")

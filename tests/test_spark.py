@@ -1116,3 +1116,16 @@ def test_spark_writes_rejected_rows_in_the_local_layout(tmp_path, spark, dirty):
     assert remote.columns == local.columns and local.columns[-2:] == ["device", "extra_fields"]
     assert remote.sort("row").equals(local.sort("row"))
     assert sorted(local["cause"]) == (["bad_value", "duplicate", "missing_event"] if dirty else [])
+
+
+def test_spark_with_stderr_not_a_terminal_shows_no_progress_bars(tmp_path):
+    """-q, stderr to a file (QA: Spark's '[Stage N:>…]' progress bars filled it): the session
+    funnel creates shows no progress bars and logs errors only after it starts. (A process of
+    its own: the bars are decided when Spark starts.)"""
+    from conftest import SAMPLE_EVENTS, run_cli
+
+    out = tmp_path / "r.json"
+    res = run_cli("analyze", str(SAMPLE_EVENTS), "--funnel-only", "--engine", "spark", "--json", str(out), "-q")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["funnel"]["steps"][0]["sessions"] > 0
+    assert "[Stage" not in res.stderr
