@@ -983,7 +983,8 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
         _no_usable_rows(sources)
     meta = p.pop("_input").row(0, named=True)
     counts = p.pop("_rejects")
-    source = {"files": list(sources), "format": vendor or "events", "columns": mapping or dict(roles)}
+    source = {"files": list(sources), "format": vendor or "events",
+              "columns": mapping or _in_local_order(roles, files, sniffed, cfg)}
 
     def report_of(prefix: str):
         part = {name[len(prefix):]: df for name, df in p.items() if name.startswith(prefix)}
@@ -1016,6 +1017,31 @@ def _analyze_spark(sources: str | list[str] | tuple[str, ...], cfg: Config, *, s
                         schema={SOURCE_FILE: pl.String, ROW: pl.Int64, REJECT: pl.String,
                                 **dict.fromkeys(kept, pl.String)}), log if tables else None,
                         by_line=True))
+
+
+def _in_local_order(roles: dict[str, str], files: dict[str, str], sniffed: dict, cfg: Config) -> dict[str, str]:
+    """``roles`` (role -> column, detected on the union of the files' columns) in the order the
+    local engine's ``input.columns`` gives them (``load.load_files``: each file's roles, the
+    first file's first, then those a later file adds). ``files``: the local files
+    (``_local_names``), sniffed once (``_sniff``); a single file, or files the driver cannot
+    read (a store's), keep the union's order."""
+    from .io.detect import detect_roles
+    from .io.sources import BLANK, EXTRA, file_schema
+    from .schema import ROW, SOURCE_FILE
+
+    if len(files) < 2:
+        return dict(roles)
+    order: list[str] = []
+    for name in files.values():
+        try:
+            src = _sniff(Path(name), sniffed)
+            names = [c for c in file_schema(src).names() if c not in (ROW, SOURCE_FILE, EXTRA, BLANK)]
+            found = detect_roles(names, cfg.columns, where=name, level=cfg.level, given=cfg)
+        except (InputError, OSError, pl.exceptions.PolarsError):
+            continue   # (the union's order for what this file would add)
+        order += [r for r in found if r not in order]
+    rank = {r: i for i, r in enumerate(order)}
+    return {r: roles[r] for r in sorted(roles, key=lambda r: rank.get(r, len(rank)))}
 
 
 def _event_names(raw, rename: dict[str, str]) -> dict[str, int] | None:

@@ -511,6 +511,21 @@ def test_spark_reads_dirty_csv_like_local(name, spark):
 
 
 
+def test_spark_lists_the_input_columns_in_the_local_order_for_several_files(spark):
+    """input.columns of several files (QA: the six dirty fixtures gave Spark's union order,
+    ``…,user_id,url,cart_value``): the local order, each file's roles, the first file's first."""
+    from funnel.api import analyze
+    from funnel.config import Config
+    from funnel.spark import analyze_spark
+
+    paths = [str(DIRTY / n) for n in ("partly_bad.csv", "ragged.csv", "bom_crlf_quoted.csv", "hostile.csv",
+                                      "latin1.csv", "mixed_time.csv")]   # (the first with a cart value, no user)
+    local = analyze(paths).report.to_dict()["input"]["columns"]
+    assert list(local)[:6] == ["timestamp", "event", "session_id", "cart_value", "user_id", "url"]
+    remote = analyze_spark(paths, Config(), spark=spark).report.to_dict()["input"]["columns"]
+    assert list(remote.items()) == list(local.items())
+
+
 def test_spark_names_the_files_own_columns_in_rejected_rows_like_local(tmp_path, spark):
     """A rejected row's detail names the column as the file has it (``event_time: yesterday``,
     not the internal ``ts``), on Spark as locally; a vendor export's by the fields read."""
