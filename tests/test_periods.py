@@ -109,16 +109,16 @@ def test_label_for():
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(period="lastweek"), r"invalid --period 'lastweek'.*did you mean 'last-week'"),
-    (dict(period="2026-W54"), r"invalid ISO week 2026-W54.*W01 to W53"),
-    (dict(period="2026-13"), r"invalid month 2026-13"),
-    (dict(period="last-week", since="2026-11-01"), r"--period cannot be combined with --since/--until"),
-    (dict(since="2026-11-20", until="2026-11-10"), r"end .* must be after the start"),
-    (dict(since="2026-11-20", until="2026-11-20"), r"end .* must be after the start"),
-    (dict(compare="previous"), r"--compare previous needs a period"),
-    (dict(period="last-week", compare="prev"), r"invalid --compare 'prev'.*did you mean 'previous'"),
-    (dict(period="last-week", compare="2026-11-01.."), r"invalid --compare"),
-    (dict(as_of="yesterday"), r"invalid --as-of 'yesterday'"),
+    ({"period": "lastweek"}, r"invalid --period 'lastweek'.*did you mean 'last-week'"),
+    ({"period": "2026-W54"}, r"invalid ISO week 2026-W54.*W01 to W53"),
+    ({"period": "2026-13"}, r"invalid month 2026-13"),
+    ({"period": "last-week", "since": "2026-11-01"}, r"--period cannot be combined with --since/--until"),
+    ({"since": "2026-11-20", "until": "2026-11-10"}, r"end .* must be after the start"),
+    ({"since": "2026-11-20", "until": "2026-11-20"}, r"end .* must be after the start"),
+    ({"compare": "previous"}, r"--compare previous needs a period"),
+    ({"period": "last-week", "compare": "prev"}, r"invalid --compare 'prev'.*did you mean 'previous'"),
+    ({"period": "last-week", "compare": "2026-11-01.."}, r"invalid --compare"),
+    ({"as_of": "yesterday"}, r"invalid --as-of 'yesterday'"),
 ])
 def test_bad_period_flags_are_config_errors_before_reading(kw, message):
     with pytest.raises(ConfigError, match=message):
@@ -126,14 +126,14 @@ def test_bad_period_flags_are_config_errors_before_reading(kw, message):
 
 
 @pytest.mark.parametrize("kw, hint", [
-    (dict(period="last-week", compare="2026-10-20..2026-10-13"),
+    ({"period": "last-week", "compare": "2026-10-20..2026-10-13"},
      "the range is reversed: give the earlier time first, e.g. 2026-10-13..2026-10-20"),
-    (dict(period="2026-11-20..2026-11-10"), "the range is reversed: give the earlier time first, e.g. 2026-11-10..2026-11-20"),
-    (dict(period="last-week", compare="2026-10-20T10:00..2026-10-20T09:00"),
+    ({"period": "2026-11-20..2026-11-10"}, "the range is reversed: give the earlier time first, e.g. 2026-11-10..2026-11-20"),
+    ({"period": "last-week", "compare": "2026-10-20T10:00..2026-10-20T09:00"},
      "the range is reversed: give the earlier time first, e.g. 2026-10-20T09:00:00Z..2026-10-20T10:00:00Z"),
-    (dict(since="2026-11-20", until="2026-11-10"), "--until is before --since: swap them"),
-    (dict(since="2026-11-20", until="2026-11-20"), "--since is inclusive and --until exclusive; widen the range"),
-    (dict(period="last-week", compare="2026-10-20..2026-10-20"), "START is inclusive and END exclusive; widen the range"),
+    ({"since": "2026-11-20", "until": "2026-11-10"}, "--until is before --since: swap them"),
+    ({"since": "2026-11-20", "until": "2026-11-20"}, "--since is inclusive and --until exclusive; widen the range"),
+    ({"period": "last-week", "compare": "2026-10-20..2026-10-20"}, "START is inclusive and END exclusive; widen the range"),
 ])
 def test_bug_reversed_range_hint_spoke_of_since_and_until(kw, hint):
     """A reversed --compare START..END got '--since is inclusive and --until exclusive' (QA)."""

@@ -47,7 +47,7 @@ def test_bug_a_file_named_with_glob_characters_was_read_as_a_pattern(tmp_path):
     d = tmp_path / "in [eu] *?"   # (the folder too)
     d.mkdir()
     for ext, write in (("csv", "write_csv"), ("ndjson", "write_ndjson"), ("parquet", "write_parquet")):
-        named = lambda tag: pl.DataFrame(ROWS).with_columns(pl.col("session_id") + f"-{tag}-{ext}")
+        named = lambda tag, ext=ext: pl.DataFrame(ROWS).with_columns(pl.col("session_id") + f"-{tag}-{ext}")
         getattr(named("one"), write)(d / f"events[1].{ext}")
         getattr(named("decoy").head(1), write)(d / f"events1.{ext}")
         ev = _events([d / f"events[1].{ext}"])
